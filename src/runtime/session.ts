@@ -1,0 +1,87 @@
+/** One ONNX Runtime session of a LLaMA-family graph, with its KV cache threaded through calls. */
+import * as ort from 'onnxruntime-node';
+import { LlamaBuilder, pastKeyName, pastValueName, presentKeyName, presentValueName } from '../arch/llama.js';
+import { Graph } from '../graph/graph.js';
+import { toOnnx } from '../graph/onnx.js';
+import type { LlamaConfig, LlamaWeights } from '../model/types.js';
+
+export interface OrtOptions {
+  /** Threads one op may use (0: ORT's default, one per core). */
+  intraOpThreads?: number;
+  interOpThreads?: number;
+}
+
+/** Keys and values of every layer for the tokens seen so far ([1, kvHeads, length, headDim] each). */
+export interface KvCache {
+  readonly keys: ort.Tensor[];
+  readonly values: ort.Tensor[];
+  readonly length: number;
+}
+
+export interface ForwardResult {
+  /** Logits of the last `logitsToKeep` positions, row after row ([logitsToKeep, vocab]). */
+  logits: Float32Array;
+  cache: KvCache;
+}
+
+export function buildLlamaOnnx(config: LlamaConfig, weights: LlamaWeights): Uint8Array {
+  const graph = new Graph('llama');
+  new LlamaBuilder(graph, config).build(weights);
+  return toOnnx(graph);
+}
+
+export class LlamaSession {
+  private constructor(
+    readonly config: LlamaConfig,
+    private readonly session: ort.InferenceSession,
+  ) {}
+
+  static async create(config: LlamaConfig, weights: LlamaWeights, options: OrtOptions = {}): Promise<LlamaSession> {
+    const session = await ort.InferenceSession.create(buildLlamaOnnx(config, weights), {
+      graphOptimizationLevel: 'all',
+      executionMode: 'sequential',
+      intraOpNumThreads: options.intraOpThreads ?? 0,
+      interOpNumThreads: options.interOpThreads ?? 0,
+    });
+    return new LlamaSession(config, session);
+  }
+
+  emptyCache(): KvCache {
+    const dims = [1, this.config.numKvHeads, 0, this.config.headDim];
+    const empty = () => new ort.Tensor('float32', new Float32Array(0), dims);
+    return {
+      keys: Array.from({ length: this.config.numLayers }, empty),
+      values: Array.from({ length: this.config.numLayers }, empty),
+      length: 0,
+    };
+  }
+
+  /** Runs `tokens` after what `cache` holds; returns logits of the last `logitsToKeep` of them. */
+  async forward(tokens: number[], cache: KvCache, logitsToKeep = 1): Promise<ForwardResult> {
+    if (tokens.length === 0) throw new Error('forward needs at least one token');
+    const n = tokens.length;
+    const feeds: Record<string, ort.Tensor> = {
+      input_ids: new ort.Tensor('int64', BigInt64Array.from(tokens, BigInt), [1, n]),
+      position_ids: new ort.Tensor('int64', BigInt64Array.from(tokens, (_, i) => BigInt(cache.length + i)), [1, n]),
+      logits_to_keep: new ort.Tensor('int64', BigInt64Array.of(BigInt(Math.min(logitsToKeep, n))), [1]),
+    };
+    for (let l = 0; l < this.config.numLayers; l++) {
+      feeds[pastKeyName(l)] = cache.keys[l];
+      feeds[pastValueName(l)] = cache.values[l];
+    }
+    const out = await this.session.run(feeds);
+    const layers = Array.from({ length: this.config.numLayers }, (_, l) => l);
+    return {
+      logits: out.logits.data as Float32Array,
+      cache: {
+        keys: layers.map((l) => out[presentKeyName(l)]),
+        values: layers.map((l) => out[presentValueName(l)]),
+        length: cache.length + n,
+      },
+    };
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
