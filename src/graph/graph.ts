@@ -1,4 +1,4 @@
-import { OPS } from './ops.js';
+import { OPS, type OutputType } from './ops.js';
 import type { AttrValue, DType, Initializer, Node, Shape, TypedData, Value } from './types.js';
 
 const ARRAYS: Record<DType, (n: number[]) => TypedData> = {
@@ -45,6 +45,11 @@ export class Graph {
     return v;
   }
 
+  /** A rank-0 constant of a float or int dtype. */
+  scalar(value: number, dtype: DType = 'float32'): Value {
+    return this.constant(ARRAYS[dtype]([value]), [], dtype);
+  }
+
   /** Small constants (axes, shapes, scalars) from plain numbers. */
   const(values: number[] | number, dtype: DType = 'int64'): Value {
     const list = typeof values === 'number' ? [values] : values;
@@ -55,10 +60,14 @@ export class Graph {
     return this.initializers.get(v.name)?.data ?? null;
   }
 
-  apply(op: string, inputs: Value[], attrs: Record<string, AttrValue> = {}, outName?: string): Value[] {
+  /**
+   * Records `op`. Output types come from the op table's rule, or from `types` where the rule
+   * cannot see them (a shape known only as another value's shape).
+   */
+  apply(op: string, inputs: Value[], attrs: Record<string, AttrValue> = {}, outName?: string, types?: OutputType[]): Value[] {
     const def = OPS[op];
     if (!def) throw new Error(`op ${op} is not in the op table`);
-    const types = def.infer({ inputs, attrs, constant: (i) => this.constantData(inputs[i]) });
+    types ??= def.infer({ inputs, attrs, constant: (i) => this.constantData(inputs[i]) });
     const outputs = types.map((t, i) => ({
       name: outName && i === 0 ? outName : this.fresh(op.toLowerCase()),
       dtype: t.dtype,
@@ -77,7 +86,6 @@ export class Graph {
   sub(a: Value, b: Value) { return this.one('Sub', [a, b]); }
   mul(a: Value, b: Value) { return this.one('Mul', [a, b]); }
   div(a: Value, b: Value) { return this.one('Div', [a, b]); }
-  pow(a: Value, b: Value) { return this.one('Pow', [a, b]); }
   neg(x: Value) { return this.one('Neg', [x]); }
   sqrt(x: Value) { return this.one('Sqrt', [x]); }
   reciprocal(x: Value) { return this.one('Reciprocal', [x]); }
@@ -97,9 +105,25 @@ export class Graph {
   reduceSum(x: Value, axes: number[], keepdims = true) {
     return this.one('ReduceSum', [x, this.const(axes)], { keepdims: keepdims ? 1 : 0 });
   }
+  reduceMax(x: Value, axes: number[], keepdims = true) {
+    return this.one('ReduceMax', [x, this.const(axes)], { keepdims: keepdims ? 1 : 0 });
+  }
+  reduceProd(x: Value, axes: number[], keepdims = true) {
+    return this.one('ReduceProd', [x, this.const(axes)], { keepdims: keepdims ? 1 : 0 });
+  }
+  /** x unchanged, but no gradient flows back through it. */
+  stopGradient(x: Value) { return this.one('StopGradient', [x]); }
 
   // Shape manipulation.
   reshape(x: Value, shape: number[]) { return this.one('Reshape', [x, this.const(shape)]); }
+  /** x reshaped to `like`'s shape, read at run time (for shapes with symbolic dims). */
+  reshapeAs(x: Value, like: Value) {
+    return this.apply('Reshape', [x, this.shape(like)], {}, undefined, [{ dtype: x.dtype, shape: like.shape }])[0];
+  }
+  /** x broadcast to `like`'s shape, read at run time. */
+  expandAs(x: Value, like: Value) {
+    return this.apply('Expand', [x, this.shape(like)], {}, undefined, [{ dtype: x.dtype, shape: like.shape }])[0];
+  }
   transpose(x: Value, perm: number[]) { return this.one('Transpose', [x], { perm }); }
   concat(xs: Value[], axis: number) { return this.one('Concat', xs, { axis }); }
   unsqueeze(x: Value, axes: number[]) { return this.one('Unsqueeze', [x, this.const(axes)]); }

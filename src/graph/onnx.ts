@@ -9,6 +9,9 @@ const { onnx } = onnxProto;
 export const OPSET = 18;
 const IR_VERSION = 8;
 
+/** Builder ops that are ONNX ops under another name. */
+const ONNX_OP: Record<string, string> = { StopGradient: 'Identity' };
+
 const ELEM_TYPE: Record<DType, number> = {
   float32: onnx.TensorProto.DataType.FLOAT,
   float64: onnx.TensorProto.DataType.DOUBLE,
@@ -67,7 +70,7 @@ export function toOnnx(graph: Graph): Uint8Array {
       })),
       node: graph.nodes.map((n, i) => ({
         name: `${n.op}_${i}`,
-        opType: n.op,
+        opType: ONNX_OP[n.op] ?? n.op,
         input: n.inputs.map((v) => v.name),
         output: n.outputs.map((v) => v.name),
         attribute: Object.entries(n.attrs).map(([k, v]) => attribute(k, v)),
