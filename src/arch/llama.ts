@@ -1,21 +1,38 @@
 /**
  * The LLaMA-family decoder (LLaMA, Mistral, Qwen2, SmolLM, TinyLlama) on the graph builder,
- * forward only. One definition serves prefill and decode: the KV cache comes in as
- * `past_key_values.*` and goes out as `present.*`, and `logits_to_keep` says how many of the
- * last positions get logits (1 when generating, all of the prompt when its logprobs are asked).
+ * forward only. One definition yields every graph the product runs:
+ * - serving: KV cache in as `past_key_values.*`, out as `present.*`; `logits_to_keep` says
+ *   how many of the last positions get logits (1 when generating, the whole prompt for its
+ *   logprobs);
+ * - attribution and training: no cache, logits at every position, and hooks on each layer's
+ *   MLP activations and attention heads through which autodiff takes gradients.
  */
 import type { Graph } from '../graph/graph.js';
-import type { Value } from '../graph/types.js';
+import type { DType, Value } from '../graph/types.js';
 import type { HostTensor, LayerWeights, LlamaConfig, LlamaWeights } from '../model/types.js';
 
 const INT64_MAX_SAFE = Number.MAX_SAFE_INTEGER;
-/** Added to masked attention scores; exp() of it underflows to exactly 0 in float32. */
+/** Added to masked attention scores; exp() of it underflows to exactly 0. */
 const MASKED = -1e9;
 
 export const pastKeyName = (layer: number) => `past_key_values.${layer}.key`;
 export const pastValueName = (layer: number) => `past_key_values.${layer}.value`;
 export const presentKeyName = (layer: number) => `present.${layer}.key`;
 export const presentValueName = (layer: number) => `present.${layer}.value`;
+
+export interface LlamaGraphOptions {
+  /** float32 to serve; float64 for finite-difference checks of gradients. */
+  dtype?: 'float32' | 'float64';
+  /** Take and return a KV cache (serving). Without it the graph sees the whole sequence. */
+  cache?: boolean;
+  /**
+   * Called with each layer's MLP activation (the input of the down projection, [batch, seq,
+   * intermediate]); what it returns flows on. Attribution scales and records it here.
+   */
+  onMlpActivation?(layer: number, a: Value): Value;
+  /** Called with each layer's per-head attention output ([batch, seq, heads, headDim]). */
+  onHeadOutput?(layer: number, o: Value): Value;
+}
 
 /** [out, in] as Hugging Face stores it -> [in, out] so that y = x @ W. */
 export function transposed(t: HostTensor): Float32Array {
@@ -28,11 +45,11 @@ export function transposed(t: HostTensor): Float32Array {
 }
 
 /** cos and sin of every position for the rotate-half RoPE convention: [maxPositions, headDim]. */
-export function ropeTables(config: LlamaConfig): { cos: Float32Array; sin: Float32Array } {
+export function ropeTables(config: LlamaConfig): { cos: Float64Array; sin: Float64Array } {
   const { headDim, maxPositions, ropeTheta } = config;
   const half = headDim / 2;
-  const cos = new Float32Array(maxPositions * headDim);
-  const sin = new Float32Array(maxPositions * headDim);
+  const cos = new Float64Array(maxPositions * headDim);
+  const sin = new Float64Array(maxPositions * headDim);
   for (let p = 0; p < maxPositions; p++) {
     for (let i = 0; i < half; i++) {
       const angle = p * Math.pow(ropeTheta, (-2 * i) / headDim);
@@ -49,27 +66,42 @@ interface AttentionContext {
   cos: Value;
   sin: Value;
   mask: Value;
-  past: { key: Value; value: Value }[];
+  past: { key: Value; value: Value }[] | null;
 }
 
 export class LlamaBuilder {
+  readonly dtype: 'float32' | 'float64';
+
   constructor(
     readonly g: Graph,
     readonly config: LlamaConfig,
-  ) {}
+    readonly options: LlamaGraphOptions = {},
+  ) {
+    this.dtype = options.dtype ?? 'float32';
+  }
 
-  /** y = x @ W^T (+ b), with W stored as a constant in [in, out] layout. */
+  /** A weight as a constant of the graph's dtype (ORT pre-packs constant matmul operands). */
+  weight(data: ArrayLike<number>, shape: number[], name: string): Value {
+    const typed = this.dtype === 'float64' ? Float64Array.from(data) : data instanceof Float32Array ? data : Float32Array.from(data);
+    return this.g.constant(typed, shape, this.dtype, name);
+  }
+
+  scalar(v: number): Value {
+    return this.g.scalar(v, this.dtype as DType);
+  }
+
+  /** y = x @ W^T (+ b), with W stored in [in, out] layout. */
   linear(x: Value, w: HostTensor, name: string, bias?: HostTensor): Value {
     const [outDim, inDim] = w.shape;
-    const y = this.g.matmul(x, this.g.constant(transposed(w), [inDim, outDim], 'float32', name));
-    return bias ? this.g.add(y, this.g.constant(bias.data, [outDim], 'float32', `${name}.bias`)) : y;
+    const y = this.g.matmul(x, this.weight(transposed(w), [inDim, outDim], name));
+    return bias ? this.g.add(y, this.weight(bias.data, [outDim], `${name}.bias`)) : y;
   }
 
   rmsNorm(x: Value, weight: HostTensor, name: string): Value {
     const { g } = this;
     const meanSquare = g.reduceMean(g.mul(x, x), [-1]);
-    const normed = g.div(x, g.sqrt(g.add(meanSquare, g.const(this.config.rmsNormEps, 'float32'))));
-    return g.mul(normed, g.constant(weight.data, weight.shape, 'float32', name));
+    const normed = g.div(x, g.sqrt(g.add(meanSquare, this.scalar(this.config.rmsNormEps))));
+    return g.mul(normed, this.weight(weight.data, weight.shape, name));
   }
 
   /** x * cos + rotate_half(x) * sin, where rotate_half(x) = [-x2, x1]. */
@@ -92,23 +124,25 @@ export class LlamaBuilder {
     const { numHeads, numKvHeads, headDim } = this.config;
     const p = `model.layers.${layer}.self_attn`;
     const q = this.rope(this.splitHeads(this.linear(x, w.q, `${p}.q_proj`, w.qBias), numHeads), ctx.cos, ctx.sin);
-    const k = this.rope(this.splitHeads(this.linear(x, w.k, `${p}.k_proj`, w.kBias), numKvHeads), ctx.cos, ctx.sin);
-    const v = this.splitHeads(this.linear(x, w.v, `${p}.v_proj`, w.vBias), numKvHeads);
-
-    const keys = g.concat([ctx.past[layer].key, k], 2);
-    const values = g.concat([ctx.past[layer].value, v], 2);
-    g.output(keys, presentKeyName(layer));
-    g.output(values, presentValueName(layer));
+    let keys = this.rope(this.splitHeads(this.linear(x, w.k, `${p}.k_proj`, w.kBias), numKvHeads), ctx.cos, ctx.sin);
+    let values = this.splitHeads(this.linear(x, w.v, `${p}.v_proj`, w.vBias), numKvHeads);
+    if (ctx.past) {
+      keys = g.concat([ctx.past[layer].key, keys], 2);
+      values = g.concat([ctx.past[layer].value, values], 2);
+      g.output(keys, presentKeyName(layer));
+      g.output(values, presentValueName(layer));
+    }
 
     // Grouped-query attention without copying K/V: query heads are grouped under their KV head
     // ([batch, kvHeads, group, seq, headDim]) and K/V broadcast over the group axis.
     const group = numHeads / numKvHeads;
     const qGrouped = g.reshape(q, [0, numKvHeads, group, -1, headDim]);
     const kT = g.transpose(g.unsqueeze(keys, [2]), [0, 1, 2, 4, 3]);
-    const scores = g.add(g.mul(g.matmul(qGrouped, kT), g.const(1 / Math.sqrt(headDim), 'float32')), ctx.mask);
+    const scores = g.add(g.mul(g.matmul(qGrouped, kT), this.scalar(1 / Math.sqrt(headDim))), ctx.mask);
     const context = g.matmul(g.softmax(scores, -1), g.unsqueeze(values, [2]));
-    const merged = g.reshape(g.transpose(g.reshape(context, [0, numHeads, -1, headDim]), [0, 2, 1, 3]), [0, 0, numHeads * headDim]);
-    return this.linear(merged, w.o, `${p}.o_proj`);
+    let heads = g.transpose(g.reshape(context, [0, numHeads, -1, headDim]), [0, 2, 1, 3]); // [batch, seq, heads, headDim]
+    if (this.options.onHeadOutput) heads = this.options.onHeadOutput(layer, heads);
+    return this.linear(g.reshape(heads, [0, 0, numHeads * headDim]), w.o, `${p}.o_proj`);
   }
 
   /** SwiGLU: down(silu(gate(x)) * up(x)). */
@@ -116,8 +150,9 @@ export class LlamaBuilder {
     const { g } = this;
     const p = `model.layers.${layer}.mlp`;
     const gate = this.linear(x, w.gate, `${p}.gate_proj`);
-    const act = g.mul(g.mul(gate, g.sigmoid(gate)), this.linear(x, w.up, `${p}.up_proj`));
-    return this.linear(act, w.down, `${p}.down_proj`);
+    let a = g.mul(g.mul(gate, g.sigmoid(gate)), this.linear(x, w.up, `${p}.up_proj`));
+    if (this.options.onMlpActivation) a = this.options.onMlpActivation(layer, a);
+    return this.linear(a, w.down, `${p}.down_proj`);
   }
 
   /**
@@ -128,41 +163,43 @@ export class LlamaBuilder {
     const { g } = this;
     const keyPositions = g.range(g.const(0), total, g.const(1));
     const allowed = g.lessOrEqual(keyPositions, g.unsqueeze(positionIds, [-1]));
-    const bias = g.where(allowed, g.const(0, 'float32'), g.const(MASKED, 'float32'));
-    return g.unsqueeze(bias, [1, 2]);
+    return g.unsqueeze(g.where(allowed, this.scalar(0), this.scalar(MASKED)), [1, 2]);
   }
 
-  build(weights: LlamaWeights): void {
+  /** Records the whole decoder; returns the logits ([batch, positions, vocab]) before any output. */
+  build(weights: LlamaWeights): Value {
     const { g, config } = this;
     const inputIds = g.input('input_ids', 'int64', ['batch', 'seq']);
     const positionIds = g.input('position_ids', 'int64', ['batch', 'seq']);
-    const logitsToKeep = g.input('logits_to_keep', 'int64', [1]);
+    const logitsToKeep = this.options.cache ? g.input('logits_to_keep', 'int64', [1]) : null;
     const cacheShape = ['batch', config.numKvHeads, 'past', config.headDim];
-    const past = weights.layers.map((_, i) => ({
-      key: g.input(pastKeyName(i), 'float32', cacheShape),
-      value: g.input(pastValueName(i), 'float32', cacheShape),
-    }));
+    const past = this.options.cache
+      ? weights.layers.map((_, i) => ({
+          key: g.input(pastKeyName(i), this.dtype, cacheShape),
+          value: g.input(pastValueName(i), this.dtype, cacheShape),
+        }))
+      : null;
 
     const tables = ropeTables(config);
     const ropeShape = [config.maxPositions, config.headDim];
     const atPositions = (t: Value) => g.unsqueeze(g.gather(t, positionIds), [1]); // [batch, 1, seq, headDim]
-    // Keys attended = past + new tokens.
-    const total = g.add(g.gather(g.shape(past[0].key), g.const(2)), g.gather(g.shape(inputIds), g.const(1)));
+    // Keys attended = what the cache holds + the new tokens.
+    const seq = g.gather(g.shape(inputIds), g.const(1));
+    const total = past ? g.add(g.gather(g.shape(past[0].key), g.const(2)), seq) : seq;
     const ctx: AttentionContext = {
-      cos: atPositions(g.constant(tables.cos, ropeShape, 'float32', 'rope.cos')),
-      sin: atPositions(g.constant(tables.sin, ropeShape, 'float32', 'rope.sin')),
+      cos: atPositions(this.weight(tables.cos, ropeShape, 'rope.cos')),
+      sin: atPositions(this.weight(tables.sin, ropeShape, 'rope.sin')),
       mask: this.causalMask(positionIds, total),
       past,
     };
 
-    const embed = g.constant(weights.embed.data, weights.embed.shape, 'float32', 'model.embed_tokens.weight');
-    let h = g.gather(embed, inputIds);
+    let h = g.gather(this.weight(weights.embed.data, weights.embed.shape, 'model.embed_tokens.weight'), inputIds);
     weights.layers.forEach((w, i) => {
       h = g.add(h, this.attention(this.rmsNorm(h, w.inputNorm, `model.layers.${i}.input_layernorm`), w, i, ctx));
       h = g.add(h, this.mlp(this.rmsNorm(h, w.postNorm, `model.layers.${i}.post_attention_layernorm`), w, i));
     });
     h = this.rmsNorm(h, weights.norm, 'model.norm');
-    const kept = g.slice(h, g.neg(logitsToKeep), g.const([INT64_MAX_SAFE]), [1]);
-    g.output(this.linear(kept, weights.lmHead, 'lm_head'), 'logits');
+    if (logitsToKeep) h = g.slice(h, g.neg(logitsToKeep), g.const([INT64_MAX_SAFE]), [1]);
+    return this.linear(h, weights.lmHead, 'lm_head');
   }
 }

@@ -26,7 +26,7 @@ export interface ForwardResult {
 
 export function buildLlamaOnnx(config: LlamaConfig, weights: LlamaWeights): Uint8Array {
   const graph = new Graph('llama');
-  new LlamaBuilder(graph, config).build(weights);
+  graph.output(new LlamaBuilder(graph, config, { cache: true }).build(weights), 'logits');
   return toOnnx(graph);
 }
 
