@@ -94,6 +94,7 @@ export class Graph {
   sigmoid(x: Value) { return this.one('Sigmoid', [x]); }
   cast(x: Value, to: DType) { return this.one('Cast', [x], { to }); }
   lessOrEqual(a: Value, b: Value) { return this.one('LessOrEqual', [a, b]); }
+  equal(a: Value, b: Value) { return this.one('Equal', [a, b]); }
   where(cond: Value, a: Value, b: Value) { return this.one('Where', [cond, a, b]); }
 
   // Linear algebra and reductions.

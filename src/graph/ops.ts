@@ -148,6 +148,7 @@ export const OPS: Record<string, OpDef> = {
     },
   },
   LessOrEqual: { infer: compare },
+  Equal: { infer: compare },
   ReduceSum: { infer: reduce, vjp: ({ g, node, dy }) => [() => spread(g, node, dy), null] },
   ReduceMean: {
     infer: reduce,
