@@ -1,0 +1,61 @@
+/**
+ * Analytic FLOPs of one decoded token (a multiply-add counts 2), dense and with units removed.
+ * Counted: the attention projections, attention over the context (scores and weighted sum),
+ * the MLP and the LM head. Not counted: norms, RoPE, softmax and residual adds, which are
+ * O(hidden) per layer, three orders below the matrix products at SmolLM2-135M's shape.
+ */
+import type { LlamaConfig } from '../model/types.js';
+
+/** Units kept per layer; undefined means all of them. */
+export interface KeptUnits {
+  mlp?: number;
+  heads?: number;
+}
+
+export interface TokenFlops {
+  attentionProjections: number;
+  attentionContext: number;
+  mlp: number;
+  lmHead: number;
+  total: number;
+}
+
+/** FLOPs one MLP neuron costs per token: its gate and up rows and its down column. */
+export const neuronFlops = (c: LlamaConfig) => 3 * 2 * c.hiddenSize;
+
+/**
+ * FLOPs one query head costs per token at `context` attended positions: its q rows and o
+ * columns, and its scores and weighted sum. K/V projections are shared by the heads of a group
+ * and are not saved by removing one head.
+ */
+export const headFlops = (c: LlamaConfig, context: number) => 2 * 2 * c.headDim * c.hiddenSize + 2 * 2 * c.headDim * context;
+
+export function tokenFlops(c: LlamaConfig, context: number, kept: KeptUnits[] = []): TokenFlops {
+  const kvDim = c.numKvHeads * c.headDim;
+  let attentionProjections = 0;
+  let attentionContext = 0;
+  let mlp = 0;
+  for (let l = 0; l < c.numLayers; l++) {
+    const heads = kept[l]?.heads ?? c.numHeads;
+    const neurons = kept[l]?.mlp ?? c.intermediateSize;
+    attentionProjections += 2 * c.hiddenSize * 2 * kvDim + heads * 2 * 2 * c.headDim * c.hiddenSize;
+    attentionContext += heads * 2 * 2 * c.headDim * context;
+    mlp += neurons * neuronFlops(c);
+  }
+  const lmHead = 2 * c.hiddenSize * c.vocabSize;
+  return { attentionProjections, attentionContext, mlp, lmHead, total: attentionProjections + attentionContext + mlp + lmHead };
+}
+
+/**
+ * The share of the prunable FLOPs (MLP neurons and query heads, each weighted by what it
+ * costs) that a mask removes.
+ */
+export function flopWeightedSparsity(c: LlamaConfig, context: number, kept: KeptUnits[]): number {
+  let dense = 0;
+  let executed = 0;
+  for (let l = 0; l < c.numLayers; l++) {
+    dense += c.intermediateSize * neuronFlops(c) + c.numHeads * headFlops(c, context);
+    executed += (kept[l]?.mlp ?? c.intermediateSize) * neuronFlops(c) + (kept[l]?.heads ?? c.numHeads) * headFlops(c, context);
+  }
+  return 1 - executed / dense;
+}
