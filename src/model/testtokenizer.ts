@@ -1,0 +1,125 @@
+/**
+ * A byte-level BPE tokenizer.json (the GPT-2 / SmolLM scheme) for generated test models:
+ * ids 0..2 are `<unk>`, `<s>`, `</s>`; ids 3..258 are the 256 bytes (id = 3 + byte); the rest
+ * are merges. Since every byte has a token, any text round-trips. Merges fill the vocabulary
+ * to exactly the requested size, so every id a model can emit has text.
+ */
+
+export const UNK_ID = 0;
+export const BOS_ID = 1;
+export const EOS_ID = 2;
+export const BYTE_BASE = 3;
+/** Specials plus one token per byte: the smallest vocabulary this scheme can have. */
+export const MIN_VOCAB = BYTE_BASE + 256;
+
+const SPECIALS = ['<unk>', '<s>', '</s>'];
+
+/** Words merged first, in this order, so English text tokenizes into a few plausible pieces. */
+const COMMON_WORDS = [
+  ' the', ' a', ' and', ' to', ' was', ' he', ' she', ' it', ' in', ' of', ' on', ' with', ' her', ' his',
+  ' they', ' said', ' day', ' time', ' upon', 'Once', ' One', ' little', ' big', ' saw', ' play', ' happy',
+  'The', ' dog', ' cat', ' ball', ' park', ' Lily', ' Tom', 'ing', 'ed', 'er', ' is', ' you', ' I',
+];
+
+/**
+ * GPT-2's reversible byte -> printable character map: bytes that are printable (and not space)
+ * map to themselves; the others, in byte order, to U+0100 onwards. BPE then never sees
+ * whitespace or control characters, and the decoder can map characters back to bytes.
+ */
+export function byteToSymbol(): string[] {
+  const printable = (b: number): boolean => (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
+  const symbols: string[] = [];
+  let next = 256;
+  for (let b = 0; b < 256; b++) symbols.push(String.fromCharCode(printable(b) ? b : next++));
+  return symbols;
+}
+
+export interface ByteLevelTokenizerFiles {
+  tokenizerJson: Record<string, unknown>;
+  tokenizerConfig: Record<string, unknown>;
+}
+
+export function buildByteLevelTokenizer(vocabSize: number, maxLength: number): ByteLevelTokenizerFiles {
+  if (!Number.isInteger(vocabSize) || vocabSize < MIN_VOCAB) {
+    throw new Error(`byte-level test tokenizer: vocab size must be an integer >= ${MIN_VOCAB} (3 specials + 256 bytes), got ${vocabSize}`);
+  }
+  const symbols = byteToSymbol();
+  const vocab = new Map<string, number>();
+  SPECIALS.forEach((s, i) => vocab.set(s, i));
+  symbols.forEach((s, b) => vocab.set(s, BYTE_BASE + b));
+  const merges: [string, string][] = [];
+
+  const addMerge = (left: string, right: string): void => {
+    const merged = left + right;
+    if (vocab.size >= vocabSize || vocab.has(merged) || !vocab.has(left) || !vocab.has(right)) return;
+    vocab.set(merged, vocab.size);
+    merges.push([left, right]);
+  };
+  const toSymbols = (text: string): string => [...Buffer.from(text, 'utf8')].map((b) => symbols[b]).join('');
+
+  // Common words grow one character at a time: " t", " th", " the".
+  for (const word of COMMON_WORDS) {
+    const chars = [...toSymbols(word)];
+    let prefix = chars[0];
+    for (const c of chars.slice(1)) {
+      addMerge(prefix, c);
+      prefix += c;
+    }
+  }
+  // Then filler: every pair of printable ASCII symbols, then those pairs extended by one more.
+  const ascii = symbols.slice(0x20, 0x7f);
+  for (const a of ascii) for (const b of ascii) addMerge(a, b);
+  fill: for (const a of ascii) {
+    for (const b of ascii) {
+      for (const c of ascii) {
+        if (vocab.size >= vocabSize) break fill;
+        addMerge(a + b, c);
+      }
+    }
+  }
+  if (vocab.size < vocabSize) throw new Error(`byte-level test tokenizer: cannot fill a vocabulary of ${vocabSize} (reached ${vocab.size})`);
+
+  const special = (content: string, id: number): Record<string, unknown> => ({
+    id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true,
+  });
+  const bos = { SpecialToken: { id: '<s>', type_id: 0 } };
+  const tokenizerJson: Record<string, unknown> = {
+    version: '1.0',
+    truncation: null,
+    padding: null,
+    added_tokens: SPECIALS.map((s, i) => special(s, i)),
+    normalizer: null,
+    pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
+    // Like LLaMA's: BOS before the text when special tokens are added.
+    post_processor: {
+      type: 'TemplateProcessing',
+      single: [bos, { Sequence: { id: 'A', type_id: 0 } }],
+      pair: [bos, { Sequence: { id: 'A', type_id: 0 } }, { Sequence: { id: 'B', type_id: 1 } }],
+      special_tokens: { '<s>': { id: '<s>', ids: [BOS_ID], tokens: ['<s>'] } },
+    },
+    decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
+    model: {
+      type: 'BPE',
+      dropout: null,
+      unk_token: null,
+      continuing_subword_prefix: null,
+      end_of_word_suffix: null,
+      fuse_unk: false,
+      byte_fallback: false,
+      ignore_merges: false,
+      vocab: Object.fromEntries(vocab),
+      merges,
+    },
+  };
+  const tokenizerConfig: Record<string, unknown> = {
+    tokenizer_class: 'PreTrainedTokenizerFast',
+    bos_token: '<s>',
+    eos_token: '</s>',
+    unk_token: '<unk>',
+    add_bos_token: true,
+    add_eos_token: false,
+    clean_up_tokenization_spaces: false,
+    model_max_length: maxLength,
+  };
+  return { tokenizerJson, tokenizerConfig };
+}

@@ -1,0 +1,227 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import t from 'tap';
+import {
+  mergeGenerationConfig,
+  parseConfig,
+  parseGenerationConfig,
+  readConfig,
+  readGenerationConfig,
+} from '../../src/model/config.js';
+import { throwsWith } from '../helpers/errors.js';
+
+const FILE = '/models/x/config.json';
+
+/** A LLaMA config as transformers writes it (stories260K's numbers). */
+const llama = (): Record<string, unknown> => ({
+  architectures: ['LlamaForCausalLM'],
+  model_type: 'llama',
+  hidden_size: 64,
+  intermediate_size: 172,
+  num_hidden_layers: 5,
+  num_attention_heads: 8,
+  num_key_value_heads: 4,
+  head_dim: 8,
+  vocab_size: 512,
+  max_position_embeddings: 512,
+  rms_norm_eps: 1e-5,
+  rope_theta: 10000.0,
+  rope_scaling: null,
+  tie_word_embeddings: true,
+  attention_bias: false,
+  mlp_bias: false,
+  hidden_act: 'silu',
+  bos_token_id: 1,
+  eos_token_id: 2,
+});
+
+/** Mistral-7B-v0.1's shape, with the window disabled (v0.2 style). */
+const mistral = (): Record<string, unknown> => ({
+  architectures: ['MistralForCausalLM'],
+  model_type: 'mistral',
+  hidden_size: 4096,
+  intermediate_size: 14336,
+  num_hidden_layers: 32,
+  num_attention_heads: 32,
+  num_key_value_heads: 8,
+  vocab_size: 32000,
+  max_position_embeddings: 32768,
+  rms_norm_eps: 1e-5,
+  rope_theta: 1000000.0,
+  sliding_window: null,
+  tie_word_embeddings: false,
+  hidden_act: 'silu',
+  bos_token_id: 1,
+  eos_token_id: 2,
+});
+
+/** Qwen2-0.5B's config. */
+const qwen2 = (): Record<string, unknown> => ({
+  architectures: ['Qwen2ForCausalLM'],
+  model_type: 'qwen2',
+  hidden_size: 896,
+  intermediate_size: 4864,
+  num_hidden_layers: 24,
+  num_attention_heads: 14,
+  num_key_value_heads: 2,
+  vocab_size: 151936,
+  max_position_embeddings: 131072,
+  rms_norm_eps: 1e-6,
+  rope_theta: 1000000.0,
+  sliding_window: 131072,
+  use_sliding_window: false,
+  max_window_layers: 24,
+  tie_word_embeddings: true,
+  hidden_act: 'silu',
+  bos_token_id: 151643,
+  eos_token_id: 151643,
+});
+
+t.test('a LLaMA config parses into the forward\'s numbers', async (t) => {
+  t.same(parseConfig(llama(), FILE), {
+    architecture: 'LlamaForCausalLM',
+    hiddenSize: 64,
+    intermediateSize: 172,
+    numLayers: 5,
+    numHeads: 8,
+    numKvHeads: 4,
+    headDim: 8,
+    rmsNormEps: 1e-5,
+    ropeTheta: 10000,
+    tieWordEmbeddings: true,
+    attentionBias: false,
+    vocabSize: 512,
+    maxPositions: 512,
+    bosTokenId: 1,
+    eosTokenIds: [2],
+  });
+  t.equal(parseConfig({ ...llama(), attention_bias: true }, FILE).attentionBias, true, 'LLaMA reads attention_bias');
+});
+
+t.test('a Mistral config parses; its attention has no bias', async (t) => {
+  const c = parseConfig(mistral(), FILE);
+  t.equal(c.architecture, 'MistralForCausalLM');
+  t.equal(c.headDim, 128, 'head_dim defaults to hidden_size / num_attention_heads');
+  t.equal(c.numKvHeads, 8);
+  t.equal(c.ropeTheta, 1e6);
+  t.equal(c.attentionBias, false);
+  t.equal(c.tieWordEmbeddings, false);
+  t.equal(parseConfig({ ...mistral(), sliding_window: 32768 }, FILE).maxPositions, 32768, 'a window as long as the context is no window');
+});
+
+t.test('a Qwen2 config parses; Qwen2 always has q/k/v biases', async (t) => {
+  const c = parseConfig(qwen2(), FILE);
+  t.equal(c.architecture, 'Qwen2ForCausalLM');
+  t.equal(c.attentionBias, true);
+  t.equal(c.tieWordEmbeddings, true, 'tie_word_embeddings is read');
+  t.equal(c.headDim, 64);
+  t.same(c.eosTokenIds, [151643]);
+  t.equal(parseConfig({ ...qwen2(), tie_word_embeddings: undefined }, FILE).tieWordEmbeddings, false);
+  // The window only matters when use_sliding_window is on.
+  t.equal(parseConfig({ ...qwen2(), sliding_window: 4096 }, FILE).architecture, 'Qwen2ForCausalLM');
+});
+
+t.test('optional fields take Hugging Face\'s defaults', async (t) => {
+  const json = llama();
+  for (const field of ['num_key_value_heads', 'head_dim', 'rope_theta', 'tie_word_embeddings', 'attention_bias', 'bos_token_id', 'eos_token_id']) {
+    delete json[field];
+  }
+  const c = parseConfig(json, FILE);
+  t.equal(c.numKvHeads, 8, 'num_key_value_heads defaults to num_attention_heads');
+  t.equal(c.headDim, 8, 'head_dim defaults to hidden_size / num_attention_heads');
+  t.equal(c.ropeTheta, 10000);
+  t.equal(c.tieWordEmbeddings, false);
+  t.equal(c.attentionBias, false);
+  t.equal(c.bosTokenId, null);
+  t.same(c.eosTokenIds, []);
+  t.equal(parseConfig({ ...llama(), head_dim: null }, FILE).headDim, 8, 'head_dim: null means the default');
+});
+
+t.test('eos_token_id may be an array (LLaMA 3 style)', async (t) => {
+  t.same(parseConfig({ ...llama(), eos_token_id: [2, 5, 2] }, FILE).eosTokenIds, [2, 5]);
+});
+
+t.test('transformers v5 rope_parameters with the default type gives theta', async (t) => {
+  const json = { ...llama(), rope_theta: undefined, rope_parameters: { rope_type: 'default', rope_theta: 500000 } };
+  t.equal(parseConfig(json, FILE).ropeTheta, 500000);
+});
+
+t.test('each bad field fails naming the file, the field and what was expected', async (t) => {
+  const cases: [string, Record<string, unknown>, string, string][] = [
+    ['not an object', { __replace: [1, 2] }, 'expected a JSON object', ''],
+    ['architectures missing', { architectures: undefined }, '"architectures"', 'non-empty array'],
+    ['unsupported architecture', { architectures: ['GPT2LMHeadModel'] }, '"architectures"', 'unsupported architecture'],
+    ['hidden_size missing', { hidden_size: undefined }, '"hidden_size"', 'missing'],
+    ['hidden_size a string', { hidden_size: '64' }, '"hidden_size"', 'positive integer'],
+    ['intermediate_size fractional', { intermediate_size: 17.5 }, '"intermediate_size"', 'positive integer'],
+    ['num_hidden_layers zero', { num_hidden_layers: 0 }, '"num_hidden_layers"', 'positive integer'],
+    ['num_attention_heads negative', { num_attention_heads: -8 }, '"num_attention_heads"', 'positive integer'],
+    ['kv heads not dividing heads', { num_key_value_heads: 3 }, '"num_key_value_heads"', 'divisor of num_attention_heads (8)'],
+    ['odd head_dim', { head_dim: 7 }, '"head_dim"', 'even'],
+    ['hidden not divisible by heads without head_dim', { hidden_size: 60, head_dim: undefined }, '"head_dim"', 'not divisible'],
+    ['rms_norm_eps missing', { rms_norm_eps: undefined }, '"rms_norm_eps"', 'positive number'],
+    ['rope_theta zero', { rope_theta: 0 }, '"rope_theta"', 'positive number'],
+    ['rope_scaling set', { rope_scaling: { type: 'linear', factor: 2 } }, '"rope_scaling"', 'not supported'],
+    ['rope_parameters of another type', { rope_parameters: { rope_type: 'yarn', factor: 4 } }, '"rope_parameters.rope_type"', 'not supported'],
+    ['tie_word_embeddings not boolean', { tie_word_embeddings: 'yes' }, '"tie_word_embeddings"', 'true or false'],
+    ['attention_bias not boolean', { attention_bias: 1 }, '"attention_bias"', 'true or false'],
+    ['mlp_bias true', { mlp_bias: true }, '"mlp_bias"', 'not supported'],
+    ['another activation', { hidden_act: 'gelu' }, '"hidden_act"', '"silu"'],
+    ['vocab_size missing', { vocab_size: undefined }, '"vocab_size"', 'positive integer'],
+    ['max_position_embeddings missing', { max_position_embeddings: undefined }, '"max_position_embeddings"', 'positive integer'],
+    ['bos outside the vocabulary', { bos_token_id: 512 }, '"bos_token_id"', '[0, 512)'],
+    ['eos a string', { eos_token_id: '</s>' }, '"eos_token_id"', 'token id'],
+    ['eos array with a negative id', { eos_token_id: [2, -1] }, '"eos_token_id"', 'or an array of them'],
+  ];
+  for (const [name, change, field, expected] of cases) {
+    const json: unknown = '__replace' in change ? change.__replace : { ...llama(), ...change };
+    throwsWith(t, () => parseConfig(json, FILE), [FILE, field, expected], name);
+  }
+});
+
+t.test('sliding windows shorter than the context are refused', async (t) => {
+  throwsWith(t, () => parseConfig({ ...mistral(), sliding_window: 4096 }, FILE), [FILE, '"sliding_window"', 'not supported', '32768'], 'Mistral');
+  throwsWith(t, () => parseConfig({ ...qwen2(), sliding_window: 4096, use_sliding_window: true }, FILE), [FILE, '"sliding_window"', 'not supported'], 'Qwen2');
+  throwsWith(t, () => parseConfig({ ...mistral(), sliding_window: 'none' }, FILE), [FILE, '"sliding_window"', 'positive integer'], 'bad value');
+});
+
+t.test('readConfig reads config.json and merges generation_config.json\'s eos ids', async (t) => {
+  const dir = t.testdir({
+    'config.json': JSON.stringify({ ...llama(), eos_token_id: 2 }),
+    'generation_config.json': JSON.stringify({ bos_token_id: 1, eos_token_id: [2, 7], temperature: 0.8, top_p: 0.95, top_k: 40 }),
+  });
+  const c = readConfig(dir);
+  t.same(c.eosTokenIds, [2, 7], 'the union of both files, config.json\'s first');
+  const g = readGenerationConfig(dir);
+  t.same(g, { bosTokenId: 1, eosTokenIds: [2, 7], defaults: { temperature: 0.8, topP: 0.95, topK: 40 } });
+});
+
+t.test('generation_config.json is optional, and fills in a missing bos', async (t) => {
+  const dir = t.testdir({ 'config.json': JSON.stringify({ ...llama(), bos_token_id: null, eos_token_id: null }) });
+  t.equal(readGenerationConfig(dir), null);
+  t.same(readConfig(dir).eosTokenIds, []);
+  const merged = mergeGenerationConfig(parseConfig({ ...llama(), bos_token_id: null }, FILE), {
+    bosTokenId: 1,
+    eosTokenIds: [3],
+    defaults: {},
+  });
+  t.equal(merged.bosTokenId, 1);
+  t.same(merged.eosTokenIds, [2, 3]);
+});
+
+t.test('bad generation_config.json fields name the file and the field', async (t) => {
+  const file = '/m/generation_config.json';
+  throwsWith(t, () => parseGenerationConfig({ top_p: 1.5 }, file), [file, '"top_p"', '(0, 1]']);
+  throwsWith(t, () => parseGenerationConfig({ temperature: -1 }, file), [file, '"temperature"', '>= 0']);
+  throwsWith(t, () => parseGenerationConfig({ top_k: 2.5 }, file), [file, '"top_k"', 'integer']);
+  throwsWith(t, () => parseGenerationConfig({ eos_token_id: [2, 600] }, file, 512), [file, '"eos_token_id"', '[0, 512)']);
+});
+
+t.test('missing or malformed files are named', async (t) => {
+  const dir = t.testdir({ broken: { 'config.json': '{"hidden_size": 64,' } });
+  throwsWith(t, () => readConfig(dir), [join(dir, 'config.json'), 'not found']);
+  throwsWith(t, () => readConfig(join(dir, 'broken')), [join(dir, 'broken', 'config.json'), 'invalid JSON']);
+  writeFileSync(join(dir, 'config.json'), JSON.stringify(llama()));
+  writeFileSync(join(dir, 'generation_config.json'), '[');
+  throwsWith(t, () => readConfig(dir), [join(dir, 'generation_config.json'), 'invalid JSON']);
+});

@@ -1,0 +1,129 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import t from 'tap';
+import { readSafetensors, writeSafetensors } from '../../src/model/safetensors.js';
+import { writeTestModel } from '../../src/model/testmodel.js';
+import type { HostTensor } from '../../src/model/types.js';
+import { llamaTensorSpecs, loadLlamaWeights } from '../../src/model/weights.js';
+import { throwsWith } from '../helpers/errors.js';
+
+t.test('a tiny untied checkpoint loads into the HF layout', async (t) => {
+  const dir = t.testdir();
+  const { config } = await writeTestModel(dir, { seed: 3 });
+  const w = loadLlamaWeights(dir, config);
+  const onDisk = readSafetensors(join(dir, 'model.safetensors'));
+
+  t.equal(w.layers.length, config.numLayers);
+  t.same(w.embed.shape, [config.vocabSize, config.hiddenSize]);
+  t.same(w.lmHead.shape, [config.vocabSize, config.hiddenSize]);
+  t.not(w.lmHead, w.embed, 'an untied head is its own tensor');
+  t.same(w.lmHead.data, onDisk['lm_head.weight'].data);
+  t.same(w.norm.data, onDisk['model.norm.weight'].data);
+
+  const l1 = w.layers[1];
+  const qDim = config.numHeads * config.headDim;
+  const kvDim = config.numKvHeads * config.headDim;
+  t.same(l1.q.shape, [qDim, config.hiddenSize]);
+  t.same(l1.k.shape, [kvDim, config.hiddenSize]);
+  t.same(l1.v.shape, [kvDim, config.hiddenSize]);
+  t.same(l1.o.shape, [config.hiddenSize, qDim]);
+  t.same(l1.gate.shape, [config.intermediateSize, config.hiddenSize]);
+  t.same(l1.down.shape, [config.hiddenSize, config.intermediateSize]);
+  // Each field holds the tensor of its own name (a swapped gate/up would not show in shapes).
+  const names: [HostTensor, string][] = [
+    [l1.inputNorm, 'input_layernorm.weight'], [l1.postNorm, 'post_attention_layernorm.weight'],
+    [l1.q, 'self_attn.q_proj.weight'], [l1.k, 'self_attn.k_proj.weight'], [l1.v, 'self_attn.v_proj.weight'],
+    [l1.o, 'self_attn.o_proj.weight'], [l1.gate, 'mlp.gate_proj.weight'], [l1.up, 'mlp.up_proj.weight'],
+    [l1.down, 'mlp.down_proj.weight'],
+  ];
+  for (const [tensor, name] of names) t.same(tensor.data, onDisk[`model.layers.1.${name}`].data, name);
+  t.equal(l1.qBias, undefined, 'no biases when the config has none');
+});
+
+t.test('tied embeddings share one tensor; biases load when the config has them', async (t) => {
+  const dir = t.testdir();
+  const { config } = await writeTestModel(dir, { architecture: 'Qwen2ForCausalLM', tie: true, layers: 1 });
+  t.notOk('lm_head.weight' in readSafetensors(join(dir, 'model.safetensors')), 'a tied checkpoint has no lm_head.weight');
+  const w = loadLlamaWeights(dir, config);
+  t.equal(w.lmHead, w.embed, 'the head is the embedding itself');
+  const kvDim = config.numKvHeads * config.headDim;
+  t.same(w.layers[0].qBias?.shape, [config.numHeads * config.headDim]);
+  t.same(w.layers[0].kBias?.shape, [kvDim]);
+  t.same(w.layers[0].vBias?.shape, [kvDim]);
+});
+
+t.test('the tensor list follows the config', async (t) => {
+  const dir = t.testdir();
+  const { config } = await writeTestModel(dir, { layers: 2, tie: false });
+  const names = llamaTensorSpecs(config).map((s) => s.name);
+  t.equal(names.length, 1 + 2 * 9 + 2, 'embed, 9 per layer, final norm, head');
+  t.ok(names.includes('model.layers.1.mlp.down_proj.weight'));
+  t.equal(llamaTensorSpecs({ ...config, attentionBias: true, tieWordEmbeddings: true }).length, 1 + 2 * 12 + 1);
+});
+
+/** Rewrites the test model's checkpoint with `edit` applied to its tensors. */
+function rewrite(dir: string, edit: (tensors: Record<string, HostTensor>) => void): string {
+  const path = join(dir, 'model.safetensors');
+  const tensors = readSafetensors(path);
+  edit(tensors);
+  writeSafetensors(path, tensors);
+  return path;
+}
+
+t.test('a wrong shape fails naming the tensor, the file and both shapes', async (t) => {
+  const dir = t.testdir();
+  const { config } = await writeTestModel(dir);
+  const name = 'model.layers.1.self_attn.k_proj.weight';
+  const path = rewrite(dir, (ts) => {
+    ts[name] = { shape: [config.hiddenSize, config.hiddenSize], data: new Float32Array(config.hiddenSize * config.hiddenSize) };
+  });
+  const kvDim = config.numKvHeads * config.headDim;
+  throwsWith(t, () => loadLlamaWeights(dir, config), [path, `"${name}"`, `has shape [64, 64]`, `expected [${kvDim}, 64]`]);
+
+  // Same element count, other layout: a transposed matrix must fail too.
+  const down = 'model.layers.0.mlp.down_proj.weight';
+  rewrite(dir, (ts) => {
+    ts[name] = { shape: [kvDim, config.hiddenSize], data: new Float32Array(kvDim * config.hiddenSize) };
+    ts[down] = { shape: [config.intermediateSize, config.hiddenSize], data: ts[down].data };
+  });
+  throwsWith(t, () => loadLlamaWeights(dir, config), [`"${down}"`, '[160, 64]', 'expected [64, 160]']);
+});
+
+t.test('a missing tensor fails naming the tensor, the file and the expected shape', async (t) => {
+  const dir = t.testdir();
+  const { config } = await writeTestModel(dir);
+  const path = rewrite(dir, (ts) => {
+    delete ts['model.norm.weight'];
+  });
+  throwsWith(t, () => loadLlamaWeights(dir, config), [path, '"model.norm.weight"', 'missing', `[${config.hiddenSize}]`]);
+
+  rewrite(dir, (ts) => {
+    ts['model.norm.weight'] = { shape: [config.hiddenSize], data: new Float32Array(config.hiddenSize) };
+    delete ts['lm_head.weight'];
+  });
+  throwsWith(t, () => loadLlamaWeights(dir, config), ['"lm_head.weight"', 'missing'], 'untied head');
+  t.ok(loadLlamaWeights(dir, { ...config, tieWordEmbeddings: true }), 'the same file loads as a tied model');
+
+  throwsWith(t, () => loadLlamaWeights(dir, { ...config, attentionBias: true }), ['"model.layers.0.self_attn.q_proj.bias"', 'missing'], 'bias');
+});
+
+t.test('a sharded checkpoint loads the same weights as one file', async (t) => {
+  const single = t.testdir();
+  const { config } = await writeTestModel(single, { seed: 5 });
+  const whole = loadLlamaWeights(single, config);
+
+  const sharded = join(single, 'sharded');
+  const tensors = readSafetensors(join(single, 'model.safetensors'));
+  const names = Object.keys(tensors);
+  const half = Math.floor(names.length / 2);
+  const shards = [names.slice(0, half), names.slice(half)];
+  const weightMap: Record<string, string> = {};
+  mkdirSync(sharded);
+  shards.forEach((group, i) => {
+    const file = `model-0000${i + 1}-of-00002.safetensors`;
+    writeSafetensors(join(sharded, file), Object.fromEntries(group.map((n) => [n, tensors[n]])));
+    for (const n of group) weightMap[n] = file;
+  });
+  writeFileSync(join(sharded, 'model.safetensors.index.json'), JSON.stringify({ metadata: {}, weight_map: weightMap }));
+  t.same(loadLlamaWeights(sharded, config), whole);
+});
