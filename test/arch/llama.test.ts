@@ -1,0 +1,73 @@
+/**
+ * The ONNX forward against the independent TypeScript reference (test/helpers/reference-llama.ts)
+ * on generated models of each architecture, with and without the KV cache.
+ *
+ * Tolerance: 1e-4 of the logits' scale (max |logit| of the reference). ORT computes in float32
+ * (relative rounding ~6e-8 per op, accumulated over a few hundred-term dot products and a few
+ * layers, ~1e-6 of scale) and the reference in float64; a wrong op (RoPE pairing, GQA mapping,
+ * a missing bias or norm weight) moves logits by a large fraction of their scale.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import { loadModelDir } from '../../src/model/load.js';
+import { writeTestModel, type TestModelOptions } from '../../src/model/testmodel.js';
+import { LlamaSession } from '../../src/runtime/session.js';
+import { referenceLogits } from '../helpers/reference-llama.js';
+
+const root = mkdtempSync(join(tmpdir(), 'llama-graph-'));
+t.teardown(() => rmSync(root, { recursive: true, force: true }));
+
+const base: TestModelOptions = { hidden: 48, intermediate: 96, layers: 2, heads: 6, kvHeads: 2, headDim: 8, vocab: 300, maxPositions: 64 };
+const variants: [string, TestModelOptions][] = [
+  ['LLaMA, GQA, separate head', { ...base, seed: 1 }],
+  ['LLaMA, tied embeddings, MHA', { ...base, kvHeads: 6, tie: true, seed: 2 }],
+  ['Qwen2 (q/k/v bias), rope_theta 1e6', { ...base, architecture: 'Qwen2ForCausalLM', ropeTheta: 1e6, seed: 3 }],
+  ['Mistral, head_dim not hidden/heads', { ...base, architecture: 'MistralForCausalLM', headDim: 16, seed: 4 }],
+  ['LLaMA from BF16 weights', { ...base, dtype: 'BF16', seed: 5 }],
+];
+const tokens = [1, 72, 101, 108, 108, 111, 32, 119, 111, 114, 108, 100, 33, 5];
+
+function maxAbs(rows: Float32Array[]): number {
+  return Math.max(...rows.map((r) => Math.max(...Array.from(r, Math.abs))));
+}
+
+for (const [name, options] of variants) {
+  t.test(name, async (t) => {
+    const dir = join(root, name.replace(/\W+/g, '-'));
+    await writeTestModel(dir, options);
+    const { config, weights } = await loadModelDir(dir);
+    const expected = referenceLogits(config, weights, tokens);
+    const scale = maxAbs(expected);
+    const tol = 1e-4 * scale;
+    const V = config.vocabSize;
+    const session = await LlamaSession.create(config, weights, { intraOpThreads: 1 });
+    const rowError = (got: Float32Array, p: number) => Math.max(...Array.from(got, (v, i) => Math.abs(v - expected[p][i])));
+
+    // Whole sequence in one prefill, logits at every position.
+    const full = await session.forward(tokens, session.emptyCache(), tokens.length);
+    const prefillErr = Math.max(...tokens.map((_, p) => rowError(full.logits.subarray(p * V, (p + 1) * V), p)));
+    t.ok(prefillErr < tol, `prefill: max error ${prefillErr.toExponential(2)} (scale ${scale.toFixed(2)})`);
+
+    // One token at a time through the KV cache.
+    let cache = session.emptyCache();
+    let decodeErr = 0;
+    for (let p = 0; p < tokens.length; p++) {
+      const step = await session.forward([tokens[p]], cache, 1);
+      decodeErr = Math.max(decodeErr, rowError(step.logits, p));
+      cache = step.cache;
+    }
+    t.ok(decodeErr < tol, `decode with cache: max error ${decodeErr.toExponential(2)}`);
+    t.equal(cache.length, tokens.length);
+    t.same(cache.keys[0].dims, [1, config.numKvHeads, tokens.length, config.headDim]);
+
+    // A chunk after a cached prefix (positions continue from the cache), last logits only.
+    const head = await session.forward(tokens.slice(0, 5), session.emptyCache(), 1);
+    const rest = await session.forward(tokens.slice(5), head.cache, 2);
+    t.equal(rest.logits.length, 2 * V, 'logits only for the positions asked for');
+    const chunkErr = Math.max(rowError(rest.logits.subarray(0, V), tokens.length - 2), rowError(rest.logits.subarray(V), tokens.length - 1));
+    t.ok(chunkErr < tol, `chunk after cache: max error ${chunkErr.toExponential(2)}`);
+    await session.release();
+  });
+}
