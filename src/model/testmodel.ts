@@ -6,7 +6,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseConfig } from './config.js';
-import { Prng } from './prng.js';
+import { Prng } from '../random.js';
 import { writeSafetensorsFrom, type SafetensorsDtype, type TensorSource } from './safetensors.js';
 import { BOS_ID, buildByteLevelTokenizer, EOS_ID } from './testtokenizer.js';
 import type { Architecture, LlamaConfig } from './types.js';

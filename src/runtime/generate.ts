@@ -1,6 +1,6 @@
 /** The decoding loop: prefill, then one token at a time until max_tokens, EOS or a stop string. */
 import { IncrementalDecoder } from './detokenizer.js';
-import { createRng, randomSeed } from './rng.js';
+import { createRng, randomSeed } from '../random.js';
 import { logSoftmax, sampleToken, topIndices } from './sampling.js';
 import type { ForwardResult, KvCache } from './session.js';
 import { StopMatcher } from './stops.js';

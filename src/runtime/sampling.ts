@@ -1,5 +1,5 @@
 /** Turning one position's logits into a token: greedy, temperature, top-k, top-p. */
-import type { Rng } from './rng.js';
+import type { Rng } from '../random.js';
 
 export interface SamplerSettings {
   /** 0 means greedy. */

@@ -7,7 +7,7 @@
  * neuron everywhere).
  */
 import type { Attributor, Targets } from './attribution.js';
-import type { Rng } from '../runtime/rng.js';
+import type { Rng } from '../random.js';
 
 export interface AblationTrial {
   layer: number;

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { createRng } from '../../src/runtime/rng.js';
+import { createRng } from '../../src/random.js';
 import { argmax, logSoftmax, sampleToken, topIndices } from '../../src/runtime/sampling.js';
 
 const logits = Float32Array.from([1, 3, 2, 0.5, 3.5, -1]);

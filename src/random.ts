@@ -1,5 +1,19 @@
+/** A source of uniform numbers in [0, 1). */
+export type Rng = () => number;
+
+/** A seeded source of uniform numbers in [0, 1). */
+export function createRng(seed: number): Rng {
+  const prng = new Prng(seed);
+  return () => prng.next();
+}
+
+/** A seed for requests that give none. */
+export function randomSeed(): number {
+  return Math.floor(Math.random() * 2 ** 32);
+}
+
 /**
- * A small deterministic PRNG for test checkpoints: a Weyl sequence (step = 2^32 / golden
+ * A small deterministic PRNG, for sampling with a request's seed and for test checkpoints: a Weyl sequence (step = 2^32 / golden
  * ratio) passed through MurmurHash3's 32-bit finaliser. Same seed, same numbers, on any
  * platform; statistical quality is ample for random initialisation.
  */
@@ -26,6 +40,11 @@ export class Prng {
     z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
     z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
     return (z ^ (z >>> 16)) >>> 0;
+  }
+
+  /** Uniform in [0, 1): for sampling and index draws. */
+  next(): number {
+    return this.nextUint32() / 4294967296;
   }
 
   /** Uniform in (0, 1]: never 0, so it is safe under a logarithm. */
