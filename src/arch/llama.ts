@@ -32,6 +32,17 @@ export interface LlamaGraphOptions {
   onMlpActivation?(layer: number, a: Value): Value;
   /** Called with each layer's per-head attention output ([batch, seq, heads, headDim]). */
   onHeadOutput?(layer: number, o: Value): Value;
+  /**
+   * Weights as graph inputs (training: their gradients are taken and new values fed each
+   * step) instead of constants. Linear weights are inputs in [in, out] layout.
+   */
+  trainable?: boolean;
+}
+
+/** A weight the graph takes as an input, with its initial value in the graph's layout. */
+export interface Parameter {
+  value: Value;
+  init: Float32Array;
 }
 
 /** [out, in] as Hugging Face stores it -> [in, out] so that y = x @ W. */
@@ -71,6 +82,8 @@ interface AttentionContext {
 
 export class LlamaBuilder {
   readonly dtype: 'float32' | 'float64';
+  /** With `trainable`, the weights as inputs, by Hugging Face tensor name. */
+  readonly parameters = new Map<string, Parameter>();
 
   constructor(
     readonly g: Graph,
@@ -80,20 +93,31 @@ export class LlamaBuilder {
     this.dtype = options.dtype ?? 'float32';
   }
 
-  /** A weight as a constant of the graph's dtype (ORT pre-packs constant matmul operands). */
-  weight(data: ArrayLike<number>, shape: number[], name: string): Value {
+  /** A constant of the graph's dtype. */
+  constant(data: ArrayLike<number>, shape: number[], name: string): Value {
     const typed = this.dtype === 'float64' ? Float64Array.from(data) : data instanceof Float32Array ? data : Float32Array.from(data);
     return this.g.constant(typed, shape, this.dtype, name);
+  }
+
+  /**
+   * A model weight: a constant when serving (ORT pre-packs constant matmul operands), a graph
+   * input when training.
+   */
+  weight(data: Float32Array, shape: number[], name: string): Value {
+    if (!this.options.trainable) return this.constant(data, shape, name);
+    const value = this.g.input(name, this.dtype, shape);
+    this.parameters.set(name, { value, init: data });
+    return value;
   }
 
   scalar(v: number): Value {
     return this.g.scalar(v, this.dtype as DType);
   }
 
-  /** y = x @ W^T (+ b), with W stored in [in, out] layout. */
+  /** y = x @ W^T (+ b) for the module `name`, with W stored in [in, out] layout. */
   linear(x: Value, w: HostTensor, name: string, bias?: HostTensor): Value {
     const [outDim, inDim] = w.shape;
-    const y = this.g.matmul(x, this.weight(transposed(w), [inDim, outDim], name));
+    const y = this.g.matmul(x, this.weight(transposed(w), [inDim, outDim], `${name}.weight`));
     return bias ? this.g.add(y, this.weight(bias.data, [outDim], `${name}.bias`)) : y;
   }
 
@@ -101,7 +125,7 @@ export class LlamaBuilder {
     const { g } = this;
     const meanSquare = g.reduceMean(g.mul(x, x), [-1]);
     const normed = g.div(x, g.sqrt(g.add(meanSquare, this.scalar(this.config.rmsNormEps))));
-    return g.mul(normed, this.weight(weight.data, weight.shape, name));
+    return g.mul(normed, this.weight(weight.data, weight.shape, `${name}.weight`));
   }
 
   /** x * cos + rotate_half(x) * sin, where rotate_half(x) = [-x2, x1]. */
@@ -187,19 +211,22 @@ export class LlamaBuilder {
     const seq = g.gather(g.shape(inputIds), g.const(1));
     const total = past ? g.add(g.gather(g.shape(past[0].key), g.const(2)), seq) : seq;
     const ctx: AttentionContext = {
-      cos: atPositions(this.weight(tables.cos, ropeShape, 'rope.cos')),
-      sin: atPositions(this.weight(tables.sin, ropeShape, 'rope.sin')),
+      cos: atPositions(this.constant(tables.cos, ropeShape, 'rope.cos')),
+      sin: atPositions(this.constant(tables.sin, ropeShape, 'rope.sin')),
       mask: this.causalMask(positionIds, total),
       past,
     };
 
-    let h = g.gather(this.weight(weights.embed.data, weights.embed.shape, 'model.embed_tokens.weight'), inputIds);
+    const embed = this.weight(weights.embed.data, weights.embed.shape, 'model.embed_tokens.weight');
+    let h = g.gather(embed, inputIds);
     weights.layers.forEach((w, i) => {
       h = g.add(h, this.attention(this.rmsNorm(h, w.inputNorm, `model.layers.${i}.input_layernorm`), w, i, ctx));
       h = g.add(h, this.mlp(this.rmsNorm(h, w.postNorm, `model.layers.${i}.post_attention_layernorm`), w, i));
     });
     h = this.rmsNorm(h, weights.norm, 'model.norm');
     if (logitsToKeep) h = g.slice(h, g.neg(logitsToKeep), g.const([INT64_MAX_SAFE]), [1]);
+    // A tied head trains as the embedding itself; served, it is a transposed constant copy.
+    if (this.options.trainable && config.tieWordEmbeddings) return g.matmul(h, g.transpose(embed, [1, 0]));
     return this.linear(h, weights.lmHead, 'lm_head');
   }
 }

@@ -142,7 +142,7 @@ export function hfConfigJson(shape: TestModelShape, dtype: SafetensorsDtype = 'F
  * would leave them. The embedding uses 1/sqrt(hidden) too: with a tied head its rows are the
  * output projection.
  */
-function initialValues(name: string, shape: number[], seed: number): Float32Array {
+export function initialValues(name: string, shape: number[], seed: number): Float32Array {
   const rng = Prng.forLabel(seed, name);
   const n = shape.reduce((a, b) => a * b, 1);
   if (name.endsWith('layernorm.weight') || name === 'model.norm.weight') return rng.normals(n, NORM_NOISE, 1);

@@ -73,40 +73,43 @@ export function llamaTensorSpecs(config: LlamaConfig): TensorSpec[] {
   return specs;
 }
 
+/** Builds LlamaWeights from a source of tensors by Hugging Face name (a checkpoint, a trainer). */
+export function assembleLlamaWeights(config: LlamaConfig, read: (name: string) => HostTensor): LlamaWeights {
+  const shapes = layerShapes(config);
+  const layers: LayerWeights[] = [];
+  for (let i = 0; i < config.numLayers; i++) {
+    const get = (key: LayerKey): HostTensor => read(layerTensorName(i, key));
+    const layer: LayerWeights = {
+      inputNorm: get('inputNorm'),
+      q: get('q'),
+      k: get('k'),
+      v: get('v'),
+      o: get('o'),
+      postNorm: get('postNorm'),
+      gate: get('gate'),
+      up: get('up'),
+      down: get('down'),
+    };
+    if (shapes.qBias !== undefined) {
+      layer.qBias = get('qBias');
+      layer.kBias = get('kBias');
+      layer.vBias = get('vBias');
+    }
+    layers.push(layer);
+  }
+  const embed = read(EMBED_NAME);
+  // With tied embeddings the head is the embedding matrix itself (one copy in memory); a stray
+  // lm_head.weight in such a checkpoint is ignored, as transformers does.
+  const lmHead = config.tieWordEmbeddings ? embed : read(LM_HEAD_NAME);
+  return { embed, layers, norm: read(NORM_NAME), lmHead };
+}
+
 export function loadLlamaWeights(dir: string, config: LlamaConfig): LlamaWeights {
   const checkpoint = SafetensorsCheckpoint.open(dir);
   try {
     // Check every shape first: reading gigabytes before finding a mistake helps nobody.
     for (const spec of llamaTensorSpecs(config)) checkShape(checkpoint, spec.name, spec.shape);
-    const read = (name: string): HostTensor => checkpoint.read(name);
-
-    const shapes = layerShapes(config);
-    const layers: LayerWeights[] = [];
-    for (let i = 0; i < config.numLayers; i++) {
-      const get = (key: LayerKey): HostTensor => read(layerTensorName(i, key));
-      const layer: LayerWeights = {
-        inputNorm: get('inputNorm'),
-        q: get('q'),
-        k: get('k'),
-        v: get('v'),
-        o: get('o'),
-        postNorm: get('postNorm'),
-        gate: get('gate'),
-        up: get('up'),
-        down: get('down'),
-      };
-      if (shapes.qBias !== undefined) {
-        layer.qBias = get('qBias');
-        layer.kBias = get('kBias');
-        layer.vBias = get('vBias');
-      }
-      layers.push(layer);
-    }
-    const embed = read(EMBED_NAME);
-    // With tied embeddings the head is the embedding matrix itself (one copy in memory); a stray
-    // lm_head.weight in such a checkpoint is ignored, as transformers does.
-    const lmHead = config.tieWordEmbeddings ? embed : read(LM_HEAD_NAME);
-    return { embed, layers, norm: read(NORM_NAME), lmHead };
+    return assembleLlamaWeights(config, (name) => checkpoint.read(name));
   } finally {
     checkpoint.close();
   }
