@@ -46,7 +46,7 @@ const program = new Command('calibrate')
     const set = readCalibrationFile(opts.data);
     const attributor = await Attributor.create(model.config, model.weights);
     const bar = new cliProgress.SingleBar(
-      { format: 'calibrate |{bar}| {value}/{total} samples | {tokens} tokens | ETA {eta_formatted}', stream: process.stderr },
+      { format: 'calibrate |{bar}| {value}/{total} samples | {tokens} tokens | ETA {eta_formatted}', stream: process.stderr, noTTYOutput: true, notTTYSchedule: 10_000 },
       cliProgress.Presets.shades_classic,
     );
     bar.start(set.samples.length, 0, { tokens: 0 });

@@ -42,7 +42,7 @@ const program = new Command('train')
   .action(async (o: { out: string; work: string; steps: number; batch: number; seq: number; lr: number; warmup: number; evalEvery: number; threads: number; seed: number }) => {
     const settings = { steps: o.steps, batch: o.batch, seq: o.seq, peakLr: o.lr, warmup: o.warmup, clip: 1, seed: o.seed, adamw: ADAMW_DEFAULTS };
     const bar = new cliProgress.SingleBar(
-      { format: 'train |{bar}| step {value}/{total} | loss {loss} | val {val} | {speed} tok/s | ETA {eta_formatted}', stream: process.stderr, etaBuffer: 50 },
+      { format: 'train |{bar}| step {value}/{total} | loss {loss} | val {val} | {speed} tok/s | ETA {eta_formatted}', stream: process.stderr, etaBuffer: 50, noTTYOutput: true, notTTYSchedule: 30_000 },
       cliProgress.Presets.shades_classic,
     );
     let started = false;
