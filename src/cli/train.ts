@@ -1,7 +1,7 @@
 /**
  * Trains the default model from scratch, or resumes the run in --work:
  *
- *   npm run train -- [--out models/default] [--work .cache/train] [--steps 4800] [--threads 2]
+ *   npm run train -- [--out models/default] [--work .cache/train] [--steps 3000] [--threads 2]
  *
  * Writes the model in Hugging Face layout to --out with `training.json` (every number the model
  * card gives), its model card README.md and the loss curve docs/default-model-loss.svg.
@@ -31,12 +31,12 @@ const program = new Command('train')
   .description('Train the default model on the bundled English corpora (resumable)')
   .option('--out <dir>', 'where the trained model goes', 'models/default')
   .option('--work <dir>', 'tokenizer, checkpoints and logs of the run', '.cache/train')
-  .option('--steps <n>', 'optimisation steps', int, 4800)
+  .option('--steps <n>', 'optimisation steps', int, 3000)
   .option('--batch <n>', 'sequences per step', int, 16)
   .option('--seq <n>', 'tokens per sequence', int, 128)
   .option('--lr <x>', 'peak learning rate', num, 2e-3)
   .option('--warmup <n>', 'warm-up steps', int, 200)
-  .option('--eval-every <n>', 'steps between validations and checkpoints', int, 200)
+  .option('--eval-every <n>', 'steps between validations and checkpoints', int, 150)
   .option('--threads <n>', 'ONNX Runtime intra-op threads', int, 2)
   .option('--seed <n>', 'seed of initialisation and batches', int, 1)
   .action(async (o: { out: string; work: string; steps: number; batch: number; seq: number; lr: number; warmup: number; evalEvery: number; threads: number; seed: number }) => {
