@@ -1,0 +1,35 @@
+/**
+ * Sparse execution that skips work: a neuron that is not kept is not multiplied. For a tier,
+ * each layer's MLP keeps only the rows of gate/up and the columns of down of its kept neurons,
+ * so the serving graph built from the pruned weights multiplies smaller matrices.
+ */
+import type { HostTensor, LayerWeights, LlamaWeights } from '../model/types.js';
+
+function rows(t: HostTensor, keep: readonly number[]): HostTensor {
+  const cols = t.shape[1];
+  const data = new Float32Array(keep.length * cols);
+  keep.forEach((r, i) => data.set(t.data.subarray(r * cols, (r + 1) * cols), i * cols));
+  return { shape: [keep.length, cols], data };
+}
+
+function columns(t: HostTensor, keep: readonly number[]): HostTensor {
+  const [nRows, nCols] = t.shape;
+  const data = new Float32Array(nRows * keep.length);
+  for (let r = 0; r < nRows; r++) {
+    const src = r * nCols;
+    const dst = r * keep.length;
+    for (let i = 0; i < keep.length; i++) data[dst + i] = t.data[src + keep[i]];
+  }
+  return { shape: [nRows, keep.length], data };
+}
+
+/** The MLP of one layer reduced to the neurons in `keep`. */
+export function pruneLayerMlp(w: LayerWeights, keep: readonly number[]): LayerWeights {
+  return { ...w, gate: rows(w.gate, keep), up: rows(w.up, keep), down: columns(w.down, keep) };
+}
+
+/** Weights whose MLPs hold only the kept neurons of each layer (attention untouched). */
+export function pruneMlp(weights: LlamaWeights, keep: readonly (readonly number[])[]): LlamaWeights {
+  if (keep.length !== weights.layers.length) throw new Error(`a mask for ${keep.length} layers given to a model of ${weights.layers.length}`);
+  return { ...weights, layers: weights.layers.map((w, l) => pruneLayerMlp(w, keep[l])) };
+}
