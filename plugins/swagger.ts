@@ -1,0 +1,31 @@
+/**
+ * OpenAPI 3.1 document built by @fastify/swagger from the routes' TypeBox schemas (3.1, not
+ * 3.0, because nullable fields are `anyOf [..., {type: null}]`). Served at /openapi.json, with
+ * a browsable UI at /docs; `npm run openapi` writes the same document to openapi.yaml.
+ */
+import { readFileSync } from 'node:fs';
+import fp from 'fastify-plugin';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import type { FastifyPluginAsync } from 'fastify';
+
+const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string; description: string };
+
+const swaggerPlugin: FastifyPluginAsync = async (fastify) => {
+  await fastify.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: { title: 'Sparse SLM inference server', description: pkg.description, version: pkg.version },
+      tags: [
+        { name: 'completions', description: 'OpenAI-compatible text completions' },
+        { name: 'models', description: 'Served models' },
+        { name: 'health', description: 'Liveness and readiness probes' },
+      ],
+    },
+  });
+  await fastify.register(swaggerUi, { routePrefix: '/docs' });
+  fastify.get('/openapi.json', { schema: { hide: true } }, async () => fastify.swagger());
+};
+
+// fastify-plugin: swagger's onRoute hook must see the routes registered in sibling contexts.
+export default fp(swaggerPlugin, { name: 'swagger', fastify: '5.x' });

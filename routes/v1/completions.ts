@@ -1,0 +1,86 @@
+/**
+ * POST /v1/completions, OpenAI's legacy completions, JSON or streamed as server-sent events.
+ * The route validates (schema), resolves the model, and hands over to src/openai; a client
+ * that disconnects aborts its generation in both modes.
+ */
+import type { ServerResponse } from 'node:http';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { ApiError, internalError } from '../../src/openai/errors.js';
+import { prepareCompletion } from '../../src/openai/completion-request.js';
+import { completionMeta, createCompletion, streamCompletion } from '../../src/openai/completion-run.js';
+import { Completion, CompletionChunk, CompletionRequest, ErrorResponse } from '../../src/openai/schemas.js';
+import { SSE_HEADERS, writeSse } from '../../src/openai/sse.js';
+
+const completions: FastifyPluginAsyncTypebox = async (fastify) => {
+  fastify.post(
+    '/completions',
+    {
+      schema: {
+        tags: ['completions'],
+        summary: 'Create a completion (OpenAI legacy completions API)',
+        description:
+          'With `stream: true` the answer is `text/event-stream`: one `data: <chunk>` event per piece of text, ' +
+          'a chunk with `finish_reason` per choice, a usage chunk when `stream_options.include_usage`, then `data: [DONE]`.',
+        body: CompletionRequest,
+        response: {
+          200: {
+            description: 'The completion, or with `stream: true` a stream of completion chunks',
+            content: {
+              'application/json': { schema: Completion },
+              'text/event-stream': { schema: CompletionChunk },
+            },
+          },
+          '4xx': ErrorResponse,
+          '5xx': ErrorResponse,
+        },
+      },
+    },
+    async (request, reply) => {
+      const model = fastify.resolveModel(request.body.model);
+      const prepared = prepareCompletion(model, request.body);
+      const signal = abortOnDisconnect(reply.raw);
+      const meta = completionMeta(model);
+      if (!prepared.stream) return createCompletion(model, prepared, signal, meta);
+
+      // Wait for the first chunk before committing to a 200: most engine failures happen in
+      // prefill, and until now they can still get a proper error status.
+      const chunks = streamCompletion(model, prepared, signal, meta);
+      const first = await chunks.next();
+      reply.hijack();
+      try {
+        // Hijacked replies skip Fastify's header handling: carry over what hooks set (x-request-id).
+        for (const [name, value] of Object.entries(reply.getHeaders())) {
+          if (value !== undefined) reply.raw.setHeader(name, value);
+        }
+        reply.raw.writeHead(200, SSE_HEADERS);
+        await writeSse(reply.raw, resume(first, chunks), (err) => {
+          request.log.error({ err }, 'completion stream failed');
+          return (err instanceof ApiError ? err : internalError()).toBody();
+        });
+      } finally {
+        // Whatever happened, the generation behind the stream must not stay suspended.
+        await chunks.return();
+      }
+      request.log.info({ aborted: signal.aborted }, 'completion stream ended');
+      return reply;
+    },
+  );
+};
+
+/** Aborts when the connection closes before the response was completely sent. */
+function abortOnDisconnect(res: ServerResponse): AbortSignal {
+  const controller = new AbortController();
+  res.once('close', () => {
+    if (!res.writableFinished) controller.abort();
+  });
+  return controller.signal;
+}
+
+/** The stream again, its first (already taken) step included. */
+async function* resume<T>(first: IteratorResult<T, void>, rest: AsyncGenerator<T, void>): AsyncGenerator<T, void> {
+  if (first.done === true) return;
+  yield first.value;
+  yield* rest;
+}
+
+export default completions;

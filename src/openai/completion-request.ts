@@ -1,0 +1,111 @@
+/**
+ * Turns a schema-valid completions request into what the engine runs: token-id prompts and
+ * SamplingParams. Checks here are the ones a JSON schema cannot express (they need the
+ * model: vocabulary, context window) or that reject fields we accept but do not implement,
+ * so that a client is told instead of silently getting different behaviour.
+ */
+import type { SamplingParams, ServedModel } from '../runtime/types.js';
+import { invalidRequest } from './errors.js';
+import { COMPLETION_DEFAULTS, type CompletionRequest } from './schemas.js';
+
+export interface PreparedCompletion {
+  /** One token-id array per prompt, in request order. */
+  prompts: number[][];
+  /** Choices per prompt. */
+  n: number;
+  params: SamplingParams;
+  stream: boolean;
+  includeUsage: boolean;
+}
+
+export function prepareCompletion(model: ServedModel, body: CompletionRequest): PreparedCompletion {
+  rejectUnsupported(body);
+  const n = body.n ?? COMPLETION_DEFAULTS.n;
+  const stream = body.stream ?? false;
+  if (body.stream_options != null && !stream) {
+    throw invalidRequest("'stream_options' is only allowed when 'stream' is true.", 'stream_options');
+  }
+  const params: SamplingParams = {
+    maxTokens: body.max_tokens ?? COMPLETION_DEFAULTS.maxTokens,
+    temperature: body.temperature ?? COMPLETION_DEFAULTS.temperature,
+    topP: body.top_p ?? COMPLETION_DEFAULTS.topP,
+    topK: body.top_k ?? COMPLETION_DEFAULTS.topK,
+    seed: body.seed ?? undefined,
+    stop: body.stop == null ? [] : typeof body.stop === 'string' ? [body.stop] : body.stop,
+    logprobs: body.logprobs ?? null,
+    echo: body.echo ?? false,
+  };
+  const prompts = tokenizePrompts(model, body.prompt);
+  prompts.forEach((ids, i) => checkPrompt(model, ids, params.maxTokens, prompts.length > 1 ? i : null));
+  return { prompts, n, params, stream, includeUsage: stream && body.stream_options?.include_usage === true };
+}
+
+function rejectUnsupported(body: CompletionRequest): void {
+  if (body.suffix != null && body.suffix !== '') {
+    throw invalidRequest("'suffix' is not supported by this server; omit it or send null.", 'suffix');
+  }
+  for (const param of ['presence_penalty', 'frequency_penalty'] as const) {
+    const value = body[param];
+    if (value != null && value !== 0) {
+      throw invalidRequest(`'${param}' is not supported by this server; omit it or send 0.`, param);
+    }
+  }
+  if (body.logit_bias != null && Object.keys(body.logit_bias).length > 0) {
+    throw invalidRequest("'logit_bias' is not supported by this server; omit it or send an empty object.", 'logit_bias');
+  }
+  // best_of > n would mean ranking candidates by likelihood, which we do not do.
+  if (body.best_of != null && body.best_of !== (body.n ?? COMPLETION_DEFAULTS.n)) {
+    throw invalidRequest("'best_of' is not supported by this server unless it equals 'n'.", 'best_of');
+  }
+}
+
+/** Strings are tokenized (with the tokenizer's special tokens, e.g. BOS); token ids are used as given. */
+function tokenizePrompts(model: ServedModel, prompt: CompletionRequest['prompt']): number[][] {
+  if (typeof prompt === 'string') return [model.encode(prompt)];
+  if (isStringArray(prompt)) return prompt.map((text) => model.encode(text));
+  if (isIdArray(prompt)) return [prompt];
+  return prompt;
+}
+
+function isStringArray(value: unknown[]): value is string[] {
+  return typeof value[0] === 'string';
+}
+
+function isIdArray(value: unknown[]): value is number[] {
+  return typeof value[0] === 'number';
+}
+
+function checkPrompt(model: ServedModel, ids: number[], maxTokens: number, index: number | null): void {
+  const which = index === null ? 'the prompt' : `prompt ${index}`;
+  if (ids.length === 0) {
+    throw invalidRequest(`${capitalize(which)} is empty after tokenization; send at least one token.`, 'prompt');
+  }
+  const bad = ids.findIndex((id) => id < 0 || id >= model.vocabSize);
+  if (bad >= 0) {
+    throw invalidRequest(
+      `Token id ${ids[bad]} at position ${bad} of ${which} is outside the vocabulary; ids must be in [0, ${model.vocabSize}).`,
+      'prompt',
+      'invalid_token_id',
+    );
+  }
+  const limit = model.contextLength;
+  if (ids.length > limit) {
+    throw invalidRequest(
+      `This model's maximum context length is ${limit} tokens; ${which} has ${ids.length} tokens.`,
+      'prompt',
+      'context_length_exceeded',
+    );
+  }
+  if (ids.length + maxTokens > limit) {
+    throw invalidRequest(
+      `This model's maximum context length is ${limit} tokens; ${which} has ${ids.length} and max_tokens is ${maxTokens} ` +
+        `(${ids.length + maxTokens} in total). Reduce the prompt or max_tokens.`,
+      'max_tokens',
+      'context_length_exceeded',
+    );
+  }
+}
+
+function capitalize(text: string): string {
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}

@@ -1,0 +1,64 @@
+/** Configuration from environment variables: defaults, parsing, and clear failures. */
+import { resolve } from 'node:path';
+import t from 'tap';
+import { DEFAULT_MODEL_DIR, loadConfig } from '../src/config.js';
+
+t.test('defaults', async (t) => {
+  t.same(loadConfig({}), {
+    port: 8000,
+    host: '0.0.0.0',
+    modelDirs: [DEFAULT_MODEL_DIR],
+    logLevel: 'info',
+    ortIntraOpThreads: undefined,
+    ortInterOpThreads: undefined,
+    bodyLimitBytes: 1024 * 1024,
+    shutdownTimeoutMs: 10_000,
+  });
+  t.match(DEFAULT_MODEL_DIR, /models[/\\]stories260K$/);
+});
+
+t.test('values from the environment', async (t) => {
+  const config = loadConfig({
+    PORT: '9000',
+    HOST: '127.0.0.1',
+    MODEL_DIR: '/models/a, relative/b',
+    LOG_LEVEL: 'DEBUG',
+    ORT_INTRA_OP_THREADS: '2',
+    ORT_INTER_OP_THREADS: '1',
+    BODY_LIMIT_BYTES: '2048',
+    SHUTDOWN_TIMEOUT_MS: '500',
+  });
+  t.equal(config.port, 9000);
+  t.equal(config.host, '127.0.0.1');
+  t.same(config.modelDirs, ['/models/a', resolve('relative/b')], 'several directories; relative ones from the cwd');
+  t.equal(config.logLevel, 'debug');
+  t.equal(config.ortIntraOpThreads, 2);
+  t.equal(config.ortInterOpThreads, 1);
+  t.equal(config.bodyLimitBytes, 2048);
+  t.equal(config.shutdownTimeoutMs, 500);
+});
+
+t.test('empty variables count as unset', async (t) => {
+  t.equal(loadConfig({ PORT: '', MODEL_DIR: ' ' }).port, 8000);
+});
+
+const bad: Array<[string, string]> = [
+  ['PORT', 'eighty'],
+  ['PORT', '70000'],
+  ['PORT', '-1'],
+  ['MODEL_DIR', 'a,,b'],
+  ['LOG_LEVEL', 'loud'],
+  ['ORT_INTRA_OP_THREADS', '1.5'],
+  ['ORT_INTER_OP_THREADS', 'many'],
+  ['BODY_LIMIT_BYTES', '0'],
+  ['SHUTDOWN_TIMEOUT_MS', 'soon'],
+];
+for (const [name, value] of bad) {
+  t.test(`${name}=${value} fails with a message naming ${name}`, async (t) => {
+    t.throws(() => loadConfig({ [name]: value }), { name: 'ConfigError', message: new RegExp(`${name}=`) });
+  });
+}
+
+t.test('every bad variable is reported at once', async (t) => {
+  t.throws(() => loadConfig({ PORT: 'x', LOG_LEVEL: 'y' }), /PORT[\s\S]*LOG_LEVEL/);
+});

@@ -1,0 +1,83 @@
+/**
+ * The entry point as `npm start` runs it: configuration errors stop it with a clear message;
+ * SIGTERM lets in-flight requests finish, then the process exits 0.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import t from 'tap';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+// The small real model shipped beside the repository (present in CI).
+const MODEL_DIR = fileURLToPath(new URL('../../shared/models/stories260K', import.meta.url));
+
+/** Runs the server the way `npm start` does (tsx src/server.ts). */
+function start(env: Record<string, string>): ChildProcess {
+  return spawn(join(ROOT, 'node_modules/.bin/tsx'), ['src/server.ts'], {
+    cwd: ROOT,
+    env: { ...process.env, LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+}
+
+function exited(child: ChildProcess): Promise<number | null> {
+  return new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+}
+
+/** Resolves with the address from the "serving" log line. */
+function listening(child: ChildProcess): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let buffered = '';
+    child.stdout?.on('data', (data: Buffer) => {
+      buffered += data.toString();
+      for (const line of buffered.split('\n')) {
+        const match = /"address":"(http:[^"]+)"/.exec(line);
+        if (match !== null) resolve(match[1]);
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`server exited (${code}) before listening:\n${buffered}`)));
+  });
+}
+
+t.test('an invalid variable stops the server with a message naming it', async (t) => {
+  const child = start({ PORT: 'not-a-port' });
+  let stderr = '';
+  child.stderr?.on('data', (data: Buffer) => (stderr += data.toString()));
+  t.equal(await exited(child), 1);
+  t.match(stderr, /PORT/);
+});
+
+t.test('a model directory that cannot be loaded stops the server, naming it', async (t) => {
+  const child = start({ MODEL_DIR: '/nonexistent/model-dir', PORT: '0', HOST: '127.0.0.1' });
+  let stdout = '';
+  child.stdout?.on('data', (data: Buffer) => (stdout += data.toString()));
+  t.equal(await exited(child), 1);
+  t.match(stdout, /nonexistent\/model-dir/);
+});
+
+t.test('SIGTERM finishes in-flight requests, then exits 0', { skip: existsSync(MODEL_DIR) ? false : `no model at ${MODEL_DIR}` }, async (t) => {
+  const child = start({ MODEL_DIR, PORT: '0', HOST: '127.0.0.1', SHUTDOWN_TIMEOUT_MS: '20000' });
+  const exit = exited(child);
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  const base = await listening(child);
+  t.equal((await fetch(`${base}/ready`)).status, 200);
+
+  const res = await fetch(`${base}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'stories260K', prompt: 'Once upon a time', max_tokens: 200, stream: true }),
+  });
+  const reader = res.body?.getReader();
+  if (reader === undefined) throw new Error('no body');
+  const first = await reader.read();
+  t.notOk(first.done, 'the stream has started');
+  child.kill('SIGTERM');
+
+  let body = new TextDecoder().decode(first.value);
+  for (let step = await reader.read(); !step.done; step = await reader.read()) body += new TextDecoder().decode(step.value);
+  t.ok(body.endsWith('data: [DONE]\n\n'), 'the in-flight stream ran to its end');
+  t.equal(await exit, 0, 'exit code 0');
+});
