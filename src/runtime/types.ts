@@ -37,6 +37,67 @@ export interface TokenInfo {
 
 export type FinishReason = 'stop' | 'length';
 
+/** How a request wants to run: which neurons, chosen how. All optional: dense by default. */
+export interface ExecutionOptions {
+  /** MLP sparsity in [0, 0.95] or a tier name ("dense", "s50", ...): the nearest tier at or below it runs. */
+  sparsity?: number | string;
+  /** The densest tier predicted to finish within this many milliseconds runs. */
+  latencyBudgetMs?: number;
+  /** "static": the tier's calibrated masks; "prompt": a per-prompt set from attribution on the prompt (cached). */
+  activation?: 'static' | 'prompt';
+  /** Run the prompt sparse too (default: prefill dense, decode sparse). */
+  sparsePrefill?: boolean;
+}
+
+/** What ran, reported in the response's `sparsity` object. */
+export interface SparsityReport {
+  /** Tier name: "dense" or "s" + percent, e.g. "s80". */
+  tier: string;
+  /** The tier's per-layer MLP sparsity. */
+  sparsity: number;
+  /** Where the active neurons came from. */
+  activationSource: 'dense' | 'static' | 'cache' | 'computed';
+  /** flops_executed / flops_dense of this generation. */
+  flopRatio: number;
+  sparsePrefill: boolean;
+  /** With a latency budget: the prediction that chose the tier, and whether any tier fit. */
+  budgetMs?: number;
+  predictedMs?: number;
+  budgetMet?: boolean;
+}
+
+/** A request parameter the model cannot honour (unknown tier, no calibrated masks, ...): a 400 naming it. */
+export class ParameterError extends Error {
+  constructor(
+    readonly param: string,
+    message: string,
+    readonly code = 'invalid_value',
+  ) {
+    super(message);
+    this.name = 'ParameterError';
+  }
+}
+
+/** Latency profile of one tier, measured at start-up and updated from requests. */
+export interface TierProfile {
+  prefillMsPerToken: number;
+  decodeMsPerToken: number;
+  /** Requests whose timings updated this profile (0: start-up measurement only). */
+  samples: number;
+}
+
+export interface TierInfo {
+  name: string;
+  sparsity: number;
+  /** MLP neurons kept per layer. */
+  neuronsPerLayer: number;
+  /** Dense weight bytes per decoded token / this tier's (the memory-traffic speedup bound). */
+  trafficBound: number;
+  profile: TierProfile | null;
+  /** Whether its sessions are built (the pool may build them on first use and evict them). */
+  loaded: boolean;
+}
+
 /** A piece of output, yielded as soon as it is final (stop strings are held back until decided). */
 export interface GenerationDelta {
   text: string;
@@ -48,6 +109,13 @@ export interface GenerationResult {
   finishReason: FinishReason;
   promptTokens: number;
   completionTokens: number;
+  /** Absent only on results of abandoned generations. */
+  sparsity?: SparsityReport;
+  /** Analytic FLOPs of this generation (prompt and completion), dense and as executed. */
+  flopsDense?: number;
+  flopsExecuted?: number;
+  /** Wall-clock milliseconds: prompt processing, then until the first and the last new token. */
+  timings?: { prefillMs: number; firstTokenMs: number; totalMs: number };
 }
 
 export interface ServedModel {
@@ -65,6 +133,15 @@ export interface ServedModel {
    * Yields deltas as they are final; returns how it finished. Stops early when `signal` aborts
    * (the result then reports what was generated so far).
    */
-  generate(promptIds: number[], params: SamplingParams, signal?: AbortSignal): AsyncGenerator<GenerationDelta, GenerationResult>;
+  generate(
+    promptIds: number[],
+    params: SamplingParams,
+    signal?: AbortSignal,
+    execution?: ExecutionOptions,
+  ): AsyncGenerator<GenerationDelta, GenerationResult>;
+  /** The sparsity tiers this model serves (at least "dense"), with their latency profiles. */
+  tiers(): TierInfo[];
+  /** Checks execution options before any work; throws ParameterError naming the parameter. */
+  checkExecution(execution: ExecutionOptions): void;
   close(): Promise<void>;
 }

@@ -15,6 +15,8 @@ function wrap(base: ServedModel, id: string, generate: ServedModel['generate']):
     encode: (text, addSpecialTokens) => base.encode(text, addSpecialTokens),
     decode: (ids) => base.decode(ids),
     generate,
+    tiers: () => base.tiers(),
+    checkExecution: (execution) => base.checkExecution(execution),
     close: async () => {},
   };
 }
