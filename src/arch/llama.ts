@@ -37,7 +37,14 @@ export interface LlamaGraphOptions {
    * step) instead of constants. Linear weights are inputs in [in, out] layout.
    */
   trainable?: boolean;
+  /**
+   * MLP gate/up/down weights as graph inputs (per-prompt neuron sets: the request gathers its
+   * neurons' rows once and feeds them to every step). Shapes come from the weights given.
+   */
+  mlpInputs?: boolean;
 }
+
+const MLP_WEIGHT = /\.mlp\.(gate|up|down)_proj\.weight$/;
 
 /** A weight the graph takes as an input, with its initial value in the graph's layout. */
 export interface Parameter {
@@ -104,7 +111,7 @@ export class LlamaBuilder {
    * input when training.
    */
   weight(data: Float32Array, shape: number[], name: string): Value {
-    if (!this.options.trainable) return this.constant(data, shape, name);
+    if (!this.options.trainable && !(this.options.mlpInputs && MLP_WEIGHT.test(name))) return this.constant(data, shape, name);
     const value = this.g.input(name, this.dtype, shape);
     this.parameters.set(name, { value, init: data });
     return value;

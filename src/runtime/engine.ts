@@ -1,13 +1,75 @@
-/** A loaded model directory served through one ONNX Runtime session: the ServedModel contract. */
+/**
+ * A loaded model directory served through ONNX Runtime: the ServedModel contract.
+ *
+ * Each request runs at a sparsity tier. Its prompt runs dense (or sparse with sparsePrefill)
+ * and its decode steps run the tier's neurons only: the calibrated ones from a session with
+ * pruned MLP weights (activation "static"), or the prompt's own, from attribution on the prompt
+ * (cached by score in the activation store), gathered into tensors once per request and fed to
+ * a session whose MLP weights are inputs (activation "prompt").
+ */
 import { basename, resolve } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { transposed } from '../arch/llama.js';
+import type { ActivationStore } from '../cache/types.js';
 import { loadModelDir, type LoadedModel } from '../model/load.js';
-import { generate, type DecodingModel } from './generate.js';
+import type { LlamaWeights } from '../model/types.js';
+import { Attributor, selfTargets } from '../sparsity/attribution.js';
+import { generationFlops, type KeptUnits } from '../sparsity/flops.js';
+import { keepTop, readMaskFile } from '../sparsity/masks.js';
+import { isMetric, meanOverPositions, scoreSequence, type Metric } from '../sparsity/metrics.js';
+import { pruneMlp } from '../sparsity/prune.js';
+import { keptNeurons, selectTier, tiersOf, type Tier } from '../sparsity/tiers.js';
+import { generate, type DecodingModel, type Runner } from './generate.js';
+import { SessionPool, type Lease } from './pool.js';
 import { LlamaSession, type ForwardResult, type KvCache, type OrtOptions } from './session.js';
-import type { GenerationDelta, GenerationResult, SamplingParams, ServedModel } from './types.js';
+import {
+  ParameterError,
+  type ExecutionOptions,
+  type GenerationDelta,
+  type GenerationResult,
+  type SamplingParams,
+  type ServedModel,
+  type SparsityReport,
+  type TierInfo,
+  type TierProfile,
+} from './types.js';
 
 export interface ServeOptions extends OrtOptions {
   /** Name clients use in `model`; defaults to the directory's name. */
   id?: string;
+  /** Sessions of all models, shared so that one memory budget covers them. */
+  pool?: SessionPool;
+  /** Where per-prompt activation scores are cached; without one they are computed every time. */
+  store?: ActivationStore;
+  /** Build every tier's session and measure its latency profile at load (else on first use). */
+  preload?: boolean;
+}
+
+/** Exponential moving average weight of a new request's timing in a tier's profile. */
+const PROFILE_EMA = 0.2;
+/** Tokens of the start-up latency measurement: a prompt, then decode steps. */
+const WARMUP_PROMPT = 16;
+const WARMUP_DECODE = 8;
+
+function floatBytes(weights: LlamaWeights): number {
+  let n = weights.embed.data.length + weights.norm.data.length;
+  if (weights.lmHead !== weights.embed) n += weights.lmHead.data.length;
+  for (const l of weights.layers) for (const t of Object.values(l)) n += t.data.length;
+  return 4 * n;
+}
+
+/** Weight bytes one decoded token reads: every matrix it multiplies (one embedding row only). */
+function bytesPerToken(w: LlamaWeights): number {
+  let n = w.lmHead.data.length + w.norm.data.length + w.embed.shape[1];
+  for (const l of w.layers) for (const t of Object.values(l)) n += t.data.length;
+  return 4 * n;
+}
+
+interface Plan {
+  tier: Tier;
+  activation: 'static' | 'prompt';
+  sparsePrefill: boolean;
+  budget?: { budgetMs: number; predictedMs: number; budgetMet: boolean };
 }
 
 export class Engine implements ServedModel, DecodingModel {
@@ -18,24 +80,38 @@ export class Engine implements ServedModel, DecodingModel {
   readonly eosToken: string | null;
   readonly bosToken: string | null;
   readonly eosTokenIds: ReadonlySet<number>;
+  /** The metric per-prompt sets are scored with: the calibration's, else Corrected GxO. */
+  readonly metric: Metric;
+  private readonly tierList: Tier[];
+  private readonly profiles = new Map<string, TierProfile>();
+  private readonly pool: SessionPool;
+  private readonly ownsPool: boolean;
+  private readonly denseBytesPerToken: number;
   /**
-   * The last prefill, so that `n` choices of one prompt (and a repeated prompt) share it. The
-   * cache tensors are never written after they are made, so sharing them is safe.
+   * The last prefill, so that `n` choices of one prompt (and a repeated prompt) share it. Cache
+   * tensors are never written after they are made, so sharing them is safe.
    */
   private lastPrefill: { key: string; result: Promise<ForwardResult> } | null = null;
 
   constructor(
     readonly model: LoadedModel,
-    private readonly session: LlamaSession,
-    id?: string,
+    private readonly options: ServeOptions = {},
   ) {
-    this.id = id ?? basename(model.dir);
+    this.id = options.id ?? basename(model.dir);
     this.contextLength = model.config.maxPositions;
     this.vocabSize = model.config.vocabSize;
     this.eosToken = model.tokenizer.eosToken;
     this.bosToken = model.tokenizer.bosToken;
     this.eosTokenIds = new Set(model.config.eosTokenIds);
+    const masks = readMaskFile(model.dir, model.weightsHash);
+    this.metric = masks && isMetric(masks.metric) ? masks.metric : 'cor_gxo';
+    this.tierList = tiersOf(model.config, masks);
+    this.ownsPool = options.pool === undefined;
+    this.pool = options.pool ?? new SessionPool();
+    this.denseBytesPerToken = bytesPerToken(model.weights);
   }
+
+  // Text.
 
   encode(text: string, addSpecialTokens = true): number[] {
     return this.model.tokenizer.encode(text, addSpecialTokens);
@@ -49,24 +125,154 @@ export class Engine implements ServedModel, DecodingModel {
     return this.model.tokenizer.idToToken(id) ?? '';
   }
 
-  prefill(promptIds: number[], logitsToKeep: number): Promise<ForwardResult> {
-    const key = `${logitsToKeep}:${promptIds.join(',')}`;
-    if (this.lastPrefill?.key !== key) {
-      const result = this.session.forward(promptIds, this.session.emptyCache(), logitsToKeep);
-      this.lastPrefill = { key, result };
-      // A failed prefill must not be served from the memo to the next request.
-      result.catch(() => {
-        if (this.lastPrefill?.key === key) this.lastPrefill = null;
-      });
+  // Tiers and their sessions.
+
+  tiers(): TierInfo[] {
+    return this.tierList.map((t) => ({
+      name: t.name,
+      sparsity: t.sparsity,
+      neuronsPerLayer: t.neuronsPerLayer,
+      trafficBound: this.denseBytesPerToken / bytesPerToken(this.tierWeights(t)),
+      profile: this.profiles.get(t.name) ?? null,
+      loaded: this.pool.has(this.sessionKey(t, 'static')),
+    }));
+  }
+
+  private sessionKey(tier: Tier, kind: 'static' | 'prompt'): string {
+    return `${this.model.weightsHash}:${tier.name}:${kind}`;
+  }
+
+  /** The tier's weights: calibrated neurons for static, the first N as a shape template for prompt sets. */
+  private tierWeights(tier: Tier, kind: 'static' | 'prompt' = 'static'): LlamaWeights {
+    if (tier.keep === null) return this.model.weights;
+    if (kind === 'static') return pruneMlp(this.model.weights, tier.keep);
+    const first = [...Array(tier.neuronsPerLayer).keys()];
+    return pruneMlp(this.model.weights, tier.keep.map(() => first));
+  }
+
+  private async session(tier: Tier, kind: 'static' | 'prompt'): Promise<Lease<LlamaSession>> {
+    const weights = this.tierWeights(tier, kind);
+    const lease = await this.pool.acquire(this.sessionKey(tier, kind), floatBytes(weights), () =>
+      LlamaSession.create(this.model.config, weights, this.options, kind === 'prompt'));
+    if (kind === 'static' && !this.profiles.has(tier.name)) await this.measure(tier, lease.value);
+    return lease;
+  }
+
+  /** The start-up latency profile of a tier: a short prompt, then a few decode steps. */
+  private async measure(tier: Tier, session: LlamaSession): Promise<void> {
+    const prompt = Array.from({ length: Math.min(WARMUP_PROMPT, this.contextLength - WARMUP_DECODE - 1) }, (_, i) => (i * 7) % this.vocabSize);
+    await session.forward(prompt.slice(0, 2), session.emptyCache()); // first run allocates
+    let t0 = performance.now();
+    let { cache } = await session.forward(prompt, session.emptyCache());
+    const prefillMs = performance.now() - t0;
+    t0 = performance.now();
+    for (let i = 0; i < WARMUP_DECODE; i++) ({ cache } = await session.forward([i % this.vocabSize], cache));
+    const decodeMs = performance.now() - t0;
+    this.profiles.set(tier.name, { prefillMsPerToken: prefillMs / prompt.length, decodeMsPerToken: decodeMs / WARMUP_DECODE, samples: 0 });
+  }
+
+  /** Builds the static sessions of every tier (or of dense only) and measures their profiles. */
+  async preload(which: 'all' | 'dense' = 'all'): Promise<void> {
+    for (const tier of which === 'all' ? this.tierList : this.tierList.slice(0, 1)) (await this.session(tier, 'static')).done();
+  }
+
+  // Planning a request.
+
+  checkExecution(execution: ExecutionOptions): void {
+    if (execution.sparsity !== undefined) selectTier(this.tierList, execution.sparsity, this.id);
+    if (execution.latencyBudgetMs !== undefined && !(execution.latencyBudgetMs > 0)) {
+      throw new ParameterError('latency_budget_ms', `'latency_budget_ms' must be a positive number of milliseconds; got ${execution.latencyBudgetMs}.`);
     }
-    return this.lastPrefill.result;
+    if (execution.latencyBudgetMs !== undefined && execution.sparsity !== undefined) {
+      throw new ParameterError('latency_budget_ms', "Give either 'sparsity' or 'latency_budget_ms', not both.");
+    }
   }
 
-  step(id: number, cache: KvCache): Promise<ForwardResult> {
-    return this.session.forward([id], cache, 1);
+  private predictMs(tier: Tier, promptTokens: number, maxTokens: number, sparsePrefill: boolean): number {
+    const decode = this.profiles.get(tier.name)!;
+    const prefill = sparsePrefill ? decode : this.profiles.get('dense')!;
+    return promptTokens * prefill.prefillMsPerToken + maxTokens * decode.decodeMsPerToken;
   }
 
-  generate(promptIds: number[], params: SamplingParams, signal?: AbortSignal): AsyncGenerator<GenerationDelta, GenerationResult> {
+  private async plan(promptTokens: number, maxTokens: number, execution: ExecutionOptions): Promise<Plan> {
+    this.checkExecution(execution);
+    const activation = execution.activation ?? 'static';
+    const sparsePrefill = execution.sparsePrefill ?? false;
+    if (execution.latencyBudgetMs === undefined) {
+      return { tier: selectTier(this.tierList, execution.sparsity ?? 0, this.id), activation, sparsePrefill };
+    }
+    // Every tier needs a profile to be compared; building one measures it.
+    for (const tier of this.tierList) if (!this.profiles.has(tier.name)) (await this.session(tier, 'static')).done();
+    const budgetMs = execution.latencyBudgetMs;
+    const predicted = this.tierList.map((tier) => ({ tier, ms: this.predictMs(tier, promptTokens, maxTokens, sparsePrefill) }));
+    const fits = predicted.filter((p) => p.ms <= budgetMs);
+    const chosen = fits.length > 0 ? fits[0] : predicted[predicted.length - 1];
+    return { tier: chosen.tier, activation, sparsePrefill, budget: { budgetMs, predictedMs: chosen.ms, budgetMet: fits.length > 0 } };
+  }
+
+  // Per-prompt neuron sets.
+
+  private attributor(): Promise<Lease<Attributor>> {
+    // The attribution graph holds about twice the weights (forward and backward constants).
+    return this.pool.acquire(`${this.model.weightsHash}:attribution`, 2 * floatBytes(this.model.weights), () =>
+      Attributor.create(this.model.config, this.model.weights, this.options));
+  }
+
+  /** Per-layer neuron scores of a prompt: from the store, else computed (and stored). */
+  private async promptScores(promptIds: number[]): Promise<{ scores: Float32Array[]; source: 'cache' | 'computed' }> {
+    const key = { modelHash: this.model.weightsHash, metric: this.metric, tokens: promptIds };
+    const cached = await this.options.store?.get(key);
+    if (cached && cached.length === this.model.config.numLayers) return { scores: cached, source: 'cache' };
+    // A one-token prompt predicts nothing of itself: score it as its own target.
+    const targets = promptIds.length > 1 ? selfTargets(promptIds) : { ids: promptIds, weights: [1] };
+    const lease = await this.attributor();
+    try {
+      const scored = await scoreSequence(lease.value, promptIds, targets, this.metric);
+      const scores = scored.layers.map((l) => Float32Array.from(meanOverPositions(l.mlp, this.model.config.intermediateSize)));
+      await this.options.store?.set(key, scores);
+      return { scores, source: 'computed' };
+    } finally {
+      lease.done();
+    }
+  }
+
+  /** The request's MLP weights for the kept neurons, as the prompt-set graph takes them. */
+  private gatherMlp(keep: number[][]): Record<string, ort.Tensor> {
+    const feeds: Record<string, ort.Tensor> = {};
+    const pruned = pruneMlp(this.model.weights, keep);
+    pruned.layers.forEach((w, l) => {
+      for (const [name, t] of [['gate_proj', w.gate], ['up_proj', w.up], ['down_proj', w.down]] as const) {
+        feeds[`model.layers.${l}.mlp.${name}.weight`] = new ort.Tensor('float32', transposed(t), [t.shape[1], t.shape[0]]);
+      }
+    });
+    return feeds;
+  }
+
+  // Generation.
+
+  private prefillWith(session: LlamaSession, sessionKey: string, inputs: Record<string, ort.Tensor>, memo: boolean) {
+    return (promptIds: number[], logitsToKeep: number): Promise<ForwardResult> => {
+      const run = () => session.forward(promptIds, session.emptyCache(), logitsToKeep, inputs);
+      if (!memo) return run();
+      const key = `${sessionKey}:${logitsToKeep}:${promptIds.join(',')}`;
+      if (this.lastPrefill?.key !== key) {
+        const result = run();
+        this.lastPrefill = { key, result };
+        // A failed prefill must not be served from the memo to the next request.
+        result.catch(() => {
+          if (this.lastPrefill?.key === key) this.lastPrefill = null;
+        });
+      }
+      return this.lastPrefill.result;
+    };
+  }
+
+  generate(
+    promptIds: number[],
+    params: SamplingParams,
+    signal?: AbortSignal,
+    execution: ExecutionOptions = {},
+  ): AsyncGenerator<GenerationDelta, GenerationResult> {
     for (const id of promptIds) {
       if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) {
         throw new RangeError(`token id ${id} is outside the vocabulary [0, ${this.vocabSize})`);
@@ -76,17 +282,112 @@ export class Engine implements ServedModel, DecodingModel {
     if (promptIds.length + params.maxTokens > this.contextLength) {
       throw new RangeError(`prompt (${promptIds.length} tokens) + max_tokens (${params.maxTokens}) exceeds the context length ${this.contextLength}`);
     }
-    return generate(this, promptIds, params, signal);
+    this.checkExecution(execution);
+    return this.run(promptIds, params, signal, execution);
+  }
+
+  private async *run(promptIds: number[], params: SamplingParams, signal: AbortSignal | undefined, execution: ExecutionOptions): AsyncGenerator<GenerationDelta, GenerationResult> {
+    const start = performance.now();
+    const plan = await this.plan(promptIds.length, params.maxTokens, execution);
+    const { tier } = plan;
+    const leases: Lease<LlamaSession>[] = [];
+    const lease = async (t: Tier, kind: 'static' | 'prompt') => {
+      const l = await this.session(t, kind);
+      leases.push(l);
+      return l.value;
+    };
+    try {
+      const dense = this.tierList[0];
+      let source: SparsityReport['activationSource'] = tier.keep === null ? 'dense' : 'static';
+      let decodeKeep: number[][] | null = tier.keep;
+      let decodeSession: LlamaSession;
+      let inputs: Record<string, ort.Tensor> = {};
+      if (tier.keep !== null && plan.activation === 'prompt') {
+        const { scores, source: from } = await this.promptScores(promptIds);
+        source = from;
+        decodeKeep = scores.map((s) => keepTop(s, tier.sparsity));
+        inputs = this.gatherMlp(decodeKeep);
+        decodeSession = await lease(tier, 'prompt');
+      } else {
+        decodeSession = await lease(tier, 'static');
+      }
+      const sparsePrefill = plan.sparsePrefill && tier.keep !== null;
+      const prefillSession = sparsePrefill ? decodeSession : await lease(dense, 'static');
+      const prefillKey = sparsePrefill ? `${tier.name}:${source}` : 'dense';
+      // Per-prompt inputs differ per request; only sessions with fixed weights share a prefill.
+      const memo = !(sparsePrefill && plan.activation === 'prompt');
+      let prefillMs = 0;
+      let decodeSteps = 0;
+      let promptLogits = 1;
+      const runner: Runner = {
+        prefill: async (ids, keep) => {
+          const t0 = performance.now();
+          promptLogits = keep;
+          const r = await this.prefillWith(prefillSession, prefillKey, sparsePrefill ? inputs : {}, memo)(ids, keep);
+          prefillMs = performance.now() - t0;
+          return r;
+        },
+        step: (id: number, cache: KvCache) => {
+          decodeSteps++;
+          return decodeSession.forward([id], cache, 1, inputs);
+        },
+      };
+
+      let firstTokenMs: number | null = null;
+      let echo = params.echo; // the echoed prompt comes first and is not a new token
+      const it = generate(this, runner, promptIds, params, signal);
+      let r = await it.next();
+      for (; !r.done; r = await it.next()) {
+        if (echo) echo = false;
+        else firstTokenMs ??= performance.now() - start;
+        yield r.value;
+      }
+      const totalMs = performance.now() - start;
+      const counts = (keep: number[][] | null): KeptUnits[] => (keep ? keep.map((k) => ({ mlp: k.length })) : []);
+      const shape = { promptTokens: promptIds.length, decodeSteps, promptLogits };
+      const flopsDense = generationFlops(this.model.config, shape, [], []);
+      const flopsExecuted = generationFlops(this.model.config, shape, counts(sparsePrefill ? decodeKeep : null), counts(decodeKeep));
+      if (plan.activation === 'static' || tier.keep === null) this.learn(tier, sparsePrefill, promptIds.length, prefillMs, decodeSteps, totalMs - prefillMs);
+      return {
+        ...r.value,
+        flopsDense,
+        flopsExecuted,
+        timings: { prefillMs, firstTokenMs: firstTokenMs ?? totalMs, totalMs },
+        sparsity: {
+          tier: tier.name,
+          sparsity: tier.sparsity,
+          activationSource: source,
+          flopRatio: flopsExecuted / flopsDense,
+          sparsePrefill,
+          ...plan.budget,
+        },
+      };
+    } finally {
+      for (const l of leases) l.done();
+    }
+  }
+
+  /** Folds a request's timings into the tiers' profiles. */
+  private learn(tier: Tier, sparsePrefill: boolean, promptTokens: number, prefillMs: number, decodeSteps: number, decodeMs: number): void {
+    const update = (name: string, field: 'prefillMsPerToken' | 'decodeMsPerToken', value: number) => {
+      const p = this.profiles.get(name);
+      if (!p) return;
+      p[field] = (1 - PROFILE_EMA) * p[field] + PROFILE_EMA * value;
+      p.samples++;
+    };
+    update(sparsePrefill ? tier.name : 'dense', 'prefillMsPerToken', prefillMs / promptTokens);
+    if (decodeSteps > 0) update(tier.name, 'decodeMsPerToken', decodeMs / decodeSteps);
   }
 
   async close(): Promise<void> {
     this.lastPrefill = null;
-    await this.session.release();
+    if (this.ownsPool) await this.pool.close();
   }
 }
 
 export async function loadServedModel(dir: string, options: ServeOptions = {}): Promise<Engine> {
   const model = await loadModelDir(resolve(dir));
-  const session = await LlamaSession.create(model.config, model.weights, options);
-  return new Engine(model, session, options.id);
+  const engine = new Engine(model, options);
+  await engine.preload(options.preload ?? true ? 'all' : 'dense');
+  return engine;
 }

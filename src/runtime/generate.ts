@@ -14,6 +14,10 @@ export interface DecodingModel {
   decode(ids: number[]): string;
   /** The vocabulary entry of a token, shown for tokens that add no text (specials, partial bytes). */
   tokenLabel(id: number): string;
+}
+
+/** How one generation runs its forward passes (which sessions, which neurons). */
+export interface Runner {
   /** Logits of the prompt's last `logitsToKeep` positions and the cache after it. */
   prefill(promptIds: number[], logitsToKeep: number): Promise<ForwardResult>;
   step(id: number, cache: KvCache): Promise<ForwardResult>;
@@ -46,13 +50,14 @@ function echoPrompt(model: DecodingModel, promptIds: number[], prefill: ForwardR
 
 export async function* generate(
   model: DecodingModel,
+  runner: Runner,
   promptIds: number[],
   params: SamplingParams,
   signal?: AbortSignal,
 ): AsyncGenerator<GenerationDelta, GenerationResult> {
   const V = model.vocabSize;
   const promptLogprobs = params.echo && params.logprobs !== null;
-  let { logits, cache } = await model.prefill(promptIds, promptLogprobs ? promptIds.length : 1);
+  let { logits, cache } = await runner.prefill(promptIds, promptLogprobs ? promptIds.length : 1);
   if (params.echo) yield echoPrompt(model, promptIds, { logits, cache }, params.logprobs);
   logits = logits.subarray(logits.length - V);
 
@@ -106,7 +111,7 @@ export async function* generate(
 
     if (completionTokens >= params.maxTokens) break;
     if (cache.length >= model.contextLength) break;
-    ({ logits, cache } = await model.step(id, cache));
+    ({ logits, cache } = await runner.step(id, cache));
   }
   const rest = release(Infinity);
   if (rest) yield rest;

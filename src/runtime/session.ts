@@ -24,9 +24,10 @@ export interface ForwardResult {
   cache: KvCache;
 }
 
-export function buildLlamaOnnx(config: LlamaConfig, weights: LlamaWeights): Uint8Array {
+/** The serving graph; with `mlpInputs`, MLP weights are inputs shaped like those in `weights`. */
+export function buildLlamaOnnx(config: LlamaConfig, weights: LlamaWeights, mlpInputs = false): Uint8Array {
   const graph = new Graph('llama');
-  graph.output(new LlamaBuilder(graph, config, { cache: true }).build(weights), 'logits');
+  graph.output(new LlamaBuilder(graph, config, { cache: true, mlpInputs }).build(weights), 'logits');
   return toOnnx(graph);
 }
 
@@ -36,8 +37,8 @@ export class LlamaSession {
     private readonly session: ort.InferenceSession,
   ) {}
 
-  static async create(config: LlamaConfig, weights: LlamaWeights, options: OrtOptions = {}): Promise<LlamaSession> {
-    const session = await ort.InferenceSession.create(buildLlamaOnnx(config, weights), {
+  static async create(config: LlamaConfig, weights: LlamaWeights, options: OrtOptions = {}, mlpInputs = false): Promise<LlamaSession> {
+    const session = await ort.InferenceSession.create(buildLlamaOnnx(config, weights, mlpInputs), {
       graphOptimizationLevel: 'all',
       executionMode: 'sequential',
       intraOpNumThreads: options.intraOpThreads ?? 0,
@@ -56,14 +57,18 @@ export class LlamaSession {
     };
   }
 
-  /** Runs `tokens` after what `cache` holds; returns logits of the last `logitsToKeep` of them. */
-  async forward(tokens: number[], cache: KvCache, logitsToKeep = 1): Promise<ForwardResult> {
+  /**
+   * Runs `tokens` after what `cache` holds; returns logits of the last `logitsToKeep` of them.
+   * `inputs` feeds weights the graph takes as inputs (a request's MLP neuron set).
+   */
+  async forward(tokens: number[], cache: KvCache, logitsToKeep = 1, inputs: Record<string, ort.Tensor> = {}): Promise<ForwardResult> {
     if (tokens.length === 0) throw new Error('forward needs at least one token');
     const n = tokens.length;
     const feeds: Record<string, ort.Tensor> = {
       input_ids: new ort.Tensor('int64', BigInt64Array.from(tokens, BigInt), [1, n]),
       position_ids: new ort.Tensor('int64', BigInt64Array.from(tokens, (_, i) => BigInt(cache.length + i)), [1, n]),
       logits_to_keep: new ort.Tensor('int64', BigInt64Array.of(BigInt(Math.min(logitsToKeep, n))), [1]),
+      ...inputs,
     };
     for (let l = 0; l < this.config.numLayers; l++) {
       feeds[pastKeyName(l)] = cache.keys[l];

@@ -59,3 +59,25 @@ export function flopWeightedSparsity(c: LlamaConfig, context: number, kept: Kept
   }
   return 1 - executed / dense;
 }
+
+export interface GenerationShape {
+  promptTokens: number;
+  /** Forward passes of single decoded tokens (a generation's last token is never fed back). */
+  decodeSteps: number;
+  /** Prompt positions whose logits were computed (1, or all of them for prompt logprobs). */
+  promptLogits: number;
+}
+
+/**
+ * FLOPs of a generation as the graphs run it: the prompt in one pass (each position attends to
+ * the ones before it, logits only where asked), then one pass per decoded token.
+ */
+export function generationFlops(c: LlamaConfig, g: GenerationShape, prefillKept: KeptUnits[], decodeKept: KeptUnits[]): number {
+  let total = 0;
+  for (let p = 0; p < g.promptTokens; p++) {
+    const f = tokenFlops(c, p + 1, prefillKept);
+    total += f.total - (p < g.promptTokens - g.promptLogits ? f.lmHead : 0);
+  }
+  for (let i = 0; i < g.decodeSteps; i++) total += tokenFlops(c, g.promptTokens + i + 1, decodeKept).total;
+  return total;
+}

@@ -26,6 +26,6 @@ t.test('greedy decoding reproduces llama2.c for every reference prompt', { skip:
     }
     t.same(ids, p.completion_ids, `"${p.prompt}": ${p.completion_ids.length} tokens as run.c`);
     t.equal(p.prompt + text, p.full_text, `"${p.prompt}": text`);
-    t.same(r.value, { finishReason: 'length', promptTokens: p.prompt_ids.length, completionTokens: p.completion_ids.length });
+    t.match(r.value, { finishReason: 'length', promptTokens: p.prompt_ids.length, completionTokens: p.completion_ids.length });
   }
 });
