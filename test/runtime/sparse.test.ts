@@ -1,0 +1,101 @@
+/** Serving at sparsity tiers: what runs, what it computes, what it reports. */
+import t from 'tap';
+import { loadModelDir } from '../../src/model/load.js';
+import { argmax } from '../../src/runtime/sampling.js';
+import { loadServedModel } from '../../src/runtime/engine.js';
+import { LlamaSession } from '../../src/runtime/session.js';
+import { ParameterError, type ExecutionOptions, type GenerationResult, type SamplingParams } from '../../src/runtime/types.js';
+import { generationFlops } from '../../src/sparsity/flops.js';
+import { readMaskFile } from '../../src/sparsity/masks.js';
+import { pruneMlp } from '../../src/sparsity/prune.js';
+import { calibratedModelDir } from '../helpers/calibrated-model.js';
+import { testServedModel } from '../helpers/served-model.js';
+
+const dir = await calibratedModelDir();
+const model = await loadServedModel(dir, { intraOpThreads: 1 });
+t.teardown(() => model.close());
+const greedy: SamplingParams = { maxTokens: 10, temperature: 0, topP: 1, topK: -1, stop: [], logprobs: null, echo: false };
+const prompt = model.encode('the cat sat on the mat and');
+
+async function run(execution: ExecutionOptions, params: Partial<SamplingParams> = {}) {
+  const it = model.generate(prompt, { ...greedy, ...params }, undefined, execution);
+  const ids: number[] = [];
+  let r = await it.next();
+  for (; !r.done; r = await it.next()) ids.push(...r.value.tokens.map((x) => x.id));
+  return { ids, result: r.value as GenerationResult };
+}
+
+t.test('the model lists dense and its calibrated tiers with profiles and traffic bounds', async (t) => {
+  const tiers = model.tiers();
+  t.same(tiers.map((x) => [x.name, x.sparsity, x.neuronsPerLayer]), [['dense', 0, 100], ['s50', 0.5, 50], ['s80', 0.8, 20]]);
+  t.ok(tiers.every((x) => x.loaded && x.profile !== null && x.profile.decodeMsPerToken > 0), 'preloaded and measured');
+  t.equal(tiers[0].trafficBound, 1);
+  t.ok(tiers[1].trafficBound > 1 && tiers[2].trafficBound > tiers[1].trafficBound, 'fewer neurons, fewer bytes per token');
+});
+
+t.test('static sparsity: dense prefill, then the pruned graph decodes', async (t) => {
+  const { ids, result } = await run({ sparsity: 0.8 });
+  t.match(result.sparsity, { tier: 's80', sparsity: 0.8, activationSource: 'static', sparsePrefill: false });
+  // The same by hand: a dense prefill, then greedy steps through a session of pruned weights.
+  const { config, weights } = await loadModelDir(dir);
+  const keep = readMaskFile(dir, model.model.weightsHash)!.tiers[1].layers.map((l) => l.mlp);
+  const dense = await LlamaSession.create(config, weights, { intraOpThreads: 1 });
+  const sparse = await LlamaSession.create(config, pruneMlp(weights, keep), { intraOpThreads: 1 });
+  let step = await dense.forward(prompt, dense.emptyCache());
+  const expected: number[] = [];
+  for (let i = 0; i < greedy.maxTokens; i++) {
+    expected.push(argmax(step.logits));
+    if (i + 1 < greedy.maxTokens) step = await sparse.forward([expected[i]], step.cache);
+  }
+  t.same(ids, expected);
+  const denseIds = (await run({})).ids;
+  t.not(ids.join(), denseIds.join(), 'and it is not the dense output');
+  await dense.release();
+  await sparse.release();
+});
+
+t.test('a sparsity between tiers runs the nearest tier at or below it; names select tiers', async (t) => {
+  t.equal((await run({ sparsity: 0.79 })).result.sparsity!.tier, 's50');
+  t.equal((await run({ sparsity: 0.95 })).result.sparsity!.tier, 's80');
+  t.equal((await run({ sparsity: 0.3 })).result.sparsity!.tier, 'dense');
+  t.equal((await run({ sparsity: 's50' })).result.sparsity!.tier, 's50');
+});
+
+t.test('FLOPs: dense and executed as the graphs run them', async (t) => {
+  const dense = (await run({})).result;
+  const cfg = model.model.config;
+  const shape = { promptTokens: prompt.length, decodeSteps: greedy.maxTokens - 1, promptLogits: 1 };
+  t.equal(dense.flopsDense, generationFlops(cfg, shape, [], []));
+  t.equal(dense.flopsExecuted, dense.flopsDense);
+  const s80 = (await run({ sparsity: 0.8 })).result;
+  t.equal(s80.flopsDense, dense.flopsDense, 'the same work asked');
+  t.equal(s80.flopsExecuted, generationFlops(cfg, shape, [], [{ mlp: 20 }, { mlp: 20 }]));
+  t.ok(s80.sparsity!.flopRatio < 1 && s80.sparsity!.flopRatio === s80.flopsExecuted! / s80.flopsDense!);
+  const sparsePrefill = (await run({ sparsity: 0.8, sparsePrefill: true })).result;
+  t.ok(sparsePrefill.flopsExecuted! < s80.flopsExecuted!, 'a sparse prefill saves more');
+  t.equal(sparsePrefill.sparsity!.sparsePrefill, true);
+});
+
+t.test('a latency budget picks the densest tier predicted to fit', async (t) => {
+  const loose = (await run({ latencyBudgetMs: 1e7 })).result.sparsity!;
+  t.match(loose, { tier: 'dense', budgetMs: 1e7, budgetMet: true });
+  const tight = (await run({ latencyBudgetMs: 1e-6 })).result.sparsity!;
+  t.match(tight, { tier: 's80', budgetMet: false }, 'none fits: the sparsest, flagged');
+  t.ok(tight.predictedMs! > 1e-6);
+  // A budget between the dense and the sparsest prediction selects by the profiles.
+  const profiles = model.tiers().map((x) => x.profile!);
+  const predicted = (i: number) => prompt.length * profiles[0].prefillMsPerToken + greedy.maxTokens * profiles[i].decodeMsPerToken;
+  const between = (await run({ latencyBudgetMs: predicted(0) * 0.999999 })).result.sparsity!;
+  t.not(between.tier, 'dense', 'just under the dense prediction: not dense');
+});
+
+t.test('requests the model cannot honour are refused naming the parameter', async (t) => {
+  t.throws(() => model.checkExecution({ sparsity: 's70' }), { name: 'ParameterError', param: 'sparsity', message: /no tier 's70'.*dense, s50, s80/ });
+  t.throws(() => model.checkExecution({ sparsity: 0.5, latencyBudgetMs: 10 }), { param: 'latency_budget_ms' });
+  t.throws(() => model.checkExecution({ latencyBudgetMs: -1 }), { param: 'latency_budget_ms' });
+  const plain = await testServedModel();
+  t.throws(() => plain.checkExecution({ sparsity: 0.5 }), ParameterError);
+  t.throws(() => plain.checkExecution({ sparsity: 0.5 }), { code: 'no_tiers', message: /npm run calibrate/ });
+  t.doesNotThrow(() => plain.checkExecution({ sparsity: 0 }), 'dense is always there');
+  await plain.close();
+});
