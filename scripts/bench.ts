@@ -1,21 +1,31 @@
 /**
  * Benchmarks, side by side in one run (never timing assertions in tests):
  * - dense prefill and decode tokens/s of the serving graph;
- * - attribution of a prompt against a dense prefill of the same prompt.
+ * - attribution of a prompt against a dense prefill of the same prompt;
+ * - decode tokens/s per sparsity tier, the speedup over dense measured in the same run, the
+ *   FLOP ratio and the memory-traffic bound (dense weight bytes / tier weight bytes per token).
  *
- *   npm run bench -- [--model DIR] [--threads N] [--prompt-tokens 128] [--decode-tokens 64]
+ *   npm run bench -- [--model DIR] [--threads 2] [--prompt-tokens 128] [--decode-tokens 64] [--out docs/bench.md]
  *
  * Without --model, a random-initialised model at SmolLM2-135M's shape is generated once into
- * .cache/ (random weights decode as fast as trained ones).
+ * .cache/ (random weights decode as fast as trained ones). Tier masks come from the model's
+ * sparsity/masks.json when it has one, else from random scores (speed does not depend on which
+ * neurons are kept, only on how many).
  */
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
+import { execSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import { loadModelDir } from '../src/model/load.js';
 import { SMOLLM2_135M_SHAPE, writeTestModel } from '../src/model/testmodel.js';
-import { LlamaSession } from '../src/runtime/session.js';
+import { createRng } from '../src/random.js';
 import { argmax } from '../src/runtime/sampling.js';
+import { LlamaSession } from '../src/runtime/session.js';
 import { Attributor, selfTargets } from '../src/sparsity/attribution.js';
+import { tokenFlops } from '../src/sparsity/flops.js';
+import { DEFAULT_TIERS, keepTop, readMaskFile } from '../src/sparsity/masks.js';
+import { pruneMlp } from '../src/sparsity/prune.js';
+import type { LlamaWeights } from '../src/model/types.js';
 
 const { values } = parseArgs({
   options: {
@@ -24,18 +34,25 @@ const { values } = parseArgs({
     'prompt-tokens': { type: 'string', default: '128' },
     'decode-tokens': { type: 'string', default: '64' },
     repeats: { type: 'string', default: '5' },
+    out: { type: 'string' },
   },
 });
 const threads = Number(values.threads);
 const promptTokens = Number(values['prompt-tokens']);
 const decodeTokens = Number(values['decode-tokens']);
 const repeats = Number(values.repeats);
+const ortOptions = { intraOpThreads: threads, interOpThreads: 1 };
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-async function timeMs(fn: () => Promise<unknown>): Promise<number> {
-  const t0 = performance.now();
-  await fn();
-  return performance.now() - t0;
+async function medianMs(fn: () => Promise<unknown>, n = repeats): Promise<number> {
+  await fn(); // warm-up
+  const xs: number[] = [];
+  for (let r = 0; r < n; r++) {
+    const t0 = performance.now();
+    await fn();
+    xs.push(performance.now() - t0);
+  }
+  return median(xs);
 }
 
 let dir = values.model;
@@ -48,49 +65,90 @@ if (!dir) {
 }
 const model = await loadModelDir(dir);
 const c = model.config;
-const ortOptions = { intraOpThreads: threads, interOpThreads: 1 };
-
-let t0 = performance.now();
-const session = await LlamaSession.create(c, model.weights, ortOptions);
-const serveBuildMs = performance.now() - t0;
 const prompt = Array.from({ length: promptTokens }, (_, i) => 3 + ((i * 7919) % Math.min(c.vocabSize - 3, 30000)));
 
-// Warm-up, then medians.
-await session.forward(prompt, session.emptyCache(), 1);
-const prefillMs = median(await Promise.all([...Array(repeats)].map(() => 0)).then(async () => {
-  const xs: number[] = [];
-  for (let r = 0; r < repeats; r++) xs.push(await timeMs(() => session.forward(prompt, session.emptyCache(), 1)));
-  return xs;
-}));
-const decodeRuns: number[] = [];
-for (let r = 0; r < Math.max(1, Math.floor(repeats / 2)); r++) {
-  let { logits, cache } = await session.forward(prompt, session.emptyCache(), 1);
-  const ms = await timeMs(async () => {
-    for (let i = 0; i < decodeTokens; i++) ({ logits, cache } = await session.forward([argmax(logits)], cache, 1));
-  });
-  decodeRuns.push(ms / decodeTokens);
+// Dense: prefill, decode, attribution.
+const dense = await LlamaSession.create(c, model.weights, ortOptions);
+const prefillMs = await medianMs(() => dense.forward(prompt, dense.emptyCache()));
+/** Median ms per decoded token (greedy) after a dense prefill of the prompt. */
+async function decodeRun(session: LlamaSession): Promise<number> {
+  const runs: number[] = [];
+  for (let r = 0; r < Math.max(2, Math.floor(repeats / 2)); r++) {
+    let { logits, cache } = await dense.forward(prompt, dense.emptyCache());
+    const t0 = performance.now();
+    for (let i = 0; i < decodeTokens; i++) ({ logits, cache } = await session.forward([argmax(logits)], cache));
+    runs.push((performance.now() - t0) / decodeTokens);
+  }
+  return median(runs);
 }
-const decodeMsPerToken = median(decodeRuns);
+const denseDecodeMs = await decodeRun(dense);
 
-t0 = performance.now();
 const attributor = await Attributor.create(c, model.weights, ortOptions);
-const attributionBuildMs = performance.now() - t0;
 const targets = selfTargets(prompt);
-await attributor.run(prompt, targets);
-const attributionRuns: number[] = [];
-for (let r = 0; r < repeats; r++) attributionRuns.push(await timeMs(() => attributor.run(prompt, targets)));
-const attributionMs = median(attributionRuns);
-
-const params = model.weights.layers.length * 0 + Object.values(model.weights).length; // touch to keep types honest
-void params;
-console.log(`model: ${model.dir} (${c.numLayers} layers, hidden ${c.hiddenSize}, intermediate ${c.intermediateSize}, ${c.numHeads} heads / ${c.numKvHeads} KV, vocab ${c.vocabSize})`);
-console.log(`ONNX Runtime ${ort.env.versions.common}, CPU execution provider, intra-op threads ${threads}, inter-op 1, graph optimisation "all", float32, weights as initializers`);
-console.log(`median of ${repeats} runs after one warm-up; prompt ${promptTokens} tokens; decode ${decodeTokens} tokens after it\n`);
-console.table([
-  { measure: 'prefill', 'ms': prefillMs.toFixed(1), 'tokens/s': (promptTokens / (prefillMs / 1000)).toFixed(1), 'vs prefill': '1.00x' },
-  { measure: 'decode (per token)', 'ms': decodeMsPerToken.toFixed(2), 'tokens/s': (1000 / decodeMsPerToken).toFixed(1), 'vs prefill': '' },
-  { measure: `attribution (${promptTokens} tokens, forward + backward)`, 'ms': attributionMs.toFixed(1), 'tokens/s': (promptTokens / (attributionMs / 1000)).toFixed(1), 'vs prefill': `${(attributionMs / prefillMs).toFixed(2)}x` },
-]);
-console.log(`session build: serving ${serveBuildMs.toFixed(0)} ms, attribution ${attributionBuildMs.toFixed(0)} ms`);
-await session.release();
+const attributionMs = await medianMs(() => attributor.run(prompt, targets));
 await attributor.release();
+
+// Tiers.
+const masks = readMaskFile(model.dir, model.weightsHash);
+const rand = createRng(7);
+const randomScores = Array.from({ length: c.numLayers }, () => Array.from({ length: c.intermediateSize }, rand));
+const tiers = (masks?.tiers.map((t) => ({ sparsity: t.sparsity, keep: t.layers.map((l) => l.mlp) })) ??
+  DEFAULT_TIERS.map((s) => ({ sparsity: s, keep: randomScores.map((sc) => keepTop(sc, s)) })));
+const bytesPerToken = (w: LlamaWeights) => {
+  let n = w.lmHead.data.length + w.norm.data.length + w.embed.shape[1];
+  for (const l of w.layers) for (const t of Object.values(l)) n += t.data.length;
+  return 4 * n;
+};
+const context = promptTokens + decodeTokens / 2;
+const denseFlops = tokenFlops(c, context).total;
+const rows: Record<string, string>[] = [
+  { tier: 'dense', 'decode ms/token': denseDecodeMs.toFixed(2), 'tokens/s': (1000 / denseDecodeMs).toFixed(1), speedup: '1.00x', 'FLOP ratio': '1.000', 'traffic bound': '1.00x', 'speedup / bound': '100%' },
+];
+for (const tier of tiers) {
+  const pruned = pruneMlp(model.weights, tier.keep);
+  const session = await LlamaSession.create(c, pruned, ortOptions);
+  const ms = await decodeRun(session);
+  await session.release();
+  const bound = bytesPerToken(model.weights) / bytesPerToken(pruned);
+  const speedup = denseDecodeMs / ms;
+  rows.push({
+    tier: `s${Math.round(tier.sparsity * 100)}`,
+    'decode ms/token': ms.toFixed(2),
+    'tokens/s': (1000 / ms).toFixed(1),
+    speedup: `${speedup.toFixed(2)}x`,
+    'FLOP ratio': (tokenFlops(c, context, tier.keep.map((k) => ({ mlp: k.length }))).total / denseFlops).toFixed(3),
+    'traffic bound': `${bound.toFixed(2)}x`,
+    'speedup / bound': `${((100 * (speedup - 1)) / (bound - 1)).toFixed(0)}%`,
+  });
+}
+await dense.release();
+
+const header = [
+  `model: ${model.dir} (${c.numLayers} layers, hidden ${c.hiddenSize}, intermediate ${c.intermediateSize}, ${c.numHeads} heads / ${c.numKvHeads} KV, vocab ${c.vocabSize})`,
+  `ONNX Runtime ${ort.env.versions.common}, CPU execution provider, intra-op threads ${threads}, inter-op 1, graph optimisation "all", float32, weights as initializers`,
+  `prompt ${promptTokens} tokens; decode ${decodeTokens} tokens after it; medians of repeated runs after a warm-up; tier masks: ${masks ? `calibrated (${masks.metric})` : 'random scores'}`,
+];
+console.log(header.join('\n'), '\n');
+const denseRows = [
+  { measure: 'prefill', ms: prefillMs.toFixed(1), 'tokens/s': (promptTokens / (prefillMs / 1000)).toFixed(1), 'vs prefill': '1.00x' },
+  { measure: 'decode (per token)', ms: denseDecodeMs.toFixed(2), 'tokens/s': (1000 / denseDecodeMs).toFixed(1), 'vs prefill': '' },
+  { measure: `attribution (${promptTokens} tokens, forward + backward)`, ms: attributionMs.toFixed(1), 'tokens/s': (promptTokens / (attributionMs / 1000)).toFixed(1), 'vs prefill': `${(attributionMs / prefillMs).toFixed(2)}x` },
+];
+console.table(denseRows);
+console.table(rows);
+console.log('speedup / bound = (speedup - 1) / (bound - 1): the share of the possible saving realised.');
+
+if (values.out) {
+  const table = (rs: Record<string, string>[]) => [
+    `| ${Object.keys(rs[0]).join(' | ')} |`,
+    `|${Object.keys(rs[0]).map(() => '---').join('|')}|`,
+    ...rs.map((r) => `| ${Object.values(r).join(' | ')} |`),
+  ].join('\n');
+  const commit = execSync('git rev-parse --short HEAD').toString().trim();
+  writeFileSync(values.out, [
+    '# Benchmarks', '', `\`npm run bench\` at commit \`${commit}\`, ${new Date().toISOString().slice(0, 10)}, on this project's CI machine kind (2 cores).`, '',
+    ...header.map((h) => `- ${h}`), '', '## Dense serving and attribution', '', table(denseRows), '',
+    '## Decode per sparsity tier (MLP neurons pruned, attention dense)', '', table(rows), '',
+    'The FLOP ratio is per decoded token at the mean context of the run; the traffic bound is dense weight bytes read per token over the tier\'s (decode on a CPU is memory-bound, so this bounds the speedup). "speedup / bound" is (speedup - 1) / (bound - 1).', '',
+  ].join('\n'));
+}
