@@ -22,10 +22,9 @@ import { createRng } from '../src/random.js';
 import { argmax } from '../src/runtime/sampling.js';
 import { LlamaSession } from '../src/runtime/session.js';
 import { Attributor, selfTargets } from '../src/sparsity/attribution.js';
-import { tokenFlops } from '../src/sparsity/flops.js';
+import { tokenFlops, weightBytesPerToken } from '../src/sparsity/flops.js';
 import { DEFAULT_TIERS, keepTop, readMaskFile } from '../src/sparsity/masks.js';
 import { pruneMlp } from '../src/sparsity/prune.js';
-import type { LlamaWeights } from '../src/model/types.js';
 
 const { values } = parseArgs({
   options: {
@@ -94,11 +93,6 @@ const rand = createRng(7);
 const randomScores = Array.from({ length: c.numLayers }, () => Array.from({ length: c.intermediateSize }, rand));
 const tiers = (masks?.tiers.map((t) => ({ sparsity: t.sparsity, keep: t.layers.map((l) => l.mlp) })) ??
   DEFAULT_TIERS.map((s) => ({ sparsity: s, keep: randomScores.map((sc) => keepTop(sc, s)) })));
-const bytesPerToken = (w: LlamaWeights) => {
-  let n = w.lmHead.data.length + w.norm.data.length + w.embed.shape[1];
-  for (const l of w.layers) for (const t of Object.values(l)) n += t.data.length;
-  return 4 * n;
-};
 const context = promptTokens + decodeTokens / 2;
 const denseFlops = tokenFlops(c, context).total;
 const rows: Record<string, string>[] = [
@@ -109,7 +103,7 @@ for (const tier of tiers) {
   const session = await LlamaSession.create(c, pruned, ortOptions);
   const ms = await decodeRun(session);
   await session.release();
-  const bound = bytesPerToken(model.weights) / bytesPerToken(pruned);
+  const bound = weightBytesPerToken(model.weights) / weightBytesPerToken(pruned);
   const speedup = denseDecodeMs / ms;
   rows.push({
     tier: `s${Math.round(tier.sparsity * 100)}`,

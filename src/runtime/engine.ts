@@ -14,7 +14,7 @@ import type { ActivationStore } from '../cache/types.js';
 import { loadModelDir, type LoadedModel } from '../model/load.js';
 import type { LlamaWeights } from '../model/types.js';
 import { Attributor, selfTargets } from '../sparsity/attribution.js';
-import { generationFlops, type KeptUnits } from '../sparsity/flops.js';
+import { generationFlops, weightBytesPerToken, type KeptUnits } from '../sparsity/flops.js';
 import { keepTop, readMaskFile } from '../sparsity/masks.js';
 import { isMetric, meanOverPositions, scoreSequence, type Metric } from '../sparsity/metrics.js';
 import { pruneMlp } from '../sparsity/prune.js';
@@ -55,13 +55,6 @@ function floatBytes(weights: LlamaWeights): number {
   let n = weights.embed.data.length + weights.norm.data.length;
   if (weights.lmHead !== weights.embed) n += weights.lmHead.data.length;
   for (const l of weights.layers) for (const t of Object.values(l)) n += t.data.length;
-  return 4 * n;
-}
-
-/** Weight bytes one decoded token reads: every matrix it multiplies (one embedding row only). */
-function bytesPerToken(w: LlamaWeights): number {
-  let n = w.lmHead.data.length + w.norm.data.length + w.embed.shape[1];
-  for (const l of w.layers) for (const t of Object.values(l)) n += t.data.length;
   return 4 * n;
 }
 
@@ -108,7 +101,7 @@ export class Engine implements ServedModel, DecodingModel {
     this.tierList = tiersOf(model.config, masks);
     this.ownsPool = options.pool === undefined;
     this.pool = options.pool ?? new SessionPool();
-    this.denseBytesPerToken = bytesPerToken(model.weights);
+    this.denseBytesPerToken = weightBytesPerToken(model.weights);
   }
 
   // Text.
@@ -132,7 +125,7 @@ export class Engine implements ServedModel, DecodingModel {
       name: t.name,
       sparsity: t.sparsity,
       neuronsPerLayer: t.neuronsPerLayer,
-      trafficBound: this.denseBytesPerToken / bytesPerToken(this.tierWeights(t)),
+      trafficBound: this.denseBytesPerToken / weightBytesPerToken(this.tierWeights(t)),
       profile: this.profiles.get(t.name) ?? null,
       loaded: this.pool.has(this.sessionKey(t, 'static')),
     }));

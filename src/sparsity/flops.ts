@@ -4,7 +4,7 @@
  * the MLP and the LM head. Not counted: norms, RoPE, softmax and residual adds, which are
  * O(hidden) per layer, three orders below the matrix products at SmolLM2-135M's shape.
  */
-import type { LlamaConfig } from '../model/types.js';
+import type { LlamaConfig, LlamaWeights } from '../model/types.js';
 
 /** Units kept per layer; undefined means all of them. */
 export interface KeptUnits {
@@ -80,4 +80,14 @@ export function generationFlops(c: LlamaConfig, g: GenerationShape, prefillKept:
   }
   for (let i = 0; i < g.decodeSteps; i++) total += tokenFlops(c, g.promptTokens + i + 1, decodeKept).total;
   return total;
+}
+
+/**
+ * Weight bytes one decoded token reads (float32): every matrix it multiplies, one embedding
+ * row. Decode on a CPU is memory-bound, so dense bytes / a tier's bytes bounds its speedup.
+ */
+export function weightBytesPerToken(w: LlamaWeights): number {
+  let n = w.lmHead.data.length + w.norm.data.length + w.embed.shape[1];
+  for (const l of w.layers) for (const t of Object.values(l)) n += t.data.length;
+  return 4 * n;
 }
