@@ -16,7 +16,7 @@ const errorsPlugin: FastifyPluginAsync = async (fastify) => {
     } else {
       request.log.info({ status: apiError.statusCode, param: apiError.param, code: apiError.code }, apiError.message);
     }
-    return reply.status(apiError.statusCode).send(apiError.toBody());
+    return reply.status(apiError.statusCode).headers(apiError.headers).send(apiError.toBody());
   });
 
   fastify.setNotFoundHandler((request, reply) => {

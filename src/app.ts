@@ -1,6 +1,6 @@
 /**
  * Assembles the HTTP application: Fastify with TypeBox schemas, the plugins/ (models, errors,
- * OpenAPI) and the routes/ directories loaded by @fastify/autoload. Building the app loads no
+ * OpenAPI, metrics, backpressure, activation cache) and the routes/ directories loaded by @fastify/autoload. Building the app loads no
  * model: the caller passes the served models in, so tests and the OpenAPI script can build it
  * cheaply and the server decides how models are loaded and closed.
  */
@@ -10,7 +10,10 @@ import autoload from '@fastify/autoload';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions, type RawServerDefault } from 'fastify';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ActivationCachePluginOptions, ActivationCacheSettings } from '../plugins/activation-cache.js';
+import type { BackpressureOptions } from '../plugins/backpressure.js';
 import type { ModelsPluginOptions } from '../plugins/models.js';
+import type { ActivationStore } from './cache/types.js';
 import type { ServedModel } from './runtime/types.js';
 
 export interface AppOptions {
@@ -23,6 +26,14 @@ export interface AppOptions {
   loggerInstance?: FastifyBaseLogger;
   /** Largest request body in bytes (413 beyond); defaults to 1 MiB. */
   bodyLimit?: number;
+  /** Requests generating at once per model (default 1); more wait in its queue. */
+  maxConcurrentPerModel?: number;
+  /** Requests waiting per model (default 32); beyond, 429 with Retry-After. */
+  maxQueuePerModel?: number;
+  /** Activation-cache settings (REDIS_URL...); without them, an in-process LRU. */
+  cache?: ActivationCacheSettings;
+  /** A ready-made activation store (tests); used instead of creating one, and not closed by the app. */
+  activationStore?: ActivationStore;
 }
 
 export type App = FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, FastifyBaseLogger, TypeBoxTypeProvider>;
@@ -60,7 +71,15 @@ export async function buildApp(options: AppOptions): Promise<App> {
     reply.header('x-request-id', request.id);
   });
 
-  const pluginOptions: ModelsPluginOptions = { models: options.models, ready: options.ready };
+  // autoload hands the same options to every plugin; each reads its own fields.
+  const pluginOptions: ModelsPluginOptions & ActivationCachePluginOptions & BackpressureOptions = {
+    models: options.models,
+    ready: options.ready,
+    maxConcurrentPerModel: options.maxConcurrentPerModel,
+    maxQueuePerModel: options.maxQueuePerModel,
+    cache: options.cache,
+    activationStore: options.activationStore,
+  };
   await app.register(autoload, { dir: fileURLToPath(new URL('../plugins', import.meta.url)), options: pluginOptions });
   await app.register(autoload, { dir: fileURLToPath(new URL('../routes', import.meta.url)) });
   return app;

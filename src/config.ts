@@ -24,6 +24,16 @@ export interface Config {
   bodyLimitBytes: number;
   /** How long a shutdown waits for in-flight requests before cutting them off. */
   shutdownTimeoutMs: number;
+  /** Requests generating at once on one model; more wait in its queue. */
+  maxConcurrentPerModel: number;
+  /** Requests waiting per model; beyond, 429 with Retry-After. */
+  maxQueuePerModel: number;
+  /** Redis for the activation-score cache; undefined keeps the cache in-process. */
+  redisUrl: string | undefined;
+  /** Namespace of the cache's Redis keys, so services can share one Redis. */
+  cachePrefix: string;
+  /** Lifetime of a cached activation-score value, in seconds. */
+  cacheTtlSeconds: number;
 }
 
 /** The repository root, so that the default model directory does not depend on the cwd. */
@@ -76,6 +86,16 @@ export function loadConfig(env: Env = process.env): Config {
     problems.push(`LOG_LEVEL=${JSON.stringify(env.LOG_LEVEL)}: expected one of ${LOG_LEVELS.join(', ')}`);
   }
 
+  const redisUrl = value('REDIS_URL');
+  if (redisUrl !== undefined && !isRedisUrl(redisUrl)) {
+    // The value is not echoed: a Redis URL may carry a password, and this message is logged.
+    problems.push('REDIS_URL: expected a redis:// or rediss:// URL with a host, e.g. redis://127.0.0.1:6379');
+  }
+  const cachePrefix = value('CACHE_PREFIX') ?? 'sparse-slm:';
+  if (/\s/.test(cachePrefix)) {
+    problems.push(`CACHE_PREFIX=${JSON.stringify(env.CACHE_PREFIX)}: expected a key prefix without whitespace`);
+  }
+
   const config: Config = {
     port,
     host,
@@ -85,7 +105,23 @@ export function loadConfig(env: Env = process.env): Config {
     ortInterOpThreads: optionalInteger('ORT_INTER_OP_THREADS', 0, 1024),
     bodyLimitBytes: integer('BODY_LIMIT_BYTES', 1024 * 1024, 1, 1024 * 1024 * 1024),
     shutdownTimeoutMs: integer('SHUTDOWN_TIMEOUT_MS', 10_000, 0, 3_600_000),
+    // One by default: generations on one model share the same cores, so more at once only interleave.
+    maxConcurrentPerModel: integer('MAX_CONCURRENT_PER_MODEL', 1, 1, 1024),
+    maxQueuePerModel: integer('MAX_QUEUE_PER_MODEL', 32, 0, 100_000),
+    redisUrl,
+    cachePrefix,
+    // Redis's EX takes whole seconds; a year is far beyond any use of a per-prompt cache.
+    cacheTtlSeconds: integer('CACHE_TTL_SECONDS', 3600, 1, 31_536_000),
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
+}
+
+function isRedisUrl(raw: string): boolean {
+  try {
+    const url = new URL(raw);
+    return (url.protocol === 'redis:' || url.protocol === 'rediss:') && url.hostname !== '';
+  } catch {
+    return false;
+  }
 }

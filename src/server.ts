@@ -35,7 +35,13 @@ async function main(): Promise<void> {
     log.info({ model: model.id, dir, contextLength: model.contextLength, ms: Date.now() - started }, 'model loaded');
   }
 
-  const app = await buildApp({ models, loggerInstance: log, bodyLimit: config.bodyLimitBytes });
+  const app = await buildApp({
+    models,
+    loggerInstance: log,
+    bodyLimit: config.bodyLimitBytes,
+    maxConcurrentPerModel: config.maxConcurrentPerModel,
+    maxQueuePerModel: config.maxQueuePerModel,
+  });
   const address = await app.listen({ port: config.port, host: config.host });
   log.info({ address, models: models.map((m) => m.id) }, `serving ${models.map((m) => m.id).join(', ')} at ${address}`);
 

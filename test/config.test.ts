@@ -13,6 +13,11 @@ t.test('defaults', async (t) => {
     ortInterOpThreads: undefined,
     bodyLimitBytes: 1024 * 1024,
     shutdownTimeoutMs: 10_000,
+    maxConcurrentPerModel: 1,
+    maxQueuePerModel: 32,
+    redisUrl: undefined,
+    cachePrefix: 'sparse-slm:',
+    cacheTtlSeconds: 3600,
   });
   t.match(DEFAULT_MODEL_DIR, /models[/\\]stories260K$/);
 });
@@ -27,6 +32,11 @@ t.test('values from the environment', async (t) => {
     ORT_INTER_OP_THREADS: '1',
     BODY_LIMIT_BYTES: '2048',
     SHUTDOWN_TIMEOUT_MS: '500',
+    MAX_CONCURRENT_PER_MODEL: '2',
+    MAX_QUEUE_PER_MODEL: '0',
+    REDIS_URL: 'redis://cache.internal:6380/2',
+    CACHE_PREFIX: 'team-a:',
+    CACHE_TTL_SECONDS: '60',
   });
   t.equal(config.port, 9000);
   t.equal(config.host, '127.0.0.1');
@@ -36,6 +46,22 @@ t.test('values from the environment', async (t) => {
   t.equal(config.ortInterOpThreads, 1);
   t.equal(config.bodyLimitBytes, 2048);
   t.equal(config.shutdownTimeoutMs, 500);
+  t.equal(config.maxConcurrentPerModel, 2);
+  t.equal(config.maxQueuePerModel, 0, 'a queue of 0: requests beyond the running ones are refused');
+  t.equal(config.redisUrl, 'redis://cache.internal:6380/2');
+  t.equal(config.cachePrefix, 'team-a:');
+  t.equal(config.cacheTtlSeconds, 60);
+});
+
+t.test('REDIS_URL accepts TLS and passwords', async (t) => {
+  t.equal(loadConfig({ REDIS_URL: 'rediss://:secret@cache:6379' }).redisUrl, 'rediss://:secret@cache:6379');
+});
+
+t.test('a bad REDIS_URL is named without echoing it (it may hold a password)', async (t) => {
+  for (const url of ['http://:hunter2@cache:6379', 'redis://', 'hunter2']) {
+    const err = t.throws(() => loadConfig({ REDIS_URL: url }), { name: 'ConfigError', message: /REDIS_URL/ }, url);
+    t.notMatch(String((err as Error).message), /hunter2/, `${url}: the value is not in the message`);
+  }
 });
 
 t.test('empty variables count as unset', async (t) => {
@@ -52,6 +78,14 @@ const bad: Array<[string, string]> = [
   ['ORT_INTER_OP_THREADS', 'many'],
   ['BODY_LIMIT_BYTES', '0'],
   ['SHUTDOWN_TIMEOUT_MS', 'soon'],
+  ['MAX_CONCURRENT_PER_MODEL', '0'],
+  ['MAX_CONCURRENT_PER_MODEL', 'two'],
+  ['MAX_QUEUE_PER_MODEL', '-1'],
+  ['MAX_QUEUE_PER_MODEL', '1e3'],
+  ['CACHE_PREFIX', 'has space:'],
+  ['CACHE_TTL_SECONDS', '0'],
+  ['CACHE_TTL_SECONDS', '1.5'],
+  ['CACHE_TTL_SECONDS', 'an hour'],
 ];
 for (const [name, value] of bad) {
   t.test(`${name}=${value} fails with a message naming ${name}`, async (t) => {

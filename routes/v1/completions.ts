@@ -1,13 +1,15 @@
 /**
  * POST /v1/completions, OpenAI's legacy completions, JSON or streamed as server-sent events.
- * The route validates (schema), resolves the model, and hands over to src/openai; a client
- * that disconnects aborts its generation in both modes.
+ * The route validates (schema), resolves the model, waits for its turn on the model (429 when
+ * the model's queue is full), and hands over to src/openai; a client that disconnects aborts
+ * its generation in both modes, or leaves the queue if it was still waiting.
  */
-import type { ServerResponse } from 'node:http';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { GenerationResult } from '../../src/runtime/types.js';
 import { ApiError, internalError } from '../../src/openai/errors.js';
 import { prepareCompletion } from '../../src/openai/completion-request.js';
 import { completionMeta, createCompletion, streamCompletion } from '../../src/openai/completion-run.js';
+import { abortOnDisconnect } from '../../src/openai/disconnect.js';
 import { Completion, CompletionChunk, CompletionRequest, ErrorResponse } from '../../src/openai/schemas.js';
 import { SSE_HEADERS, writeSse } from '../../src/openai/sse.js';
 
@@ -15,12 +17,16 @@ const completions: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.post(
     '/completions',
     {
+      config: { metricsEndpoint: 'completions' },
       schema: {
         tags: ['completions'],
         summary: 'Create a completion (OpenAI legacy completions API)',
         description:
           'With `stream: true` the answer is `text/event-stream`: one `data: <chunk>` event per piece of text, ' +
-          'a chunk with `finish_reason` per choice, a usage chunk when `stream_options.include_usage`, then `data: [DONE]`.',
+          'a chunk with `finish_reason` (and that choice\'s `sparsity`) per choice, a usage chunk when ' +
+          '`stream_options.include_usage` (with the FLOPs and the `sparsity` object), then `data: [DONE]`. ' +
+          '`sparsity`, `latency_budget_ms`, `activation` and `sparse_prefill` choose how sparse it runs; ' +
+          'a model whose queue is full answers 429 with Retry-After.',
         body: CompletionRequest,
         response: {
           200: {
@@ -40,41 +46,38 @@ const completions: FastifyPluginAsyncTypebox = async (fastify) => {
       const prepared = prepareCompletion(model, request.body);
       const signal = abortOnDisconnect(reply.raw);
       const meta = completionMeta(model);
-      if (!prepared.stream) return createCompletion(model, prepared, signal, meta);
-
-      // Wait for the first chunk before committing to a 200: most engine failures happen in
-      // prefill, and until now they can still get a proper error status.
-      const chunks = streamCompletion(model, prepared, signal, meta);
-      const first = await chunks.next();
-      reply.hijack();
+      const onResult = (result: GenerationResult): void => fastify.metrics.recordGeneration(request, model.id, result);
+      const release = await fastify.admission.acquire(model.id, signal);
       try {
-        // Hijacked replies skip Fastify's header handling: carry over what hooks set (x-request-id).
-        for (const [name, value] of Object.entries(reply.getHeaders())) {
-          if (value !== undefined) reply.raw.setHeader(name, value);
+        if (!prepared.stream) return await createCompletion(model, prepared, signal, meta, onResult);
+
+        // Wait for the first chunk before committing to a 200: most engine failures happen in
+        // prefill, and until now they can still get a proper error status.
+        const chunks = streamCompletion(model, prepared, signal, meta, onResult);
+        const first = await chunks.next();
+        reply.hijack();
+        try {
+          // Hijacked replies skip Fastify's header handling: carry over what hooks set (x-request-id).
+          for (const [name, value] of Object.entries(reply.getHeaders())) {
+            if (value !== undefined) reply.raw.setHeader(name, value);
+          }
+          reply.raw.writeHead(200, SSE_HEADERS);
+          await writeSse(reply.raw, resume(first, chunks), (err) => {
+            request.log.error({ err }, 'completion stream failed');
+            return (err instanceof ApiError ? err : internalError()).toBody();
+          });
+        } finally {
+          // Whatever happened, the generation behind the stream must not stay suspended.
+          await chunks.return();
         }
-        reply.raw.writeHead(200, SSE_HEADERS);
-        await writeSse(reply.raw, resume(first, chunks), (err) => {
-          request.log.error({ err }, 'completion stream failed');
-          return (err instanceof ApiError ? err : internalError()).toBody();
-        });
+        request.log.info({ aborted: signal.aborted }, 'completion stream ended');
+        return reply;
       } finally {
-        // Whatever happened, the generation behind the stream must not stay suspended.
-        await chunks.return();
+        release();
       }
-      request.log.info({ aborted: signal.aborted }, 'completion stream ended');
-      return reply;
     },
   );
 };
-
-/** Aborts when the connection closes before the response was completely sent. */
-function abortOnDisconnect(res: ServerResponse): AbortSignal {
-  const controller = new AbortController();
-  res.once('close', () => {
-    if (!res.writableFinished) controller.abort();
-  });
-  return controller.signal;
-}
 
 /** The stream again, its first (already taken) step included. */
 async function* resume<T>(first: IteratorResult<T, void>, rest: AsyncGenerator<T, void>): AsyncGenerator<T, void> {

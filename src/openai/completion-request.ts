@@ -4,8 +4,9 @@
  * model: vocabulary, context window) or that reject fields we accept but do not implement,
  * so that a client is told instead of silently getting different behaviour.
  */
-import type { SamplingParams, ServedModel } from '../runtime/types.js';
+import type { ExecutionOptions, SamplingParams, ServedModel } from '../runtime/types.js';
 import { invalidRequest } from './errors.js';
+import { checkExecution, executionOptions } from './execution.js';
 import { COMPLETION_DEFAULTS, type CompletionRequest } from './schemas.js';
 
 export interface PreparedCompletion {
@@ -14,6 +15,8 @@ export interface PreparedCompletion {
   /** Choices per prompt. */
   n: number;
   params: SamplingParams;
+  /** Tier and neuron selection, the same for every generation of the request. */
+  execution: ExecutionOptions;
   stream: boolean;
   includeUsage: boolean;
 }
@@ -35,9 +38,11 @@ export function prepareCompletion(model: ServedModel, body: CompletionRequest): 
     logprobs: body.logprobs ?? null,
     echo: body.echo ?? false,
   };
+  const execution = executionOptions(body);
+  checkExecution(model, execution);
   const prompts = tokenizePrompts(model, body.prompt);
   prompts.forEach((ids, i) => checkPrompt(model, ids, params.maxTokens, prompts.length > 1 ? i : null));
-  return { prompts, n, params, stream, includeUsage: stream && body.stream_options?.include_usage === true };
+  return { prompts, n, params, execution, stream, includeUsage: stream && body.stream_options?.include_usage === true };
 }
 
 function rejectUnsupported(body: CompletionRequest): void {

@@ -8,8 +8,9 @@
 import { randomUUID } from 'node:crypto';
 import type { FinishReason, GenerationDelta, GenerationResult, ServedModel } from '../runtime/types.js';
 import type { PreparedCompletion } from './completion-request.js';
+import { ExecutionSummary, sparsityInfo } from './execution.js';
 import { appendLogprobs, emptyLogprobs, LogprobsBuilder } from './logprobs.js';
-import type { Completion, CompletionChoice, CompletionChunk, CompletionLogprobs, Usage } from './schemas.js';
+import type { Completion, CompletionChoice, CompletionChunk, CompletionLogprobs, SparsityInfo, Usage } from './schemas.js';
 
 /** A piece of one choice: text as it became final, then (once) how the choice finished. */
 interface ChoiceEvent {
@@ -17,7 +18,12 @@ interface ChoiceEvent {
   text: string;
   logprobs: CompletionLogprobs | null;
   finishReason: FinishReason | null;
+  /** With the finish: what this choice ran, when the engine reported it. */
+  sparsity?: SparsityInfo;
 }
+
+/** Called with each finished generation's result (metrics); aborted generations that returned one included. */
+export type ResultObserver = (result: GenerationResult) => void;
 
 /** Required by the generator protocol when closing a generation early; nobody reads it. */
 const ABANDONED: GenerationResult = { finishReason: 'length', promptTokens: 0, completionTokens: 0 };
@@ -33,7 +39,8 @@ export function completionMeta(model: ServedModel): CompletionMeta {
 }
 
 /**
- * Yields each choice's deltas and its finish, counting tokens into `usage`. Stops early,
+ * Yields each choice's deltas and its finish, counting tokens into `usage` and what ran into
+ * `summary`. Stops early,
  * without a finish event for the interrupted choice, once `signal` aborts (the client has
  * gone). Consumers iterate with for-await, so that when they stop early the engine's
  * generator is closed too.
@@ -43,8 +50,10 @@ async function* runChoices(
   prepared: PreparedCompletion,
   signal: AbortSignal,
   usage: Usage,
+  summary: ExecutionSummary,
+  onResult: ResultObserver | undefined,
 ): AsyncGenerator<ChoiceEvent, void> {
-  const { prompts, n, params } = prepared;
+  const { prompts, n, params, execution } = prepared;
   for (const [p, ids] of prompts.entries()) {
     // The prompt is processed once per choice but, as OpenAI counts it, billed once per prompt.
     addUsage(usage, ids.length, 0);
@@ -54,7 +63,7 @@ async function* runChoices(
       // Distinct but reproducible seeds, so that n seeded choices are not n copies of one.
       const seed = params.seed === undefined ? undefined : params.seed + j;
       const builder = params.logprobs === null ? null : new LogprobsBuilder();
-      const generation = model.generate(ids, { ...params, seed }, signal);
+      const generation = model.generate(ids, { ...params, seed }, signal, execution);
       let step: IteratorResult<GenerationDelta, GenerationResult>;
       try {
         for (step = await generation.next(); !step.done; step = await generation.next()) {
@@ -71,9 +80,14 @@ async function* runChoices(
         await generation.return(ABANDONED);
       }
       if (step.done !== true) return;
-      addUsage(usage, 0, step.value.completionTokens);
+      const result = step.value;
+      addUsage(usage, 0, result.completionTokens);
+      summary.add(result);
+      onResult?.(result);
       if (signal.aborted) return;
-      yield { index, text: '', logprobs: null, finishReason: step.value.finishReason };
+      const finish: ChoiceEvent = { index, text: '', logprobs: null, finishReason: result.finishReason };
+      if (result.sparsity !== undefined) finish.sparsity = sparsityInfo(result.sparsity);
+      yield finish;
     }
   }
 }
@@ -88,16 +102,21 @@ function addUsage(usage: Usage, promptTokens: number, completionTokens: number):
   usage.total_tokens = usage.prompt_tokens + usage.completion_tokens;
 }
 
-/** The whole completion, as a non-streaming request returns it. */
+/**
+ * The whole completion, as a non-streaming request returns it, with the `sparsity` object of
+ * the first choice and the FLOPs of all of them in `usage`.
+ */
 export async function createCompletion(
   model: ServedModel,
   prepared: PreparedCompletion,
   signal: AbortSignal,
   meta: CompletionMeta = completionMeta(model),
+  onResult?: ResultObserver,
 ): Promise<Completion> {
   const choices: CompletionChoice[] = [];
   const usage = emptyUsage();
-  for await (const event of runChoices(model, prepared, signal, usage)) {
+  const summary = new ExecutionSummary();
+  for await (const event of runChoices(model, prepared, signal, usage, summary, onResult)) {
     let choice = choices[choices.length - 1];
     if (choice === undefined || choice.index !== event.index) {
       choice = { index: event.index, text: '', logprobs: prepared.params.logprobs === null ? null : emptyLogprobs(), finish_reason: 'length' };
@@ -107,26 +126,39 @@ export async function createCompletion(
     if (event.logprobs !== null && choice.logprobs !== null) appendLogprobs(choice.logprobs, event.logprobs);
     if (event.finishReason !== null) choice.finish_reason = event.finishReason;
   }
-  return { id: meta.id, object: 'text_completion', created: meta.created, model: meta.model, choices, usage };
+  const completion: Completion = { id: meta.id, object: 'text_completion', created: meta.created, model: meta.model, choices, usage: summary.addTo(usage) };
+  const sparsity = summary.sparsity();
+  if (sparsity !== undefined) completion.sparsity = sparsity;
+  return completion;
 }
 
 /**
  * The completion as stream chunks: the text of each choice as it becomes final, a chunk with
- * its finish_reason, then (with include_usage) a usage chunk with no choices. The caller
- * writes `data: [DONE]` after the last one.
+ * its finish_reason (and that choice's `sparsity` object), then (with include_usage) a usage
+ * chunk with no choices, the FLOPs of every choice, and the first choice's `sparsity`. The
+ * caller writes `data: [DONE]` after the last one.
  */
 export async function* streamCompletion(
   model: ServedModel,
   prepared: PreparedCompletion,
   signal: AbortSignal,
   meta: CompletionMeta = completionMeta(model),
+  onResult?: ResultObserver,
 ): AsyncGenerator<CompletionChunk, void> {
   const head = { id: meta.id, object: 'text_completion' as const, created: meta.created, model: meta.model };
   // OpenAI puts `usage: null` on every chunk but the last when usage is asked for.
   const usageField = prepared.includeUsage ? { usage: null } : {};
   const usage = emptyUsage();
-  for await (const { index, text, logprobs, finishReason } of runChoices(model, prepared, signal, usage)) {
-    yield { ...head, choices: [{ index, text, logprobs, finish_reason: finishReason }], ...usageField };
+  const summary = new ExecutionSummary();
+  for await (const { index, text, logprobs, finishReason, sparsity } of runChoices(model, prepared, signal, usage, summary, onResult)) {
+    const chunk: CompletionChunk = { ...head, choices: [{ index, text, logprobs, finish_reason: finishReason }], ...usageField };
+    if (sparsity !== undefined) chunk.sparsity = sparsity;
+    yield chunk;
   }
-  if (prepared.includeUsage && !signal.aborted) yield { ...head, choices: [], usage };
+  if (prepared.includeUsage && !signal.aborted) {
+    const last: CompletionChunk = { ...head, choices: [], usage: summary.addTo(usage) };
+    const sparsity = summary.sparsity();
+    if (sparsity !== undefined) last.sparsity = sparsity;
+    yield last;
+  }
 }

@@ -3,8 +3,12 @@
  * OpenAI clients surface our messages the same way they surface OpenAI's.
  */
 
-/** OpenAI reports every client mistake (404 and 413 included) as `invalid_request_error`. */
-export type ApiErrorType = 'invalid_request_error' | 'server_error' | 'service_unavailable';
+/**
+ * OpenAI reports every client mistake (404 and 413 included) as `invalid_request_error`; a
+ * full queue is a 429 `rate_limit_error` (the type OpenAI-compatible gateways use; OpenAI's
+ * clients go by the status and its Retry-After header).
+ */
+export type ApiErrorType = 'invalid_request_error' | 'server_error' | 'service_unavailable' | 'rate_limit_error';
 
 export interface ApiErrorBody {
   error: {
@@ -23,6 +27,8 @@ export class ApiError extends Error {
     readonly type: ApiErrorType,
     readonly param: string | null = null,
     readonly code: string | null = null,
+    /** Response headers that go with the error (Retry-After on a 429). */
+    readonly headers: Readonly<Record<string, string>> = {},
   ) {
     super(message);
     this.name = 'ApiError';
@@ -44,4 +50,24 @@ export function modelNotFound(name: string): ApiError {
 /** What a client sees for a failure we did not foresee; details stay in the server log. */
 export function internalError(): ApiError {
   return new ApiError(500, 'The server had an error while processing your request.', 'server_error', null, 'internal_error');
+}
+
+/** The model's queue is full: retry after about `retryAfterSeconds`. */
+export function queueFull(model: string, waiting: number, retryAfterSeconds: number): ApiError {
+  return new ApiError(
+    429,
+    `Model '${model}' is busy: ${waiting} requests are already waiting. Retry in about ${retryAfterSeconds} s.`,
+    'rate_limit_error',
+    null,
+    'queue_full',
+    { 'retry-after': String(retryAfterSeconds) },
+  );
+}
+
+/**
+ * The client hung up while its request waited in the queue: nobody reads this answer, but the
+ * logs and the request metrics get a status (499, as nginx names it).
+ */
+export function clientClosed(): ApiError {
+  return new ApiError(499, 'The client closed the connection before the request ran.', 'invalid_request_error', null, 'client_closed_request');
 }

@@ -24,6 +24,29 @@ export const MAX_LOGPROBS = 20;
 const nullable = <T extends TSchema>(schema: T) =>
   Type.Optional(Type.Union([schema, Type.Null()]));
 
+export const MAX_SPARSITY = 0.95;
+
+/**
+ * How a request wants to run (sparse-serving extensions, shared by completions and scoring).
+ * The model checks what the schema cannot (tier names, calibrated masks) before any work.
+ */
+export const ExecutionFields = {
+  sparsity: nullable(
+    Type.Union([Type.Number({ minimum: 0, maximum: MAX_SPARSITY }), Type.String({ minLength: 1 })], {
+      description: `a number from 0 to ${MAX_SPARSITY} (the nearest tier at or below it runs) or a tier name such as "dense" or "s80"`,
+    }),
+  ),
+  latency_budget_ms: nullable(
+    Type.Number({ exclusiveMinimum: 0, description: 'a number of milliseconds > 0; the densest tier predicted to finish within it runs' }),
+  ),
+  activation: nullable(
+    Type.Union([Type.Literal('static'), Type.Literal('prompt')], {
+      description: '"static" (the tier\'s calibrated masks) or "prompt" (a per-prompt neuron set from attribution on the prompt, cached)',
+    }),
+  ),
+  sparse_prefill: nullable(Type.Boolean({ description: 'a boolean; true runs the prompt sparse too (by default only decoding is sparse)' })),
+};
+
 // The descriptions double as the "expected ..." part of validation error messages.
 export const CompletionRequest = Type.Object(
   {
@@ -81,8 +104,9 @@ export const CompletionRequest = Type.Object(
       Type.Object({}, { additionalProperties: Type.Number(), description: 'null or an empty object (logit biases are not supported)' }),
     ),
     user: nullable(Type.String({ description: 'a string identifying the end user (ignored)' })),
+    ...ExecutionFields,
   },
-  { description: 'An OpenAI legacy completions request. Unknown fields are ignored.' },
+  { description: 'An OpenAI legacy completions request, plus the sparse-serving fields `sparsity`, `latency_budget_ms`, `activation` and `sparse_prefill`. Unknown fields are ignored.' },
 );
 export type CompletionRequest = Static<typeof CompletionRequest>;
 
@@ -103,8 +127,28 @@ export const Usage = Type.Object({
   prompt_tokens: Type.Integer(),
   completion_tokens: Type.Integer(),
   total_tokens: Type.Integer(),
+  flops_dense: Type.Optional(Type.Number({ description: 'analytic FLOPs of every generation of the request (prompt and completion) had it run dense' })),
+  flops_executed: Type.Optional(Type.Number({ description: 'analytic FLOPs as executed, at the tier and neuron sets that ran' })),
 });
 export type Usage = Static<typeof Usage>;
+
+/** What ran: the response's `sparsity` object. */
+export const SparsityInfo = Type.Object(
+  {
+    tier: Type.String({ description: 'the tier that ran: "dense" or "s" + percent, e.g. "s80"' }),
+    sparsity: Type.Number({ description: "the tier's per-layer MLP sparsity" }),
+    activation_source: Type.Union([Type.Literal('dense'), Type.Literal('static'), Type.Literal('cache'), Type.Literal('computed')], {
+      description: 'where the active neurons came from: none dropped, calibrated masks, a cached or a freshly computed per-prompt set',
+    }),
+    flop_ratio: Type.Number({ description: 'flops_executed / flops_dense' }),
+    sparse_prefill: Type.Boolean({ description: 'whether the prompt ran sparse too' }),
+    budget_ms: Type.Optional(Type.Number({ description: 'the latency budget asked for' })),
+    predicted_ms: Type.Optional(Type.Number({ description: "the chosen tier's predicted latency" })),
+    budget_met: Type.Optional(Type.Boolean({ description: 'false when no tier was predicted to fit and the sparsest ran' })),
+  },
+  { description: 'How the request ran. With several choices or continuations, the first one\'s (all run the same tier unless a latency profile changed in between).' },
+);
+export type SparsityInfo = Static<typeof SparsityInfo>;
 
 export const CompletionChoice = Type.Object({
   index: Type.Integer(),
@@ -121,6 +165,7 @@ export const Completion = Type.Object({
   model: Type.String(),
   choices: Type.Array(CompletionChoice),
   usage: Usage,
+  sparsity: Type.Optional(SparsityInfo),
 });
 export type Completion = Static<typeof Completion>;
 
@@ -139,6 +184,7 @@ export const CompletionChunk = Type.Object({
     }),
   ),
   usage: Type.Optional(Type.Union([Usage, Type.Null()])),
+  sparsity: Type.Optional(SparsityInfo),
 });
 export type CompletionChunk = Static<typeof CompletionChunk>;
 
@@ -154,13 +200,35 @@ export const ErrorResponse = Type.Object(
   { description: "An error, in OpenAI's shape" },
 );
 
+export const TierCard = Type.Object({
+  name: Type.String({ description: 'what `sparsity` may name: "dense" or "s" + percent' }),
+  sparsity: Type.Number({ description: 'per-layer MLP sparsity' }),
+  neurons_per_layer: Type.Integer({ description: 'MLP neurons kept per layer' }),
+  traffic_bound: Type.Number({ description: 'dense weight bytes per decoded token / this tier\'s: the memory-traffic speedup bound' }),
+  profile: Type.Union(
+    [
+      Type.Object({
+        prefill_ms_per_token: Type.Number(),
+        decode_ms_per_token: Type.Number(),
+        samples: Type.Integer({ description: 'requests that updated the profile (0: the start-up measurement only)' }),
+      }),
+      Type.Null(),
+    ],
+    { description: 'the latency profile `latency_budget_ms` routes by; null until measured' },
+  ),
+  loaded: Type.Boolean({ description: 'whether its sessions are built (they may be built on first use and evicted)' }),
+});
+export type TierCard = Static<typeof TierCard>;
+
 export const ModelCard = Type.Object({
   id: Type.String(),
   object: Type.Literal('model'),
   created: Type.Integer(),
   owned_by: Type.String(),
   max_model_len: Type.Integer({ description: 'context window in tokens (prompt + completion), as vLLM reports it' }),
+  tiers: Type.Array(TierCard, { description: 'the sparsity tiers served, densest first' }),
 });
+export type ModelCard = Static<typeof ModelCard>;
 
 export const ModelList = Type.Object(
   {
@@ -170,3 +238,99 @@ export const ModelList = Type.Object(
   { description: 'The served models' },
 );
 export type ModelList = Static<typeof ModelList>;
+
+export const MAX_CONTINUATIONS = 64;
+
+const TokenIds = Type.Array(Type.Integer({ minimum: 0 }), { minItems: 1 });
+
+export const ScoreRequest = Type.Object(
+  {
+    model: Type.String({ description: 'the id of a served model, as listed by GET /v1/models' }),
+    prompt: Type.Union([Type.String(), TokenIds], { description: 'a string or a non-empty array of token ids' }),
+    continuations: Type.Union(
+      [
+        Type.Array(Type.String({ minLength: 1 }), { minItems: 1, maxItems: MAX_CONTINUATIONS }),
+        Type.Array(TokenIds, { minItems: 1, maxItems: MAX_CONTINUATIONS }),
+      ],
+      { description: `an array of 1 to ${MAX_CONTINUATIONS} non-empty strings, or of 1 to ${MAX_CONTINUATIONS} non-empty token-id arrays` },
+    ),
+    ...ExecutionFields,
+    sparse_prefill: nullable(
+      Type.Boolean({ default: true, description: 'a boolean (default true here: scoring is all prompt processing); false runs it dense' }),
+    ),
+  },
+  { description: 'Log-probabilities of continuations after a prompt. Unknown fields are ignored.' },
+);
+export type ScoreRequest = Static<typeof ScoreRequest>;
+
+export const ContinuationScore = Type.Object({
+  index: Type.Integer({ description: 'position in `continuations`' }),
+  tokens: Type.Array(Type.String(), { description: "each continuation token's text (may be empty for part of a UTF-8 character)" }),
+  token_ids: Type.Array(Type.Integer()),
+  token_logprobs: Type.Array(Type.Number(), { description: 'natural-log probability of each continuation token given everything before it' }),
+  logprob_sum: Type.Number({ description: 'the sum of token_logprobs: the log-likelihood of the continuation' }),
+  perplexity: Type.Number({ description: 'exp(-mean of token_logprobs)' }),
+  greedy: Type.Boolean({ description: 'whether every continuation token was the most likely one (what greedy decoding would produce)' }),
+});
+export type ContinuationScore = Static<typeof ContinuationScore>;
+
+export const ScoreResponse = Type.Object({
+  id: Type.String({ description: 'score-<hex>' }),
+  object: Type.Literal('score'),
+  created: Type.Integer(),
+  model: Type.String(),
+  data: Type.Array(ContinuationScore),
+  usage: Usage,
+  sparsity: Type.Optional(SparsityInfo),
+});
+export type ScoreResponse = Static<typeof ScoreResponse>;
+
+const OptionalModel = nullable(Type.String({ description: 'the id of a served model; defaults to the first one' }));
+
+export const TokenizeRequest = Type.Object(
+  {
+    model: OptionalModel,
+    prompt: Type.String({ description: 'the text to tokenize' }),
+    add_special_tokens: nullable(Type.Boolean({ default: true, description: "a boolean (default true): add the tokenizer's special tokens, e.g. BOS" })),
+  },
+  { description: "vLLM's /tokenize. Unknown fields are ignored." },
+);
+export type TokenizeRequest = Static<typeof TokenizeRequest>;
+
+export const TokenizeResponse = Type.Object({
+  tokens: Type.Array(Type.Integer()),
+  count: Type.Integer(),
+  max_model_len: Type.Integer(),
+});
+export type TokenizeResponse = Static<typeof TokenizeResponse>;
+
+export const DetokenizeRequest = Type.Object(
+  {
+    model: OptionalModel,
+    tokens: Type.Array(Type.Integer({ minimum: 0 }), { description: 'an array of token ids' }),
+  },
+  { description: "vLLM's /detokenize. Unknown fields are ignored." },
+);
+export type DetokenizeRequest = Static<typeof DetokenizeRequest>;
+
+export const DetokenizeResponse = Type.Object({ prompt: Type.String() });
+export type DetokenizeResponse = Static<typeof DetokenizeResponse>;
+
+export const TokenizerInfoQuery = Type.Object({
+  model: Type.Optional(Type.String({ description: 'the id of a served model; defaults to the first one' })),
+});
+export type TokenizerInfoQuery = Static<typeof TokenizerInfoQuery>;
+
+export const TokenizerInfo = Type.Object(
+  {
+    tokenizer_class: Type.String(),
+    model: Type.String({ description: 'the model whose tokenizer this is' }),
+    eos_token: Type.Union([Type.String(), Type.Null()]),
+    bos_token: Type.Union([Type.String(), Type.Null()]),
+    model_max_length: Type.Integer({ description: 'as in tokenizer_config.json: the context window' }),
+    max_model_len: Type.Integer({ description: 'the same, as vLLM names it elsewhere' }),
+    vocab_size: Type.Integer(),
+  },
+  { description: "The tokenizer's configuration, as vLLM's /tokenizer_info reports it (lm-evaluation-harness reads eos_token)" },
+);
+export type TokenizerInfo = Static<typeof TokenizerInfo>;

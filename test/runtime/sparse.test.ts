@@ -91,11 +91,11 @@ t.test('a latency budget picks the densest tier predicted to fit', async (t) => 
 
 t.test('requests the model cannot honour are refused naming the parameter', async (t) => {
   t.throws(() => model.checkExecution({ sparsity: 's70' }), { name: 'ParameterError', param: 'sparsity', message: /no tier 's70'.*dense, s50, s80/ });
-  t.throws(() => model.checkExecution({ sparsity: 0.5, latencyBudgetMs: 10 }), { param: 'latency_budget_ms' });
-  t.throws(() => model.checkExecution({ latencyBudgetMs: -1 }), { param: 'latency_budget_ms' });
+  t.throws(() => model.checkExecution({ sparsity: 0.5, latencyBudgetMs: 10 }), { name: 'ParameterError', param: 'latency_budget_ms' });
+  t.throws(() => model.checkExecution({ latencyBudgetMs: -1 }), { name: 'ParameterError', param: 'latency_budget_ms' });
   const plain = await testServedModel();
   t.throws(() => plain.checkExecution({ sparsity: 0.5 }), ParameterError);
-  t.throws(() => plain.checkExecution({ sparsity: 0.5 }), { code: 'no_tiers', message: /npm run calibrate/ });
+  t.throws(() => plain.checkExecution({ sparsity: 0.5 }), { name: 'ParameterError', code: 'no_tiers', message: /npm run calibrate/ });
   t.doesNotThrow(() => plain.checkExecution({ sparsity: 0 }), 'dense is always there');
   await plain.close();
 });
