@@ -30,6 +30,8 @@ const modelsPlugin: FastifyPluginAsync<ModelsPluginOptions> = async (fastify, op
     if (models.has(model.id)) throw new Error(`Two models are served under the same id '${model.id}'`);
     models.set(model.id, model);
   }
+  // Per-prompt activation sets are cached in the app's store (plugins/activation-cache.ts).
+  for (const model of models.values()) model.useActivationStore?.(fastify.activationStore);
   fastify.decorate('models', models);
   fastify.decorate('resolveModel', (name: string): ServedModel => {
     const model = models.get(name);
@@ -54,4 +56,4 @@ const modelsPlugin: FastifyPluginAsync<ModelsPluginOptions> = async (fastify, op
 };
 
 // fastify-plugin: the decorations must reach the routes, which live in sibling contexts.
-export default fp(modelsPlugin, { name: 'models', fastify: '5.x' });
+export default fp(modelsPlugin, { name: 'models', fastify: '5.x', dependencies: ['activation-cache'] });

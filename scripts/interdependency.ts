@@ -2,7 +2,9 @@
  * Measures the interdependency error of GxO and Corrected GxO and writes
  * docs/attribution-interdependency.md (and .json):
  *
- *   npm run experiment:interdependency -- [--model DIR ...] [--data FILE] [--samples N]
+ *   npm run experiment:interdependency -- [--model DIR --data FILE]... [--samples N]
+ *
+ * Each --model is measured on the --data file at the same position (or the last one given).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { execSync } from 'node:child_process';
@@ -16,7 +18,7 @@ import { ablationTrials, pearson, type AblationTrial } from '../src/sparsity/int
 const { values } = parseArgs({
   options: {
     model: { type: 'string', multiple: true, default: ['models/stories260K'] },
-    data: { type: 'string', default: 'data/calibration/stories.jsonl' },
+    data: { type: 'string', multiple: true, default: ['data/calibration/stories.jsonl'] },
     samples: { type: 'string', default: '8' },
     trials: { type: 'string', default: '10' },
     singles: { type: 'string', default: '64' },
@@ -30,9 +32,10 @@ const fmt = (x: number) => x.toExponential(2);
 
 const report: Record<string, unknown>[] = [];
 const lines: string[] = [];
-for (const dir of values.model!) {
+for (const [m, dir] of values.model!.entries()) {
+  const data = values.data![Math.min(m, values.data!.length - 1)];
   const model = await loadModelDir(dir);
-  const set = readCalibrationFile(values.data!);
+  const set = readCalibrationFile(data);
   const attributor = await Attributor.create(model.config, model.weights, { intraOpThreads: 1 });
   const I = model.config.intermediateSize;
   const sizes = fractions.map((f) => Math.max(2, Math.round(f * I)));
@@ -59,7 +62,7 @@ for (const dir of values.model!) {
     };
   });
   report.push({ model: dir, weightsSha256: model.weightsHash, config: model.config, rows });
-  lines.push(`## ${dir}`, '', `${model.config.numLayers} layers x ${I} MLP neurons; ${Math.min(set.samples.length, Number(values.samples))} samples of \`${values.data}\`; weights sha256 \`${model.weightsHash.slice(0, 16)}…\`.`, '');
+  lines.push(`## ${dir}`, '', `${model.config.numLayers} layers x ${I} MLP neurons; ${Math.min(set.samples.length, Number(values.samples))} samples of \`${data}\`; weights sha256 \`${model.weightsHash.slice(0, 16)}…\`.`, '');
   lines.push('| neurons ablated (per layer) | trials | mean abs actual dL | GxO error | Corrected GxO error | corr(GxO, actual) | corr(Corrected GxO, actual) | actual <= Corrected GxO |');
   lines.push('|---|---|---|---|---|---|---|---|');
   for (const r of rows) {

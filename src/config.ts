@@ -34,6 +34,10 @@ export interface Config {
   cachePrefix: string;
   /** Lifetime of a cached activation-score value, in seconds. */
   cacheTtlSeconds: number;
+  /** Estimated weight memory the session pool may hold, in bytes (Infinity: no limit). */
+  poolMemoryBytes: number;
+  /** Build every tier's sessions (and measure their latency) at start-up, else on first use. */
+  poolPreload: boolean;
 }
 
 /** The repository root, so that the default model directory does not depend on the cwd. */
@@ -70,6 +74,14 @@ export function loadConfig(env: Env = process.env): Config {
   };
   const optionalInteger = (name: string, min: number, max: number): number | undefined =>
     value(name) === undefined ? undefined : integer(name, min, min, max);
+  const boolean = (name: string, fallback: boolean): boolean => {
+    const raw = value(name)?.toLowerCase();
+    if (raw === undefined) return fallback;
+    if (raw === 'true' || raw === '1') return true;
+    if (raw === 'false' || raw === '0') return false;
+    problems.push(`${name}=${JSON.stringify(env[name])}: expected true or false`);
+    return fallback;
+  };
 
   const port = integer('PORT', 8000, 0, 65535);
   const host = value('HOST') ?? '0.0.0.0';
@@ -112,6 +124,8 @@ export function loadConfig(env: Env = process.env): Config {
     cachePrefix,
     // Redis's EX takes whole seconds; a year is far beyond any use of a per-prompt cache.
     cacheTtlSeconds: integer('CACHE_TTL_SECONDS', 3600, 1, 31_536_000),
+    poolMemoryBytes: value('POOL_MEMORY_MB') === undefined ? Infinity : integer('POOL_MEMORY_MB', 0, 1, 1_048_576) * 1024 * 1024,
+    poolPreload: boolean('POOL_PRELOAD', true),
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

@@ -8,6 +8,7 @@ import { pino } from 'pino';
 import { buildApp, type App } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { loadServedModel } from './runtime/engine.js';
+import { SessionPool } from './runtime/pool.js';
 import type { ServedModel } from './runtime/types.js';
 
 async function main(): Promise<void> {
@@ -22,10 +23,17 @@ async function main(): Promise<void> {
   const log = pino({ level: config.logLevel });
 
   const models: ServedModel[] = [];
+  // One pool for every model's sessions, so that one memory budget covers them all.
+  const pool = new SessionPool(config.poolMemoryBytes);
   for (const dir of config.modelDirs) {
     const started = Date.now();
     try {
-      models.push(await loadServedModel(dir, { intraOpThreads: config.ortIntraOpThreads, interOpThreads: config.ortInterOpThreads }));
+      models.push(await loadServedModel(dir, {
+        intraOpThreads: config.ortIntraOpThreads,
+        interOpThreads: config.ortInterOpThreads,
+        pool,
+        preload: config.poolPreload,
+      }));
     } catch (err) {
       log.fatal({ err, dir }, `cannot load the model in ${dir} (MODEL_DIR)`);
       await Promise.allSettled(models.map((m) => m.close()));
@@ -41,6 +49,7 @@ async function main(): Promise<void> {
     bodyLimit: config.bodyLimitBytes,
     maxConcurrentPerModel: config.maxConcurrentPerModel,
     maxQueuePerModel: config.maxQueuePerModel,
+    cache: { redisUrl: config.redisUrl, prefix: config.cachePrefix, ttlSeconds: config.cacheTtlSeconds },
   });
   const address = await app.listen({ port: config.port, host: config.host });
   log.info({ address, models: models.map((m) => m.id) }, `serving ${models.map((m) => m.id).join(', ')} at ${address}`);
@@ -52,13 +61,13 @@ async function main(): Promise<void> {
       process.exit(1);
     }
     stopping = true;
-    void shutdown(app, models, config.shutdownTimeoutMs, signal);
+    void shutdown(app, models, pool, config.shutdownTimeoutMs, signal);
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
 }
 
-async function shutdown(app: App, models: ServedModel[], timeoutMs: number, signal: NodeJS.Signals): Promise<void> {
+async function shutdown(app: App, models: ServedModel[], pool: SessionPool, timeoutMs: number, signal: NodeJS.Signals): Promise<void> {
   app.log.info({ signal, timeoutMs }, 'shutting down: finishing in-flight requests');
   const deadline = setTimeout(() => {
     app.log.warn('shutdown timeout: closing the remaining connections');
@@ -71,7 +80,7 @@ async function shutdown(app: App, models: ServedModel[], timeoutMs: number, sign
   } finally {
     clearTimeout(deadline);
   }
-  const closed = await Promise.allSettled(models.map((m) => m.close()));
+  const closed = await Promise.allSettled([...models.map((m) => m.close()), pool.close()]);
   for (const result of closed) {
     if (result.status === 'rejected') app.log.error({ err: result.reason }, 'error while closing a model');
   }

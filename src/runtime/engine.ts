@@ -85,6 +85,7 @@ export class Engine implements ServedModel, DecodingModel {
    * tensors are never written after they are made, so sharing them is safe.
    */
   private lastPrefill: { key: string; result: Promise<ForwardResult> } | null = null;
+  private store: ActivationStore | undefined;
 
   constructor(
     readonly model: LoadedModel,
@@ -102,6 +103,11 @@ export class Engine implements ServedModel, DecodingModel {
     this.ownsPool = options.pool === undefined;
     this.pool = options.pool ?? new SessionPool();
     this.denseBytesPerToken = weightBytesPerToken(model.weights);
+    this.store = options.store;
+  }
+
+  useActivationStore(store: ActivationStore): void {
+    this.store = store;
   }
 
   // Text.
@@ -214,7 +220,7 @@ export class Engine implements ServedModel, DecodingModel {
   /** Per-layer neuron scores of a prompt: from the store, else computed (and stored). */
   private async promptScores(promptIds: number[]): Promise<{ scores: Float32Array[]; source: 'cache' | 'computed' }> {
     const key = { modelHash: this.model.weightsHash, metric: this.metric, tokens: promptIds };
-    const cached = await this.options.store?.get(key);
+    const cached = await this.store?.get(key);
     if (cached && cached.length === this.model.config.numLayers) return { scores: cached, source: 'cache' };
     // A one-token prompt predicts nothing of itself: score it as its own target.
     const targets = promptIds.length > 1 ? selfTargets(promptIds) : { ids: promptIds, weights: [1] };
@@ -222,7 +228,7 @@ export class Engine implements ServedModel, DecodingModel {
     try {
       const scored = await scoreSequence(lease.value, promptIds, targets, this.metric);
       const scores = scored.layers.map((l) => Float32Array.from(meanOverPositions(l.mlp, this.model.config.intermediateSize)));
-      await this.options.store?.set(key, scores);
+      await this.store?.set(key, scores);
       return { scores, source: 'computed' };
     } finally {
       lease.done();
