@@ -1,11 +1,13 @@
 /**
  * Every error leaves in OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`:
  * schema violations, malformed or oversized bodies, unknown routes, errors the routes throw
- * on purpose (ApiError), and unexpected failures (500, logged; the process keeps serving).
+ * on purpose (ApiError), request parameters the engine refuses (ParameterError), and unexpected failures (500, logged; the process keeps serving).
  */
 import fp from 'fastify-plugin';
 import type { FastifyError, FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { ApiError, internalError, invalidRequest } from '../src/openai/errors.js';
+import { requestField } from '../src/openai/execution.js';
+import { ParameterError } from '../src/runtime/types.js';
 import { schemaViolationError, type Expectations } from '../src/openai/validation.js';
 
 const errorsPlugin: FastifyPluginAsync = async (fastify) => {
@@ -27,6 +29,8 @@ const errorsPlugin: FastifyPluginAsync = async (fastify) => {
 
 function toApiError(err: FastifyError, request: FastifyRequest, bodyLimit: number): ApiError {
   if (err instanceof ApiError) return err;
+  // Routes check execution options up front; one the engine finds only while planning is still the client's.
+  if (err instanceof ParameterError) return invalidRequest(err.message, requestField(err.param), err.code);
   if (err.validation !== undefined) return schemaViolationError(err.validation, bodyExpectations(request));
   switch (err.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':

@@ -18,7 +18,10 @@ const swaggerPlugin: FastifyPluginAsync = async (fastify) => {
       info: { title: 'Sparse SLM inference server', description: pkg.description, version: pkg.version },
       tags: [
         { name: 'completions', description: 'OpenAI-compatible text completions' },
-        { name: 'models', description: 'Served models' },
+        { name: 'scoring', description: 'Log-likelihoods of continuations (ranking, multiple choice, perplexity)' },
+        { name: 'models', description: 'Served models and their sparsity tiers' },
+        { name: 'tokenizer', description: "vLLM's tokenizer endpoints, as lm-evaluation-harness uses them" },
+        { name: 'metrics', description: 'Prometheus metrics' },
         { name: 'health', description: 'Liveness and readiness probes' },
       ],
     },

@@ -29,7 +29,9 @@ t.test('the OpenAPI document is served at /openapi.json', async (t) => {
   t.equal(res.statusCode, 200);
   const doc = res.json();
   t.match(doc.openapi, /^3\./);
-  for (const path of ['/v1/completions', '/v1/models', '/health', '/ready']) t.ok(doc.paths[path], `documents ${path}`);
+  for (const path of ['/v1/completions', '/v1/score', '/v1/models', '/tokenizer_info', '/tokenize', '/detokenize', '/metrics', '/health', '/ready']) {
+    t.ok(doc.paths[path], `documents ${path}`);
+  }
   const body = doc.paths['/v1/completions'].post.requestBody.content['application/json'].schema;
   t.same(body.required.sort(), ['model', 'prompt']);
 });

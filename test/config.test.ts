@@ -15,6 +15,8 @@ t.test('defaults', async (t) => {
     shutdownTimeoutMs: 10_000,
     maxConcurrentPerModel: 1,
     maxQueuePerModel: 32,
+    poolMemoryBytes: Infinity,
+    poolPreload: true,
     redisUrl: undefined,
     cachePrefix: 'sparse-slm:',
     cacheTtlSeconds: 3600,

@@ -1,6 +1,9 @@
-/** GET /v1/models: OpenAI's model list, with vLLM's max_model_len. */
+/** GET /v1/models: OpenAI's model list, with vLLM's max_model_len and each model's sparsity tiers. */
 import t from 'tap';
+import type { ModelList } from '../../../src/openai/schemas.js';
+import { loadServedModel } from '../../../src/runtime/engine.js';
 import { testApp } from '../../helpers/app.js';
+import { calibratedModelDir } from '../../helpers/calibrated-model.js';
 import { testServedModel } from '../../helpers/served-model.js';
 
 const model = await testServedModel();
@@ -10,10 +13,33 @@ t.test('lists every served model', async (t) => {
   const app = await testApp(t, { models: [model] });
   const res = await app.inject({ method: 'GET', url: '/v1/models' });
   t.equal(res.statusCode, 200);
-  t.same(res.json(), {
-    object: 'list',
-    data: [{ id: model.id, object: 'model', created: model.created, owned_by: 'sparse-slm-server', max_model_len: model.contextLength }],
-  });
+  const list = res.json<ModelList>();
+  t.equal(list.object, 'list');
+  t.equal(list.data.length, 1);
+  const { tiers, ...card } = list.data[0];
+  t.same(card, { id: model.id, object: 'model', created: model.created, owned_by: 'sparse-slm-server', max_model_len: model.contextLength });
+  t.same(tiers.map((tier) => tier.name), ['dense'], 'an uncalibrated model serves dense only');
+  t.match(tiers[0], { sparsity: 0, traffic_bound: 1, loaded: true });
+});
+
+t.test('each tier with its neurons, traffic bound and latency profile', async (t) => {
+  const calibrated = await loadServedModel(await calibratedModelDir(), { intraOpThreads: 1 });
+  t.teardown(() => calibrated.close());
+  const app = await testApp(t, { models: [calibrated] });
+  const [card] = (await app.inject({ method: 'GET', url: '/v1/models' })).json<ModelList>().data;
+  t.same(card.tiers.map((tier) => [tier.name, tier.sparsity]), [['dense', 0], ['s50', 0.5], ['s80', 0.8]]);
+  for (const [i, tier] of card.tiers.entries()) {
+    t.same(Object.keys(tier).sort(), ['loaded', 'name', 'neurons_per_layer', 'profile', 'sparsity', 'traffic_bound']);
+    t.same(tier, (() => {
+      const info = calibrated.tiers()[i];
+      const profile = info.profile === null ? null : { prefill_ms_per_token: info.profile.prefillMsPerToken, decode_ms_per_token: info.profile.decodeMsPerToken, samples: info.profile.samples };
+      return { name: info.name, sparsity: info.sparsity, neurons_per_layer: info.neuronsPerLayer, traffic_bound: info.trafficBound, profile, loaded: info.loaded };
+    })(), `${tier.name} as the model reports it`);
+    if (tier.profile === null) throw new Error(`${tier.name}: no profile after preloading`);
+    t.ok(tier.profile.decode_ms_per_token > 0 && tier.profile.prefill_ms_per_token > 0);
+  }
+  t.ok(card.tiers[2].neurons_per_layer < card.tiers[1].neurons_per_layer && card.tiers[1].neurons_per_layer < card.tiers[0].neurons_per_layer);
+  t.ok(card.tiers[2].traffic_bound > card.tiers[1].traffic_bound && card.tiers[1].traffic_bound > 1);
 });
 
 t.test('an empty list when no model is loaded', async (t) => {

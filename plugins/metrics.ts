@@ -1,0 +1,191 @@
+/**
+ * Prometheus metrics (prom-client), served by routes/metrics.ts. Each app instance has its own
+ * registry, so that several apps in one process (tests) do not share counts.
+ *
+ * `fastify.metrics` records:
+ * - per generation (`recordGeneration`, called by the generating routes): FLOPs dense and
+ *   executed, prompt and generated tokens, time to first token and per output token;
+ * - per request, by a hook on the routes whose config names a `metricsEndpoint`: requests by
+ *   model, tier, endpoint and status, and their duration;
+ * - activation-cache events (`recordCacheEvent`; subscribed to `fastify.activationCacheEvents`
+ *   when the activation-cache plugin is loaded);
+ * - the queue depth per model (`setQueueDepth`, called by the backpressure plugin);
+ * plus prom-client's default process metrics.
+ */
+import fp from 'fastify-plugin';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { CacheEvent } from '../src/cache/types.js';
+import type { GenerationResult } from '../src/runtime/types.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    metrics: ServerMetrics;
+  }
+  interface FastifyContextConfig {
+    /** Counts the route's requests in slm_requests_total under this `endpoint` label. */
+    metricsEndpoint?: string;
+  }
+}
+
+/** The tier label of a request that failed before any generation finished. */
+export const NO_TIER = 'none';
+/** The tier label of a generation whose engine reported no sparsity. */
+export const UNKNOWN_TIER = 'unknown';
+/** The model label of a request that named no served model. */
+export const UNKNOWN_MODEL = 'unknown';
+
+const TTFT_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+const TPOT_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
+const REQUEST_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
+
+export interface RequestLabels {
+  model: string;
+  tier: string;
+  endpoint: string;
+  status: number;
+}
+
+export class ServerMetrics {
+  readonly registry = new Registry();
+  private readonly flopsDense: Counter<'model' | 'tier'>;
+  private readonly flopsExecuted: Counter<'model' | 'tier'>;
+  private readonly tokensGenerated: Counter<'model' | 'tier'>;
+  private readonly promptTokens: Counter<'model' | 'tier'>;
+  private readonly requests: Counter<'model' | 'tier' | 'endpoint' | 'status'>;
+  private readonly requestDuration: Histogram<'model' | 'endpoint'>;
+  private readonly timeToFirstToken: Histogram<'model' | 'tier'>;
+  private readonly timePerOutputToken: Histogram<'model' | 'tier'>;
+  private readonly cacheEvents: Counter<'event'>;
+  private readonly queueDepth: Gauge<'model'>;
+  /** The model and tier each request ran, for its slm_requests_total sample. */
+  private readonly ran = new WeakMap<FastifyRequest, { model: string; tier: string }>();
+
+  constructor() {
+    const registers = [this.registry];
+    const modelTier = ['model', 'tier'] as const;
+    this.flopsDense = new Counter({ name: 'slm_flops_dense_total', help: 'Analytic FLOPs of the generations had they run dense', labelNames: modelTier, registers });
+    this.flopsExecuted = new Counter({ name: 'slm_flops_executed_total', help: 'Analytic FLOPs of the generations as executed', labelNames: modelTier, registers });
+    this.tokensGenerated = new Counter({ name: 'slm_tokens_generated_total', help: 'Tokens generated', labelNames: modelTier, registers });
+    this.promptTokens = new Counter({ name: 'slm_prompt_tokens_total', help: 'Prompt tokens processed (once per generation)', labelNames: modelTier, registers });
+    this.requests = new Counter({
+      name: 'slm_requests_total',
+      help: 'Requests to the generating endpoints, by the tier that ran and the HTTP status',
+      labelNames: ['model', 'tier', 'endpoint', 'status'],
+      registers,
+    });
+    this.requestDuration = new Histogram({
+      name: 'slm_request_duration_seconds',
+      help: 'Time from request to the end of the response (queueing included)',
+      labelNames: ['model', 'endpoint'],
+      buckets: REQUEST_BUCKETS,
+      registers,
+    });
+    this.timeToFirstToken = new Histogram({
+      name: 'slm_time_to_first_token_seconds',
+      help: 'Time from the start of a generation to its first new token',
+      labelNames: modelTier,
+      buckets: TTFT_BUCKETS,
+      registers,
+    });
+    this.timePerOutputToken = new Histogram({
+      name: 'slm_time_per_output_token_seconds',
+      help: 'Mean time per new token after the first, per generation',
+      labelNames: modelTier,
+      buckets: TPOT_BUCKETS,
+      registers,
+    });
+    this.cacheEvents = new Counter({
+      name: 'slm_activation_cache_events_total',
+      help: 'Activation-set cache lookups (hit, miss) and backend errors',
+      labelNames: ['event'],
+      registers,
+    });
+    this.queueDepth = new Gauge({ name: 'slm_queue_depth', help: 'Requests waiting for their turn on a model', labelNames: ['model'], registers });
+    collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** One finished generation of `request` on `model`. */
+  recordGeneration(request: FastifyRequest, model: string, result: GenerationResult): void {
+    const tier = result.sparsity?.tier ?? UNKNOWN_TIER;
+    const labels = { model, tier };
+    // The request is labelled with the tier of its first generation, as its response reports it.
+    if (!this.ran.has(request)) this.ran.set(request, labels);
+    if (result.flopsDense !== undefined) this.flopsDense.inc(labels, result.flopsDense);
+    if (result.flopsExecuted !== undefined) this.flopsExecuted.inc(labels, result.flopsExecuted);
+    this.tokensGenerated.inc(labels, result.completionTokens);
+    this.promptTokens.inc(labels, result.promptTokens);
+    const timings = result.timings;
+    if (timings === undefined) return;
+    if (result.completionTokens >= 1) this.timeToFirstToken.observe(labels, timings.firstTokenMs / 1000);
+    if (result.completionTokens >= 2) {
+      this.timePerOutputToken.observe(labels, (timings.totalMs - timings.firstTokenMs) / (result.completionTokens - 1) / 1000);
+    }
+  }
+
+  /** One answered request; `seconds` is how long it took. */
+  recordRequest(labels: RequestLabels, seconds: number): void {
+    this.requests.inc({ model: labels.model, tier: labels.tier, endpoint: labels.endpoint, status: String(labels.status) });
+    this.requestDuration.observe({ model: labels.model, endpoint: labels.endpoint }, seconds);
+  }
+
+  /** What the request's generations ran, once one finished. */
+  ranBy(request: FastifyRequest): { model: string; tier: string } | undefined {
+    return this.ran.get(request);
+  }
+
+  recordCacheEvent(event: CacheEvent): void {
+    this.cacheEvents.inc({ event });
+  }
+
+  setQueueDepth(model: string, depth: number): void {
+    this.queueDepth.set({ model }, depth);
+  }
+
+  /** The Prometheus text exposition of every metric. */
+  async exposition(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+}
+
+const metricsPlugin: FastifyPluginAsync = async (fastify) => {
+  const metrics = new ServerMetrics();
+  fastify.decorate('metrics', metrics);
+
+  fastify.addHook('onResponse', async (request, reply) => {
+    const endpoint = request.routeOptions.config.metricsEndpoint;
+    if (endpoint === undefined) return;
+    const ran = metrics.ranBy(request);
+    metrics.recordRequest(
+      { model: ran?.model ?? requestedModel(request, fastify.models), tier: ran?.tier ?? NO_TIER, endpoint, status: reply.statusCode },
+      reply.elapsedTime / 1000,
+    );
+  });
+
+  // The activation cache (plugins/activation-cache.ts) publishes its events; count them once
+  // every plugin is loaded, whichever loaded first.
+  let unsubscribe = (): void => {};
+  fastify.addHook('onReady', async () => {
+    if (!fastify.hasDecorator('activationCacheEvents')) return;
+    const stop = fastify.activationCacheEvents.subscribe((event) => metrics.recordCacheEvent(event));
+    unsubscribe = () => {
+      stop();
+    };
+  });
+
+  fastify.addHook('onClose', async () => {
+    unsubscribe();
+    metrics.registry.clear();
+  });
+};
+
+/** The body's `model` when it names a served model; anything else would let clients invent label values. */
+function requestedModel(request: FastifyRequest, models: ReadonlyMap<string, unknown>): string {
+  const body: unknown = request.body;
+  if (typeof body !== 'object' || body === null || !('model' in body)) return UNKNOWN_MODEL;
+  const name = body.model;
+  return typeof name === 'string' && models.has(name) ? name : UNKNOWN_MODEL;
+}
+
+// fastify-plugin: the decoration and the hook must reach the routes in sibling contexts.
+export default fp(metricsPlugin, { name: 'metrics', fastify: '5.x', dependencies: ['models'] });
