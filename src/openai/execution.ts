@@ -67,6 +67,7 @@ export class ExecutionSummary {
   private first: SparsityReport | null = null;
   private flopsDense = 0;
   private flopsExecuted = 0;
+  private cachedTokens = 0;
   private counted = false;
 
   add(result: GenerationResult): void {
@@ -74,6 +75,7 @@ export class ExecutionSummary {
     if (result.flopsDense !== undefined && result.flopsExecuted !== undefined) {
       this.flopsDense += result.flopsDense;
       this.flopsExecuted += result.flopsExecuted;
+      this.cachedTokens += result.cachedPromptTokens ?? 0;
       this.counted = true;
     }
   }
@@ -88,6 +90,7 @@ export class ExecutionSummary {
     if (this.counted) {
       usage.flops_dense = this.flopsDense;
       usage.flops_executed = this.flopsExecuted;
+      usage.prompt_tokens_details = { cached_tokens: this.cachedTokens };
     }
     return usage;
   }

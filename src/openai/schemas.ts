@@ -129,6 +129,11 @@ export const Usage = Type.Object({
   total_tokens: Type.Integer(),
   flops_dense: Type.Optional(Type.Number({ description: 'analytic FLOPs of every generation of the request (prompt and completion) had it run dense' })),
   flops_executed: Type.Optional(Type.Number({ description: 'analytic FLOPs as executed, at the tier and neuron sets that ran' })),
+  prompt_tokens_details: Type.Optional(
+    Type.Object({
+      cached_tokens: Type.Integer({ description: 'prompt tokens whose pass was reused (another choice, or the same prompt just before): they cost no FLOPs' }),
+    }),
+  ),
 });
 export type Usage = Static<typeof Usage>;
 

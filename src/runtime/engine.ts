@@ -249,11 +249,13 @@ export class Engine implements ServedModel, DecodingModel {
 
   // Generation.
 
-  private prefillWith(session: LlamaSession, sessionKey: string, inputs: Record<string, ort.Tensor>, memo: boolean) {
+  /** A prefill through `session`; `shared` is told whether an earlier choice's pass was reused. */
+  private prefillWith(session: LlamaSession, sessionKey: string, inputs: Record<string, ort.Tensor>, memo: boolean, shared: (reused: boolean) => void) {
     return (promptIds: number[], logitsToKeep: number): Promise<ForwardResult> => {
       const run = () => session.forward(promptIds, session.emptyCache(), logitsToKeep, inputs);
       if (!memo) return run();
       const key = `${sessionKey}:${logitsToKeep}:${promptIds.join(',')}`;
+      shared(this.lastPrefill?.key === key);
       if (this.lastPrefill?.key !== key) {
         const result = run();
         this.lastPrefill = { key, result };
@@ -318,11 +320,12 @@ export class Engine implements ServedModel, DecodingModel {
       let prefillMs = 0;
       let decodeSteps = 0;
       let promptLogits = 1;
+      let prefillRan = true;
       const runner: Runner = {
         prefill: async (ids, keep) => {
           const t0 = performance.now();
           promptLogits = keep;
-          const r = await this.prefillWith(prefillSession, prefillKey, sparsePrefill ? inputs : {}, memo)(ids, keep);
+          const r = await this.prefillWith(prefillSession, prefillKey, sparsePrefill ? inputs : {}, memo, (reused) => (prefillRan = !reused))(ids, keep);
           prefillMs = performance.now() - t0;
           return r;
         },
@@ -343,14 +346,15 @@ export class Engine implements ServedModel, DecodingModel {
       }
       const totalMs = performance.now() - start;
       const counts = (keep: number[][] | null): KeptUnits[] => (keep ? keep.map((k) => ({ mlp: k.length })) : []);
-      const shape = { promptTokens: promptIds.length, decodeSteps, promptLogits };
+      const shape = { promptTokens: promptIds.length, decodeSteps, promptLogits, prefillRan };
       const flopsDense = generationFlops(this.model.config, shape, [], []);
       const flopsExecuted = generationFlops(this.model.config, shape, counts(sparsePrefill ? decodeKeep : null), counts(decodeKeep));
-      if (plan.activation === 'static' || tier.keep === null) this.learn(tier, sparsePrefill, promptIds.length, prefillMs, decodeSteps, totalMs - prefillMs);
+      if (plan.activation === 'static' || tier.keep === null) this.learn(tier, sparsePrefill, prefillRan ? promptIds.length : 0, prefillMs, decodeSteps, totalMs - prefillMs);
       return {
         ...r.value,
         flopsDense,
         flopsExecuted,
+        cachedPromptTokens: prefillRan ? 0 : promptIds.length,
         timings: { prefillMs, firstTokenMs: firstTokenMs ?? totalMs, totalMs },
         sparsity: {
           tier: tier.name,
@@ -374,7 +378,8 @@ export class Engine implements ServedModel, DecodingModel {
       p[field] = (1 - PROFILE_EMA) * p[field] + PROFILE_EMA * value;
       p.samples++;
     };
-    update(sparsePrefill ? tier.name : 'dense', 'prefillMsPerToken', prefillMs / promptTokens);
+    // A prefill shared with an earlier choice (promptTokens 0) says nothing about its cost.
+    if (promptTokens > 0) update(sparsePrefill ? tier.name : 'dense', 'prefillMsPerToken', prefillMs / promptTokens);
     if (decodeSteps > 0) update(tier.name, 'decodeMsPerToken', decodeMs / decodeSteps);
   }
 

@@ -115,6 +115,8 @@ export interface GenerationResult {
   /** Analytic FLOPs of this generation (prompt and completion), dense and as executed. */
   flopsDense?: number;
   flopsExecuted?: number;
+  /** Prompt tokens whose pass was shared with an earlier generation (not run, not counted in FLOPs). */
+  cachedPromptTokens?: number;
   /** Wall-clock milliseconds: prompt processing, then until the first and the last new token. */
   timings?: { prefillMs: number; firstTokenMs: number; totalMs: number };
 }

@@ -66,6 +66,8 @@ export interface GenerationShape {
   decodeSteps: number;
   /** Prompt positions whose logits were computed (1, or all of them for prompt logprobs). */
   promptLogits: number;
+  /** False when the prompt's pass was shared with an earlier choice (then it costs nothing here). */
+  prefillRan?: boolean;
 }
 
 /**
@@ -74,7 +76,7 @@ export interface GenerationShape {
  */
 export function generationFlops(c: LlamaConfig, g: GenerationShape, prefillKept: KeptUnits[], decodeKept: KeptUnits[]): number {
   let total = 0;
-  for (let p = 0; p < g.promptTokens; p++) {
+  for (let p = 0; p < (g.prefillRan === false ? 0 : g.promptTokens); p++) {
     const f = tokenFlops(c, p + 1, prefillKept);
     total += f.total - (p < g.promptTokens - g.promptLogits ? f.lmHead : 0);
   }

@@ -17,8 +17,8 @@ t.teardown(() => model.close());
 const greedy: SamplingParams = { maxTokens: 10, temperature: 0, topP: 1, topK: -1, stop: [], logprobs: null, echo: false };
 const prompt = model.encode('the cat sat on the mat and');
 
-async function run(execution: ExecutionOptions, params: Partial<SamplingParams> = {}) {
-  const it = model.generate(prompt, { ...greedy, ...params }, undefined, execution);
+async function run(execution: ExecutionOptions, params: Partial<SamplingParams> = {}, promptIds = prompt) {
+  const it = model.generate(promptIds, { ...greedy, ...params }, undefined, execution);
   const ids: number[] = [];
   let r = await it.next();
   for (; !r.done; r = await it.next()) ids.push(...r.value.tokens.map((x) => x.id));
@@ -62,18 +62,25 @@ t.test('a sparsity between tiers runs the nearest tier at or below it; names sel
 });
 
 t.test('FLOPs: dense and executed as the graphs run them', async (t) => {
-  const dense = (await run({})).result;
+  // Each run its own prompt: a repeated prompt reuses the last prompt pass (and costs no FLOPs).
+  let fresh = 0;
+  const freshRun = (execution: ExecutionOptions) => run(execution, {}, [...prompt.slice(0, -1), 40 + fresh++]);
+  const dense = (await freshRun({})).result;
+  t.equal(dense.cachedPromptTokens, 0);
   const cfg = model.model.config;
   const shape = { promptTokens: prompt.length, decodeSteps: greedy.maxTokens - 1, promptLogits: 1 };
   t.equal(dense.flopsDense, generationFlops(cfg, shape, [], []));
   t.equal(dense.flopsExecuted, dense.flopsDense);
-  const s80 = (await run({ sparsity: 0.8 })).result;
+  const s80 = (await freshRun({ sparsity: 0.8 })).result;
   t.equal(s80.flopsDense, dense.flopsDense, 'the same work asked');
   t.equal(s80.flopsExecuted, generationFlops(cfg, shape, [], [{ mlp: 20 }, { mlp: 20 }]));
   t.ok(s80.sparsity!.flopRatio < 1 && s80.sparsity!.flopRatio === s80.flopsExecuted! / s80.flopsDense!);
-  const sparsePrefill = (await run({ sparsity: 0.8, sparsePrefill: true })).result;
+  const sparsePrefill = (await freshRun({ sparsity: 0.8, sparsePrefill: true })).result;
   t.ok(sparsePrefill.flopsExecuted! < s80.flopsExecuted!, 'a sparse prefill saves more');
   t.equal(sparsePrefill.sparsity!.sparsePrefill, true);
+  const repeated = (await run({ sparsity: 0.8, sparsePrefill: true }, {}, [...prompt.slice(0, -1), 40 + fresh - 1])).result;
+  t.equal(repeated.cachedPromptTokens, prompt.length, 'the same prompt again reuses its pass');
+  t.equal(repeated.flopsExecuted, generationFlops(cfg, { ...shape, prefillRan: false }, [], [{ mlp: 20 }, { mlp: 20 }]), 'and counts decode only');
 });
 
 t.test('a latency budget picks the densest tier predicted to fit', async (t) => {
