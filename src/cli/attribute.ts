@@ -7,22 +7,14 @@
  * one score per neuron and head, the mean over positions; --raw adds each layer's MLP
  * activations and gradients per position. Without --json prints the top units per layer.
  */
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
 import { loadModelDir } from '../model/load.js';
 import { Attributor, continuationTargets, selfTargets } from '../sparsity/attribution.js';
 import { encodeContinuation } from '../sparsity/calibration.js';
-import { isMetric, meanOverPositions, METRICS, scoreSequence, type Metric } from '../sparsity/metrics.js';
+import { meanOverPositions, METRICS, scoreSequence, type Metric } from '../sparsity/metrics.js';
+import { parseMetric, parsePositiveInt } from './options.js';
 
-function parseMetric(value: string): Metric {
-  if (!isMetric(value)) throw new InvalidArgumentError(`expected one of ${METRICS.join(', ')}`);
-  return value;
-}
 
-function parsePositiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer');
-  return n;
-}
 
 /** [position][unit] rows of a flat array. */
 function rows(data: Float32Array, units: number): number[][] {

@@ -13,7 +13,8 @@ import { loadModelDir } from '../model/load.js';
 import { Attributor } from '../sparsity/attribution.js';
 import { calibrate, readCalibrationFile } from '../sparsity/calibration.js';
 import { DEFAULT_TIERS, tierMask, writeMaskFile, type MaskFile } from '../sparsity/masks.js';
-import { isMetric, METRICS, type Metric } from '../sparsity/metrics.js';
+import { METRICS, type Metric } from '../sparsity/metrics.js';
+import { parseMetric, parsePositiveInt } from './options.js';
 
 function parseTiers(value: string): number[] {
   const tiers = value.split(',').map(Number);
@@ -21,16 +22,7 @@ function parseTiers(value: string): number[] {
   return [...new Set(tiers)].sort((a, b) => a - b);
 }
 
-function parseMetric(value: string): Metric {
-  if (!isMetric(value)) throw new InvalidArgumentError(`expected one of ${METRICS.join(', ')}`);
-  return value;
-}
 
-function parsePositiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer');
-  return n;
-}
 
 const program = new Command('calibrate')
   .description('Compute attribution-based tier masks over a calibration set and store them in the model directory')

@@ -10,35 +10,26 @@ import { cpus } from 'node:os';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import cliProgress from 'cli-progress';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
+import { parsePositiveInt, parsePositiveNumber } from './options.js';
 import { ADAMW_DEFAULTS } from '../train/adamw.js';
 import { writeModelCard } from '../train/card.js';
 import { lineChartSvg } from '../train/plot.js';
 import { trainDefaultModel, writeCalibrationSet } from '../train/run.js';
 
-const int = (v: string) => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer');
-  return n;
-};
-const num = (v: string) => {
-  const n = Number(v);
-  if (!(n > 0)) throw new InvalidArgumentError('expected a positive number');
-  return n;
-};
 
 const program = new Command('train')
   .description('Train the default model on the bundled English corpora (resumable)')
   .option('--out <dir>', 'where the trained model goes', 'models/default')
   .option('--work <dir>', 'tokenizer, checkpoints and logs of the run', '.cache/train')
-  .option('--steps <n>', 'optimisation steps', int, 3000)
-  .option('--batch <n>', 'sequences per step', int, 16)
-  .option('--seq <n>', 'tokens per sequence', int, 128)
-  .option('--lr <x>', 'peak learning rate', num, 2e-3)
-  .option('--warmup <n>', 'warm-up steps', int, 200)
-  .option('--eval-every <n>', 'steps between validations and checkpoints', int, 150)
-  .option('--threads <n>', 'ONNX Runtime intra-op threads', int, 2)
-  .option('--seed <n>', 'seed of initialisation and batches', int, 1)
+  .option('--steps <n>', 'optimisation steps', parsePositiveInt, 3000)
+  .option('--batch <n>', 'sequences per step', parsePositiveInt, 16)
+  .option('--seq <n>', 'tokens per sequence', parsePositiveInt, 128)
+  .option('--lr <x>', 'peak learning rate', parsePositiveNumber, 2e-3)
+  .option('--warmup <n>', 'warm-up steps', parsePositiveInt, 200)
+  .option('--eval-every <n>', 'steps between validations and checkpoints', parsePositiveInt, 150)
+  .option('--threads <n>', 'ONNX Runtime intra-op threads', parsePositiveInt, 2)
+  .option('--seed <n>', 'seed of initialisation and batches', parsePositiveInt, 1)
   .action(async (o: { out: string; work: string; steps: number; batch: number; seq: number; lr: number; warmup: number; evalEvery: number; threads: number; seed: number }) => {
     const settings = { steps: o.steps, batch: o.batch, seq: o.seq, peakLr: o.lr, warmup: o.warmup, clip: 1, seed: o.seed, adamw: ADAMW_DEFAULTS };
     const bar = new cliProgress.SingleBar(

@@ -1,0 +1,20 @@
+/** Parsers of the CLIs' option values: a bad value is named by commander with the reason. */
+import { InvalidArgumentError } from 'commander';
+import { isMetric, METRICS, type Metric } from '../sparsity/metrics.js';
+
+export function parseMetric(value: string): Metric {
+  if (!isMetric(value)) throw new InvalidArgumentError(`expected one of ${METRICS.join(', ')}`);
+  return value;
+}
+
+export function parsePositiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer');
+  return n;
+}
+
+export function parsePositiveNumber(value: string): number {
+  const n = Number(value);
+  if (!(n > 0) || !Number.isFinite(n)) throw new InvalidArgumentError('expected a positive number');
+  return n;
+}
