@@ -3,13 +3,12 @@
  * 3.0, because nullable fields are `anyOf [..., {type: null}]`). Served at /openapi.json, with
  * a browsable UI at /docs; `npm run openapi` writes the same document to openapi.yaml.
  */
-import { readFileSync } from 'node:fs';
 import fp from 'fastify-plugin';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyPluginAsync } from 'fastify';
 
-const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string; description: string };
+import { packageInfo as pkg } from '../src/project.js';
 
 const swaggerPlugin: FastifyPluginAsync = async (fastify) => {
   await fastify.register(swagger, {

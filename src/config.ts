@@ -5,7 +5,7 @@
  * names the variable, instead of surfacing later as a confusing runtime failure.
  */
 import { resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { PROJECT_ROOT } from './project.js';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
@@ -40,10 +40,8 @@ export interface Config {
   poolPreload: boolean;
 }
 
-/** The repository root, so that the default model directory does not depend on the cwd. */
-const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
-
-export const DEFAULT_MODEL_DIR = resolve(REPO_ROOT, 'models/stories260K');
+/** Relative to the project root, so that the default does not depend on the cwd. */
+export const DEFAULT_MODEL_DIR = resolve(PROJECT_ROOT, 'models/stories260K');
 
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
