@@ -24,5 +24,6 @@ export function tierCard(tier: TierInfo): TierCard {
         ? null
         : { prefill_ms_per_token: tier.profile.prefillMsPerToken, decode_ms_per_token: tier.profile.decodeMsPerToken, samples: tier.profile.samples },
     loaded: tier.loaded,
+    memory_bytes: tier.memoryBytes,
   };
 }

@@ -222,6 +222,7 @@ export const TierCard = Type.Object({
     { description: 'the latency profile `latency_budget_ms` routes by; null until measured' },
   ),
   loaded: Type.Boolean({ description: 'whether its sessions are built (they may be built on first use and evicted)' }),
+  memory_bytes: Type.Integer({ description: 'estimated weight memory its sessions hold now (0 when none is built)' }),
 });
 export type TierCard = Static<typeof TierCard>;
 

@@ -134,6 +134,7 @@ export class Engine implements ServedModel, DecodingModel {
       trafficBound: this.denseBytesPerToken / weightBytesPerToken(this.tierWeights(t)),
       profile: this.profiles.get(t.name) ?? null,
       loaded: this.pool.has(this.sessionKey(t, 'static')),
+      memoryBytes: this.pool.bytesOf(this.sessionKey(t, 'static')) + this.pool.bytesOf(this.sessionKey(t, 'prompt')),
     }));
   }
 

@@ -69,6 +69,11 @@ export class SessionPool {
     return this.entries.has(key);
   }
 
+  /** Estimated bytes held under `key` (0 when absent). */
+  bytesOf(key: string): number {
+    return this.entries.get(key)?.bytes ?? 0;
+  }
+
   get bytes(): number {
     let sum = 0;
     for (const e of this.entries.values()) sum += e.bytes;

@@ -97,6 +97,8 @@ export interface TierInfo {
   profile: TierProfile | null;
   /** Whether its sessions are built (the pool may build them on first use and evict them). */
   loaded: boolean;
+  /** Estimated weight memory its sessions hold now (0 when none is built). */
+  memoryBytes: number;
 }
 
 /** A piece of output, yielded as soon as it is final (stop strings are held back until decided). */

@@ -29,12 +29,13 @@ t.test('each tier with its neurons, traffic bound and latency profile', async (t
   const [card] = (await app.inject({ method: 'GET', url: '/v1/models' })).json<ModelList>().data;
   t.same(card.tiers.map((tier) => [tier.name, tier.sparsity]), [['dense', 0], ['s50', 0.5], ['s80', 0.8]]);
   for (const [i, tier] of card.tiers.entries()) {
-    t.same(Object.keys(tier).sort(), ['loaded', 'name', 'neurons_per_layer', 'profile', 'sparsity', 'traffic_bound']);
+    t.same(Object.keys(tier).sort(), ['loaded', 'memory_bytes', 'name', 'neurons_per_layer', 'profile', 'sparsity', 'traffic_bound']);
     t.same(tier, (() => {
       const info = calibrated.tiers()[i];
       const profile = info.profile === null ? null : { prefill_ms_per_token: info.profile.prefillMsPerToken, decode_ms_per_token: info.profile.decodeMsPerToken, samples: info.profile.samples };
-      return { name: info.name, sparsity: info.sparsity, neurons_per_layer: info.neuronsPerLayer, traffic_bound: info.trafficBound, profile, loaded: info.loaded };
+      return { name: info.name, sparsity: info.sparsity, neurons_per_layer: info.neuronsPerLayer, traffic_bound: info.trafficBound, profile, loaded: info.loaded, memory_bytes: info.memoryBytes };
     })(), `${tier.name} as the model reports it`);
+    t.ok(tier.memory_bytes > 0, `${tier.name}: preloaded, so it holds memory`);
     if (tier.profile === null) throw new Error(`${tier.name}: no profile after preloading`);
     t.ok(tier.profile.decode_ms_per_token > 0 && tier.profile.prefill_ms_per_token > 0);
   }
