@@ -41,7 +41,7 @@ export interface Config {
 }
 
 /** Relative to the project root, so that the default does not depend on the cwd. */
-export const DEFAULT_MODEL_DIR = resolve(PROJECT_ROOT, 'models/stories260K');
+export const DEFAULT_MODEL_DIR = resolve(PROJECT_ROOT, 'models/default');
 
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
