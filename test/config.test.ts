@@ -21,7 +21,7 @@ t.test('defaults', async (t) => {
     cachePrefix: 'sparse-slm:',
     cacheTtlSeconds: 3600,
   });
-  t.match(DEFAULT_MODEL_DIR, /models[/\\]stories260K$/);
+  t.match(DEFAULT_MODEL_DIR, /models[/\\]default$/);
 });
 
 t.test('values from the environment', async (t) => {

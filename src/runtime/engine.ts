@@ -361,7 +361,8 @@ export class Engine implements ServedModel, DecodingModel {
           tier: tier.name,
           sparsity: tier.sparsity,
           activationSource: source,
-          flopRatio: flopsExecuted / flopsDense,
+          // Nothing ran (a reused prompt pass, no new token): nothing was saved either.
+          flopRatio: flopsDense > 0 ? flopsExecuted / flopsDense : 1,
           sparsePrefill,
           ...plan.budget,
         },

@@ -81,6 +81,8 @@ t.test('FLOPs: dense and executed as the graphs run them', async (t) => {
   const repeated = (await run({ sparsity: 0.8, sparsePrefill: true }, {}, [...prompt.slice(0, -1), 40 + fresh - 1])).result;
   t.equal(repeated.cachedPromptTokens, prompt.length, 'the same prompt again reuses its pass');
   t.equal(repeated.flopsExecuted, generationFlops(cfg, { ...shape, prefillRan: false }, [], [{ mlp: 20 }, { mlp: 20 }]), 'and counts decode only');
+  const nothing = (await run({ sparsity: 0.8, sparsePrefill: true }, { maxTokens: 0 }, [...prompt.slice(0, -1), 40 + fresh - 1])).result;
+  t.match(nothing, { flopsDense: 0, flopsExecuted: 0, sparsity: { flopRatio: 1 } }, 'a reused prompt and no new token: no work, ratio 1');
 });
 
 t.test('a latency budget picks the densest tier predicted to fit', async (t) => {
