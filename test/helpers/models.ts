@@ -4,7 +4,8 @@
  */
 import type { GenerationDelta, GenerationResult, SamplingParams, ServedModel } from '../../src/runtime/types.js';
 
-function wrap(base: ServedModel, id: string, generate: ServedModel['generate']): ServedModel {
+/** `base` under another id with its own `generate` (and, optionally, other overrides). */
+export function wrap(base: ServedModel, id: string, generate: ServedModel['generate'], overrides: Partial<ServedModel> = {}): ServedModel {
   return {
     id,
     created: base.created,
@@ -18,6 +19,7 @@ function wrap(base: ServedModel, id: string, generate: ServedModel['generate']):
     tiers: () => base.tiers(),
     checkExecution: (execution) => base.checkExecution(execution),
     close: async () => {},
+    ...overrides,
   };
 }
 

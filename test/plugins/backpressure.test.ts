@@ -5,6 +5,7 @@
  */
 import { request as httpRequest } from 'node:http';
 import t from 'tap';
+import { wrap } from '../helpers/models.js';
 import { Admission } from '../../plugins/backpressure.js';
 import { ApiError, type ApiErrorBody } from '../../src/openai/errors.js';
 import type { GenerationDelta, GenerationResult, ServedModel } from '../../src/runtime/types.js';
@@ -41,22 +42,7 @@ function heldModel(id: string): HeldModel {
     finishing.delete(ids[0]);
     return { finishReason: 'length', promptTokens: ids.length, completionTokens: count };
   }
-  return {
-    id,
-    created: base.created,
-    contextLength: base.contextLength,
-    vocabSize: base.vocabSize,
-    eosToken: base.eosToken,
-    bosToken: base.bosToken,
-    encode: (text, special) => base.encode(text, special),
-    decode: (ids) => base.decode(ids),
-    generate,
-    tiers: () => base.tiers(),
-    checkExecution: (execution) => base.checkExecution(execution),
-    close: async () => {},
-    started,
-    finish: (first) => finishing.add(first),
-  };
+  return { ...wrap(base, id, generate), started, finish: (first: number) => finishing.add(first) };
 }
 
 async function until(what: string, condition: () => boolean, ms = 5000): Promise<void> {

@@ -5,6 +5,7 @@
  * Runs the real engine on a generated model with calibrated tiers (dense, s50, s80).
  */
 import t from 'tap';
+import { wrap } from '../../helpers/models.js';
 import { MemoryStore } from '../../../src/cache/memory.js';
 import type { ApiErrorBody } from '../../../src/openai/errors.js';
 import type { Completion, CompletionChunk } from '../../../src/openai/schemas.js';
@@ -147,24 +148,14 @@ t.test('a model without calibrated tiers refuses a sparsity, but accepts "dense"
 });
 
 t.test('a ParameterError from the engine, up front or while generating, is a 400 naming the snake_case field', async (t) => {
-  const refusing = (id: string, when: 'check' | 'generate'): ServedModel => ({
-    id,
-    created: model.created,
-    contextLength: model.contextLength,
-    vocabSize: model.vocabSize,
-    eosToken: model.eosToken,
-    bosToken: model.bosToken,
-    encode: (text, special) => model.encode(text, special),
-    decode: (ids) => model.decode(ids),
-    tiers: () => model.tiers(),
-    checkExecution: () => {
-      if (when === 'check') throw new ParameterError('latencyBudgetMs', 'No profile to route by.', 'no_profile');
-    },
-    generate: async function* (): AsyncGenerator<GenerationDelta, GenerationResult> {
+  const refusing = (id: string, when: 'check' | 'generate'): ServedModel =>
+    wrap(model, id, async function* (): AsyncGenerator<GenerationDelta, GenerationResult> {
       throw new ParameterError('sparsePrefill', 'Not with this tier.');
-    },
-    close: async () => {},
-  });
+    }, {
+      checkExecution: () => {
+        if (when === 'check') throw new ParameterError('latencyBudgetMs', 'No profile to route by.', 'no_profile');
+      },
+    });
   const wrapped = await testApp(t, { models: [refusing('check', 'check'), refusing('late', 'generate')] });
   for (const [id, param, code, stream] of [
     ['check', 'latency_budget_ms', 'no_profile', false],
