@@ -18,7 +18,7 @@ import { generationFlops, weightBytesPerToken, type KeptUnits } from '../sparsit
 import { keepTop, readMaskFile } from '../sparsity/masks.js';
 import { isMetric, meanOverPositions, scoreSequence, type Metric } from '../sparsity/metrics.js';
 import { pruneMlp } from '../sparsity/prune.js';
-import { keptNeurons, selectTier, tiersOf, type Tier } from '../sparsity/tiers.js';
+import { selectTier, tiersOf, type Tier } from '../sparsity/tiers.js';
 import { generate, type DecodingModel, type Runner } from './generate.js';
 import { SessionPool, type Lease } from './pool.js';
 import { LlamaSession, type ForwardResult, type KvCache, type OrtOptions } from './session.js';

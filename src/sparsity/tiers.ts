@@ -20,8 +20,6 @@ export const MAX_SPARSITY = 0.95;
 
 export const tierName = (sparsity: number) => (sparsity === 0 ? 'dense' : `s${Math.round(sparsity * 100)}`);
 
-/** Neurons kept per layer at `sparsity`, as keepTop counts them. */
-export const keptNeurons = (config: LlamaConfig, sparsity: number) => Math.max(1, Math.round((1 - sparsity) * config.intermediateSize));
 
 export function tiersOf(config: LlamaConfig, masks: MaskFile | null): Tier[] {
   const dense: Tier = { name: 'dense', sparsity: 0, keep: null, neuronsPerLayer: config.intermediateSize };

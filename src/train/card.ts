@@ -3,8 +3,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadServedModel } from '../runtime/engine.js';
 import type { GenerationDelta } from '../runtime/types.js';
-import type { RunResult, } from './run.js';
-import { DEFAULT_SHAPE } from './run.js';
+import { DEFAULT_SHAPE, type RunResult } from './run.js';
 import type { TrainSettings } from './trainer.js';
 
 export const SAMPLE_PROMPTS = [

@@ -11,7 +11,6 @@ import { initialValues } from '../model/testmodel.js';
 import { ModelTokenizer } from '../model/tokenizer.js';
 import type { LlamaConfig } from '../model/types.js';
 import { assembleLlamaWeights, llamaTensorSpecs } from '../model/weights.js';
-import { ADAMW_DEFAULTS } from './adamw.js';
 import { BigramModel, bitsPerByte } from './baseline.js';
 import { trainBpe, writeBpeTokenizer } from './bpe.js';
 import { loadCorpus, splitCorpus, splitSizes, type CorpusDocument } from './corpus.js';
