@@ -34,8 +34,8 @@ const program = new Command('calibrate')
   .option('--max-length <n>', 'tokens per sample at most', parsePositiveInt, 256)
   .option('--ig-steps <n>', 'Integrated Gradients steps', parsePositiveInt, 8)
   .action(async (opts: { model: string; data: string; metric: Metric; tiers: number[]; pruneHeads?: boolean; maxLength: number; igSteps: number }) => {
+    const set = readCalibrationFile(opts.data); // before the model: a bad file fails at once
     const model = await loadModelDir(opts.model);
-    const set = readCalibrationFile(opts.data);
     const attributor = await Attributor.create(model.config, model.weights);
     const bar = new cliProgress.SingleBar(
       { format: 'calibrate |{bar}| {value}/{total} samples | {tokens} tokens | ETA {eta_formatted}', stream: process.stderr, noTTYOutput: true, notTTYSchedule: 10_000 },

@@ -56,7 +56,7 @@ t.test('calibrate reports a bad calibration line by its number', async (t) => {
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const bad = join(dir, 'bad.jsonl');
   await import('node:fs').then((fs) => fs.writeFileSync(bad, '{"prompt": "fine"}\n{"completion": "no prompt"}\n'));
-  const r = runCli('calibrate', ['--model', STORIES_DIR, '--data', bad]);
+  const r = runCli('calibrate', ['--model', fileURLToPath(new URL('../../models/stories260K', import.meta.url)), '--data', bad]);
   t.not(r.status, 0);
   t.match(r.stderr, /bad\.jsonl:2: "prompt" must be a non-empty string/);
 });
