@@ -12,7 +12,7 @@ import * as ort from 'onnxruntime-node';
 import { transposed } from '../arch/llama.js';
 import type { ActivationStore } from '../cache/types.js';
 import { loadModelDir, type LoadedModel } from '../model/load.js';
-import type { LlamaWeights } from '../model/types.js';
+import type { LlamaConfig, LlamaWeights } from '../model/types.js';
 import { Attributor, selfTargets } from '../sparsity/attribution.js';
 import { generationFlops, weightBytesPerToken, type KeptUnits } from '../sparsity/flops.js';
 import { keepTop, readMaskFile } from '../sparsity/masks.js';
@@ -58,6 +58,11 @@ function floatBytes(weights: LlamaWeights): number {
   return 4 * n;
 }
 
+/** Float32 bytes of the MLP neurons a tier drops: a gate row, an up row and a down column each, per layer. */
+function droppedBytes(config: LlamaConfig, tier: Tier): number {
+  return 4 * 3 * config.hiddenSize * (config.intermediateSize - tier.neuronsPerLayer) * config.numLayers;
+}
+
 interface Plan {
   tier: Tier;
   activation: 'static' | 'prompt';
@@ -80,6 +85,7 @@ export class Engine implements ServedModel, DecodingModel {
   private readonly pool: SessionPool;
   private readonly ownsPool: boolean;
   private readonly denseBytesPerToken: number;
+  private readonly denseSessionBytes: number;
   /**
    * The last prefill, so that `n` choices of one prompt (and a repeated prompt) share it. Cache
    * tensors are never written after they are made, so sharing them is safe.
@@ -103,6 +109,7 @@ export class Engine implements ServedModel, DecodingModel {
     this.ownsPool = options.pool === undefined;
     this.pool = options.pool ?? new SessionPool();
     this.denseBytesPerToken = weightBytesPerToken(model.weights);
+    this.denseSessionBytes = floatBytes(model.weights);
     this.store = options.store;
   }
 
@@ -131,7 +138,7 @@ export class Engine implements ServedModel, DecodingModel {
       name: t.name,
       sparsity: t.sparsity,
       neuronsPerLayer: t.neuronsPerLayer,
-      trafficBound: this.denseBytesPerToken / weightBytesPerToken(this.tierWeights(t)),
+      trafficBound: this.denseBytesPerToken / (this.denseBytesPerToken - droppedBytes(this.model.config, t)),
       profile: this.profiles.get(t.name) ?? null,
       loaded: this.pool.has(this.sessionKey(t, 'static')),
       memoryBytes: this.pool.bytesOf(this.sessionKey(t, 'static')) + this.pool.bytesOf(this.sessionKey(t, 'prompt')),
@@ -151,9 +158,10 @@ export class Engine implements ServedModel, DecodingModel {
   }
 
   private async session(tier: Tier, kind: 'static' | 'prompt'): Promise<Lease<LlamaSession>> {
-    const weights = this.tierWeights(tier, kind);
-    const lease = await this.pool.acquire(this.sessionKey(tier, kind), floatBytes(weights), () =>
-      LlamaSession.create(this.model.config, weights, this.options, kind === 'prompt'));
+    // Sizes come from counts: pruned weights are copied only when a session is built.
+    const bytes = this.denseSessionBytes - droppedBytes(this.model.config, tier);
+    const lease = await this.pool.acquire(this.sessionKey(tier, kind), bytes, () =>
+      LlamaSession.create(this.model.config, this.tierWeights(tier, kind), this.options, kind === 'prompt'));
     if (kind === 'static' && !this.profiles.has(tier.name)) await this.measure(tier, lease.value);
     return lease;
   }
@@ -214,7 +222,7 @@ export class Engine implements ServedModel, DecodingModel {
 
   private attributor(): Promise<Lease<Attributor>> {
     // The attribution graph holds about twice the weights (forward and backward constants).
-    return this.pool.acquire(`${this.model.weightsHash}:attribution`, 2 * floatBytes(this.model.weights), () =>
+    return this.pool.acquire(`${this.model.weightsHash}:attribution`, 2 * this.denseSessionBytes, () =>
       Attributor.create(this.model.config, this.model.weights, this.options));
   }
 
