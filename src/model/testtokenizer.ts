@@ -5,6 +5,8 @@
  * to exactly the requested size, so every id a model can emit has text.
  */
 
+import { bpeTokenizerConfig, bpeTokenizerJson, byteToSymbol } from './bytelevel.js';
+
 export const UNK_ID = 0;
 export const BOS_ID = 1;
 export const EOS_ID = 2;
@@ -21,18 +23,6 @@ const COMMON_WORDS = [
   'The', ' dog', ' cat', ' ball', ' park', ' Lily', ' Tom', 'ing', 'ed', 'er', ' is', ' you', ' I',
 ];
 
-/**
- * GPT-2's reversible byte -> printable character map: bytes that are printable (and not space)
- * map to themselves; the others, in byte order, to U+0100 onwards. BPE then never sees
- * whitespace or control characters, and the decoder can map characters back to bytes.
- */
-export function byteToSymbol(): string[] {
-  const printable = (b: number): boolean => (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
-  const symbols: string[] = [];
-  let next = 256;
-  for (let b = 0; b < 256; b++) symbols.push(String.fromCharCode(printable(b) ? b : next++));
-  return symbols;
-}
 
 export interface ByteLevelTokenizerFiles {
   tokenizerJson: Record<string, unknown>;
@@ -79,47 +69,8 @@ export function buildByteLevelTokenizer(vocabSize: number, maxLength: number): B
   }
   if (vocab.size < vocabSize) throw new Error(`byte-level test tokenizer: cannot fill a vocabulary of ${vocabSize} (reached ${vocab.size})`);
 
-  const special = (content: string, id: number): Record<string, unknown> => ({
-    id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true,
-  });
-  const bos = { SpecialToken: { id: '<s>', type_id: 0 } };
-  const tokenizerJson: Record<string, unknown> = {
-    version: '1.0',
-    truncation: null,
-    padding: null,
-    added_tokens: SPECIALS.map((s, i) => special(s, i)),
-    normalizer: null,
-    pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
-    // Like LLaMA's: BOS before the text when special tokens are added.
-    post_processor: {
-      type: 'TemplateProcessing',
-      single: [bos, { Sequence: { id: 'A', type_id: 0 } }],
-      pair: [bos, { Sequence: { id: 'A', type_id: 0 } }, { Sequence: { id: 'B', type_id: 1 } }],
-      special_tokens: { '<s>': { id: '<s>', ids: [BOS_ID], tokens: ['<s>'] } },
-    },
-    decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
-    model: {
-      type: 'BPE',
-      dropout: null,
-      unk_token: null,
-      continuing_subword_prefix: null,
-      end_of_word_suffix: null,
-      fuse_unk: false,
-      byte_fallback: false,
-      ignore_merges: false,
-      vocab: Object.fromEntries(vocab),
-      merges,
-    },
-  };
-  const tokenizerConfig: Record<string, unknown> = {
-    tokenizer_class: 'PreTrainedTokenizerFast',
-    bos_token: '<s>',
-    eos_token: '</s>',
-    unk_token: '<unk>',
-    add_bos_token: true,
-    add_eos_token: false,
-    clean_up_tokenization_spaces: false,
-    model_max_length: maxLength,
-  };
-  return { tokenizerJson, tokenizerConfig };
+  // Map insertion order is id order: specials, bytes, merges.
+  const model = { tokens: [...vocab.keys()], merges, specialTokens: SPECIALS };
+  const options = { modelMaxLength: maxLength };
+  return { tokenizerJson: bpeTokenizerJson(model, options), tokenizerConfig: bpeTokenizerConfig(model, options) };
 }

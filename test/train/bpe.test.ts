@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { byteToSymbol } from '../../src/model/testtokenizer.js';
+import { byteToSymbol } from '../../src/model/bytelevel.js';
 import { ModelTokenizer } from '../../src/model/tokenizer.js';
 import {
   BOS_TOKEN,
