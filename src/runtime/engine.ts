@@ -161,7 +161,7 @@ export class Engine implements ServedModel, DecodingModel {
     // Sizes come from counts: pruned weights are copied only when a session is built.
     const bytes = this.denseSessionBytes - droppedBytes(this.model.config, tier);
     const lease = await this.pool.acquire(this.sessionKey(tier, kind), bytes, () =>
-      LlamaSession.create(this.model.config, this.tierWeights(tier, kind), this.options, kind === 'prompt'));
+      LlamaSession.create(this.model.config, this.tierWeights(tier, kind), this.options, { mlpInputs: kind === 'prompt' }));
     if (kind === 'static' && !this.profiles.has(tier.name)) await this.measure(tier, lease.value);
     return lease;
   }

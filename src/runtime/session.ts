@@ -3,6 +3,7 @@ import * as ort from 'onnxruntime-node';
 import { LlamaBuilder, pastKeyName, pastValueName, presentKeyName, presentValueName } from '../arch/llama.js';
 import { Graph } from '../graph/graph.js';
 import { toOnnx } from '../graph/onnx.js';
+import type { Value } from '../graph/types.js';
 import type { LlamaConfig, LlamaWeights } from '../model/types.js';
 
 export interface OrtOptions {
@@ -24,10 +25,27 @@ export interface ForwardResult {
   cache: KvCache;
 }
 
-/** The serving graph; with `mlpInputs`, MLP weights are inputs shaped like those in `weights`. */
-export function buildLlamaOnnx(config: LlamaConfig, weights: LlamaWeights, mlpInputs = false): Uint8Array {
+/** Multiplier of layer l's MLP activations, [batch, seq, intermediate], in a graph built with `mlpMask`. */
+export const mlpMaskName = (layer: number) => `mlp_mask.${layer}`;
+
+export interface ServingGraphOptions {
+  /** MLP weights are inputs shaped like those in `weights` (per-prompt neuron sets). */
+  mlpInputs?: boolean;
+  /**
+   * Every layer's MLP activations are multiplied by an input `mlp_mask.{l}`: 0 zeroes a neuron
+   * at that position. It computes what a pruned graph computes without skipping any work, so
+   * evaluation can give every token its own neuron set.
+   */
+  mlpMask?: boolean;
+}
+
+/** The serving graph: KV cache in and out, logits of the last `logits_to_keep` positions. */
+export function buildLlamaOnnx(config: LlamaConfig, weights: LlamaWeights, options: ServingGraphOptions = {}): Uint8Array {
   const graph = new Graph('llama');
-  graph.output(new LlamaBuilder(graph, config, { cache: true, mlpInputs }).build(weights), 'logits');
+  const onMlpActivation = options.mlpMask
+    ? (layer: number, a: Value) => graph.mul(a, graph.input(mlpMaskName(layer), 'float32', ['batch', 'seq', config.intermediateSize]))
+    : undefined;
+  graph.output(new LlamaBuilder(graph, config, { cache: true, mlpInputs: options.mlpInputs, onMlpActivation }).build(weights), 'logits');
   return toOnnx(graph);
 }
 
@@ -37,8 +55,8 @@ export class LlamaSession {
     private readonly session: ort.InferenceSession,
   ) {}
 
-  static async create(config: LlamaConfig, weights: LlamaWeights, options: OrtOptions = {}, mlpInputs = false): Promise<LlamaSession> {
-    const session = await ort.InferenceSession.create(buildLlamaOnnx(config, weights, mlpInputs), {
+  static async create(config: LlamaConfig, weights: LlamaWeights, options: OrtOptions = {}, graph: ServingGraphOptions = {}): Promise<LlamaSession> {
+    const session = await ort.InferenceSession.create(buildLlamaOnnx(config, weights, graph), {
       graphOptimizationLevel: 'all',
       executionMode: 'sequential',
       intraOpNumThreads: options.intraOpThreads ?? 0,
