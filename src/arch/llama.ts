@@ -26,6 +26,11 @@ export interface LlamaGraphOptions {
   /** Take and return a KV cache (serving). Without it the graph sees the whole sequence. */
   cache?: boolean;
   /**
+   * Take `logits_to_keep` and return logits of only that many last positions. Default: with
+   * `cache`. Off for a cached attribution step, whose gradient cannot pass a run-time slice.
+   */
+  logitsToKeep?: boolean;
+  /**
    * Called with each layer's MLP activation (the input of the down projection, [batch, seq,
    * intermediate]); what it returns flows on. Attribution scales and records it here.
    */
@@ -202,7 +207,7 @@ export class LlamaBuilder {
     const { g, config } = this;
     const inputIds = g.input('input_ids', 'int64', ['batch', 'seq']);
     const positionIds = g.input('position_ids', 'int64', ['batch', 'seq']);
-    const logitsToKeep = this.options.cache ? g.input('logits_to_keep', 'int64', [1]) : null;
+    const logitsToKeep = (this.options.logitsToKeep ?? this.options.cache) ? g.input('logits_to_keep', 'int64', [1]) : null;
     const cacheShape = ['batch', config.numKvHeads, 'past', config.headDim];
     const past = this.options.cache
       ? weights.layers.map((_, i) => ({

@@ -13,7 +13,7 @@ import { transposed } from '../arch/llama.js';
 import type { ActivationStore } from '../cache/types.js';
 import { loadModelDir, type LoadedModel } from '../model/load.js';
 import type { LlamaConfig, LlamaWeights } from '../model/types.js';
-import { Attributor, selfTargets } from '../sparsity/attribution.js';
+import { Attributor, promptTargets } from '../sparsity/attribution.js';
 import { generationFlops, weightBytesPerToken, type KeptUnits } from '../sparsity/flops.js';
 import { keepTop, readMaskFile } from '../sparsity/masks.js';
 import { isMetric, meanOverPositions, scoreSequence, type Metric } from '../sparsity/metrics.js';
@@ -231,8 +231,7 @@ export class Engine implements ServedModel, DecodingModel {
     const key = { modelHash: this.model.weightsHash, metric: this.metric, tokens: promptIds };
     const cached = await this.store?.get(key);
     if (cached && cached.length === this.model.config.numLayers) return { scores: cached, source: 'cache' };
-    // A one-token prompt predicts nothing of itself: score it as its own target.
-    const targets = promptIds.length > 1 ? selfTargets(promptIds) : { ids: promptIds, weights: [1] };
+    const targets = promptTargets(promptIds);
     const lease = await this.attributor();
     try {
       const scored = await scoreSequence(lease.value, promptIds, targets, this.metric);

@@ -7,7 +7,8 @@
  * position should predict and how much its loss counts; 0 leaves a position out),
  * `mlp_scale.{l}` ([intermediate]: multiplies the layer's activations, 1 to attribute, k/n for
  * Integrated Gradients, 0 to ablate a neuron) and `head_gate.{l}` ([batch, seq, heads]: fixed at
- * 1, the multiplier on each head's output whose gradient attributes the head).
+ * 1, the multiplier on each head's output whose gradient attributes the head). With `cache`,
+ * also the serving graph's `past_key_values.*` (the KV cache before the new tokens).
  *
  * Outputs: `loss`; per layer `mlp.{l}.a` and `mlp.{l}.g` (activations after scaling and dL/da,
  * [batch, seq, intermediate]), `heads.{l}.norm` (L2 norm of each head's output) and
@@ -41,7 +42,18 @@ export function crossEntropy(g: Graph, logits: Value, targets: Value, weights: V
   return g.div(g.reduceSum(g.mul(nll, weights), [0, 1], false), g.reduceSum(weights, [0, 1], false));
 }
 
-export function buildAttributionGraph(config: LlamaConfig, weights: LlamaWeights, dtype: 'float32' | 'float64' = 'float32'): AttributionGraph {
+export interface AttributionGraphOptions {
+  dtype?: 'float32' | 'float64';
+  /**
+   * Take a KV cache (`past_key_values.*`, held constant) and run only the new tokens: a decode
+   * step's attribution, the way the step is served, at the cost of one token instead of the
+   * whole sequence.
+   */
+  cache?: boolean;
+}
+
+export function buildAttributionGraph(config: LlamaConfig, weights: LlamaWeights, options: AttributionGraphOptions = {}): AttributionGraph {
+  const dtype = options.dtype ?? 'float32';
   const g = new Graph('attribution');
   const activations: Value[] = [];
   const headOutputs: Value[] = [];
@@ -49,6 +61,8 @@ export function buildAttributionGraph(config: LlamaConfig, weights: LlamaWeights
   const headGates: Value[] = [];
   const builder = new LlamaBuilder(g, config, {
     dtype,
+    cache: options.cache,
+    logitsToKeep: false,
     onMlpActivation(layer, a) {
       mlpScales[layer] = g.input(mlpScaleName(layer), dtype, [config.intermediateSize]);
       const scaled = g.mul(a, mlpScales[layer]);

@@ -2,7 +2,8 @@
 import * as ort from 'onnxruntime-node';
 import { toOnnx } from '../graph/onnx.js';
 import type { LlamaConfig, LlamaWeights } from '../model/types.js';
-import type { OrtOptions } from '../runtime/session.js';
+import { pastKeyName, pastValueName } from '../arch/llama.js';
+import type { KvCache, OrtOptions } from '../runtime/session.js';
 import { buildAttributionGraph, headGateName, mlpScaleName } from './attribution-graph.js';
 
 /** What each position should predict, and how much its loss counts (0: not at all). */
@@ -17,6 +18,14 @@ export function selfTargets(tokens: number[]): Targets {
     ids: tokens.map((_, p) => tokens[p + 1] ?? 0),
     weights: tokens.map((_, p) => (p + 1 < tokens.length ? 1 : 0)),
   };
+}
+
+/**
+ * What a served prompt's neuron set is attributed against: its own next tokens. A one-token
+ * prompt predicts nothing of itself, so it is scored as its own target.
+ */
+export function promptTargets(tokens: number[]): Targets {
+  return tokens.length > 1 ? selfTargets(tokens) : { ids: tokens, weights: [1] };
 }
 
 /** Teacher forcing: `tokens` is prompt + continuation; only the continuation's tokens are targets. */
@@ -61,25 +70,49 @@ export class Attributor {
   private constructor(
     readonly config: LlamaConfig,
     private readonly session: ort.InferenceSession,
+    /** Whether the graph takes a KV cache: then `step` runs, and `run` does not. */
+    readonly cached: boolean,
   ) {}
 
-  static async create(config: LlamaConfig, weights: LlamaWeights, options: OrtOptions = {}): Promise<Attributor> {
-    const { graph } = buildAttributionGraph(config, weights);
-    const session = await ort.InferenceSession.create(toOnnx(graph), {
+  static async create(config: LlamaConfig, weights: LlamaWeights, options: OrtOptions = {}, graph: { cache?: boolean } = {}): Promise<Attributor> {
+    const { graph: built } = buildAttributionGraph(config, weights, { cache: graph.cache });
+    const session = await ort.InferenceSession.create(toOnnx(built), {
       graphOptimizationLevel: 'all',
       intraOpNumThreads: options.intraOpThreads ?? 0,
       interOpNumThreads: options.interOpThreads ?? 0,
     });
-    return new Attributor(config, session);
+    return new Attributor(config, session, graph.cache === true);
   }
 
+  /** Attribution over the whole sequence `tokens`. */
   async run(tokens: number[], targets: Targets, options: RunOptions = {}): Promise<Attribution> {
+    if (this.cached) throw new Error('this attributor takes a KV cache: use step()');
+    return this.execute(tokens, 0, targets, options, {});
+  }
+
+  /**
+   * Attribution of one decode step: `token` at position `cache.length` after what `cache`
+   * holds, with the loss of predicting `target`. The cache is held constant, as it is when
+   * the step is served, so the gradients are those of this position's own prediction.
+   */
+  async step(token: number, cache: KvCache, target: number, options: RunOptions = {}): Promise<Attribution> {
+    if (!this.cached) throw new Error('this attributor was built without a KV cache: use run()');
+    const past: Record<string, ort.Tensor> = {};
+    for (let l = 0; l < this.config.numLayers; l++) {
+      past[pastKeyName(l)] = cache.keys[l];
+      past[pastValueName(l)] = cache.values[l];
+    }
+    return this.execute([token], cache.length, { ids: [target], weights: [1] }, options, past);
+  }
+
+  private async execute(tokens: number[], start: number, targets: Targets, options: RunOptions, past: Record<string, ort.Tensor>): Promise<Attribution> {
     const { numLayers, numHeads, intermediateSize } = this.config;
     const S = tokens.length;
     const scale = options.scale ?? 1;
     const feeds: Record<string, ort.Tensor> = {
+      ...past,
       input_ids: new ort.Tensor('int64', BigInt64Array.from(tokens, BigInt), [1, S]),
-      position_ids: new ort.Tensor('int64', BigInt64Array.from(tokens, (_, i) => BigInt(i)), [1, S]),
+      position_ids: new ort.Tensor('int64', BigInt64Array.from(tokens, (_, i) => BigInt(start + i)), [1, S]),
       target_ids: new ort.Tensor('int64', BigInt64Array.from(targets.ids, BigInt), [1, S]),
       target_weights: new ort.Tensor('float32', Float32Array.from(targets.weights), [1, S]),
     };

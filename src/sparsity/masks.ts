@@ -14,13 +14,21 @@ export const MASKS_FILE = join('sparsity', 'masks.json');
 /** Context length at which head FLOPs are weighed in the reported FLOP-weighted sparsity. */
 export const REPORT_CONTEXT = 256;
 
+/** How many of n units a sparsity keeps: round((1 - s) * n), at least one. */
+export function keptCount(n: number, sparsity: number): number {
+  if (!(sparsity >= 0 && sparsity < 1)) throw new RangeError(`sparsity must be in [0, 1), got ${sparsity}`);
+  return Math.max(1, Math.round((1 - sparsity) * n));
+}
+
+/** Unit indices from the highest score down; equal scores keep index order. */
+export function rankUnits(scores: ArrayLike<number>): number[] {
+  return Array.from({ length: scores.length }, (_, i) => i).sort((x, y) => scores[y] - scores[x] || x - y);
+}
+
 /** Indices of the units kept at `sparsity`, ascending: the top round((1 - s) * n) by score. */
 export function keepTop(scores: ArrayLike<number>, sparsity: number): number[] {
-  if (!(sparsity >= 0 && sparsity < 1)) throw new RangeError(`sparsity must be in [0, 1), got ${sparsity}`);
-  const n = scores.length;
-  const keep = Math.max(1, Math.round((1 - sparsity) * n));
-  const order = Array.from({ length: n }, (_, i) => i).sort((x, y) => scores[y] - scores[x] || x - y);
-  return order.slice(0, keep).sort((x, y) => x - y);
+  const keep = keptCount(scores.length, sparsity);
+  return rankUnits(scores).slice(0, keep).sort((x, y) => x - y);
 }
 
 /** Aggregated scores of one layer's units. */

@@ -91,6 +91,34 @@ function averageGradients(runs: Attribution[]): Attribution {
   };
 }
 
+/** Integrated Gradients' path: n runs at scales k/n, the last one (k = n) unscaled. */
+async function igPath(run: (options: RunOptions) => Promise<Attribution>, n: number): Promise<Attribution[]> {
+  const runs: Attribution[] = [];
+  for (let k = 1; k <= n; k++) runs.push(await run({ scale: k / n }));
+  return runs;
+}
+
+/**
+ * Every metric's MLP scores, per layer [position][neuron], from one IG path: its last run is
+ * the plain one that the other five metrics read, so all six cost n runs, not n + 5.
+ * `run` is an attribution of the same tokens and targets at the scale it is given.
+ */
+export async function scoreEveryMetric(
+  run: (options: RunOptions) => Promise<Attribution>,
+  intermediateSize: number,
+  igSteps = 8,
+): Promise<Record<Metric, Float64Array[]>> {
+  const runs = await igPath(run, igSteps);
+  const plain = runs[runs.length - 1];
+  const ig = averageGradients(runs);
+  const scores = {} as Record<Metric, Float64Array[]>;
+  for (const metric of METRICS) {
+    const source = metric === 'ig' ? ig : plain;
+    scores[metric] = source.layers.map((layer) => unitScores(metric, layer.mlp, intermediateSize));
+  }
+  return scores;
+}
+
 /** Runs attribution (n runs along the path for `ig`) and scores every unit at every position. */
 export async function scoreSequence(
   attributor: Attributor,
@@ -101,11 +129,8 @@ export async function scoreSequence(
 ): Promise<ScoredAttribution> {
   let attribution: Attribution;
   if (metric === 'ig') {
-    const n = options.igSteps ?? 8;
-    const runs: Attribution[] = [];
     // k = n last, so that the activations kept are the unscaled ones.
-    for (let k = 1; k <= n; k++) runs.push(await attributor.run(tokens, targets, { scale: k / n }));
-    attribution = averageGradients(runs);
+    attribution = averageGradients(await igPath((o) => attributor.run(tokens, targets, o), options.igSteps ?? 8));
   } else {
     attribution = await attributor.run(tokens, targets, { mlpScales: options.mlpScales });
   }

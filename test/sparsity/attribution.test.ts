@@ -12,7 +12,8 @@ import { writeTestModel } from '../../src/model/testmodel.js';
 import { logSoftmax } from '../../src/runtime/sampling.js';
 import { LlamaSession } from '../../src/runtime/session.js';
 import { buildAttributionGraph, headGateName, mlpScaleName } from '../../src/sparsity/attribution-graph.js';
-import { Attributor, continuationTargets, selfTargets } from '../../src/sparsity/attribution.js';
+import { Attributor, continuationTargets, promptTargets, selfTargets } from '../../src/sparsity/attribution.js';
+import { METRICS, scoreEveryMetric, scoreSequence } from '../../src/sparsity/metrics.js';
 import { f64, i64, session, uniform } from '../helpers/ort.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'attribution-'));
@@ -24,12 +25,14 @@ t.test('selfTargets and continuationTargets choose the positions that predict th
   t.same(selfTargets([5, 6, 7]), { ids: [6, 7, 0], weights: [1, 1, 0] });
   t.same(continuationTargets([5, 6, 7, 8], 2), { ids: [6, 7, 8, 0], weights: [0, 1, 1, 0] });
   t.throws(() => continuationTargets([5, 6], 2), RangeError);
+  t.same(promptTargets([5, 6]), selfTargets([5, 6]));
+  t.same(promptTargets([5]), { ids: [5], weights: [1] }, 'a one-token prompt is its own target');
 });
 
 t.test('whole-model gradients match central finite differences (float64)', async (t) => {
   await writeTestModel(dir, SHAPE);
   const { config, weights } = await loadModelDir(dir);
-  const built = buildAttributionGraph(config, weights, 'float64');
+  const built = buildAttributionGraph(config, weights, { dtype: 'float64' });
   const { graph } = built;
   // Gradients with respect to the scale and gate inputs themselves, so they can be perturbed.
   const wrt = [...built.mlpScales, ...built.headGates];
@@ -114,4 +117,59 @@ t.test('the attribution loss is the cross-entropy of the serving graph\'s logits
   t.equal(self.layers[0].heads.g.length, tokens.length * config.numHeads);
   await attributor.release();
   await served.release();
+});
+
+t.test('a cached decode step attributes exactly what the whole sequence does at its last position', async (t) => {
+  const { config, weights } = await loadModelDir(dir);
+  const whole = await Attributor.create(config, weights, { intraOpThreads: 1 });
+  const stepper = await Attributor.create(config, weights, { intraOpThreads: 1 }, { cache: true });
+  const served = await LlamaSession.create(config, weights, { intraOpThreads: 1 });
+  const last = tokens.length - 1;
+  const { cache } = await served.forward(tokens.slice(0, last), served.emptyCache());
+  const target = 42;
+  // Only the last position's loss: its activations affect nothing else, so the gradients agree.
+  const onlyLast = { ids: tokens.map(() => target), weights: tokens.map((_, p) => (p === last ? 1 : 0)) };
+  const I = config.intermediateSize;
+  for (const scale of [1, 0.25]) {
+    const expected = await whole.run(tokens, onlyLast, { scale });
+    const step = await stepper.step(tokens[last], cache, target, { scale });
+    // The whole-sequence run scales every position; the step scales only its own (the cache
+    // is fixed). They agree at scale 1 and only then.
+    if (scale !== 1) {
+      t.not(step.loss.toFixed(5), expected.loss.toFixed(5), 'scaling the past changes the whole-sequence loss');
+      continue;
+    }
+    t.ok(Math.abs(step.loss - expected.loss) < 1e-5 * Math.max(1, expected.loss), `loss ${step.loss} vs ${expected.loss}`);
+    let worst = 0;
+    let size = 0;
+    step.layers.forEach((layer, l) => {
+      const a = expected.layers[l].mlp.a.subarray(last * I);
+      const g = expected.layers[l].mlp.g.subarray(last * I);
+      for (let i = 0; i < I; i++) {
+        worst = Math.max(worst, Math.abs(layer.mlp.a[i] - a[i]) / Math.max(1e-3, Math.abs(a[i])), Math.abs(layer.mlp.g[i] - g[i]) / Math.max(1e-6, Math.abs(g[i])));
+        size = Math.max(size, Math.abs(g[i]));
+      }
+    });
+    // float32 through two graphs of different shapes: a relative 1e-3 on every entry (floors
+    // keep near-zero entries from dividing by rounding noise) is far below any ranking change.
+    t.ok(size > 0, 'the gradients are not all zero');
+    t.ok(worst < 1e-3, `worst relative difference ${worst}`);
+  }
+  await t.rejects(stepper.run(tokens, onlyLast), /use step/);
+  await t.rejects(whole.step(tokens[last], cache, target), /use run/);
+  await Promise.all([whole.release(), stepper.release(), served.release()]);
+});
+
+t.test('scoreEveryMetric gives each metric the scores scoreSequence gives it, from one IG path', async (t) => {
+  const { config, weights } = await loadModelDir(dir);
+  const attributor = await Attributor.create(config, weights, { intraOpThreads: 1 });
+  const targets = selfTargets(tokens);
+  let runs = 0;
+  const all = await scoreEveryMetric((o) => (runs++, attributor.run(tokens, targets, o)), config.intermediateSize, 4);
+  t.equal(runs, 4, 'n runs for all six metrics');
+  for (const metric of METRICS) {
+    const one = await scoreSequence(attributor, tokens, targets, metric, { igSteps: 4 });
+    t.same(all[metric], one.layers.map((l) => l.mlp), metric);
+  }
+  await attributor.release();
 });
