@@ -7,7 +7,14 @@ export interface Series {
   points: { x: number; y: number }[];
 }
 
-export async function lineChartSvg(title: string, xLabel: string, yLabel: string, series: Series[], options: { logX?: boolean } = {}): Promise<string> {
+export interface ChartOptions {
+  logX?: boolean;
+  /** Fixed axis ranges (a BLEU axis is 0..100 whatever the data); default: fitted to the data. */
+  xDomain?: [number, number];
+  yDomain?: [number, number];
+}
+
+export async function lineChartSvg(title: string, xLabel: string, yLabel: string, series: Series[], options: ChartOptions = {}): Promise<string> {
   const values = series.flatMap((s) => s.points.map((p) => ({ series: s.name, x: p.x, y: p.y })));
   const spec: TopLevelSpec = {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
@@ -17,8 +24,8 @@ export async function lineChartSvg(title: string, xLabel: string, yLabel: string
     data: { values },
     mark: { type: 'line', point: values.length < 200 },
     encoding: {
-      x: { field: 'x', type: 'quantitative', title: xLabel, scale: options.logX ? { type: 'log' } : { zero: false } },
-      y: { field: 'y', type: 'quantitative', title: yLabel, scale: { zero: false } },
+      x: { field: 'x', type: 'quantitative', title: xLabel, scale: options.logX ? { type: 'log' } : { zero: false, domain: options.xDomain } },
+      y: { field: 'y', type: 'quantitative', title: yLabel, scale: { zero: false, domain: options.yDomain } },
       color: { field: 'series', type: 'nominal', title: null },
     },
   };

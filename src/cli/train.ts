@@ -14,7 +14,7 @@ import { Command } from 'commander';
 import { parsePositiveInt, parsePositiveNumber } from './options.js';
 import { ADAMW_DEFAULTS } from '../train/adamw.js';
 import { writeModelCard } from '../train/card.js';
-import { lineChartSvg } from '../train/plot.js';
+import { lineChartSvg } from '../plot.js';
 import { trainDefaultModel, writeCalibrationSet } from '../train/run.js';
 
 

@@ -12,6 +12,11 @@ export const CALIBRATED_SHAPE: TestModelOptions = { hidden: 32, intermediate: 10
 
 const TEXTS = ['the cat sat on the mat', 'a dog ran in the park and barked', 'she said that it would rain today', 'one two three four five six'];
 
+/** The calibration set the tiers are cut from (also what an evaluation's static mode reads). */
+export const CALIBRATION_SET = { file: 'inline', sha256: '0'.repeat(64), samples: TEXTS.map((prompt) => ({ prompt })) };
+/** Tokens per calibration sample at most. */
+export const CALIBRATION_MAX_LENGTH = 64;
+
 /** Writes the model into a fresh temporary directory and calibrates tiers 0.5 and 0.8 into it. */
 export async function calibratedModelDir(tiers = [0.5, 0.8]): Promise<string> {
   const dir = join(mkdtempSync(join(tmpdir(), 'calibrated-')), 'calibrated-llama');
@@ -19,8 +24,8 @@ export async function calibratedModelDir(tiers = [0.5, 0.8]): Promise<string> {
   await writeTestModel(dir, CALIBRATED_SHAPE);
   const model = await loadModelDir(dir);
   const attributor = await Attributor.create(model.config, model.weights, { intraOpThreads: 1 });
-  const set = { file: 'inline', sha256: '0'.repeat(64), samples: TEXTS.map((prompt) => ({ prompt })) };
-  const { scores, tokens } = await calibrate(attributor, model.tokenizer, set, 'cor_gxo', { maxLength: 64 });
+  const set = CALIBRATION_SET;
+  const { scores, tokens } = await calibrate(attributor, model.tokenizer, set, 'cor_gxo', { maxLength: CALIBRATION_MAX_LENGTH });
   await attributor.release();
   writeMaskFile(dir, {
     format: 1, metric: 'cor_gxo', weightsSha256: model.weightsHash,

@@ -1,0 +1,156 @@
+/**
+ * Accuracy against sparsity, for every metric and activation mode:
+ *
+ *   npm run eval -- [--model models/default] [--out docs/eval/default] [--limit N] [--fresh]
+ *
+ * Writes OUT/results.json, OUT/README.md and SVG plots. Finished prompts and passages are kept
+ * in OUT/progress.jsonl as they complete; started again with the same settings, the run resumes
+ * from there. The file is removed once the report is written.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync } from 'node:fs';
+import { basename, join, relative } from 'node:path';
+import cliProgress from 'cli-progress';
+import { Command, InvalidArgumentError } from 'commander';
+import { MODES, type Mode, type Unit, type UnitSettings } from '../eval/evaluator.js';
+import { ProgressFile } from '../eval/progress.js';
+import { summarize, writeReport } from '../eval/report.js';
+import { readPassages, readPromptSet, runEvaluation, settingsKey } from '../eval/run.js';
+import { loadModelDir, type LoadedModel } from '../model/load.js';
+import { PROJECT_ROOT } from '../project.js';
+import { readCalibrationFile } from '../sparsity/calibration.js';
+import { MASKS_FILE, readMaskFile } from '../sparsity/masks.js';
+import { METRICS, type Metric } from '../sparsity/metrics.js';
+import { parseMetric, parsePositiveInt } from './options.js';
+
+const list =
+  <T>(parse: (v: string) => T) =>
+  (value: string): T[] => [...new Set(value.split(',').map((v) => parse(v.trim())))];
+
+function parseMode(value: string): Mode {
+  if (!(MODES as readonly string[]).includes(value)) throw new InvalidArgumentError(`expected one of ${MODES.join(', ')}`);
+  return value as Mode;
+}
+
+function parseSparsity(value: string): number {
+  const s = Number(value);
+  if (!(s >= 0 && s < 1)) throw new InvalidArgumentError('expected sparsities in [0, 1)');
+  return s;
+}
+
+const DEFAULT_SPARSITIES = Array.from({ length: 10 }, (_, i) => i / 10);
+const DEFAULT_PROMPTS = ['data/eval/validation-prompts.jsonl', 'data/eval/instruct-prompts.jsonl'];
+
+/** The calibration file a model's tiers were made from, when it is in data/calibration/. */
+function defaultCalibration(model: LoadedModel): string | undefined {
+  const masks = readMaskFile(model.dir, model.weightsHash);
+  const file = masks && join(PROJECT_ROOT, 'data', 'calibration', masks.calibration.file);
+  return file && existsSync(file) ? file : undefined;
+}
+
+function git(args: string[]): string | null {
+  try {
+    return execFileSync('git', args, { cwd: PROJECT_ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    return null;
+  }
+}
+
+interface Options {
+  model: string;
+  out?: string;
+  prompts: string[];
+  passages: string;
+  calibration?: string;
+  metrics: Metric[];
+  modes: Mode[];
+  sparsities: number[];
+  maxTokens: number;
+  passageTokens: number;
+  passageContext: number;
+  igSteps: number;
+  calibrationMaxLength: number;
+  limit?: number;
+  threads?: number;
+  fresh?: boolean;
+}
+
+const program = new Command('eval')
+  .description('Measure how closely sparse activation follows the dense model, per metric, sparsity and activation mode')
+  .option('--model <dir>', 'model directory', 'models/default')
+  .option('--out <dir>', 'where results go (default: docs/eval/<model directory name>)')
+  .option('--prompts <files>', 'comma-separated prompt sets (JSON lines of {"prompt"})', list(String), DEFAULT_PROMPTS)
+  .option('--passages <file>', 'held-out text for perplexity (JSON lines of {"text"})', 'data/eval/heldout-text.jsonl')
+  .option('--calibration <file>', "calibration set for the static mode (default: the one the model's masks were made from)")
+  .option('--metrics <list>', `comma-separated, of ${METRICS.join(', ')}`, list(parseMetric), [...METRICS])
+  .option('--modes <list>', `comma-separated, of ${MODES.join(', ')}`, list(parseMode), [...MODES])
+  .option('--sparsities <list>', 'comma-separated MLP sparsities', list(parseSparsity), DEFAULT_SPARSITIES)
+  .option('--max-tokens <n>', 'tokens generated per prompt at most', parsePositiveInt, 32)
+  .option('--passage-tokens <n>', 'tokens of each held-out passage at most', parsePositiveInt, 128)
+  .option('--passage-context <n>', 'dense context tokens before the scored part of a passage', parsePositiveInt, 32)
+  .option('--ig-steps <n>', 'Integrated Gradients steps', parsePositiveInt, 8)
+  .option('--calibration-max-length <n>', 'tokens per calibration sample at most', parsePositiveInt, 256)
+  .option('--limit <n>', 'only the first N prompts of each set and N passages (a quick run)', parsePositiveInt)
+  .option('--threads <n>', 'ONNX Runtime intra-op threads (default: one per core)', parsePositiveInt)
+  .option('--fresh', 'discard the progress of an earlier run instead of resuming it')
+  .action(async (opts: Options) => {
+    const started = new Date();
+    const limit = opts.limit ?? null;
+    // Inputs first: a bad file fails before the model loads.
+    const promptSets = opts.prompts.map((f) => readPromptSet(f, limit));
+    const passages = readPassages(opts.passages, limit);
+    const model = await loadModelDir(opts.model);
+    const calibrationFile = opts.calibration ?? defaultCalibration(model);
+    if (!calibrationFile) throw new Error(`no calibration set: pass --calibration (the model has no ${MASKS_FILE} naming one in data/calibration/)`);
+    const inputs = { promptSets, passages, calibration: readCalibrationFile(calibrationFile) };
+    const settings: UnitSettings = {
+      metrics: METRICS.filter((m) => opts.metrics.includes(m)),
+      modes: MODES.filter((m) => opts.modes.includes(m)),
+      sparsities: [...opts.sparsities].sort((a, b) => a - b),
+      maxTokens: opts.maxTokens,
+      passageTokens: opts.passageTokens,
+      passageContext: opts.passageContext,
+      igSteps: opts.igSteps,
+      calibrationMaxLength: opts.calibrationMaxLength,
+    };
+    const out = opts.out ?? join(PROJECT_ROOT, 'docs', 'eval', basename(model.dir));
+    mkdirSync(out, { recursive: true });
+    const progress = ProgressFile.open<Unit>(join(out, 'progress.jsonl'), settingsKey(model, settings, inputs), opts.fresh);
+    const dirty = (git(['status', '--porcelain']) ?? '') !== '';
+
+    const bar = new cliProgress.SingleBar(
+      { format: 'eval |{bar}| {value}/{total} units | {unit} | ETA {eta_formatted}', stream: process.stderr, noTTYOutput: true, notTTYSchedule: 10_000, etaBuffer: 4 },
+      cliProgress.Presets.shades_classic,
+    );
+    const units = await runEvaluation(model, settings, inputs, progress, {
+      intraOpThreads: opts.threads,
+      onStart: (total, done) => bar.start(total, done, { unit: done > 0 ? `resumed after ${done}` : 'calibration' }),
+      onUnit: (unit) => bar.increment(1, { unit }),
+    });
+    bar.stop();
+
+    const rel = (f: string) => relative(PROJECT_ROOT, f) || '.';
+    const results = summarize(model, rel(model.dir), settings, {
+      ...inputs,
+      promptSets: inputs.promptSets.map((s) => ({ ...s, file: rel(s.file) })),
+      passages: { ...inputs.passages, file: rel(inputs.passages.file) },
+      calibration: { ...inputs.calibration, file: rel(inputs.calibration.file) },
+    }, units, {
+      command: ['npm run eval --', ...process.argv.slice(2)].join(' '),
+      commit: git(['rev-parse', 'HEAD']),
+      dirty,
+      started: started.toISOString(),
+      finished: new Date().toISOString(),
+      seconds: (Date.now() - started.getTime()) / 1000,
+      node: process.versions.node,
+      onnxruntime: (await import('onnxruntime-node')).env.versions.common ?? 'unknown',
+    });
+    const files = await writeReport(out, results);
+    progress.remove();
+    console.log(`\n${files.map(rel).join('\n')}`);
+  });
+
+program.parseAsync().catch((err: unknown) => {
+  process.stderr.write(`eval: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

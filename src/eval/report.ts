@@ -1,0 +1,240 @@
+/**
+ * From finished units to results: corpus BLEU, token agreement and first divergence of the
+ * sparse generations against the dense ones; perplexity and bits per byte of held-out text;
+ * written as results.json, a Markdown report and one SVG plot per prompt set and mode.
+ */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { LoadedModel } from '../model/load.js';
+import { lineChartSvg } from '../plot.js';
+import { flopWeightedSparsity } from '../sparsity/flops.js';
+import { keptCount, REPORT_CONTEXT } from '../sparsity/masks.js';
+import type { Metric } from '../sparsity/metrics.js';
+import { bitsPerByte } from '../train/baseline.js';
+import { firstDivergence, tokenAgreement } from './agreement.js';
+import { corpusBleu } from './bleu.js';
+import type { Mode, UnitSettings } from './evaluator.js';
+import type { EvalInputs, EvalUnits } from './run.js';
+
+export interface Provenance {
+  command: string;
+  commit: string | null;
+  /** Uncommitted changes in the tree when the run started. */
+  dirty: boolean;
+  started: string;
+  finished: string;
+  /** Wall time of this invocation (a resumed run counts only its own part). */
+  seconds: number;
+  node: string;
+  onnxruntime: string;
+}
+
+export interface GenerationRow {
+  set: string;
+  mode: Mode;
+  metric: Metric;
+  sparsity: number;
+  /** Share of MLP neurons removed, as kept (rounded per layer). */
+  mlpSparsity: number;
+  /** Share of the prunable FLOPs removed (MLP and heads, at REPORT_CONTEXT). */
+  flopSparsity: number;
+  /** sacreBLEU-compatible corpus BLEU of the sparse generations against the dense ones. */
+  bleu: number;
+  /** Mean over prompts of the share of positions with the dense token. */
+  tokenAgreement: number;
+  /** Mean over prompts of the first position that differs from the dense output. */
+  firstDivergence: number;
+}
+
+export interface PerplexityRow {
+  mode: Mode;
+  metric: Metric;
+  sparsity: number;
+  mlpSparsity: number;
+  flopSparsity: number;
+  perplexity: number;
+  bitsPerByte: number;
+}
+
+export interface EvalResults {
+  model: { dir: string; weightsHash: string; layers: number; intermediateSize: number; hiddenSize: number; vocabSize: number };
+  settings: UnitSettings;
+  inputs: {
+    promptSets: { name: string; file: string; sha256: string; prompts: number }[];
+    passages: { file: string; sha256: string; passages: number; tokens: number; bytes: number };
+    calibration: { file: string; sha256: string; samples: number };
+  };
+  provenance: Provenance;
+  dense: {
+    generation: { set: string; meanPromptTokens: number; meanGeneratedTokens: number }[];
+    perplexity: number;
+    bitsPerByte: number;
+  };
+  generation: GenerationRow[];
+  perplexity: PerplexityRow[];
+}
+
+export function summarize(model: LoadedModel, modelDir: string, settings: UnitSettings, inputs: EvalInputs, units: EvalUnits, provenance: Provenance): EvalResults {
+  const { config, tokenizer } = model;
+  const sparsityOf = (s: number) => {
+    const kept = keptCount(config.intermediateSize, s);
+    return {
+      mlpSparsity: 1 - kept / config.intermediateSize,
+      flopSparsity: flopWeightedSparsity(config, REPORT_CONTEXT, Array.from({ length: config.numLayers }, () => ({ mlp: kept }))),
+    };
+  };
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+
+  const generation: GenerationRow[] = [];
+  const denseGeneration: EvalResults['dense']['generation'] = [];
+  for (const set of inputs.promptSets) {
+    const prompts = units.prompts.filter((u) => u.set === set.name);
+    const references = prompts.map((u) => tokenizer.decode(u.dense));
+    denseGeneration.push({ set: set.name, meanPromptTokens: mean(prompts.map((u) => u.promptTokens)), meanGeneratedTokens: mean(prompts.map((u) => u.dense.length)) });
+    for (const mode of settings.modes) {
+      for (const metric of settings.metrics) {
+        for (const sparsity of settings.sparsities) {
+          const outputs = prompts.map((u) => u.runs.find((r) => r.mode === mode && r.metric === metric && r.sparsity === sparsity)!.tokens);
+          generation.push({
+            set: set.name,
+            mode,
+            metric,
+            sparsity,
+            ...sparsityOf(sparsity),
+            bleu: corpusBleu(outputs.map((o) => tokenizer.decode(o)), [references]).score,
+            tokenAgreement: mean(outputs.map((o, i) => tokenAgreement(prompts[i].dense, o))),
+            firstDivergence: mean(outputs.map((o, i) => firstDivergence(prompts[i].dense, o))),
+          });
+        }
+      }
+    }
+  }
+
+  const tokens = units.passages.reduce((n, u) => n + u.tokens, 0);
+  const bytes = units.passages.reduce((n, u) => n + u.bytes, 0);
+  const quality = (nats: number) => ({ perplexity: Math.exp(nats / tokens), bitsPerByte: bitsPerByte(nats, bytes) });
+  const perplexity: PerplexityRow[] = [];
+  for (const mode of settings.modes) {
+    for (const metric of settings.metrics) {
+      for (const sparsity of settings.sparsities) {
+        const nats = units.passages.reduce((n, u) => n + u.runs.find((r) => r.mode === mode && r.metric === metric && r.sparsity === sparsity)!.nats, 0);
+        perplexity.push({ mode, metric, sparsity, ...sparsityOf(sparsity), ...quality(nats) });
+      }
+    }
+  }
+
+  return {
+    model: { dir: modelDir, weightsHash: model.weightsHash, layers: config.numLayers, intermediateSize: config.intermediateSize, hiddenSize: config.hiddenSize, vocabSize: config.vocabSize },
+    settings,
+    inputs: {
+      promptSets: inputs.promptSets.map((s) => ({ name: s.name, file: s.file, sha256: s.sha256, prompts: s.prompts.length })),
+      passages: { file: inputs.passages.file, sha256: inputs.passages.sha256, passages: inputs.passages.texts.length, tokens, bytes },
+      calibration: { file: inputs.calibration.file, sha256: inputs.calibration.sha256, samples: inputs.calibration.samples.length },
+    },
+    provenance,
+    dense: { generation: denseGeneration, ...quality(units.passages.reduce((n, u) => n + u.denseNats, 0)) },
+    generation,
+    perplexity,
+  };
+}
+
+const METRIC_LABELS: Record<Metric, string> = { magnitude: 'Magnitude', gradient: 'Gradient', gxo: 'GxO', snip: 'SNIP', ig: 'IG', cor_gxo: 'Corrected GxO' };
+const pct = (x: number) => `${Math.round(x * 100)}%`;
+/** One decimal; identical text scores 100 plus float rounding, so -0.0 is shown as 0.0. */
+const f1 = (x: number) => (Math.abs(x) < 0.05 ? 0 : x).toFixed(1);
+
+/** Writes results.json, README.md and the plots into `dir`; returns the files written. */
+export async function writeReport(dir: string, r: EvalResults): Promise<string[]> {
+  const files: string[] = [];
+  const write = (name: string, text: string) => {
+    writeFileSync(join(dir, name), text);
+    files.push(join(dir, name));
+  };
+  write('results.json', JSON.stringify(r, null, 2) + '\n');
+
+  const { settings } = r;
+  const sets = r.inputs.promptSets.map((s) => s.name);
+  const at = (set: string, mode: Mode, metric: Metric, s: number) => r.generation.find((g) => g.set === set && g.mode === mode && g.metric === metric && g.sparsity === s);
+  const nearest = (s: number) => settings.sparsities.reduce((best, x) => (Math.abs(x - s) < Math.abs(best - s) ? x : best));
+  const headline = nearest(0.8);
+
+  const plots: string[] = [];
+  for (const set of sets) {
+    for (const mode of settings.modes) {
+      const series = settings.metrics.map((metric) => ({
+        name: METRIC_LABELS[metric],
+        points: settings.sparsities.map((s) => ({ x: 1 - at(set, mode, metric, s)!.mlpSparsity, y: at(set, mode, metric, s)!.bleu })),
+      }));
+      const name = `bleu-${set}-${mode}.svg`;
+      write(name, await lineChartSvg(`${set}, ${mode} activation: BLEU against the dense output`, 'activation ratio (MLP neurons kept)', 'BLEU', series, { xDomain: [0, 1], yDomain: [0, 100] }));
+      plots.push(name);
+    }
+  }
+  for (const mode of settings.modes) {
+    const series = settings.metrics.map((metric) => ({
+      name: METRIC_LABELS[metric],
+      points: r.perplexity.filter((p) => p.mode === mode && p.metric === metric).map((p) => ({ x: 1 - p.mlpSparsity, y: p.bitsPerByte })),
+    }));
+    const name = `bits-per-byte-${mode}.svg`;
+    write(name, await lineChartSvg(`held-out text, ${mode} activation: bits per byte (dense ${r.dense.bitsPerByte.toFixed(3)})`, 'activation ratio (MLP neurons kept)', 'bits per byte', series, { xDomain: [0, 1] }));
+    plots.push(name);
+  }
+
+  const lines: string[] = [];
+  const table = (header: string[], rows: string[][]) => {
+    lines.push(`| ${header.join(' | ')} |`, `|${header.map(() => '---').join('|')}|`, ...rows.map((row) => `| ${row.join(' | ')} |`), '');
+  };
+  const p = r.provenance;
+  lines.push(
+    `# Accuracy against sparsity: ${r.model.dir}`,
+    '',
+    'Written by `npm run eval`; do not edit by hand. The reading of these numbers is in [../README.md](../README.md).',
+    '',
+    `- Command: \`${p.command}\``,
+    `- Commit: \`${p.commit ?? 'unknown'}\`${p.dirty ? ' (with uncommitted changes)' : ''}; ${p.started} to ${p.finished} (${Math.round(p.seconds)} s in the last invocation); Node ${p.node}, onnxruntime-node ${p.onnxruntime}`,
+    `- Model: ${r.model.layers} layers, MLP ${r.model.intermediateSize} neurons per layer, hidden ${r.model.hiddenSize}, vocabulary ${r.model.vocabSize}; weights sha256 \`${r.model.weightsHash.slice(0, 16)}…\``,
+    `- Settings: up to ${settings.maxTokens} greedy tokens per prompt; ${settings.igSteps} Integrated Gradients steps; held-out passages of up to ${settings.passageTokens} tokens, the first ${settings.passageContext} dense context; calibration samples of up to ${settings.calibrationMaxLength} tokens`,
+    `- Prompt sets: ${r.inputs.promptSets.map((s) => `\`${s.file}\` (${s.prompts} prompts)`).join(', ')}; held-out text: \`${r.inputs.passages.file}\` (${r.inputs.passages.passages} passages, ${r.inputs.passages.tokens} scored tokens); calibration: \`${r.inputs.calibration.file}\` (${r.inputs.calibration.samples} samples)`,
+    '',
+    'Every run generates greedily with the prompt pass dense and every decode step masked: **oracle** masks each step with the neurons that attribution of that step (against the dense model\'s next token) ranks highest; **prompt** uses one set per prompt from attribution on the prompt itself, as the server does with `activation: "prompt"`; **static** uses the calibrated set, as the server\'s tiers do. Each layer keeps the same share of neurons. BLEU is sacreBLEU-compatible corpus BLEU against the dense model\'s own output (dense = 100).',
+    '',
+    `Dense reference: ${r.dense.generation.map((g) => `${g.set}: ${g.meanPromptTokens.toFixed(1)} prompt tokens, ${g.meanGeneratedTokens.toFixed(1)} generated tokens on average`).join('; ')}. Held-out text: perplexity ${r.dense.perplexity.toFixed(2)}, ${r.dense.bitsPerByte.toFixed(3)} bits per byte.`,
+    '',
+    `## Accuracy loss at ${pct(headline)} MLP sparsity (100 - BLEU)`,
+    '',
+  );
+  const flopAt = r.generation.find((g) => g.sparsity === headline)?.flopSparsity ?? 0;
+  lines.push(`FLOP-weighted sparsity of the prunable FLOPs (MLP and heads) at this MLP sparsity: ${pct(flopAt)}.`, '');
+  table(
+    ['metric', ...sets.flatMap((set) => settings.modes.map((mode) => `${set}, ${mode}`))],
+    settings.metrics.map((metric) => [METRIC_LABELS[metric], ...sets.flatMap((set) => settings.modes.map((mode) => f1(100 - at(set, mode, metric, headline)!.bleu)))]),
+  );
+
+  const sparsityHeader = settings.sparsities.map((s) => pct(s));
+  for (const set of sets) {
+    lines.push(`## ${set}`, '');
+    for (const mode of settings.modes) {
+      lines.push(`### BLEU, ${mode} activation`, '', `![BLEU against activation ratio, ${set}, ${mode}](bleu-${set}-${mode}.svg)`, '');
+      table(['metric \\ MLP sparsity', ...sparsityHeader], settings.metrics.map((metric) => [METRIC_LABELS[metric], ...settings.sparsities.map((s) => f1(at(set, mode, metric, s)!.bleu))]));
+    }
+    const shown = [0.5, 0.7, 0.8].map(nearest).filter((s, i, all) => all.indexOf(s) === i);
+    lines.push('### Token agreement and first divergence', '', 'Share of positions with the dense token; in brackets the mean position of the first differing token.', '');
+    table(
+      ['mode', 'metric', ...shown.map(pct)],
+      settings.modes.flatMap((mode) =>
+        settings.metrics.map((metric) => [mode, METRIC_LABELS[metric], ...shown.map((s) => `${pct(at(set, mode, metric, s)!.tokenAgreement)} (${f1(at(set, mode, metric, s)!.firstDivergence)})`)]),
+      ),
+    );
+  }
+
+  lines.push('## Held-out text', '', `Dense: perplexity ${r.dense.perplexity.toFixed(2)}, ${r.dense.bitsPerByte.toFixed(3)} bits per byte. Each cell: perplexity.`, '');
+  for (const mode of settings.modes) {
+    lines.push(`### ${mode} activation`, '', `![bits per byte against activation ratio, ${mode}](bits-per-byte-${mode}.svg)`, '');
+    table(
+      ['metric \\ MLP sparsity', ...sparsityHeader],
+      settings.metrics.map((metric) => [METRIC_LABELS[metric], ...settings.sparsities.map((s) => r.perplexity.find((x) => x.mode === mode && x.metric === metric && x.sparsity === s)!.perplexity.toFixed(2))]),
+    );
+  }
+  write('README.md', lines.join('\n'));
+  return files;
+}

@@ -1,0 +1,70 @@
+/** `npm run eval` as a user runs it: a small run on the shipped stories260K model. */
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import type { EvalResults } from '../../src/eval/report.js';
+import { PROJECT_ROOT } from '../../src/project.js';
+import { runCli } from '../helpers/cli.js';
+
+const out = mkdtempSync(join(tmpdir(), 'eval-cli-'));
+t.teardown(() => rmSync(out, { recursive: true, force: true }));
+const sha256 = (file: string) => createHash('sha256').update(readFileSync(join(PROJECT_ROOT, file))).digest('hex');
+const SMALL = ['--model', 'models/stories260K', '--limit', '1', '--max-tokens', '8', '--sparsities', '0,0.5,0.8', '--metrics', 'magnitude,cor_gxo', '--ig-steps', '2', '--passage-tokens', '48', '--passage-context', '16', '--calibration-max-length', '32', '--threads', '1'];
+
+t.test('a small run writes results, a report and plots, and removes its progress file', async (t) => {
+  const r = runCli('eval', [...SMALL, '--out', out]);
+  t.equal(r.status, 0, r.stderr);
+  const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as EvalResults;
+  t.equal(results.model.dir, 'models/stories260K');
+  t.same(results.inputs.promptSets.map((s) => [s.name, s.prompts, s.sha256]), [
+    ['validation-prompts', 1, sha256('data/eval/validation-prompts.jsonl')],
+    ['instruct-prompts', 1, sha256('data/eval/instruct-prompts.jsonl')],
+  ]);
+  t.equal(results.inputs.calibration.file, 'data/calibration/stories.jsonl', "the model's own calibration set by default");
+  t.equal(results.generation.length, 2 * 3 * 2 * 3, 'sets x modes x metrics x sparsities');
+  t.equal(results.perplexity.length, 3 * 2 * 3);
+  for (const row of results.generation.filter((g) => g.sparsity === 0)) {
+    t.ok(Math.abs(row.bleu - 100) < 1e-9 && row.tokenAgreement === 1, `${row.set} ${row.mode} ${row.metric}: sparsity 0 is the dense output`);
+  }
+  for (const row of results.perplexity.filter((p) => p.sparsity === 0)) {
+    t.ok(Math.abs(row.perplexity - results.dense.perplexity) < 1e-9 * results.dense.perplexity, `${row.mode} ${row.metric}: dense perplexity at sparsity 0`);
+  }
+  const at80 = results.generation.filter((g) => g.sparsity === 0.8);
+  t.ok(at80.every((g) => Math.abs(g.mlpSparsity - (1 - Math.round(0.2 * 172) / 172)) < 1e-12 && g.flopSparsity > 0 && g.flopSparsity < g.mlpSparsity), 'sparsity as kept, and FLOP-weighted below it');
+  t.ok(at80.some((g) => g.bleu < 100), 'removing 80% of the neurons changes some output');
+  t.match(results.provenance, { command: /^npm run eval -- --model models\/stories260K/, commit: /^[0-9a-f]{40}$/ });
+
+  const report = readFileSync(join(out, 'README.md'), 'utf8');
+  t.match(report, /## Accuracy loss at 80% MLP sparsity \(100 - BLEU\)/);
+  t.match(report, /\| Corrected GxO \| 0\.0 \| /, 'the dense row of a table');
+  for (const set of ['validation-prompts', 'instruct-prompts']) {
+    for (const mode of ['oracle', 'prompt', 'static']) t.match(readFileSync(join(out, `bleu-${set}-${mode}.svg`), 'utf8'), /^<svg/);
+  }
+  t.notOk(existsSync(join(out, 'progress.jsonl')));
+});
+
+t.test('progress left by other settings is not mixed in', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'eval-cli-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, 'progress.jsonl'), '{"key":"something else"}\n');
+  const r = runCli('eval', [...SMALL, '--out', dir, '--modes', 'static']);
+  t.equal(r.status, 1);
+  t.match(r.stderr, /other settings.*--fresh/);
+  t.equal(runCli('eval', [...SMALL, '--out', dir, '--modes', 'static', '--fresh']).status, 0, 'and --fresh discards it');
+});
+
+t.test('bad options are named', async (t) => {
+  const cases: [string[], RegExp][] = [
+    [['--modes', 'dense'], /--modes.*expected one of oracle, prompt, static/],
+    [['--sparsities', '0,1'], /--sparsities.*\[0, 1\)/],
+    [['--metrics', 'l1'], /--metrics.*expected one of/],
+    [['--passages', 'data/eval/nope.jsonl'], /nope\.jsonl/],
+  ];
+  for (const [args, message] of cases) {
+    const r = runCli('eval', [...SMALL, '--out', out, ...args]);
+    t.equal(r.status, 1, args.join(' '));
+    t.match(r.stderr, message);
+  }
+});
