@@ -7,7 +7,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LoadedModel } from '../model/load.js';
 import { lineChartSvg } from '../plot.js';
-import { flopWeightedSparsity } from '../sparsity/flops.js';
+import { flopWeightedSparsity, tokenFlops } from '../sparsity/flops.js';
 import { keptCount, REPORT_CONTEXT } from '../sparsity/masks.js';
 import type { Metric } from '../sparsity/metrics.js';
 import { bitsPerByte } from '../train/baseline.js';
@@ -65,6 +65,8 @@ export interface EvalResults {
     calibration: { file: string; sha256: string; samples: number };
   };
   provenance: Provenance;
+  /** What each evaluated sparsity removes: per layer, of the prunable FLOPs, of all FLOPs per token. */
+  sparsities: { sparsity: number; neuronsPerLayer: number; mlpSparsity: number; flopSparsity: number; tokenFlopReduction: number }[];
   dense: {
     generation: { set: string; meanPromptTokens: number; meanGeneratedTokens: number }[];
     perplexity: number;
@@ -76,13 +78,11 @@ export interface EvalResults {
 
 export function summarize(model: LoadedModel, modelDir: string, settings: UnitSettings, inputs: EvalInputs, units: EvalUnits, provenance: Provenance): EvalResults {
   const { config, tokenizer } = model;
-  const sparsityOf = (s: number) => {
-    const kept = keptCount(config.intermediateSize, s);
-    return {
-      mlpSparsity: 1 - kept / config.intermediateSize,
-      flopSparsity: flopWeightedSparsity(config, REPORT_CONTEXT, Array.from({ length: config.numLayers }, () => ({ mlp: kept }))),
-    };
-  };
+  const keptAt = (s: number) => Array.from({ length: config.numLayers }, () => ({ mlp: keptCount(config.intermediateSize, s) }));
+  const sparsityOf = (s: number) => ({
+    mlpSparsity: 1 - keptCount(config.intermediateSize, s) / config.intermediateSize,
+    flopSparsity: flopWeightedSparsity(config, REPORT_CONTEXT, keptAt(s)),
+  });
   const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
   const generation: GenerationRow[] = [];
@@ -132,6 +132,12 @@ export function summarize(model: LoadedModel, modelDir: string, settings: UnitSe
       calibration: { file: inputs.calibration.file, sha256: inputs.calibration.sha256, samples: inputs.calibration.samples.length },
     },
     provenance,
+    sparsities: settings.sparsities.map((s) => ({
+      sparsity: s,
+      neuronsPerLayer: keptCount(config.intermediateSize, s),
+      ...sparsityOf(s),
+      tokenFlopReduction: 1 - tokenFlops(config, REPORT_CONTEXT, keptAt(s)).total / tokenFlops(config, REPORT_CONTEXT).total,
+    })),
     dense: { generation: denseGeneration, ...quality(units.passages.reduce((n, u) => n + u.denseNats, 0)) },
     generation,
     perplexity,
@@ -200,11 +206,18 @@ export async function writeReport(dir: string, r: EvalResults): Promise<string[]
     '',
     `Dense reference: ${r.dense.generation.map((g) => `${g.set}: ${g.meanPromptTokens.toFixed(1)} prompt tokens, ${g.meanGeneratedTokens.toFixed(1)} generated tokens on average`).join('; ')}. Held-out text: perplexity ${r.dense.perplexity.toFixed(2)}, ${r.dense.bitsPerByte.toFixed(3)} bits per byte.`,
     '',
-    `## Accuracy loss at ${pct(headline)} MLP sparsity (100 - BLEU)`,
+    `A held-out passage is scored after ${settings.passageContext} tokens of dense context; that context is also the prompt its **prompt** sets are attributed on, and each scored position's **oracle** set is attributed against the dense model's prediction there.`,
+    '',
+    `## Sparsity`,
+    '',
+    `Each layer keeps the same number of MLP neurons. FLOP shares are per generated token at a context of ${REPORT_CONTEXT} tokens (\`src/sparsity/flops.ts\`): "prunable" counts MLP neurons and attention heads, each at its cost; "all" adds the K/V projections and the LM head, which sparsity leaves alone.`,
     '',
   );
-  const flopAt = r.generation.find((g) => g.sparsity === headline)?.flopSparsity ?? 0;
-  lines.push(`FLOP-weighted sparsity of the prunable FLOPs (MLP and heads) at this MLP sparsity: ${pct(flopAt)}.`, '');
+  table(
+    ['MLP sparsity', 'neurons kept per layer', 'prunable FLOPs removed', 'all FLOPs removed'],
+    r.sparsities.map((x) => [pct(x.mlpSparsity), `${x.neuronsPerLayer} / ${r.model.intermediateSize}`, pct(x.flopSparsity), pct(x.tokenFlopReduction)]),
+  );
+  lines.push(`## Accuracy loss at ${pct(headline)} MLP sparsity (100 - BLEU)`, '');
   table(
     ['metric', ...sets.flatMap((set) => settings.modes.map((mode) => `${set}, ${mode}`))],
     settings.metrics.map((metric) => [METRIC_LABELS[metric], ...sets.flatMap((set) => settings.modes.map((mode) => f1(100 - at(set, mode, metric, headline)!.bleu)))]),
