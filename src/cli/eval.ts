@@ -20,7 +20,7 @@ import { loadModelDir, type LoadedModel } from '../model/load.js';
 import { PROJECT_ROOT } from '../project.js';
 import { readCalibrationFile } from '../sparsity/calibration.js';
 import { MASKS_FILE, readMaskFile } from '../sparsity/masks.js';
-import { METRICS, type Metric } from '../sparsity/metrics.js';
+import { METRICS } from '../sparsity/metrics.js';
 import { parseMetric, parsePositiveInt } from './options.js';
 
 const list =
@@ -56,20 +56,12 @@ function git(args: string[]): string | null {
   }
 }
 
-interface Options {
+interface Options extends UnitSettings {
   model: string;
   out?: string;
   prompts: string[];
   passages: string;
   calibration?: string;
-  metrics: Metric[];
-  modes: Mode[];
-  sparsities: number[];
-  maxTokens: number;
-  passageTokens: number;
-  passageContext: number;
-  igSteps: number;
-  calibrationMaxLength: number;
   limit?: number;
   threads?: number;
   fresh?: boolean;

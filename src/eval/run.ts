@@ -4,8 +4,8 @@
  * stopped when started again with the same settings.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { basename, extname } from 'node:path';
+import { readJsonLines } from '../model/json.js';
 import type { LoadedModel } from '../model/load.js';
 import type { OrtOptions } from '../runtime/session.js';
 import { readCalibrationFile, type CalibrationSet } from '../sparsity/calibration.js';
@@ -42,24 +42,13 @@ export function readPromptSet(file: string, limit: number | null): PromptSet {
 
 /** Held-out passages: JSON lines with a non-empty "text" each. */
 export function readPassages(file: string, limit: number | null): Passages {
-  const bytes = readFileSync(file);
-  const texts = bytes
-    .toString('utf8')
-    .split('\n')
-    .map((line, i) => ({ line: line.trim(), n: i + 1 }))
-    .filter(({ line }) => line !== '')
-    .map(({ line, n }) => {
-      let value: { text?: unknown };
-      try {
-        value = JSON.parse(line) as { text?: unknown };
-      } catch {
-        throw new Error(`${file}:${n}: not valid JSON`);
-      }
-      if (typeof value?.text !== 'string' || value.text === '') throw new Error(`${file}:${n}: "text" must be a non-empty string`);
-      return value.text;
-    });
+  const { rows: texts, sha256 } = readJsonLines(file, (value) => {
+    const text = (value as { text?: unknown } | null)?.text;
+    if (typeof text !== 'string' || text === '') throw new Error('"text" must be a non-empty string');
+    return text;
+  });
   if (texts.length === 0) throw new Error(`${file}: no passages`);
-  return { file, sha256: sha256(bytes), texts: texts.slice(0, limit ?? undefined) };
+  return { file, sha256, texts: texts.slice(0, limit ?? undefined) };
 }
 
 /** What the results depend on: a progress file written for another key is not resumed. */

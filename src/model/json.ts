@@ -2,6 +2,7 @@
  * Small helpers for reading checkpoint JSON files with errors that say where and what:
  * `<file>: field "<name>" must be <expected>, got <value>`.
  */
+import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 
 export function readJsonFile(file: string): unknown {
@@ -12,6 +13,34 @@ export function readJsonFile(file: string): unknown {
   } catch (err) {
     throw new Error(`${file}: invalid JSON (${(err as Error).message})`);
   }
+}
+
+/**
+ * A JSON-lines file: each non-blank line parsed and handed to `row`, which returns it typed or
+ * throws saying what is wrong; errors name the file and line. With the file's sha256, so that
+ * results can record exactly what they read.
+ */
+export function readJsonLines<T>(file: string, row: (value: unknown) => T): { rows: T[]; sha256: string } {
+  const bytes = readFileSync(file);
+  const rows = bytes
+    .toString('utf8')
+    .split('\n')
+    .map((line, i) => ({ line: line.trim(), n: i + 1 }))
+    .filter(({ line }) => line !== '')
+    .map(({ line, n }) => {
+      let value: unknown;
+      try {
+        value = JSON.parse(line);
+      } catch {
+        throw new Error(`${file}:${n}: not valid JSON`);
+      }
+      try {
+        return row(value);
+      } catch (err) {
+        throw new Error(`${file}:${n}: ${(err as Error).message}`);
+      }
+    });
+  return { rows, sha256: createHash('sha256').update(bytes).digest('hex') };
 }
 
 export function isRecord(value: unknown): value is Record<string, unknown> {

@@ -1,6 +1,5 @@
 /** Calibration: attribution over a set of samples, aggregated into one score per unit. */
-import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readJsonLines } from '../model/json.js';
 import type { ModelTokenizer } from '../model/tokenizer.js';
 import { continuationTargets, selfTargets, type Attributor, type Targets } from './attribution.js';
 import type { LayerUnitScores } from './masks.js';
@@ -19,26 +18,14 @@ export interface CalibrationSet {
 
 /** Reads JSON lines of {"prompt", "completion"?}; a bad line fails naming its number. */
 export function readCalibrationFile(file: string): CalibrationSet {
-  const bytes = readFileSync(file);
-  const samples = bytes
-    .toString('utf8')
-    .split('\n')
-    .map((line, i) => ({ line: line.trim(), n: i + 1 }))
-    .filter(({ line }) => line !== '')
-    .map(({ line, n }) => {
-      let value: unknown;
-      try {
-        value = JSON.parse(line);
-      } catch {
-        throw new Error(`${file}:${n}: not valid JSON`);
-      }
-      const v = value as Partial<CalibrationSample>;
-      if (typeof v?.prompt !== 'string' || v.prompt === '') throw new Error(`${file}:${n}: "prompt" must be a non-empty string`);
-      if (v.completion !== undefined && typeof v.completion !== 'string') throw new Error(`${file}:${n}: "completion" must be a string`);
-      return { prompt: v.prompt, completion: v.completion };
-    });
+  const { rows: samples, sha256 } = readJsonLines(file, (value): CalibrationSample => {
+    const v = value as Partial<CalibrationSample> | null;
+    if (typeof v?.prompt !== 'string' || v.prompt === '') throw new Error('"prompt" must be a non-empty string');
+    if (v.completion !== undefined && typeof v.completion !== 'string') throw new Error('"completion" must be a string');
+    return { prompt: v.prompt, completion: v.completion };
+  });
   if (samples.length === 0) throw new Error(`${file}: no samples`);
-  return { file, sha256: createHash('sha256').update(bytes).digest('hex'), samples };
+  return { file, sha256, samples };
 }
 
 /**

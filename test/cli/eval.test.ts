@@ -68,3 +68,12 @@ t.test('bad options are named', async (t) => {
     t.match(r.stderr, message);
   }
 });
+
+t.test('a bad line in the held-out text is named by file and line', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'eval-cli-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, 'passages.jsonl'), '{"text": "fine"}\n{"txt": "typo"}\n');
+  const r = runCli('eval', [...SMALL, '--out', dir, '--passages', join(dir, 'passages.jsonl')]);
+  t.equal(r.status, 1);
+  t.match(r.stderr, /passages\.jsonl:2: "text" must be a non-empty string/);
+});
