@@ -5,7 +5,7 @@
  *
  * Writes OUT/results.json, OUT/README.md and SVG plots. Finished prompts and passages are kept
  * in OUT/progress.jsonl as they complete; started again with the same settings, the run resumes
- * from there. The file is removed once the report is written.
+ * from there (or, when nothing is left, renders the report again); --fresh starts over.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
@@ -84,7 +84,7 @@ const program = new Command('eval')
   .option('--calibration-max-length <n>', 'tokens per calibration sample at most', parsePositiveInt, 256)
   .option('--limit <n>', 'only the first N prompts of each set and N passages (a quick run)', parsePositiveInt)
   .option('--threads <n>', 'ONNX Runtime intra-op threads (default: one per core)', parsePositiveInt)
-  .option('--fresh', 'discard the progress of an earlier run instead of resuming it')
+  .option('--fresh', 'recompute everything, discarding the units of an earlier run')
   .action(async (opts: Options) => {
     const started = new Date();
     const limit = opts.limit ?? null;
@@ -107,8 +107,9 @@ const program = new Command('eval')
     };
     const out = opts.out ?? join(PROJECT_ROOT, 'docs', 'eval', basename(model.dir));
     mkdirSync(out, { recursive: true });
-    const progress = ProgressFile.open<Unit>(join(out, 'progress.jsonl'), settingsKey(model, settings, inputs), opts.fresh);
-    const dirty = (git(['status', '--porcelain']) ?? '') !== '';
+    // Untracked files (a build output, a symlinked node_modules) do not change what runs.
+    const here = { commit: git(['rev-parse', 'HEAD']), dirty: (git(['status', '--porcelain', '--untracked-files=no']) ?? '') !== '', started: started.toISOString() };
+    const progress = ProgressFile.open<Unit>(join(out, 'progress.jsonl'), settingsKey(model, settings, inputs), here, opts.fresh);
 
     const bar = new cliProgress.SingleBar(
       { format: 'eval |{bar}| {value}/{total} units | {unit} | ETA {eta_formatted}', stream: process.stderr, noTTYOutput: true, notTTYSchedule: 10_000, etaBuffer: 4 },
@@ -129,17 +130,15 @@ const program = new Command('eval')
       calibration: { ...inputs.calibration, file: rel(inputs.calibration.file) },
     }, units, {
       command: ['npm run eval --', ...process.argv.slice(2)].join(' '),
-      commit: git(['rev-parse', 'HEAD']),
-      dirty,
-      started: started.toISOString(),
+      computed: progress.origin,
+      rendered: { commit: here.commit, dirty: here.dirty },
       finished: new Date().toISOString(),
       seconds: (Date.now() - started.getTime()) / 1000,
       node: process.versions.node,
       onnxruntime: (await import('onnxruntime-node')).env.versions.common ?? 'unknown',
     });
     const files = await writeReport(out, results);
-    progress.remove();
-    console.log(`\n${files.map(rel).join('\n')}`);
+    console.log(`\n${files.map(rel).join('\n')}\n\nThe computed units stay in ${rel(progress.file)}: the same command renders the report again without recomputing; --fresh recomputes.`);
   });
 
 program.parseAsync().catch((err: unknown) => {

@@ -14,14 +14,15 @@ import { bitsPerByte } from '../train/baseline.js';
 import { firstDivergence, tokenAgreement } from './agreement.js';
 import { corpusBleu } from './bleu.js';
 import type { Mode, UnitSettings } from './evaluator.js';
+import type { Origin } from './progress.js';
 import type { EvalInputs, EvalUnits } from './run.js';
 
 export interface Provenance {
   command: string;
-  commit: string | null;
-  /** Uncommitted changes in the tree when the run started. */
-  dirty: boolean;
-  started: string;
+  /** The code that computed the units (when the first of them was started). */
+  computed: Origin;
+  /** The code that rendered this report from them. */
+  rendered: { commit: string | null; dirty: boolean };
   finished: string;
   /** Wall time of this invocation (a resumed run counts only its own part). */
   seconds: number;
@@ -197,7 +198,7 @@ export async function writeReport(dir: string, r: EvalResults): Promise<string[]
     'Written by `npm run eval`; do not edit by hand. The reading of these numbers is in [../README.md](../README.md).',
     '',
     `- Command: \`${p.command}\``,
-    `- Commit: \`${p.commit ?? 'unknown'}\`${p.dirty ? ' (with uncommitted changes)' : ''}; ${p.started} to ${p.finished} (${Math.round(p.seconds)} s in the last invocation); Node ${p.node}, onnxruntime-node ${p.onnxruntime}`,
+    `- Computed by commit \`${p.computed.commit ?? 'unknown'}\`${p.computed.dirty ? ' (with uncommitted changes)' : ''} from ${p.computed.started}; rendered by commit \`${p.rendered.commit ?? 'unknown'}\`${p.rendered.dirty ? ' (with uncommitted changes)' : ''} at ${p.finished} (the last invocation took ${Math.round(p.seconds)} s); Node ${p.node}, onnxruntime-node ${p.onnxruntime}`,
     `- Model: ${r.model.layers} layers, MLP ${r.model.intermediateSize} neurons per layer, hidden ${r.model.hiddenSize}, vocabulary ${r.model.vocabSize}; weights sha256 \`${r.model.weightsHash.slice(0, 16)}…\``,
     `- Settings: up to ${settings.maxTokens} greedy tokens per prompt; ${settings.igSteps} Integrated Gradients steps; held-out passages of up to ${settings.passageTokens} tokens, the first ${settings.passageContext} dense context; calibration samples of up to ${settings.calibrationMaxLength} tokens`,
     `- Prompt sets: ${r.inputs.promptSets.map((s) => `\`${s.file}\` (${s.prompts} prompts)`).join(', ')}; held-out text: \`${r.inputs.passages.file}\` (${r.inputs.passages.passages} passages, ${r.inputs.passages.tokens} scored tokens); calibration: \`${r.inputs.calibration.file}\` (${r.inputs.calibration.samples} samples)`,

@@ -1,6 +1,6 @@
 /** `npm run eval` as a user runs it: a small run on the shipped stories260K model. */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -13,7 +13,7 @@ t.teardown(() => rmSync(out, { recursive: true, force: true }));
 const sha256 = (file: string) => createHash('sha256').update(readFileSync(join(PROJECT_ROOT, file))).digest('hex');
 const SMALL = ['--model', 'models/stories260K', '--limit', '1', '--max-tokens', '8', '--sparsities', '0,0.5,0.8', '--metrics', 'magnitude,cor_gxo', '--ig-steps', '2', '--passage-tokens', '48', '--passage-context', '16', '--calibration-max-length', '32', '--threads', '1'];
 
-t.test('a small run writes results, a report and plots, and removes its progress file', async (t) => {
+t.test('a small run writes results, a report and plots, and keeps its units to render again', async (t) => {
   const r = runCli('eval', [...SMALL, '--out', out]);
   t.equal(r.status, 0, r.stderr);
   const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as EvalResults;
@@ -34,7 +34,7 @@ t.test('a small run writes results, a report and plots, and removes its progress
   const at80 = results.generation.filter((g) => g.sparsity === 0.8);
   t.ok(at80.every((g) => Math.abs(g.mlpSparsity - (1 - Math.round(0.2 * 172) / 172)) < 1e-12 && g.flopSparsity > 0 && g.flopSparsity < g.mlpSparsity), 'sparsity as kept, and FLOP-weighted below it');
   t.ok(at80.some((g) => g.bleu < 100), 'removing 80% of the neurons changes some output');
-  t.match(results.provenance, { command: /^npm run eval -- --model models\/stories260K/, commit: /^[0-9a-f]{40}$/ });
+  t.match(results.provenance, { command: /^npm run eval -- --model models\/stories260K/, computed: { commit: /^[0-9a-f]{40}$/ }, rendered: { commit: /^[0-9a-f]{40}$/ } });
 
   const report = readFileSync(join(out, 'README.md'), 'utf8');
   t.match(report, /## Accuracy loss at 80% MLP sparsity \(100 - BLEU\)/);
@@ -42,7 +42,14 @@ t.test('a small run writes results, a report and plots, and removes its progress
   for (const set of ['validation-prompts', 'instruct-prompts']) {
     for (const mode of ['oracle', 'prompt', 'static']) t.match(readFileSync(join(out, `bleu-${set}-${mode}.svg`), 'utf8'), /^<svg/);
   }
-  t.notOk(existsSync(join(out, 'progress.jsonl')));
+
+  // Run again: nothing is computed, the same results are rendered.
+  const again = runCli('eval', [...SMALL, '--out', out]);
+  t.equal(again.status, 0, again.stderr);
+  t.match(again.stderr, /4\/4 units \| resumed after 4/, "calibration, two prompts and a passage, all from the first run");
+  const rerendered = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as EvalResults;
+  t.same(rerendered.generation, results.generation);
+  t.same(rerendered.provenance.computed, results.provenance.computed, 'computed by the first run');
 });
 
 t.test('progress left by other settings is not mixed in', async (t) => {

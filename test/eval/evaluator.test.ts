@@ -139,7 +139,8 @@ t.test('a run resumes from its progress file: finished units are not redone, and
     calibration: CALIBRATION_SET,
   };
   const file = join(out, 'progress.jsonl');
-  const first = await runEvaluation(model, settings, inputs, ProgressFile.open<Unit>(file, 'key'), ortOptions);
+  const origin = { commit: null, dirty: true, started: new Date().toISOString() };
+  const first = await runEvaluation(model, settings, inputs, ProgressFile.open<Unit>(file, 'key', origin), ortOptions);
   t.equal(first.prompts.length, 2);
   t.equal(first.passages.length, 1);
   for (const unit of first.prompts) {
@@ -154,7 +155,7 @@ t.test('a run resumes from its progress file: finished units are not redone, and
   writeFileSync(file, [...lines.slice(0, -1), lines.at(-1)!.slice(0, 40)].join('\n'));
   let redone = 0;
   let resumedFrom = -1;
-  const second = await runEvaluation(model, settings, inputs, ProgressFile.open<Unit>(file, 'key'), {
+  const second = await runEvaluation(model, settings, inputs, ProgressFile.open<Unit>(file, 'key', origin), {
     ...ortOptions,
     onStart: (_, done) => (resumedFrom = done),
     onUnit: () => redone++,
