@@ -43,6 +43,15 @@ export interface LlamaGraphOptions {
    */
   trainable?: boolean;
   /**
+   * Serving only, float32 (no gradient flows through them): ONNX Runtime's fused kernels where
+   * the op table spells an op out in many nodes, so a decode step runs fewer kernels (a step's
+   * fixed cost is per kernel, and does not shrink with pruning). Each residual add and the
+   * RMSNorm after it are one SkipSimplifiedLayerNormalization, RoPE is RotaryEmbedding, q/k/v
+   * are one MatMul and a Split, and the query and attention-output layouts take one Transpose
+   * each. The weight products and attention MatMuls are the same as without it.
+   */
+  fused?: boolean;
+  /**
    * MLP gate/up/down weights as graph inputs (per-prompt neuron sets: the request gathers its
    * neurons' rows once and feeds them to every step). Shapes come from the weights given.
    */
@@ -86,14 +95,19 @@ export function ropeTables(config: LlamaConfig): { cos: Float64Array; sin: Float
 
 /** What every layer's attention shares: RoPE at the input positions, the mask, the cache inputs. */
 interface AttentionContext {
-  cos: Value;
-  sin: Value;
+  /** cos and sin at the input positions ([batch, 1, seq, headDim]); null when fused. */
+  cos: Value | null;
+  sin: Value | null;
+  /** Fused instead of cos/sin: RotaryEmbedding's inputs (positions, half-width cos/sin tables). */
+  rotary: { positions: Value; cos: Value; sin: Value } | null;
   mask: Value;
   past: { key: Value; value: Value }[] | null;
 }
 
 export class LlamaBuilder {
   readonly dtype: 'float32' | 'float64';
+  /** ONNX Runtime's fused kernels (`fused`, float32 only). */
+  readonly fused: boolean;
   /** With `trainable`, the weights as inputs, by Hugging Face tensor name. */
   readonly parameters = new Map<string, Parameter>();
 
@@ -103,6 +117,7 @@ export class LlamaBuilder {
     readonly options: LlamaGraphOptions = {},
   ) {
     this.dtype = options.dtype ?? 'float32';
+    this.fused = options.fused === true && this.dtype === 'float32' && !options.trainable;
   }
 
   /** A constant of the graph's dtype. */
@@ -140,6 +155,23 @@ export class LlamaBuilder {
     return g.mul(normed, this.weight(weight.data, weight.shape, `${name}.weight`));
   }
 
+  /**
+   * Fused: `residual + x` and its RMSNorm in one kernel (x alone, without a residual); returns
+   * the normalised value and the sum, which carries on as the residual stream.
+   */
+  fusedNorm(x: Value, residual: Value | null, weight: HostTensor, name: string): { normed: Value; sum: Value } {
+    const { g } = this;
+    const type = { dtype: x.dtype, shape: x.shape };
+    const scale = this.weight(weight.data, weight.shape, `${name}.weight`);
+    const epsilon = this.config.rmsNormEps;
+    if (!residual) {
+      const [normed] = g.kernel('SimplifiedLayerNormalization', [x, scale], [type], { axis: -1, epsilon, stash_type: 1 });
+      return { normed, sum: x };
+    }
+    const [normed, , , sum] = g.kernel('com.microsoft.SkipSimplifiedLayerNormalization', [residual, x, scale], [type, null, null, type], { epsilon });
+    return { normed, sum };
+  }
+
   /** x * cos + rotate_half(x) * sin, where rotate_half(x) = [-x2, x1]. */
   rope(x: Value, cos: Value, sin: Value): Value {
     const { g } = this;
@@ -155,13 +187,67 @@ export class LlamaBuilder {
     return this.g.transpose(this.g.reshape(x, [0, 0, heads, this.config.headDim]), [0, 2, 1, 3]);
   }
 
+  /**
+   * Fused: the q, k and v projections as one MatMul on the three weights side by side ([in,
+   * q + k + v], `{p}.qkv_proj.weight`), split after it; the same products as three linears.
+   */
+  qkv(x: Value, w: LayerWeights, p: string): Value[] {
+    const { g } = this;
+    const parts = [w.q, w.k, w.v].map((t) => ({ data: transposed(t), width: t.shape[0] }));
+    const inDim = w.q.shape[1];
+    const width = parts.reduce((a, t) => a + t.width, 0);
+    const weight = new Float32Array(inDim * width);
+    for (let r = 0; r < inDim; r++) {
+      let offset = r * width;
+      for (const t of parts) {
+        weight.set(t.data.subarray(r * t.width, (r + 1) * t.width), offset);
+        offset += t.width;
+      }
+    }
+    let y = g.matmul(x, this.constant(weight, [inDim, width], `${p}.qkv_proj.weight`));
+    const biases = [w.qBias, w.kBias, w.vBias];
+    if (biases.some(Boolean)) {
+      const bias = new Float32Array(width);
+      let offset = 0;
+      parts.forEach((t, i) => {
+        if (biases[i]) bias.set(biases[i]!.data, offset);
+        offset += t.width;
+      });
+      y = g.add(y, this.constant(bias, [width], `${p}.qkv_proj.bias`));
+    }
+    const types = parts.map((t) => ({ dtype: y.dtype, shape: [...y.shape.slice(0, -1), t.width] }));
+    return g.kernel('Split', [y, g.const(parts.map((t) => t.width))], types, { axis: -1 });
+  }
+
+  /** Fused: RoPE on [batch, seq, heads*headDim] by ONNX Runtime's RotaryEmbedding kernel (rotate-half pairing). */
+  rotary(x: Value, rotary: NonNullable<AttentionContext['rotary']>): Value {
+    return this.g.kernel('com.microsoft.RotaryEmbedding', [x, rotary.positions, rotary.cos, rotary.sin], [{ dtype: x.dtype, shape: x.shape }], { interleaved: 0 })[0];
+  }
+
   attention(x: Value, w: LayerWeights, layer: number, ctx: AttentionContext): Value {
     const { g } = this;
     const { numHeads, numKvHeads, headDim } = this.config;
     const p = `model.layers.${layer}.self_attn`;
-    const q = this.rope(this.splitHeads(this.linear(x, w.q, `${p}.q_proj`, w.qBias), numHeads), ctx.cos, ctx.sin);
-    let keys = this.rope(this.splitHeads(this.linear(x, w.k, `${p}.k_proj`, w.kBias), numKvHeads), ctx.cos, ctx.sin);
-    let values = this.splitHeads(this.linear(x, w.v, `${p}.v_proj`, w.vBias), numKvHeads);
+    // Grouped-query attention without copying K/V: query heads are grouped under their KV head
+    // ([batch, kvHeads, group, seq, headDim]) and K/V broadcast over the group axis.
+    const group = numHeads / numKvHeads;
+    let qGrouped: Value;
+    let keys: Value;
+    let values: Value;
+    if (ctx.rotary) {
+      // One MatMul for q, k and v; rotated before the heads are split; queries reach the
+      // grouped layout in one Transpose.
+      const [qFlat, kFlat, vFlat] = this.qkv(x, w, p);
+      const q = this.rotary(qFlat, ctx.rotary);
+      qGrouped = g.transpose(g.reshape(q, [0, 0, numKvHeads, group, headDim]), [0, 2, 3, 1, 4]);
+      keys = this.splitHeads(this.rotary(kFlat, ctx.rotary), numKvHeads);
+      values = this.splitHeads(vFlat, numKvHeads);
+    } else {
+      const q = this.rope(this.splitHeads(this.linear(x, w.q, `${p}.q_proj`, w.qBias), numHeads), ctx.cos!, ctx.sin!);
+      qGrouped = g.reshape(q, [0, numKvHeads, group, -1, headDim]);
+      keys = this.rope(this.splitHeads(this.linear(x, w.k, `${p}.k_proj`, w.kBias), numKvHeads), ctx.cos!, ctx.sin!);
+      values = this.splitHeads(this.linear(x, w.v, `${p}.v_proj`, w.vBias), numKvHeads);
+    }
     if (ctx.past) {
       keys = g.concat([ctx.past[layer].key, keys], 2);
       values = g.concat([ctx.past[layer].value, values], 2);
@@ -169,13 +255,13 @@ export class LlamaBuilder {
       g.output(values, presentValueName(layer));
     }
 
-    // Grouped-query attention without copying K/V: query heads are grouped under their KV head
-    // ([batch, kvHeads, group, seq, headDim]) and K/V broadcast over the group axis.
-    const group = numHeads / numKvHeads;
-    const qGrouped = g.reshape(q, [0, numKvHeads, group, -1, headDim]);
     const kT = g.transpose(g.unsqueeze(keys, [2]), [0, 1, 2, 4, 3]);
     const scores = g.add(g.mul(g.matmul(qGrouped, kT), this.scalar(1 / Math.sqrt(headDim))), ctx.mask);
     const context = g.matmul(g.softmax(scores, -1), g.unsqueeze(values, [2]));
+    if (this.fused && !this.options.onHeadOutput) {
+      // [batch, kvHeads, group, seq, headDim] -> [batch, seq, heads * headDim] in one Transpose.
+      return this.linear(g.reshape(g.transpose(context, [0, 3, 1, 2, 4]), [0, 0, numHeads * headDim]), w.o, `${p}.o_proj`);
+    }
     let heads = g.transpose(g.reshape(context, [0, numHeads, -1, headDim]), [0, 2, 1, 3]); // [batch, seq, heads, headDim]
     if (this.options.onHeadOutput) heads = this.options.onHeadOutput(layer, heads);
     return this.linear(g.reshape(heads, [0, 0, numHeads * headDim]), w.o, `${p}.o_proj`);
@@ -222,20 +308,40 @@ export class LlamaBuilder {
     // Keys attended = what the cache holds + the new tokens.
     const seq = g.gather(g.shape(inputIds), g.const(1));
     const total = past ? g.add(g.gather(g.shape(past[0].key), g.const(2)), seq) : seq;
+    // RotaryEmbedding's tables hold each rotating pair once: [maxPositions, headDim / 2].
+    const halfDim = config.headDim / 2;
+    const halfTable = (t: Float64Array, name: string) =>
+      this.constant(Float32Array.from({ length: config.maxPositions * halfDim }, (_, i) => t[Math.floor(i / halfDim) * config.headDim + (i % halfDim)]), [config.maxPositions, halfDim], name);
     const ctx: AttentionContext = {
-      cos: atPositions(this.constant(tables.cos, ropeShape, 'rope.cos')),
-      sin: atPositions(this.constant(tables.sin, ropeShape, 'rope.sin')),
+      cos: this.fused ? null : atPositions(this.constant(tables.cos, ropeShape, 'rope.cos')),
+      sin: this.fused ? null : atPositions(this.constant(tables.sin, ropeShape, 'rope.sin')),
+      rotary: this.fused ? { positions: positionIds, cos: halfTable(tables.cos, 'rope.cos_half'), sin: halfTable(tables.sin, 'rope.sin_half') } : null,
       mask: this.causalMask(positionIds, total),
       past,
     };
 
     const embed = this.weight(weights.embed.data, weights.embed.shape, 'model.embed_tokens.weight');
     let h = g.gather(embed, inputIds);
-    weights.layers.forEach((w, i) => {
-      h = g.add(h, this.attention(this.rmsNorm(h, w.inputNorm, `model.layers.${i}.input_layernorm`), w, i, ctx));
-      h = g.add(h, this.mlp(this.rmsNorm(h, w.postNorm, `model.layers.${i}.post_attention_layernorm`), w, i));
-    });
-    h = this.rmsNorm(h, weights.norm, 'model.norm');
+    if (this.fused) {
+      // Each residual add fused with the norm that follows it (the next layer's, or the final one).
+      let { normed, sum } = this.fusedNorm(h, null, weights.layers[0].inputNorm, 'model.layers.0.input_layernorm');
+      weights.layers.forEach((w, i) => {
+        const attended = this.attention(normed, w, i, ctx);
+        ({ normed, sum } = this.fusedNorm(attended, sum, w.postNorm, `model.layers.${i}.post_attention_layernorm`));
+        const next = weights.layers[i + 1];
+        const mlp = this.mlp(normed, w, i);
+        ({ normed, sum } = next
+          ? this.fusedNorm(mlp, sum, next.inputNorm, `model.layers.${i + 1}.input_layernorm`)
+          : this.fusedNorm(mlp, sum, weights.norm, 'model.norm'));
+      });
+      h = normed;
+    } else {
+      weights.layers.forEach((w, i) => {
+        h = g.add(h, this.attention(this.rmsNorm(h, w.inputNorm, `model.layers.${i}.input_layernorm`), w, i, ctx));
+        h = g.add(h, this.mlp(this.rmsNorm(h, w.postNorm, `model.layers.${i}.post_attention_layernorm`), w, i));
+      });
+      h = this.rmsNorm(h, weights.norm, 'model.norm');
+    }
     if (logitsToKeep) h = g.slice(h, g.neg(logitsToKeep), g.const([INT64_MAX_SAFE]), [1]);
     // A tied head trains as the embedding itself; served, it is a transposed constant copy.
     if (this.options.trainable && config.tieWordEmbeddings) return g.matmul(h, g.transpose(embed, [1, 0]));

@@ -77,6 +77,19 @@ export class Graph {
     return outputs;
   }
 
+  /**
+   * An ONNX Runtime kernel outside the op table, `domain.Op` for a non-default domain (e.g.
+   * `com.microsoft.SkipSimplifiedLayerNormalization`), with its output types given; a null type
+   * leaves that optional output out. For serving graphs only: autodiff has no rule for it.
+   */
+  kernel(op: string, inputs: Value[], types: (OutputType | null)[], attrs: Record<string, AttrValue> = {}): Value[] {
+    if (OPS[op]) throw new Error(`${op} is in the op table: record it with apply`);
+    const hint = op.slice(op.lastIndexOf('.') + 1).toLowerCase();
+    const outputs = types.map((t) => (t ? { name: this.fresh(hint), dtype: t.dtype, shape: t.shape } : { name: '', dtype: 'float32' as DType, shape: [] }));
+    this.nodes.push({ op, inputs, outputs, attrs });
+    return outputs;
+  }
+
   private one(op: string, inputs: Value[], attrs: Record<string, AttrValue> = {}): Value {
     return this.apply(op, inputs, attrs)[0];
   }

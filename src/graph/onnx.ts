@@ -1,7 +1,7 @@
 import onnxProto from 'onnx-proto';
 import type { onnx as OnnxTypes } from 'onnx-proto';
 import type { Graph } from './graph.js';
-import type { AttrValue, DType, Shape, TypedData, Value } from './types.js';
+import type { AttrValue, DType, Node, Shape, TypedData, Value } from './types.js';
 
 const { onnx } = onnxProto;
 
@@ -52,12 +52,43 @@ function dims(shape: Shape): number[] {
   });
 }
 
+/**
+ * Graph outputs are recorded as Identity nodes (`Graph.output`), which ONNX Runtime executes as
+ * copies: every serving step would copy the whole KV cache once more. Serialised, an output's
+ * Identity is dropped and the node producing its input writes the output name directly, unless
+ * that value is a graph input or initializer, is an output already, or feeds another output's
+ * Identity first (those keep their copy). Returns the renames and the Identity nodes dropped.
+ */
+function elideOutputIdentities(graph: Graph): { rename: Map<string, string>; dropped: Set<Node> } {
+  const outputs = new Set(graph.outputs.map((v) => v.name));
+  const notProduced = new Set([...graph.inputs.map((v) => v.name), ...graph.initializers.keys()]);
+  const rename = new Map<string, string>();
+  const dropped = new Set<Node>();
+  for (const node of graph.nodes) {
+    if (node.op !== 'Identity' || !outputs.has(node.outputs[0].name)) continue;
+    const source = node.inputs[0].name;
+    if (notProduced.has(source) || outputs.has(source) || rename.has(source)) continue;
+    rename.set(source, node.outputs[0].name);
+    dropped.add(node);
+  }
+  return { rename, dropped };
+}
+
+/** ONNX op type and domain of a recorded op (`domain.Op` for kernels outside the default domain). */
+function opType(op: string): { opType: string; domain: string } {
+  const dot = op.lastIndexOf('.');
+  return dot < 0 ? { opType: ONNX_OP[op] ?? op, domain: '' } : { opType: op.slice(dot + 1), domain: op.slice(0, dot) };
+}
+
 /** Serialises the graph as an ONNX ModelProto, ready for `InferenceSession.create(bytes)`. */
 export function toOnnx(graph: Graph): Uint8Array {
+  const { rename, dropped } = elideOutputIdentities(graph);
+  const named = (v: Value) => rename.get(v.name) ?? v.name;
+  const domains = new Set(graph.nodes.map((n) => opType(n.op).domain).filter((d) => d !== ''));
   const model: OnnxTypes.IModelProto = {
     irVersion: IR_VERSION,
     producerName: 'sparse-slm-server',
-    opsetImport: [{ domain: '', version: OPSET }],
+    opsetImport: [{ domain: '', version: OPSET }, ...[...domains].map((domain) => ({ domain, version: 1 }))],
     graph: {
       name: graph.name,
       input: graph.inputs.map(valueInfo),
@@ -68,11 +99,11 @@ export function toOnnx(graph: Graph): Uint8Array {
         dataType: ELEM_TYPE[value.dtype],
         rawData: bytes(data),
       })),
-      node: graph.nodes.map((n, i) => ({
+      node: graph.nodes.filter((n) => !dropped.has(n)).map((n, i) => ({
         name: `${n.op}_${i}`,
-        opType: ONNX_OP[n.op] ?? n.op,
-        input: n.inputs.map((v) => v.name),
-        output: n.outputs.map((v) => v.name),
+        ...opType(n.op),
+        input: n.inputs.map(named),
+        output: n.outputs.map(named),
         attribute: Object.entries(n.attrs).map(([k, v]) => attribute(k, v)),
       })),
     },

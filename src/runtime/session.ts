@@ -45,7 +45,7 @@ export function buildLlamaOnnx(config: LlamaConfig, weights: LlamaWeights, optio
   const onMlpActivation = options.mlpMask
     ? (layer: number, a: Value) => graph.mul(a, graph.input(mlpMaskName(layer), 'float32', ['batch', 'seq', config.intermediateSize]))
     : undefined;
-  graph.output(new LlamaBuilder(graph, config, { cache: true, mlpInputs: options.mlpInputs, onMlpActivation }).build(weights), 'logits');
+  graph.output(new LlamaBuilder(graph, config, { cache: true, fused: true, mlpInputs: options.mlpInputs, onMlpActivation }).build(weights), 'logits');
   return toOnnx(graph);
 }
 

@@ -13,6 +13,8 @@ import { join } from 'node:path';
 import t from 'tap';
 import { loadModelDir } from '../../src/model/load.js';
 import { writeTestModel, type TestModelOptions } from '../../src/model/testmodel.js';
+import { LlamaBuilder } from '../../src/arch/llama.js';
+import { Graph } from '../../src/graph/graph.js';
 import { LlamaSession } from '../../src/runtime/session.js';
 import { referenceLogits } from '../helpers/reference-llama.js';
 
@@ -71,3 +73,24 @@ for (const [name, options] of variants) {
     await session.release();
   });
 }
+
+t.test('the fused serving graph multiplies the same weights as the op-table graph, in fewer nodes', async (t) => {
+  const dir = join(root, 'fused-flops');
+  await writeTestModel(dir, { ...base, architecture: 'Qwen2ForCausalLM', seed: 6 });
+  const { config, weights } = await loadModelDir(dir);
+  const count = (fused: boolean) => {
+    const g = new Graph();
+    g.output(new LlamaBuilder(g, config, { cache: true, fused }).build(weights), 'logits');
+    const matmuls = g.nodes.filter((n) => n.op === 'MatMul');
+    const weightFlops = matmuls.reduce((sum, n) => {
+      const data = g.constantData(n.inputs[1]);
+      return data ? sum + 2 * (n.inputs[1].shape[0] as number) * (n.inputs[1].shape[1] as number) : sum;
+    }, 0);
+    return { weightFlops, attention: matmuls.filter((n) => !g.constantData(n.inputs[1])).length, nodes: g.nodes.length };
+  };
+  const plain = count(false);
+  const fused = count(true);
+  t.equal(fused.weightFlops, plain.weightFlops, 'same weight products (q, k, v in one MatMul)');
+  t.equal(fused.attention, plain.attention, 'two attention products per layer');
+  t.ok(fused.nodes < plain.nodes * 0.7, `${fused.nodes} nodes instead of ${plain.nodes}`);
+});

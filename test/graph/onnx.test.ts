@@ -1,0 +1,62 @@
+/**
+ * Serialisation: graph outputs are named on their producing node (no Identity copy) where that
+ * is sound, and kernels outside the op table serialise with their domain imported.
+ */
+import onnxProto from 'onnx-proto';
+import t from 'tap';
+import { Graph } from '../../src/graph/graph.js';
+import { toOnnx } from '../../src/graph/onnx.js';
+import * as ort from 'onnxruntime-node';
+import { f64, session } from '../helpers/ort.js';
+
+const decode = (g: Graph) => onnxProto.onnx.ModelProto.decode(toOnnx(g));
+
+t.test('outputs take over their producer\'s name; Identity only for inputs and repeated outputs', async (t) => {
+  const g = new Graph('outputs');
+  const x = g.input('x', 'float64', [3]);
+  const y = g.mul(x, g.scalar(2, 'float64'));
+  g.output(y, 'y');
+  g.output(y, 'y_again'); // the same value twice: the second keeps a copy
+  g.output(x, 'x_out'); // a graph input: kept as a copy
+  const yOut = g.outputs[0];
+  g.output(g.add(yOut, g.scalar(1, 'float64')), 'z'); // an output that other nodes read
+  const model = decode(g);
+  const nodes = model.graph!.node!;
+  t.equal(nodes.filter((n) => n.opType === 'Identity').length, 2, 'one Identity per repeated output and per input');
+  t.same(nodes.find((n) => n.opType === 'Mul')!.output, ['y'], 'the Mul writes the output directly');
+  t.same(nodes.find((n) => n.opType === 'Add')!.input?.[0], 'y', 'readers of the output read it by its name');
+
+  const s = await session(g);
+  const out = await s.run({ x: f64([1, 2, 3], [3]) });
+  t.same(Array.from(out.y.data as Float64Array), [2, 4, 6]);
+  t.same(Array.from(out.y_again.data as Float64Array), [2, 4, 6]);
+  t.same(Array.from(out.x_out.data as Float64Array), [1, 2, 3]);
+  t.same(Array.from(out.z.data as Float64Array), [3, 5, 7]);
+  await s.release();
+});
+
+t.test('kernels outside the op table carry their domain; op-table ops are refused', async (t) => {
+  const g = new Graph('kernel');
+  const x = g.input('x', 'float32', [2, 4]);
+  const skip = g.input('skip', 'float32', [2, 4]);
+  const gamma = g.constant(Float32Array.of(1, 1, 1, 1), [4], 'float32');
+  const [normed, , , sum] = g.kernel('com.microsoft.SkipSimplifiedLayerNormalization', [x, skip, gamma], [{ dtype: 'float32', shape: [2, 4] }, null, null, { dtype: 'float32', shape: [2, 4] }], { epsilon: 1e-6 });
+  g.output(normed, 'normed');
+  g.output(sum, 'sum');
+  t.throws(() => g.kernel('Add', [x, skip], [{ dtype: 'float32', shape: [2, 4] }]));
+  const model = decode(g);
+  t.ok(model.opsetImport!.some((o) => o.domain === 'com.microsoft'), 'com.microsoft imported');
+  t.same(model.graph!.node![0].output, ['normed', '', '', 'sum'], 'optional outputs left out by empty names');
+
+  const s = await session(g);
+  const xs = [1, 2, 3, 4, -1, 0, 1, 2];
+  const out = await s.run({ x: new ort.Tensor('float32', Float32Array.from(xs), [2, 4]), skip: new ort.Tensor('float32', new Float32Array(8).fill(1), [2, 4]) });
+  const sums = xs.map((v) => v + 1);
+  t.same(Array.from(out.sum.data as Float32Array), sums);
+  for (let r = 0; r < 2; r++) {
+    const row = sums.slice(4 * r, 4 * r + 4);
+    const rms = Math.sqrt(row.reduce((a, v) => a + v * v, 0) / 4 + 1e-6);
+    row.forEach((v, i) => t.ok(Math.abs((out.normed.data as Float32Array)[4 * r + i] - v / rms) < 1e-5));
+  }
+  await s.release();
+});
