@@ -100,6 +100,8 @@ interface AttentionContext {
   sin: Value | null;
   /** Fused instead of cos/sin: RotaryEmbedding's inputs (positions, half-width cos/sin tables). */
   rotary: { positions: Value; cos: Value; sin: Value } | null;
+  /** Fused with a cache: GroupQueryAttention's lengths (int32; one sequence per batch). */
+  lengths: { seqlensK: Value; total: Value } | null;
   mask: Value;
   past: { key: Value; value: Value }[] | null;
 }
@@ -234,6 +236,21 @@ export class LlamaBuilder {
     let qGrouped: Value;
     let keys: Value;
     let values: Value;
+    if (ctx.rotary && ctx.past && ctx.lengths) {
+      // One kernel appends k/v to the cache and attends causally over it, heads flat.
+      const [qFlat, kFlat, vFlat] = this.qkv(x, w, p);
+      const past = ctx.past[layer];
+      const cacheType = { dtype: x.dtype, shape: [past.key.shape[0], numKvHeads, 'present', headDim] };
+      const [out, presentKey, presentValue] = g.kernel(
+        'com.microsoft.GroupQueryAttention',
+        [this.rotary(qFlat, ctx.rotary), this.rotary(kFlat, ctx.rotary), vFlat, past.key, past.value, ctx.lengths.seqlensK, ctx.lengths.total],
+        [{ dtype: x.dtype, shape: qFlat.shape }, cacheType, cacheType],
+        { num_heads: numHeads, kv_num_heads: numKvHeads },
+      );
+      g.output(presentKey, presentKeyName(layer));
+      g.output(presentValue, presentValueName(layer));
+      return this.linear(out, w.o, `${p}.o_proj`);
+    }
     if (ctx.rotary) {
       // One MatMul for q, k and v; rotated before the heads are split; queries reach the
       // grouped layout in one Transpose.
@@ -316,6 +333,8 @@ export class LlamaBuilder {
       cos: this.fused ? null : atPositions(this.constant(tables.cos, ropeShape, 'rope.cos')),
       sin: this.fused ? null : atPositions(this.constant(tables.sin, ropeShape, 'rope.sin')),
       rotary: this.fused ? { positions: positionIds, cos: halfTable(tables.cos, 'rope.cos_half'), sin: halfTable(tables.sin, 'rope.sin_half') } : null,
+      // Serving runs one sequence per call: seqlens_k is [1], the index of its last key.
+      lengths: this.fused && past ? { seqlensK: g.unsqueeze(g.cast(g.sub(total, g.const(1)), 'int32'), [0]), total: g.cast(total, 'int32') } : null,
       mask: this.causalMask(positionIds, total),
       past,
     };

@@ -5,6 +5,7 @@ const ARRAYS: Record<DType, (n: number[]) => TypedData> = {
   float32: (n) => Float32Array.from(n),
   float64: (n) => Float64Array.from(n),
   int64: (n) => BigInt64Array.from(n, (v) => BigInt(v)),
+  int32: (n) => Int32Array.from(n),
   bool: (n) => Uint8Array.from(n, (v) => (v ? 1 : 0)),
 };
 

@@ -86,11 +86,13 @@ t.test('the fused serving graph multiplies the same weights as the op-table grap
       const data = g.constantData(n.inputs[1]);
       return data ? sum + 2 * (n.inputs[1].shape[0] as number) * (n.inputs[1].shape[1] as number) : sum;
     }, 0);
-    return { weightFlops, attention: matmuls.filter((n) => !g.constantData(n.inputs[1])).length, nodes: g.nodes.length };
+    const attention = matmuls.filter((n) => !g.constantData(n.inputs[1])).length;
+    return { weightFlops, attention, kernels: g.nodes.filter((n) => n.op === 'com.microsoft.GroupQueryAttention').length, nodes: g.nodes.length };
   };
   const plain = count(false);
   const fused = count(true);
   t.equal(fused.weightFlops, plain.weightFlops, 'same weight products (q, k, v in one MatMul)');
-  t.equal(fused.attention, plain.attention, 'two attention products per layer');
+  t.equal(plain.attention, 2 * config.numLayers, 'op table: two attention products per layer');
+  t.same([fused.attention, fused.kernels], [0, config.numLayers], 'fused: one GroupQueryAttention kernel per layer instead');
   t.ok(fused.nodes < plain.nodes * 0.7, `${fused.nodes} nodes instead of ${plain.nodes}`);
 });
