@@ -333,8 +333,9 @@ export class LlamaBuilder {
       cos: this.fused ? null : atPositions(this.constant(tables.cos, ropeShape, 'rope.cos')),
       sin: this.fused ? null : atPositions(this.constant(tables.sin, ropeShape, 'rope.sin')),
       rotary: this.fused ? { positions: positionIds, cos: halfTable(tables.cos, 'rope.cos_half'), sin: halfTable(tables.sin, 'rope.sin_half') } : null,
-      // Serving runs one sequence per call: seqlens_k is [1], the index of its last key.
-      lengths: this.fused && past ? { seqlensK: g.unsqueeze(g.cast(g.sub(total, g.const(1)), 'int32'), [0]), total: g.cast(total, 'int32') } : null,
+      // Serving runs one sequence per call: seqlens_k is [1], the index of its last key. ORT's
+      // CPU kernel needs a head size that is a multiple of 8; other models keep the op-table attention.
+      lengths: this.fused && past && config.headDim % 8 === 0 ? { seqlensK: g.unsqueeze(g.cast(g.sub(total, g.const(1)), 'int32'), [0]), total: g.cast(total, 'int32') } : null,
       mask: this.causalMask(positionIds, total),
       past,
     };
