@@ -1,6 +1,7 @@
 /**
- * Small helpers for reading checkpoint JSON files with errors that say where and what:
- * `<file>: field "<name>" must be <expected>, got <value>`.
+ * Small helpers for reading JSON files (checkpoint configs, JSON-lines data sets) with errors
+ * that say where and what: `<file>: field "<name>" must be <expected>, got <value>`,
+ * `<file>:<line>: ...`.
  */
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
