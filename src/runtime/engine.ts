@@ -9,7 +9,6 @@
  */
 import { basename, resolve } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { transposed } from '../arch/llama.js';
 import type { ActivationStore } from '../cache/types.js';
 import { loadModelDir, type LoadedModel } from '../model/load.js';
 import type { LlamaConfig, LlamaWeights } from '../model/types.js';
@@ -17,7 +16,7 @@ import { Attributor, promptTargets } from '../sparsity/attribution.js';
 import { generationFlops, weightBytesPerToken, type KeptUnits } from '../sparsity/flops.js';
 import { keepTop, readMaskFile } from '../sparsity/masks.js';
 import { isMetric, meanOverPositions, scoreSequence, type Metric } from '../sparsity/metrics.js';
-import { pruneMlp } from '../sparsity/prune.js';
+import { gatherLayerMlp, pruneMlp } from '../sparsity/prune.js';
 import { selectTier, tiersOf, type Tier } from '../sparsity/tiers.js';
 import { generate, type DecodingModel, type Runner } from './generate.js';
 import { SessionPool, type Lease } from './pool.js';
@@ -246,11 +245,14 @@ export class Engine implements ServedModel, DecodingModel {
   /** The request's MLP weights for the kept neurons, as the prompt-set graph takes them. */
   private gatherMlp(keep: number[][]): Record<string, ort.Tensor> {
     const feeds: Record<string, ort.Tensor> = {};
-    const pruned = pruneMlp(this.model.weights, keep);
-    pruned.layers.forEach((w, l) => {
-      for (const [name, t] of [['gate_proj', w.gate], ['up_proj', w.up], ['down_proj', w.down]] as const) {
-        feeds[`model.layers.${l}.mlp.${name}.weight`] = new ort.Tensor('float32', transposed(t), [t.shape[1], t.shape[0]]);
-      }
+    const hidden = this.model.config.hiddenSize;
+    this.model.weights.layers.forEach((w, l) => {
+      const k = keep[l].length;
+      const { gate, up, down } = gatherLayerMlp(w, keep[l]);
+      const p = `model.layers.${l}.mlp`;
+      feeds[`${p}.gate_proj.weight`] = new ort.Tensor('float32', gate, [hidden, k]);
+      feeds[`${p}.up_proj.weight`] = new ort.Tensor('float32', up, [hidden, k]);
+      feeds[`${p}.down_proj.weight`] = new ort.Tensor('float32', down, [k, hidden]);
     });
     return feeds;
   }

@@ -33,3 +33,35 @@ export function pruneMlp(weights: LlamaWeights, keep: readonly (readonly number[
   if (keep.length !== weights.layers.length) throw new Error(`a mask for ${keep.length} layers given to a model of ${weights.layers.length}`);
   return { ...weights, layers: weights.layers.map((w, l) => pruneLayerMlp(w, keep[l])) };
 }
+
+/** One layer's kept MLP weights in the serving graph's [in, out] layout (y = x @ W). */
+export interface GatheredMlp {
+  /** [hidden, kept] each */
+  gate: Float32Array;
+  up: Float32Array;
+  /** [kept, hidden] */
+  down: Float32Array;
+}
+
+/**
+ * What pruning a layer's MLP and then transposing it for the graph gives, gathered in one pass
+ * without the pruned copy in between: a per-prompt request does this for every layer.
+ */
+export function gatherLayerMlp(w: LayerWeights, keep: readonly number[]): GatheredMlp {
+  const k = keep.length;
+  const [intermediate, hidden] = w.gate.shape;
+  // gate/up are [intermediate, hidden]: neuron keep[j]'s row becomes column j.
+  const byRows = (t: HostTensor) => {
+    const out = new Float32Array(hidden * k);
+    keep.forEach((n, j) => {
+      for (let h = 0; h < hidden; h++) out[h * k + j] = t.data[n * hidden + h];
+    });
+    return out;
+  };
+  // down is [hidden, intermediate]: neuron keep[j]'s column becomes row j.
+  const down = new Float32Array(k * hidden);
+  keep.forEach((n, j) => {
+    for (let h = 0; h < hidden; h++) down[j * hidden + h] = w.down.data[h * intermediate + n];
+  });
+  return { gate: byRows(w.gate), up: byRows(w.up), down };
+}

@@ -8,7 +8,8 @@ import { writeTestModel } from '../../src/model/testmodel.js';
 import type { LlamaWeights } from '../../src/model/types.js';
 import { LlamaSession } from '../../src/runtime/session.js';
 import { keepTop } from '../../src/sparsity/masks.js';
-import { pruneMlp } from '../../src/sparsity/prune.js';
+import { transposed } from '../../src/arch/llama.js';
+import { gatherLayerMlp, pruneLayerMlp, pruneMlp } from '../../src/sparsity/prune.js';
 import { uniform } from '../helpers/ort.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'prune-'));
@@ -72,3 +73,14 @@ for (const sparsity of [0.5, 0.8]) {
     t.ok(moved > 1e-3 * scale, 'and it differs from dense: the neurons were really dropped');
   });
 }
+
+t.test('gathering a per-prompt set in one pass gives the pruned MLP in the graph\'s [in, out] layout', async (t) => {
+  const keep = [70, 3, 41, 0, 12]; // any order: the request's order is the graph's
+  const w = weights.layers[1];
+  const gathered = gatherLayerMlp(w, keep);
+  const pruned = pruneLayerMlp(w, keep);
+  t.same(gathered.gate, transposed(pruned.gate));
+  t.same(gathered.up, transposed(pruned.up));
+  t.same(gathered.down, transposed(pruned.down));
+  t.equal(gathered.down.length, keep.length * config.hiddenSize);
+});
