@@ -8,28 +8,20 @@
  */
 import { basename } from 'node:path';
 import cliProgress from 'cli-progress';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
 import { loadModelDir } from '../model/load.js';
 import { Attributor } from '../sparsity/attribution.js';
 import { calibrate, readCalibrationFile } from '../sparsity/calibration.js';
 import { DEFAULT_TIERS, tierMask, writeMaskFile, type MaskFile } from '../sparsity/masks.js';
 import { METRICS, type Metric } from '../sparsity/metrics.js';
-import { parseMetric, parsePositiveInt } from './options.js';
-
-function parseTiers(value: string): number[] {
-  const tiers = value.split(',').map(Number);
-  if (tiers.some((s) => !(s >= 0 && s < 1))) throw new InvalidArgumentError('expected comma-separated sparsities in [0, 1)');
-  return [...new Set(tiers)].sort((a, b) => a - b);
-}
-
-
+import { parseMetric, parsePositiveInt, parseSparsities } from './options.js';
 
 const program = new Command('calibrate')
   .description('Compute attribution-based tier masks over a calibration set and store them in the model directory')
   .requiredOption('--model <dir>', 'model directory (Hugging Face layout); masks go to its sparsity/')
   .requiredOption('--data <file>', 'calibration set: JSON lines of {"prompt", "completion"?}')
   .option('--metric <name>', `one of ${METRICS.join(', ')}`, parseMetric, 'cor_gxo' as Metric)
-  .option('--tiers <list>', 'comma-separated MLP sparsities', parseTiers, DEFAULT_TIERS)
+  .option('--tiers <list>', 'comma-separated MLP sparsities', parseSparsities, DEFAULT_TIERS)
   .option('--prune-heads', 'drop attention heads at the same per-layer sparsity too')
   .option('--max-length <n>', 'tokens per sample at most', parsePositiveInt, 256)
   .option('--ig-steps <n>', 'Integrated Gradients steps', parsePositiveInt, 8)

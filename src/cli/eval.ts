@@ -21,7 +21,7 @@ import { PROJECT_ROOT } from '../project.js';
 import { readCalibrationFile } from '../sparsity/calibration.js';
 import { MASKS_FILE, readMaskFile } from '../sparsity/masks.js';
 import { METRICS } from '../sparsity/metrics.js';
-import { parseMetric, parsePositiveInt } from './options.js';
+import { parseMetric, parsePositiveInt, parseSparsities } from './options.js';
 
 const list =
   <T>(parse: (v: string) => T) =>
@@ -30,12 +30,6 @@ const list =
 function parseMode(value: string): Mode {
   if (!(MODES as readonly string[]).includes(value)) throw new InvalidArgumentError(`expected one of ${MODES.join(', ')}`);
   return value as Mode;
-}
-
-function parseSparsity(value: string): number {
-  const s = Number(value);
-  if (!(s >= 0 && s < 1)) throw new InvalidArgumentError('expected sparsities in [0, 1)');
-  return s;
 }
 
 const DEFAULT_SPARSITIES = Array.from({ length: 10 }, (_, i) => i / 10);
@@ -76,7 +70,7 @@ const program = new Command('eval')
   .option('--calibration <file>', "calibration set for the static mode (default: the one the model's masks were made from)")
   .option('--metrics <list>', `comma-separated, of ${METRICS.join(', ')}`, list(parseMetric), [...METRICS])
   .option('--modes <list>', `comma-separated, of ${MODES.join(', ')}`, list(parseMode), [...MODES])
-  .option('--sparsities <list>', 'comma-separated MLP sparsities', list(parseSparsity), DEFAULT_SPARSITIES)
+  .option('--sparsities <list>', 'comma-separated MLP sparsities', parseSparsities, DEFAULT_SPARSITIES)
   .option('--max-tokens <n>', 'tokens generated per prompt at most', parsePositiveInt, 32)
   .option('--passage-tokens <n>', 'tokens of each held-out passage at most', parsePositiveInt, 128)
   .option('--passage-context <n>', 'dense context tokens before the scored part of a passage', parsePositiveInt, 32)
@@ -98,7 +92,7 @@ const program = new Command('eval')
     const settings: UnitSettings = {
       metrics: METRICS.filter((m) => opts.metrics.includes(m)),
       modes: MODES.filter((m) => opts.modes.includes(m)),
-      sparsities: [...opts.sparsities].sort((a, b) => a - b),
+      sparsities: opts.sparsities,
       maxTokens: opts.maxTokens,
       passageTokens: opts.passageTokens,
       passageContext: opts.passageContext,

@@ -18,3 +18,10 @@ export function parsePositiveNumber(value: string): number {
   if (!(n > 0) || !Number.isFinite(n)) throw new InvalidArgumentError('expected a positive number');
   return n;
 }
+
+/** Comma-separated MLP sparsities in [0, 1): deduplicated, ascending. */
+export function parseSparsities(value: string): number[] {
+  const sparsities = value.split(',').map(Number);
+  if (sparsities.some((s) => !(s >= 0 && s < 1))) throw new InvalidArgumentError('expected comma-separated sparsities in [0, 1)');
+  return [...new Set(sparsities)].sort((a, b) => a - b);
+}
