@@ -72,6 +72,7 @@ const prefillMs = await medianMs(() => dense.forward(prompt, dense.emptyCache())
 /** ms per decoded token (greedy) of one run after a dense prefill of the prompt. */
 async function decodeOnce(session: LlamaSession): Promise<number> {
   let { logits, cache } = await dense.forward(prompt, dense.emptyCache());
+  cache = cache.reserve(promptTokens + decodeTokens); // once per request, as the engine does
   const t0 = performance.now();
   for (let i = 0; i < decodeTokens; i++) ({ logits, cache } = await session.forward([argmax(logits)], cache));
   return (performance.now() - t0) / decodeTokens;

@@ -100,11 +100,34 @@ interface AttentionContext {
   sin: Value | null;
   /** Fused instead of cos/sin: RotaryEmbedding's inputs (positions, half-width cos/sin tables). */
   rotary: { positions: Value; cos: Value; sin: Value } | null;
-  /** Fused with a cache: GroupQueryAttention's lengths (int32; one sequence per batch). */
-  lengths: { seqlensK: Value; total: Value } | null;
-  mask: Value;
+  /** Fused with a cache: attention is GroupQueryAttention (see `gqaAttention`). */
+  gqa: GqaContext | null;
+  /** The additive causal mask of the op-table attention (null with GroupQueryAttention). */
+  mask: Value | null;
   past: { key: Value; value: Value }[] | null;
 }
+
+/**
+ * GroupQueryAttention's lengths (int32, one sequence per batch), and whether it applies RoPE
+ * itself. The lengths come from the positions, not from the cache's shape: the cache inputs
+ * are buffers of any capacity whose first `total - seq` positions are filled, and the kernel
+ * writes the new keys and values after them, in place when the caller binds each present
+ * output to its past buffer.
+ */
+interface GqaContext {
+  seqlensK: Value;
+  total: Value;
+  rotates: boolean;
+}
+
+/**
+ * Whether the fused serving graph's attention is ONNX Runtime's GroupQueryAttention, with its
+ * KV cache appended in place (its CPU kernel needs a head size that is a multiple of 8);
+ * otherwise the op-table attention concatenates the cache, which must then be fed exactly.
+ */
+export const attendsInPlace = (config: LlamaConfig) => config.headDim % 8 === 0;
+/** GroupQueryAttention applies RoPE itself (on packed q/k/v) when the head size is a multiple of 16. */
+const gqaRotates = (config: LlamaConfig) => config.headDim % 16 === 0;
 
 export class LlamaBuilder {
   readonly dtype: 'float32' | 'float64';
@@ -194,6 +217,13 @@ export class LlamaBuilder {
    * q + k + v], `{p}.qkv_proj.weight`), split after it; the same products as three linears.
    */
   qkv(x: Value, w: LayerWeights, p: string): Value[] {
+    const { y, widths } = this.packedQkv(x, w, p);
+    const types = widths.map((width) => ({ dtype: y.dtype, shape: [...y.shape.slice(0, -1), width] }));
+    return this.g.kernel('Split', [y, this.g.const(widths)], types, { axis: -1 });
+  }
+
+  /** The q, k and v projections side by side: [batch, seq, q + k + v] and the three widths. */
+  packedQkv(x: Value, w: LayerWeights, p: string): { y: Value; widths: number[] } {
     const { g } = this;
     const parts = [w.q, w.k, w.v].map((t) => ({ data: transposed(t), width: t.shape[0] }));
     const inDim = w.q.shape[1];
@@ -217,13 +247,42 @@ export class LlamaBuilder {
       });
       y = g.add(y, this.constant(bias, [width], `${p}.qkv_proj.bias`));
     }
-    const types = parts.map((t) => ({ dtype: y.dtype, shape: [...y.shape.slice(0, -1), t.width] }));
-    return g.kernel('Split', [y, g.const(parts.map((t) => t.width))], types, { axis: -1 });
+    return { y, widths: parts.map((t) => t.width) };
   }
 
   /** Fused: RoPE on [batch, seq, heads*headDim] by ONNX Runtime's RotaryEmbedding kernel (rotate-half pairing). */
   rotary(x: Value, rotary: NonNullable<AttentionContext['rotary']>): Value {
     return this.g.kernel('com.microsoft.RotaryEmbedding', [x, rotary.positions, rotary.cos, rotary.sin], [{ dtype: x.dtype, shape: x.shape }], { interleaved: 0 })[0];
+  }
+
+  /**
+   * Fused: one GroupQueryAttention kernel writes the new keys and values into the cache and
+   * attends causally over it, heads flat ([batch, seq, heads * headDim] in and out). With head
+   * sizes that are multiples of 16 it also applies RoPE, to the packed q/k/v product.
+   */
+  gqaAttention(x: Value, w: LayerWeights, layer: number, ctx: AttentionContext): Value {
+    const { g } = this;
+    const { numHeads, numKvHeads, headDim } = this.config;
+    const { gqa, rotary, past } = ctx;
+    if (!gqa || !rotary || !past) throw new Error('GroupQueryAttention needs the fused graph with a cache');
+    const p = `model.layers.${layer}.self_attn`;
+    let qkv: (Value | null)[];
+    if (gqa.rotates) {
+      qkv = [this.packedQkv(x, w, p).y, null, null, past[layer].key, past[layer].value, gqa.seqlensK, gqa.total, rotary.cos, rotary.sin];
+    } else {
+      const [q, k, v] = this.qkv(x, w, p);
+      qkv = [this.rotary(q, rotary), this.rotary(k, rotary), v, past[layer].key, past[layer].value, gqa.seqlensK, gqa.total];
+    }
+    const cacheType = { dtype: x.dtype, shape: [past[layer].key.shape[0], numKvHeads, 'capacity', headDim] };
+    const [out, presentKey, presentValue] = g.kernel(
+      'com.microsoft.GroupQueryAttention',
+      qkv,
+      [{ dtype: x.dtype, shape: [...x.shape.slice(0, -1), numHeads * headDim] }, cacheType, cacheType],
+      { num_heads: numHeads, kv_num_heads: numKvHeads, ...(gqa.rotates ? { do_rotary: 1, rotary_interleaved: 0 } : {}) },
+    );
+    g.output(presentKey, presentKeyName(layer));
+    g.output(presentValue, presentValueName(layer));
+    return this.linear(out, w.o, `${p}.o_proj`);
   }
 
   attention(x: Value, w: LayerWeights, layer: number, ctx: AttentionContext): Value {
@@ -236,21 +295,7 @@ export class LlamaBuilder {
     let qGrouped: Value;
     let keys: Value;
     let values: Value;
-    if (ctx.rotary && ctx.past && ctx.lengths) {
-      // One kernel appends k/v to the cache and attends causally over it, heads flat.
-      const [qFlat, kFlat, vFlat] = this.qkv(x, w, p);
-      const past = ctx.past[layer];
-      const cacheType = { dtype: x.dtype, shape: [past.key.shape[0], numKvHeads, 'present', headDim] };
-      const [out, presentKey, presentValue] = g.kernel(
-        'com.microsoft.GroupQueryAttention',
-        [this.rotary(qFlat, ctx.rotary), this.rotary(kFlat, ctx.rotary), vFlat, past.key, past.value, ctx.lengths.seqlensK, ctx.lengths.total],
-        [{ dtype: x.dtype, shape: qFlat.shape }, cacheType, cacheType],
-        { num_heads: numHeads, kv_num_heads: numKvHeads },
-      );
-      g.output(presentKey, presentKeyName(layer));
-      g.output(presentValue, presentValueName(layer));
-      return this.linear(out, w.o, `${p}.o_proj`);
-    }
+    if (ctx.gqa) return this.gqaAttention(x, w, layer, ctx);
     if (ctx.rotary) {
       // One MatMul for q, k and v; rotated before the heads are split; queries reach the
       // grouped layout in one Transpose.
@@ -273,6 +318,7 @@ export class LlamaBuilder {
     }
 
     const kT = g.transpose(g.unsqueeze(keys, [2]), [0, 1, 2, 4, 3]);
+    if (!ctx.mask) throw new Error('the op-table attention needs the causal mask');
     const scores = g.add(g.mul(g.matmul(qGrouped, kT), this.scalar(1 / Math.sqrt(headDim))), ctx.mask);
     const context = g.matmul(g.softmax(scores, -1), g.unsqueeze(values, [2]));
     if (this.fused && !this.options.onHeadOutput) {
@@ -322,9 +368,6 @@ export class LlamaBuilder {
     const tables = ropeTables(config);
     const ropeShape = [config.maxPositions, config.headDim];
     const atPositions = (t: Value) => g.unsqueeze(g.gather(t, positionIds), [1]); // [batch, 1, seq, headDim]
-    // Keys attended = what the cache holds + the new tokens.
-    const seq = g.gather(g.shape(inputIds), g.const(1));
-    const total = past ? g.add(g.gather(g.shape(past[0].key), g.const(2)), seq) : seq;
     // RotaryEmbedding's tables hold each rotating pair once: [maxPositions, headDim / 2].
     const halfDim = config.headDim / 2;
     const halfTable = (t: Float64Array, name: string) =>
@@ -333,12 +376,20 @@ export class LlamaBuilder {
       cos: this.fused ? null : atPositions(this.constant(tables.cos, ropeShape, 'rope.cos')),
       sin: this.fused ? null : atPositions(this.constant(tables.sin, ropeShape, 'rope.sin')),
       rotary: this.fused ? { positions: positionIds, cos: halfTable(tables.cos, 'rope.cos_half'), sin: halfTable(tables.sin, 'rope.sin_half') } : null,
-      // Serving runs one sequence per call: seqlens_k is [1], the index of its last key. ORT's
-      // CPU kernel needs a head size that is a multiple of 8; other models keep the op-table attention.
-      lengths: this.fused && past && config.headDim % 8 === 0 ? { seqlensK: g.unsqueeze(g.cast(g.sub(total, g.const(1)), 'int32'), [0]), total: g.cast(total, 'int32') } : null,
-      mask: this.causalMask(positionIds, total),
+      gqa: null,
+      mask: null,
       past,
     };
+    if (this.fused && past && attendsInPlace(config)) {
+      // Serving runs one sequence per call: seqlens_k is [1], the index of its last key, which
+      // is its last position.
+      const last = g.gather(positionIds, g.const(-1), 1);
+      ctx.gqa = { seqlensK: g.cast(last, 'int32'), total: g.cast(g.add(last, g.const(1)), 'int32'), rotates: gqaRotates(config) };
+    } else {
+      // Keys attended = what the cache holds (all of it, here) + the new tokens.
+      const seq = g.gather(g.shape(inputIds), g.const(1));
+      ctx.mask = this.causalMask(positionIds, past ? g.add(g.gather(g.shape(past[0].key), g.const(2)), seq) : seq);
+    }
 
     const embed = this.weight(weights.embed.data, weights.embed.shape, 'model.embed_tokens.weight');
     let h = g.gather(embed, inputIds);

@@ -8,7 +8,8 @@
 import * as ort from 'onnxruntime-node';
 import type { LlamaConfig, LlamaWeights } from '../model/types.js';
 import { argmax, logSoftmax } from '../runtime/sampling.js';
-import { LlamaSession, mlpMaskName, type KvCache, type OrtOptions } from '../runtime/session.js';
+import type { KvCache } from '../runtime/kv-cache.js';
+import { LlamaSession, mlpMaskName, type OrtOptions } from '../runtime/session.js';
 
 /** Per layer, the MLP neurons kept (indices); null keeps them all. */
 export type NeuronSet = number[][] | null;

@@ -80,14 +80,17 @@ export class Graph {
 
   /**
    * An ONNX Runtime kernel outside the op table, `domain.Op` for a non-default domain (e.g.
-   * `com.microsoft.SkipSimplifiedLayerNormalization`), with its output types given; a null type
-   * leaves that optional output out. For serving graphs only: autodiff has no rule for it.
+   * `com.microsoft.SkipSimplifiedLayerNormalization`), with its output types given; a null input
+   * or type leaves that optional input or output out. For serving graphs only: autodiff has no
+   * rule for it.
    */
-  kernel(op: string, inputs: Value[], types: (OutputType | null)[], attrs: Record<string, AttrValue> = {}): Value[] {
+  kernel(op: string, inputs: (Value | null)[], types: (OutputType | null)[], attrs: Record<string, AttrValue> = {}): Value[] {
     if (OPS[op]) throw new Error(`${op} is in the op table: record it with apply`);
     const hint = op.slice(op.lastIndexOf('.') + 1).toLowerCase();
-    const outputs = types.map((t) => (t ? { name: this.fresh(hint), dtype: t.dtype, shape: t.shape } : { name: '', dtype: 'float32' as DType, shape: [] }));
-    this.nodes.push({ op, inputs, outputs, attrs });
+    // ONNX names an omitted optional input or output with the empty string.
+    const omitted: Value = { name: '', dtype: 'float32', shape: [] };
+    const outputs = types.map((t) => (t ? { name: this.fresh(hint), dtype: t.dtype, shape: t.shape } : omitted));
+    this.nodes.push({ op, inputs: inputs.map((v) => v ?? omitted), outputs, attrs });
     return outputs;
   }
 

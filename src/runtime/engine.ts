@@ -20,7 +20,8 @@ import { gatherLayerMlp, pruneMlp } from '../sparsity/prune.js';
 import { selectTier, tiersOf, type Tier } from '../sparsity/tiers.js';
 import { generate, type DecodingModel, type Runner } from './generate.js';
 import { SessionPool, type Lease } from './pool.js';
-import { LlamaSession, type ForwardResult, type KvCache, type OrtOptions } from './session.js';
+import type { KvCache } from './kv-cache.js';
+import { LlamaSession, type ForwardResult, type OrtOptions } from './session.js';
 import {
   ParameterError,
   type ExecutionOptions,
@@ -86,8 +87,9 @@ export class Engine implements ServedModel, DecodingModel {
   private readonly denseBytesPerToken: number;
   private readonly denseSessionBytes: number;
   /**
-   * The last prefill, so that `n` choices of one prompt (and a repeated prompt) share it. Cache
-   * tensors are never written after they are made, so sharing them is safe.
+   * The last prefill, so that `n` choices of one prompt (and a repeated prompt) share it. A
+   * cache snapshot's positions are never rewritten: the first request to continue it appends
+   * in place, later ones copy it first (KvCache.append).
    */
   private lastPrefill: { key: string; result: Promise<ForwardResult> } | null = null;
   private store: ActivationStore | undefined;
@@ -171,6 +173,7 @@ export class Engine implements ServedModel, DecodingModel {
     await session.forward(prompt.slice(0, 2), session.emptyCache()); // first run allocates
     let t0 = performance.now();
     let { cache } = await session.forward(prompt, session.emptyCache());
+    cache = cache.reserve(prompt.length + WARMUP_DECODE);
     const prefillMs = performance.now() - t0;
     t0 = performance.now();
     for (let i = 0; i < WARMUP_DECODE; i++) ({ cache } = await session.forward([i % this.vocabSize], cache));
@@ -341,7 +344,8 @@ export class Engine implements ServedModel, DecodingModel {
         },
         step: (id: number, cache: KvCache) => {
           decodeSteps++;
-          return decodeSession.forward([id], cache, 1, inputs);
+          // The first step moves the prompt's cache into buffers with room for every new token.
+          return decodeSession.forward([id], cache.reserve(promptIds.length + params.maxTokens), 1, inputs);
         },
       };
 

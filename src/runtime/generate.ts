@@ -2,7 +2,8 @@
 import { IncrementalDecoder } from './detokenizer.js';
 import { createRng, randomSeed } from '../random.js';
 import { logSoftmax, sampleToken, topIndices } from './sampling.js';
-import type { ForwardResult, KvCache } from './session.js';
+import type { KvCache } from './kv-cache.js';
+import type { ForwardResult } from './session.js';
 import { StopMatcher } from './stops.js';
 import type { FinishReason, GenerationDelta, GenerationResult, SamplingParams, TokenInfo } from './types.js';
 

@@ -1,22 +1,16 @@
 /** One ONNX Runtime session of a LLaMA-family graph, with its KV cache threaded through calls. */
 import * as ort from 'onnxruntime-node';
-import { LlamaBuilder, pastKeyName, pastValueName, presentKeyName, presentValueName } from '../arch/llama.js';
+import { attendsInPlace, LlamaBuilder, pastKeyName, pastValueName, presentKeyName, presentValueName } from '../arch/llama.js';
 import { Graph } from '../graph/graph.js';
 import { toOnnx } from '../graph/onnx.js';
 import type { Value } from '../graph/types.js';
 import type { LlamaConfig, LlamaWeights } from '../model/types.js';
+import { KvCache } from './kv-cache.js';
 
 export interface OrtOptions {
   /** Threads one op may use (0: ORT's default, one per core). */
   intraOpThreads?: number;
   interOpThreads?: number;
-}
-
-/** Keys and values of every layer for the tokens seen so far ([1, kvHeads, length, headDim] each). */
-export interface KvCache {
-  readonly keys: ort.Tensor[];
-  readonly values: ort.Tensor[];
-  readonly length: number;
 }
 
 export interface ForwardResult {
@@ -50,10 +44,15 @@ export function buildLlamaOnnx(config: LlamaConfig, weights: LlamaWeights, optio
 }
 
 export class LlamaSession {
+  /** Whether the graph appends to the cache's buffers itself (GroupQueryAttention). */
+  private readonly inPlace: boolean;
+
   private constructor(
     readonly config: LlamaConfig,
     private readonly session: ort.InferenceSession,
-  ) {}
+  ) {
+    this.inPlace = attendsInPlace(config);
+  }
 
   static async create(config: LlamaConfig, weights: LlamaWeights, options: OrtOptions = {}, graph: ServingGraphOptions = {}): Promise<LlamaSession> {
     const session = await ort.InferenceSession.create(buildLlamaOnnx(config, weights, graph), {
@@ -65,43 +64,42 @@ export class LlamaSession {
     return new LlamaSession(config, session);
   }
 
-  emptyCache(): KvCache {
-    const dims = [1, this.config.numKvHeads, 0, this.config.headDim];
-    const empty = () => new ort.Tensor('float32', new Float32Array(0), dims);
-    return {
-      keys: Array.from({ length: this.config.numLayers }, empty),
-      values: Array.from({ length: this.config.numLayers }, empty),
-      length: 0,
-    };
+  /** A cache with room for `capacity` positions before it grows (give a request's prompt + max_tokens). */
+  emptyCache(capacity = 0): KvCache {
+    return KvCache.empty(this.config, capacity);
   }
 
   /**
-   * Runs `tokens` after what `cache` holds; returns logits of the last `logitsToKeep` of them.
-   * `inputs` feeds weights the graph takes as inputs (a request's MLP neuron set).
+   * Runs `tokens` after what `cache` holds; returns logits of the last `logitsToKeep` of them
+   * and the cache after them. `inputs` feeds weights the graph takes as inputs (a request's MLP
+   * neuron set). With GroupQueryAttention the graph writes the new keys and values straight
+   * into the cache's buffers (each present output is bound to its past buffer); the op-table
+   * attention takes an exact copy of the cache and its new positions are copied back.
    */
   async forward(tokens: number[], cache: KvCache, logitsToKeep = 1, inputs: Record<string, ort.Tensor> = {}): Promise<ForwardResult> {
     if (tokens.length === 0) throw new Error('forward needs at least one token');
     const n = tokens.length;
+    const next = cache.append(n);
     const feeds: Record<string, ort.Tensor> = {
       input_ids: new ort.Tensor('int64', BigInt64Array.from(tokens, BigInt), [1, n]),
       position_ids: new ort.Tensor('int64', BigInt64Array.from(tokens, (_, i) => BigInt(cache.length + i)), [1, n]),
       logits_to_keep: new ort.Tensor('int64', BigInt64Array.of(BigInt(Math.min(logitsToKeep, n))), [1]),
       ...inputs,
     };
+    const fetches: Record<string, ort.Tensor | null> = { logits: null };
+    const past = this.inPlace ? next : cache.contiguous();
     for (let l = 0; l < this.config.numLayers; l++) {
-      feeds[pastKeyName(l)] = cache.keys[l];
-      feeds[pastValueName(l)] = cache.values[l];
+      feeds[pastKeyName(l)] = past.keys[l];
+      feeds[pastValueName(l)] = past.values[l];
+      fetches[presentKeyName(l)] = this.inPlace ? next.keys[l] : null;
+      fetches[presentValueName(l)] = this.inPlace ? next.values[l] : null;
     }
-    const out = await this.session.run(feeds);
-    const layers = Array.from({ length: this.config.numLayers }, (_, l) => l);
-    return {
-      logits: out.logits.data as Float32Array,
-      cache: {
-        keys: layers.map((l) => out[presentKeyName(l)]),
-        values: layers.map((l) => out[presentValueName(l)]),
-        length: cache.length + n,
-      },
-    };
+    const out = await this.session.run(feeds, fetches);
+    if (!this.inPlace) {
+      const layers = Array.from({ length: this.config.numLayers }, (_, l) => l);
+      next.write(cache.length, layers.map((l) => out[presentKeyName(l)]), layers.map((l) => out[presentValueName(l)]));
+    }
+    return { logits: out.logits.data as Float32Array, cache: next };
   }
 
   async release(): Promise<void> {

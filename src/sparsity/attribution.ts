@@ -3,7 +3,8 @@ import * as ort from 'onnxruntime-node';
 import { toOnnx } from '../graph/onnx.js';
 import type { LlamaConfig, LlamaWeights } from '../model/types.js';
 import { pastKeyName, pastValueName } from '../arch/llama.js';
-import type { KvCache, OrtOptions } from '../runtime/session.js';
+import type { KvCache } from '../runtime/kv-cache.js';
+import type { OrtOptions } from '../runtime/session.js';
 import { buildAttributionGraph, headGateName, mlpScaleName } from './attribution-graph.js';
 
 /** What each position should predict, and how much its loss counts (0: not at all). */
@@ -98,9 +99,10 @@ export class Attributor {
   async step(token: number, cache: KvCache, target: number, options: RunOptions = {}): Promise<Attribution> {
     if (!this.cached) throw new Error('this attributor was built without a KV cache: use run()');
     const past: Record<string, ort.Tensor> = {};
+    const { keys, values } = cache.contiguous();
     for (let l = 0; l < this.config.numLayers; l++) {
-      past[pastKeyName(l)] = cache.keys[l];
-      past[pastValueName(l)] = cache.values[l];
+      past[pastKeyName(l)] = keys[l];
+      past[pastValueName(l)] = values[l];
     }
     return this.execute([token], cache.length, { ids: [target], weights: [1] }, options, past);
   }
