@@ -5,7 +5,7 @@
  * - decode tokens/s per sparsity tier, the speedup over dense measured in the same run, the
  *   FLOP ratio and the memory-traffic bound (dense weight bytes / tier weight bytes per token).
  *
- *   npm run bench -- [--model DIR] [--threads 2] [--prompt-tokens 128] [--decode-tokens 64] [--out docs/bench.md]
+ *   npm run bench -- [--model DIR] [--threads 2] [--spin] [--prompt-tokens 128] [--decode-tokens 64] [--repeats 5] [--out docs/bench.md]
  *
  * Without --model, a random-initialised model at SmolLM2-135M's shape is generated once into
  * .cache/ (random weights decode as fast as trained ones). Tier masks come from the model's
@@ -20,7 +20,7 @@ import { loadModelDir } from '../src/model/load.js';
 import { SMOLLM2_135M_SHAPE, writeTestModel } from '../src/model/testmodel.js';
 import { createRng } from '../src/random.js';
 import { argmax } from '../src/runtime/sampling.js';
-import { LlamaSession } from '../src/runtime/session.js';
+import { LlamaSession, type ForwardResult } from '../src/runtime/session.js';
 import { Attributor, selfTargets } from '../src/sparsity/attribution.js';
 import { tokenFlops, weightBytesPerToken } from '../src/sparsity/flops.js';
 import { DEFAULT_TIERS, keepTop, readMaskFile } from '../src/sparsity/masks.js';
@@ -34,13 +34,14 @@ const { values } = parseArgs({
     'decode-tokens': { type: 'string', default: '64' },
     repeats: { type: 'string', default: '5' },
     out: { type: 'string' },
+    spin: { type: 'boolean', default: false },
   },
 });
 const threads = Number(values.threads);
 const promptTokens = Number(values['prompt-tokens']);
 const decodeTokens = Number(values['decode-tokens']);
 const repeats = Number(values.repeats);
-const ortOptions = { intraOpThreads: threads, interOpThreads: 1 };
+const ortOptions = { intraOpThreads: threads, interOpThreads: 1, spinning: values.spin };
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 async function medianMs(fn: () => Promise<unknown>, n = repeats): Promise<number> {
@@ -69,28 +70,30 @@ const prompt = Array.from({ length: promptTokens }, (_, i) => 3 + ((i * 7919) % 
 // Dense: prefill, decode, attribution.
 const dense = await LlamaSession.create(c, model.weights, ortOptions);
 const prefillMs = await medianMs(() => dense.forward(prompt, dense.emptyCache()));
-/** ms per decoded token (greedy) of one run after a dense prefill of the prompt. */
-async function decodeOnce(session: LlamaSession): Promise<number> {
-  let { logits, cache } = await dense.forward(prompt, dense.emptyCache());
-  cache = cache.reserve(promptTokens + decodeTokens); // once per request, as the engine does
-  const t0 = performance.now();
-  for (let i = 0; i < decodeTokens; i++) ({ logits, cache } = await session.forward([argmax(logits)], cache));
-  return (performance.now() - t0) / decodeTokens;
-}
-/** An odd number of decode runs per session, so that the median is one of them. */
-const decodeRepeats = Math.max(3, Math.ceil(repeats / 2) | 1);
 /**
- * Median ms per decoded token of each session, after a warm-up run of each (a session's first
- * run allocates), with the sessions' runs interleaved: a slow spell on a shared machine falls on
- * the dense runs and the tier's runs alike, not on one side of the ratio.
+ * Per-token decode times (ms) of each session, its sequences stepped in lockstep: a dense
+ * prefill of the prompt for each, then one greedy step of each in turn, `decodeTokens` times,
+ * over `decodeRuns` runs after a warm-up run. A tier's step and the dense step beside it are
+ * a few milliseconds apart, so this shared machine's drift in speed (which moves its decode
+ * time by 20-50% over seconds) falls on both sides of the ratio alike.
  */
-async function decodeInterleaved(sessions: LlamaSession[]): Promise<number[][]> {
-  for (const s of sessions) await decodeOnce(s);
-  const runs = sessions.map((): number[] => []);
-  for (let r = 0; r < decodeRepeats; r++) for (const [i, s] of sessions.entries()) runs[i].push(await decodeOnce(s));
-  return runs;
+async function decodeLockstep(sessions: LlamaSession[]): Promise<number[][]> {
+  const times = sessions.map((): number[] => []);
+  for (let r = 0; r <= decodeRuns; r++) {
+    const states: ForwardResult[] = [];
+    while (states.length < sessions.length) states.push(await dense.forward(prompt, dense.emptyCache()));
+    for (let i = 0; i < decodeTokens; i++) {
+      for (const [k, s] of sessions.entries()) {
+        const t0 = performance.now();
+        states[k] = await s.forward([argmax(states[k].logits)], states[k].cache);
+        if (r > 0) times[k].push(performance.now() - t0);
+      }
+    }
+  }
+  return times;
 }
-const denseRuns = (await decodeInterleaved([dense]))[0];
+const decodeRuns = Math.max(3, Math.ceil(repeats / 2));
+const denseSteps = (await decodeLockstep([dense]))[0];
 
 const attributor = await Attributor.create(c, model.weights, ortOptions);
 const targets = selfTargets(prompt);
@@ -109,12 +112,12 @@ const rows: Record<string, string>[] = [];
 for (const tier of tiers) {
   const pruned = pruneMlp(model.weights, tier.keep);
   const session = await LlamaSession.create(c, pruned, ortOptions);
-  const [denseTierRuns, tierRuns] = await decodeInterleaved([dense, session]);
+  const [denseTierSteps, tierSteps] = await decodeLockstep([dense, session]);
   await session.release();
-  denseRuns.push(...denseTierRuns);
-  const ms = median(tierRuns);
+  denseSteps.push(...denseTierSteps);
+  const ms = median(tierSteps);
   const bound = weightBytesPerToken(model.weights) / weightBytesPerToken(pruned);
-  const speedup = median(denseTierRuns) / ms;
+  const speedup = median(denseTierSteps) / ms;
   rows.push({
     tier: `s${Math.round(tier.sparsity * 100)}`,
     'decode ms/token': ms.toFixed(2),
@@ -126,14 +129,14 @@ for (const tier of tiers) {
     'speedup / bound': `${((100 * (speedup - 1)) / (bound - 1)).toFixed(0)}%`,
   });
 }
-const denseDecodeMs = median(denseRuns);
+const denseDecodeMs = median(denseSteps);
 rows.unshift({ tier: 'dense', 'decode ms/token': denseDecodeMs.toFixed(2), 'tokens/s': (1000 / denseDecodeMs).toFixed(1), speedup: '1.00x', 'FLOP ratio': '1.000', 'traffic bound': '1.00x', 'speedup ÷ bound': '100%', 'speedup / bound': '100%' });
 await dense.release();
 
 const header = [
   `model: ${model.dir} (${c.numLayers} layers, hidden ${c.hiddenSize}, intermediate ${c.intermediateSize}, ${c.numHeads} heads / ${c.numKvHeads} KV, vocab ${c.vocabSize})`,
   `ONNX Runtime ${ort.env.versions.common}, CPU execution provider, intra-op threads ${threads}, inter-op 1, graph optimisation "all", float32, weights as initializers`,
-  `prompt ${promptTokens} tokens; decode ${decodeTokens} tokens after it; medians of repeated runs after a warm-up (decode: ${decodeRepeats} runs of each tier interleaved with as many dense runs, against which its speedup is taken); tier masks: ${masks ? `calibrated (${masks.metric})` : 'random scores'}`,
+  `prompt ${promptTokens} tokens; decode ${decodeTokens} tokens after it; prefill and attribution: medians of ${repeats} runs after a warm-up; decode: medians of per-token times over ${decodeRuns} runs after a warm-up, each tier's sequence stepped in lockstep with a dense one, against whose steps its speedup is taken; ORT pool threads ${values.spin ? 'spin' : 'sleep'} between ops; tier masks: ${masks ? `calibrated (${masks.metric})` : 'random scores'}`,
 ];
 console.log(header.join('\n'), '\n');
 const denseRows = [
@@ -161,6 +164,6 @@ if (values.out) {
     '# Benchmarks', '', `\`npm run bench\` at commit \`${commit}\`${dirty ? ' plus uncommitted changes to src/ and scripts/' : ''}, ${new Date().toISOString().slice(0, 10)}, on this project's CI machine kind (2 cores).`, '',
     ...header.map((h) => `- ${h}`), '', '## Dense serving and attribution', '', table(denseRows), '',
     '## Decode per sparsity tier (MLP neurons pruned, attention dense)', '', table(rows), '',
-    'The FLOP ratio is per decoded token at the mean context of the run; the traffic bound is dense weight bytes read per token over the tier\'s (decode on a CPU is memory-bound, so this bounds the speedup). "speedup ÷ bound" is the speedup as a share of the bound; "speedup / bound" is (speedup - 1) / (bound - 1), the share of the possible time saving realised. The dense row is the median of all dense decode runs.', '',
+    'The FLOP ratio is per decoded token at the mean context of the run; the traffic bound is dense weight bytes read per token over the tier\'s (decode on a CPU is memory-bound, so this bounds the speedup). "speedup ÷ bound" is the speedup as a share of the bound; "speedup / bound" is (speedup - 1) / (bound - 1), the share of the possible time saving realised. The dense row is the median of all dense decode steps.', '',
   ].join('\n') + (notes ? `\n${notes}` : ''));
 }

@@ -20,6 +20,8 @@ export interface Config {
   ortIntraOpThreads: number | undefined;
   /** Threads ONNX Runtime uses across independent operators; undefined leaves ORT's default. */
   ortInterOpThreads: number | undefined;
+  /** Let ONNX Runtime's idle pool threads spin between ops instead of sleeping (see OrtOptions.spinning). */
+  ortSpinning: boolean;
   /** Largest request body accepted, in bytes; larger ones get 413. */
   bodyLimitBytes: number;
   /** How long a shutdown waits for in-flight requests before cutting them off. */
@@ -113,6 +115,7 @@ export function loadConfig(env: Env = process.env): Config {
     logLevel: level as LogLevel,
     ortIntraOpThreads: optionalInteger('ORT_INTRA_OP_THREADS', 0, 1024),
     ortInterOpThreads: optionalInteger('ORT_INTER_OP_THREADS', 0, 1024),
+    ortSpinning: boolean('ORT_SPINNING', false),
     bodyLimitBytes: integer('BODY_LIMIT_BYTES', 1024 * 1024, 1, 1024 * 1024 * 1024),
     shutdownTimeoutMs: integer('SHUTDOWN_TIMEOUT_MS', 10_000, 0, 3_600_000),
     // One by default: generations on one model share the same cores, so more at once only interleave.

@@ -31,6 +31,7 @@ async function main(): Promise<void> {
       models.push(await loadServedModel(dir, {
         intraOpThreads: config.ortIntraOpThreads,
         interOpThreads: config.ortInterOpThreads,
+        spinning: config.ortSpinning,
         pool,
         preload: config.poolPreload,
       }));

@@ -11,6 +11,7 @@ t.test('defaults', async (t) => {
     logLevel: 'info',
     ortIntraOpThreads: undefined,
     ortInterOpThreads: undefined,
+    ortSpinning: false,
     bodyLimitBytes: 1024 * 1024,
     shutdownTimeoutMs: 10_000,
     maxConcurrentPerModel: 1,
@@ -32,6 +33,7 @@ t.test('values from the environment', async (t) => {
     LOG_LEVEL: 'DEBUG',
     ORT_INTRA_OP_THREADS: '2',
     ORT_INTER_OP_THREADS: '1',
+    ORT_SPINNING: 'true',
     BODY_LIMIT_BYTES: '2048',
     SHUTDOWN_TIMEOUT_MS: '500',
     MAX_CONCURRENT_PER_MODEL: '2',
@@ -46,6 +48,7 @@ t.test('values from the environment', async (t) => {
   t.equal(config.logLevel, 'debug');
   t.equal(config.ortIntraOpThreads, 2);
   t.equal(config.ortInterOpThreads, 1);
+  t.equal(config.ortSpinning, true);
   t.equal(config.bodyLimitBytes, 2048);
   t.equal(config.shutdownTimeoutMs, 500);
   t.equal(config.maxConcurrentPerModel, 2);

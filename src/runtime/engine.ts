@@ -173,7 +173,6 @@ export class Engine implements ServedModel, DecodingModel {
     await session.forward(prompt.slice(0, 2), session.emptyCache()); // first run allocates
     let t0 = performance.now();
     let { cache } = await session.forward(prompt, session.emptyCache());
-    cache = cache.reserve(prompt.length + WARMUP_DECODE);
     const prefillMs = performance.now() - t0;
     t0 = performance.now();
     for (let i = 0; i < WARMUP_DECODE; i++) ({ cache } = await session.forward([i % this.vocabSize], cache));
@@ -251,10 +250,9 @@ export class Engine implements ServedModel, DecodingModel {
     const hidden = this.model.config.hiddenSize;
     this.model.weights.layers.forEach((w, l) => {
       const k = keep[l].length;
-      const { gate, up, down } = gatherLayerMlp(w, keep[l]);
+      const { gateUp, down } = gatherLayerMlp(w, keep[l]);
       const p = `model.layers.${l}.mlp`;
-      feeds[`${p}.gate_proj.weight`] = new ort.Tensor('float32', gate, [hidden, k]);
-      feeds[`${p}.up_proj.weight`] = new ort.Tensor('float32', up, [hidden, k]);
+      feeds[`${p}.gate_up_proj.weight`] = new ort.Tensor('float32', gateUp, [hidden, 2 * k]);
       feeds[`${p}.down_proj.weight`] = new ort.Tensor('float32', down, [k, hidden]);
     });
     return feeds;
@@ -344,8 +342,7 @@ export class Engine implements ServedModel, DecodingModel {
         },
         step: (id: number, cache: KvCache) => {
           decodeSteps++;
-          // The first step moves the prompt's cache into buffers with room for every new token.
-          return decodeSession.forward([id], cache.reserve(promptIds.length + params.maxTokens), 1, inputs);
+          return decodeSession.forward([id], cache, 1, inputs);
         },
       };
 

@@ -12,6 +12,17 @@
 import * as ort from 'onnxruntime-node';
 import type { LlamaConfig } from '../model/types.js';
 
+/**
+ * The capacity buffers grow to when `need` positions do not fit. ONNX Runtime's Node binding
+ * copies every output it returns, the cache buffers included, whole: each step costs time in
+ * proportion to the capacity, not the length (about 12 us per position at SmolLM2-135M's
+ * shape). Growing copies the cache too. With s spare positions, a step pays for s/2 of them
+ * on average and a growth's copy of `need` every s steps: s = sqrt(2 * need) minimises the sum.
+ */
+function grownCapacity(need: number, maxPositions: number): number {
+  return Math.min(need + Math.ceil(Math.sqrt(2 * need)), maxPositions);
+}
+
 export type CacheShape = Pick<LlamaConfig, 'numLayers' | 'numKvHeads' | 'headDim' | 'maxPositions'>;
 
 /** What the snapshots of one sequence share. */
@@ -71,28 +82,16 @@ export class KvCache {
    * The snapshot after `n` more positions, claimed now (before any await, so that a second
    * append from this snapshot copies instead): on these buffers when this is their newest
    * snapshot and they have room, else on new buffers holding a copy of this cache's positions
-   * (doubling the capacity when it must grow). The caller then writes positions
+   * (as large, or grown when they lack room). The caller then writes positions
    * [length, length + n) of the returned cache's buffers.
    */
   append(n: number): KvCache {
     const need = this.length + n;
-    const { capacity } = this.buffers;
     const { maxPositions } = this.buffers.shape;
     if (need > maxPositions) throw new RangeError(`a cache of ${need} positions exceeds the context length ${maxPositions}`);
-    const room = this.appendsInPlace() && need <= capacity ? this : this.copy(need > capacity ? Math.max(need, Math.min(2 * capacity, maxPositions)) : capacity);
+    const room = need > this.capacity ? this.copy(grownCapacity(need, maxPositions)) : this.appendsInPlace() ? this : this.copy(this.capacity);
     room.buffers.claimed = need;
     return new KvCache(room.buffers, need);
-  }
-
-  /**
-   * This cache with room for `capacity` positions (a request's prompt + max_tokens): itself when
-   * it is its buffers' newest snapshot and has the room, else a copy. Decode steps then append
-   * in place. (A prompt pass into a cache of exactly its length keeps ONNX Runtime's attention
-   * scratch, prompt x capacity per head, small.)
-   */
-  reserve(capacity: number): KvCache {
-    capacity = Math.min(capacity, this.buffers.shape.maxPositions);
-    return this.appendsInPlace() && capacity <= this.capacity ? this : this.copy(Math.max(capacity, this.length));
   }
 
   private appendsInPlace(): boolean {

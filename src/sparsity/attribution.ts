@@ -4,7 +4,7 @@ import { toOnnx } from '../graph/onnx.js';
 import type { LlamaConfig, LlamaWeights } from '../model/types.js';
 import { pastKeyName, pastValueName } from '../arch/llama.js';
 import type { KvCache } from '../runtime/kv-cache.js';
-import type { OrtOptions } from '../runtime/session.js';
+import { sessionOptions, type OrtOptions } from '../runtime/session.js';
 import { buildAttributionGraph, headGateName, mlpScaleName } from './attribution-graph.js';
 
 /** What each position should predict, and how much its loss counts (0: not at all). */
@@ -77,11 +77,7 @@ export class Attributor {
 
   static async create(config: LlamaConfig, weights: LlamaWeights, options: OrtOptions = {}, graph: { cache?: boolean } = {}): Promise<Attributor> {
     const { graph: built } = buildAttributionGraph(config, weights, { cache: graph.cache });
-    const session = await ort.InferenceSession.create(toOnnx(built), {
-      graphOptimizationLevel: 'all',
-      intraOpNumThreads: options.intraOpThreads ?? 0,
-      interOpNumThreads: options.interOpThreads ?? 0,
-    });
+    const session = await ort.InferenceSession.create(toOnnx(built), sessionOptions(options));
     return new Attributor(config, session, graph.cache === true);
   }
 

@@ -36,9 +36,8 @@ export function pruneMlp(weights: LlamaWeights, keep: readonly (readonly number[
 
 /** One layer's kept MLP weights in the serving graph's [in, out] layout (y = x @ W). */
 export interface GatheredMlp {
-  /** [hidden, kept] each */
-  gate: Float32Array;
-  up: Float32Array;
+  /** [hidden, 2 * kept]: the kept gate columns, then the kept up columns (the fused gate/up product). */
+  gateUp: Float32Array;
   /** [kept, hidden] */
   down: Float32Array;
 }
@@ -50,18 +49,18 @@ export interface GatheredMlp {
 export function gatherLayerMlp(w: LayerWeights, keep: readonly number[]): GatheredMlp {
   const k = keep.length;
   const [intermediate, hidden] = w.gate.shape;
-  // gate/up are [intermediate, hidden]: neuron keep[j]'s row becomes column j.
-  const byRows = (t: HostTensor) => {
-    const out = new Float32Array(hidden * k);
-    keep.forEach((n, j) => {
-      for (let h = 0; h < hidden; h++) out[h * k + j] = t.data[n * hidden + h];
-    });
-    return out;
-  };
+  // gate/up are [intermediate, hidden]: neuron keep[j]'s row becomes column j (gate) and k + j (up).
+  const gateUp = new Float32Array(hidden * 2 * k);
+  keep.forEach((n, j) => {
+    for (let h = 0; h < hidden; h++) {
+      gateUp[h * 2 * k + j] = w.gate.data[n * hidden + h];
+      gateUp[h * 2 * k + k + j] = w.up.data[n * hidden + h];
+    }
+  });
   // down is [hidden, intermediate]: neuron keep[j]'s column becomes row j.
   const down = new Float32Array(k * hidden);
   keep.forEach((n, j) => {
     for (let h = 0; h < hidden; h++) down[j * hidden + h] = w.down.data[h * intermediate + n];
   });
-  return { gate: byRows(w.gate), up: byRows(w.up), down };
+  return { gateUp, down };
 }

@@ -69,17 +69,20 @@ t.test('continuing an older snapshot copies it first and leaves the other contin
   holds(t, run(first, [6]), [1, 2, 3, 4, 6], 'first continuation, still appendable in place');
 });
 
-t.test('the buffers grow by doubling, up to the context length', async (t) => {
-  let cache = run(KvCache.empty(shape), [1, 2, 3]);
-  t.equal(cache.capacity, 3, 'an empty cache without a capacity grows to what its first append needs');
+t.test('the buffers grow by sqrt(2 * need) spare positions, up to the context length', async (t) => {
+  const long = { ...shape, maxPositions: 200 };
+  const prompt = Array.from({ length: 50 }, (_, i) => 10 + i);
+  let cache = run(KvCache.empty(long), prompt);
+  t.equal(cache.capacity, 60, '50 positions and 10 spare');
+  const filled = cache.keys[0];
+  cache = run(cache, Array.from({ length: 10 }, (_, i) => 100 + i));
+  t.equal(cache.keys[0], filled, 'the spare positions fill in place');
   cache = run(cache, [4]);
-  t.equal(cache.capacity, 6, 'then doubles');
-  holds(t, cache, [1, 2, 3, 4], 'after growing');
-  cache = run(cache, Array.from({ length: 30 }, (_, i) => 10 + i));
-  t.equal(cache.capacity, 34, 'or grows to what one append needs when that is more');
-  cache = run(cache, [5]);
-  t.equal(cache.capacity, 40, 'and never past the context length');
-  t.throws(() => cache.append(6), RangeError, 'a cache cannot outgrow the context');
+  t.same([cache.capacity, cache.keys[0] === filled], [61 + 12, false], 'the next one moves them into new buffers with room to spare again');
+  holds(t, cache, [...prompt, ...Array.from({ length: 10 }, (_, i) => 100 + i), 4], 'after growing');
+  cache = run(cache, Array.from({ length: 125 }, (_, i) => 200 + i));
+  t.equal(cache.capacity, 200, 'never more than the context length');
+  t.throws(() => cache.append(15), RangeError, 'a cache cannot outgrow the context');
   t.equal(KvCache.empty(shape, 1000).capacity, 40, 'nor start past it');
 });
 
@@ -89,18 +92,4 @@ t.test('write copies positions [from, length) from tensors holding the whole seq
   const next = before.append(1);
   next.write(before.length, whole.keys, whole.values);
   holds(t, next, [1, 9, 3], 'the new position from the tensors, the earlier ones as they were');
-});
-
-t.test('reserve gives a cache room for a request, copying only when it must', async (t) => {
-  const prompt = run(KvCache.empty(shape), [1, 2, 3]);
-  const reserved = prompt.reserve(10);
-  t.not(reserved.keys[0], prompt.keys[0], 'a copy when the buffers are too small');
-  t.same([reserved.length, reserved.capacity], [3, 10]);
-  t.equal(reserved.reserve(8), reserved, 'itself when it has the room');
-  t.equal(run(reserved, [4]).keys[0], reserved.keys[0], 'then appends in place');
-  const other = prompt.reserve(10);
-  t.not(other.keys[0], reserved.keys[0], 'each reservation of one snapshot gets its own buffers');
-  holds(t, run(other, [5]), [1, 2, 3, 5], 'a second reservation, continued');
-  holds(t, run(reserved, [6]), [1, 2, 3, 6], 'the first, continued again from its own snapshot (copied)');
-  t.equal(prompt.reserve(1000).capacity, 40, 'no more than the context length');
 });

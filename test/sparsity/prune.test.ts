@@ -8,7 +8,7 @@ import { writeTestModel } from '../../src/model/testmodel.js';
 import type { LlamaWeights } from '../../src/model/types.js';
 import { LlamaSession } from '../../src/runtime/session.js';
 import { keepTop } from '../../src/sparsity/masks.js';
-import { transposed } from '../../src/arch/llama.js';
+import { sideBySide, transposed } from '../../src/arch/llama.js';
 import { gatherLayerMlp, pruneLayerMlp, pruneMlp } from '../../src/sparsity/prune.js';
 import { uniform } from '../helpers/ort.js';
 
@@ -79,8 +79,7 @@ t.test('gathering a per-prompt set in one pass gives the pruned MLP in the graph
   const w = weights.layers[1];
   const gathered = gatherLayerMlp(w, keep);
   const pruned = pruneLayerMlp(w, keep);
-  t.same(gathered.gate, transposed(pruned.gate));
-  t.same(gathered.up, transposed(pruned.up));
+  t.same(gathered.gateUp, sideBySide([pruned.gate, pruned.up]), 'gate and up side by side, as the fused MLP product takes them');
   t.same(gathered.down, transposed(pruned.down));
   t.equal(gathered.down.length, keep.length * config.hiddenSize);
 });
