@@ -3,8 +3,8 @@
  *
  * Each layer's keys and values live in a [1, kvHeads, capacity, headDim] buffer of which the
  * first `length` positions are filled. The serving graph writes a step's new positions into
- * the very buffer it reads the past from, so a decode step copies nothing that grows with the
- * context. A KvCache is a snapshot, (buffers, length): what it describes never changes,
+ * the very buffer it reads the past from, so ONNX Runtime does not copy the cache each step
+ * (its Node binding still copies every output it returns: see grownCapacity). A KvCache is a snapshot, (buffers, length): what it describes never changes,
  * because appends only write at or after the buffers' newest length. Only the newest snapshot
  * of its buffers appends in place; appending from an older one (n choices continuing one
  * prompt, a prompt pass shared by requests) first copies its positions into new buffers.

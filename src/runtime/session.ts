@@ -15,8 +15,9 @@ export interface OrtOptions {
    * Let ORT's idle pool threads spin waiting for work (ORT's own default) instead of sleeping.
    * Off by default: every session has its own pool, and a pool left spinning after its run
    * takes the cores that the next session (a tier's decode after a dense prefill), the Node
-   * main thread (which runs sessions) and its GC need. Measured on 2 cores, a dense and an s80
-   * session stepped alternately decode at 26.8 and 19.2 ms/token spinning, 17.4 and 11.9 not.
+   * main thread (which runs sessions) and its GC need. Measured on 2 cores (npm run bench, a
+   * dense and an s80 session stepped alternately): 26.8 and 19.2 ms/token spinning, 17.4 and
+   * 11.9 not.
    */
   spinning?: boolean;
 }
