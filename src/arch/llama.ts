@@ -46,9 +46,10 @@ export interface LlamaGraphOptions {
    * Serving only, float32 (no gradient flows through them): ONNX Runtime's fused kernels where
    * the op table spells an op out in many nodes, so a decode step runs fewer kernels (a step's
    * fixed cost is per kernel, and does not shrink with pruning). Each residual add and the
-   * RMSNorm after it are one SkipSimplifiedLayerNormalization, RoPE is RotaryEmbedding, q/k/v
-   * are one MatMul and a Split, and the query and attention-output layouts take one Transpose
-   * each. The weight products and attention MatMuls are the same as without it.
+   * RMSNorm after it are one SkipSimplifiedLayerNormalization; q/k/v are one MatMul, and so are
+   * gate/up; with a cache, attention is GroupQueryAttention appending to the cache in place
+   * (`attendsInPlace`), else RoPE is RotaryEmbedding and the query and attention-output layouts
+   * take one Transpose each. The weight products are the same as without it.
    */
   fused?: boolean;
   /**
