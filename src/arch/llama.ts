@@ -353,7 +353,8 @@ export class LlamaBuilder {
   /**
    * SwiGLU: down(silu(gate(x)) * up(x)). Fused, gate and up are one MatMul on their weights
    * side by side ([in, 2 * intermediate], `{p}.gate_up_proj.weight`) and a Split: one weight
-   * product per layer fewer, each of which costs a fixed ~12 us on top of its bytes.
+   * product per layer fewer, each of which costs about 12 us on top of its bytes at two threads
+   * (docs/bench.md).
    */
   mlp(x: Value, w: LayerWeights, layer: number): Value {
     const { g } = this;

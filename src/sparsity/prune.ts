@@ -43,8 +43,9 @@ export interface GatheredMlp {
 }
 
 /**
- * What pruning a layer's MLP and then transposing it for the graph gives, gathered in one pass
- * without the pruned copy in between: a per-prompt request does this for every layer.
+ * What pruning a layer's MLP and then laying it out for the graph (`sideBySide` for gate/up,
+ * `transposed` for down) gives, gathered in one pass without the pruned copy in between: a
+ * per-prompt request does this for every layer.
  */
 export function gatherLayerMlp(w: LayerWeights, keep: readonly number[]): GatheredMlp {
   const k = keep.length;

@@ -20,7 +20,6 @@ export const MAX_SPARSITY = 0.95;
 
 export const tierName = (sparsity: number) => (sparsity === 0 ? 'dense' : `s${Math.round(sparsity * 100)}`);
 
-
 export function tiersOf(config: LlamaConfig, masks: MaskFile | null): Tier[] {
   const dense: Tier = { name: 'dense', sparsity: 0, keep: null, neuronsPerLayer: config.intermediateSize };
   const sparse = (masks?.tiers ?? [])
