@@ -5,7 +5,7 @@
  * - decode tokens/s per sparsity tier, the speedup over dense measured in the same run, the
  *   FLOP ratio and the memory-traffic bound (dense weight bytes / tier weight bytes per token).
  *
- *   npm run bench -- [--model DIR] [--threads 2] [--spin] [--prompt-tokens 128] [--decode-tokens 64] [--repeats 5] [--out docs/bench.md]
+ *   npm run bench -- [--model DIR] [--threads 2] [--spinning run|always|never] [--prompt-tokens 128] [--decode-tokens 64] [--repeats 5] [--out docs/bench.md]
  *
  * Without --model, a random-initialised model at SmolLM2-135M's shape is generated once into
  * .cache/ (random weights decode as fast as trained ones). Tier masks come from the model's
@@ -20,7 +20,7 @@ import { loadModelDir } from '../src/model/load.js';
 import { SMOLLM2_135M_SHAPE, writeTestModel } from '../src/model/testmodel.js';
 import { createRng } from '../src/random.js';
 import { argmax } from '../src/runtime/sampling.js';
-import { LlamaSession, type ForwardResult } from '../src/runtime/session.js';
+import { LlamaSession, SPINNING, type ForwardResult, type Spinning } from '../src/runtime/session.js';
 import { Attributor, selfTargets } from '../src/sparsity/attribution.js';
 import { tokenFlops, weightBytesPerToken } from '../src/sparsity/flops.js';
 import { DEFAULT_TIERS, keepTop, readMaskFile } from '../src/sparsity/masks.js';
@@ -34,14 +34,15 @@ const { values } = parseArgs({
     'decode-tokens': { type: 'string', default: '64' },
     repeats: { type: 'string', default: '5' },
     out: { type: 'string' },
-    spin: { type: 'boolean', default: false },
+    spinning: { type: 'string', default: 'run' },
   },
 });
 const threads = Number(values.threads);
 const promptTokens = Number(values['prompt-tokens']);
 const decodeTokens = Number(values['decode-tokens']);
 const repeats = Number(values.repeats);
-const ortOptions = { intraOpThreads: threads, interOpThreads: 1, spinning: values.spin };
+if (!(SPINNING as readonly string[]).includes(values.spinning)) throw new Error(`--spinning: expected one of ${SPINNING.join(', ')}`);
+const ortOptions = { intraOpThreads: threads, interOpThreads: 1, spinning: values.spinning as Spinning };
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 async function medianMs(fn: () => Promise<unknown>, n = repeats): Promise<number> {
@@ -136,7 +137,7 @@ await dense.release();
 const header = [
   `model: ${model.dir} (${c.numLayers} layers, hidden ${c.hiddenSize}, intermediate ${c.intermediateSize}, ${c.numHeads} heads / ${c.numKvHeads} KV, vocab ${c.vocabSize})`,
   `ONNX Runtime ${ort.env.versions.common}, CPU execution provider, intra-op threads ${threads}, inter-op 1, graph optimisation "all", float32, weights as initializers`,
-  `prompt ${promptTokens} tokens; decode ${decodeTokens} tokens after it; prefill and attribution: medians of ${repeats} runs after a warm-up; decode: medians of per-token times over ${decodeRuns} runs after a warm-up, each tier's sequence stepped in lockstep with a dense one, against whose steps its speedup is taken; ORT pool threads ${values.spin ? 'spin' : 'sleep'} between ops; tier masks: ${masks ? `calibrated (${masks.metric})` : 'random scores'}`,
+  `prompt ${promptTokens} tokens; decode ${decodeTokens} tokens after it; prefill and attribution: medians of ${repeats} runs after a warm-up; decode: medians of per-token times over ${decodeRuns} runs after a warm-up, each tier's sequence stepped in lockstep with a dense one, against whose steps its speedup is taken; ORT pool threads spinning: ${values.spinning}; tier masks: ${masks ? `calibrated (${masks.metric})` : 'random scores'}`,
 ];
 console.log(header.join('\n'), '\n');
 const denseRows = [

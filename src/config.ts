@@ -6,6 +6,7 @@
  */
 import { resolve } from 'node:path';
 import { PROJECT_ROOT } from './project.js';
+import { SPINNING, type Spinning } from './runtime/session.js';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
@@ -20,8 +21,8 @@ export interface Config {
   ortIntraOpThreads: number | undefined;
   /** Threads ONNX Runtime uses across independent operators; undefined leaves ORT's default. */
   ortInterOpThreads: number | undefined;
-  /** Let ONNX Runtime's idle pool threads spin between ops instead of sleeping (see OrtOptions.spinning). */
-  ortSpinning: boolean;
+  /** When ONNX Runtime's pool threads spin for work instead of sleeping (see Spinning). */
+  ortSpinning: Spinning;
   /** Largest request body accepted, in bytes; larger ones get 413. */
   bodyLimitBytes: number;
   /** How long a shutdown waits for in-flight requests before cutting them off. */
@@ -83,6 +84,14 @@ export function loadConfig(env: Env = process.env): Config {
     return fallback;
   };
 
+  const oneOf = <T extends string>(name: string, choices: readonly T[], fallback: T): T => {
+    const raw = value(name)?.toLowerCase();
+    if (raw === undefined) return fallback;
+    if ((choices as readonly string[]).includes(raw)) return raw as T;
+    problems.push(`${name}=${JSON.stringify(env[name])}: expected one of ${choices.join(', ')}`);
+    return fallback;
+  };
+
   const port = integer('PORT', 8000, 0, 65535);
   const host = value('HOST') ?? '0.0.0.0';
 
@@ -93,10 +102,7 @@ export function loadConfig(env: Env = process.env): Config {
   // User-given relative paths are relative to the working directory, as shells expect.
   const modelDirs = dirs.filter((d) => d !== '').map((d) => resolve(d));
 
-  const level = (value('LOG_LEVEL') ?? 'info').toLowerCase();
-  if (!(LOG_LEVELS as readonly string[]).includes(level)) {
-    problems.push(`LOG_LEVEL=${JSON.stringify(env.LOG_LEVEL)}: expected one of ${LOG_LEVELS.join(', ')}`);
-  }
+  const level = oneOf('LOG_LEVEL', LOG_LEVELS, 'info');
 
   const redisUrl = value('REDIS_URL');
   if (redisUrl !== undefined && !isRedisUrl(redisUrl)) {
@@ -112,10 +118,10 @@ export function loadConfig(env: Env = process.env): Config {
     port,
     host,
     modelDirs,
-    logLevel: level as LogLevel,
+    logLevel: level,
     ortIntraOpThreads: optionalInteger('ORT_INTRA_OP_THREADS', 0, 1024),
     ortInterOpThreads: optionalInteger('ORT_INTER_OP_THREADS', 0, 1024),
-    ortSpinning: boolean('ORT_SPINNING', false),
+    ortSpinning: oneOf('ORT_SPINNING', SPINNING, 'run'),
     bodyLimitBytes: integer('BODY_LIMIT_BYTES', 1024 * 1024, 1, 1024 * 1024 * 1024),
     shutdownTimeoutMs: integer('SHUTDOWN_TIMEOUT_MS', 10_000, 0, 3_600_000),
     // One by default: generations on one model share the same cores, so more at once only interleave.

@@ -11,7 +11,7 @@ t.test('defaults', async (t) => {
     logLevel: 'info',
     ortIntraOpThreads: undefined,
     ortInterOpThreads: undefined,
-    ortSpinning: false,
+    ortSpinning: 'run',
     bodyLimitBytes: 1024 * 1024,
     shutdownTimeoutMs: 10_000,
     maxConcurrentPerModel: 1,
@@ -33,7 +33,7 @@ t.test('values from the environment', async (t) => {
     LOG_LEVEL: 'DEBUG',
     ORT_INTRA_OP_THREADS: '2',
     ORT_INTER_OP_THREADS: '1',
-    ORT_SPINNING: 'true',
+    ORT_SPINNING: 'Never',
     BODY_LIMIT_BYTES: '2048',
     SHUTDOWN_TIMEOUT_MS: '500',
     MAX_CONCURRENT_PER_MODEL: '2',
@@ -48,7 +48,7 @@ t.test('values from the environment', async (t) => {
   t.equal(config.logLevel, 'debug');
   t.equal(config.ortIntraOpThreads, 2);
   t.equal(config.ortInterOpThreads, 1);
-  t.equal(config.ortSpinning, true);
+  t.equal(config.ortSpinning, 'never');
   t.equal(config.bodyLimitBytes, 2048);
   t.equal(config.shutdownTimeoutMs, 500);
   t.equal(config.maxConcurrentPerModel, 2);
@@ -79,6 +79,7 @@ const bad: Array<[string, string]> = [
   ['PORT', '-1'],
   ['MODEL_DIR', 'a,,b'],
   ['LOG_LEVEL', 'loud'],
+  ['ORT_SPINNING', 'true'],
   ['ORT_INTRA_OP_THREADS', '1.5'],
   ['ORT_INTER_OP_THREADS', 'many'],
   ['BODY_LIMIT_BYTES', '0'],

@@ -1,9 +1,10 @@
 /**
  * The LLaMA-family decoder (LLaMA, Mistral, Qwen2, SmolLM, TinyLlama) on the graph builder,
  * forward only. One definition yields every graph the product runs:
- * - serving: KV cache in as `past_key_values.*`, out as `present.*`; `logits_to_keep` says
- *   how many of the last positions get logits (1 when generating, the whole prompt for its
- *   logprobs);
+ * - serving: KV cache in as `past_key_values.*`; the new positions' keys and values out as
+ *   `present.*`, or with GroupQueryAttention as each layer's q/k/v projections (`qkv.*`, see
+ *   `gqaAttention`); `logits_to_keep` says how many of the last positions get logits (1 when
+ *   generating, the whole prompt for its logprobs);
  * - attribution and training: no cache, logits at every position, and hooks on each layer's
  *   MLP activations and attention heads through which autodiff takes gradients.
  */
@@ -19,6 +20,8 @@ export const pastKeyName = (layer: number) => `past_key_values.${layer}.key`;
 export const pastValueName = (layer: number) => `past_key_values.${layer}.value`;
 export const presentKeyName = (layer: number) => `present.${layer}.key`;
 export const presentValueName = (layer: number) => `present.${layer}.value`;
+/** Layer l's packed q/k/v projections ([batch, seq, q + k + v], before RoPE), out of a GroupQueryAttention graph. */
+export const projectionsName = (layer: number) => `qkv.${layer}`;
 
 export interface LlamaGraphOptions {
   /** float32 to serve; float64 for finite-difference checks of gradients. */
@@ -47,8 +50,8 @@ export interface LlamaGraphOptions {
    * the op table spells an op out in many nodes, so a decode step runs fewer kernels (a step's
    * fixed cost is per kernel, and does not shrink with pruning). Each residual add and the
    * RMSNorm after it are one SkipSimplifiedLayerNormalization; q/k/v are one MatMul, and so are
-   * gate/up; with a cache, attention is GroupQueryAttention appending to the cache in place
-   * (`attendsInPlace`), else RoPE is RotaryEmbedding and the query and attention-output layouts
+   * gate/up; with a cache, attention is GroupQueryAttention (`attendsWithGqa`), else RoPE is
+   * RotaryEmbedding and the query and attention-output layouts
    * take one Transpose each. The weight products are the same as without it.
    */
   fused?: boolean;
@@ -113,6 +116,21 @@ export function ropeTables(config: LlamaConfig): { cos: Float64Array; sin: Float
   return { cos, sin };
 }
 
+/**
+ * RoPE in place on one head's vector (`headDim` values of `x` from `offset`) at `position`,
+ * from `ropeTables`: what the graph's RoPE does, for keys the caller caches itself.
+ */
+export function rotateHalf(x: Float32Array, offset: number, position: number, tables: { cos: Float64Array; sin: Float64Array }, headDim: number): void {
+  const half = headDim / 2;
+  const row = position * headDim;
+  for (let i = 0; i < half; i++) {
+    const a = x[offset + i];
+    const b = x[offset + i + half];
+    x[offset + i] = a * tables.cos[row + i] - b * tables.sin[row + i];
+    x[offset + i + half] = b * tables.cos[row + i + half] + a * tables.sin[row + i + half];
+  }
+}
+
 /** What every layer's attention shares: RoPE at the input positions, the mask, the cache inputs. */
 interface AttentionContext {
   /** cos and sin at the input positions ([batch, 1, seq, headDim]); null when fused. */
@@ -130,9 +148,7 @@ interface AttentionContext {
 /**
  * GroupQueryAttention's lengths (int32, one sequence per batch), and whether it applies RoPE
  * itself. The lengths come from the positions, not from the cache's shape: the cache inputs
- * are buffers of any capacity whose first `total - seq` positions are filled, and the kernel
- * writes the new keys and values after them, in place when the caller binds each present
- * output to its past buffer.
+ * are buffers of any capacity whose first `total - seq` positions are filled.
  */
 interface GqaContext {
   seqlensK: Value;
@@ -141,11 +157,12 @@ interface GqaContext {
 }
 
 /**
- * Whether the fused serving graph's attention is ONNX Runtime's GroupQueryAttention, with its
- * KV cache appended in place (its CPU kernel needs a head size that is a multiple of 8);
- * otherwise the op-table attention concatenates the cache, which must then be fed exactly.
+ * Whether the fused serving graph's attention is ONNX Runtime's GroupQueryAttention (its CPU
+ * kernel needs a head size that is a multiple of 8), which reads the cache from buffers of
+ * any capacity; otherwise the op-table attention concatenates the cache, which must then be
+ * fed exactly.
  */
-export const attendsInPlace = (config: LlamaConfig) => config.headDim % 8 === 0;
+export const attendsWithGqa = (config: LlamaConfig) => config.headDim % 8 === 0;
 /** GroupQueryAttention applies RoPE itself (on packed q/k/v) when the head size is a multiple of 16. */
 const gqaRotates = (config: LlamaConfig) => config.headDim % 16 === 0;
 
@@ -236,8 +253,8 @@ export class LlamaBuilder {
    * Fused: the q, k and v projections as one MatMul on the three weights side by side ([in,
    * q + k + v], `{p}.qkv_proj.weight`), split after it; the same products as three linears.
    */
-  qkv(x: Value, w: LayerWeights, p: string): Value[] {
-    const { y, widths } = this.packedQkv(x, w, p);
+  qkv(x: Value, w: LayerWeights, p: string, packed = this.packedQkv(x, w, p)): Value[] {
+    const { y, widths } = packed;
     const types = widths.map((width) => ({ dtype: y.dtype, shape: [...y.shape.slice(0, -1), width] }));
     return this.g.kernel('Split', [y, this.g.const(widths)], types, { axis: -1 });
   }
@@ -276,9 +293,17 @@ export class LlamaBuilder {
   }
 
   /**
-   * Fused: one GroupQueryAttention kernel writes the new keys and values into the cache and
-   * attends causally over it, heads flat ([batch, seq, heads * headDim] in and out). With head
-   * sizes that are multiples of 16 it also applies RoPE, to the packed q/k/v product.
+   * Fused: one GroupQueryAttention kernel attends causally over the cache and the new
+   * positions, heads flat ([batch, seq, heads * headDim] in and out). With head sizes that are
+   * multiples of 16 it also applies RoPE, to the packed q/k/v product.
+   *
+   * The graph returns the packed product (`qkv.{l}`), not the kernel's present cache: the
+   * caller applies RoPE to the new keys and appends them and the values to its own buffers
+   * (`rotateHalf`). ONNX Runtime's Node binding copies every output it returns into a new
+   * ArrayBuffer, even one the caller preallocated, so returning the cache would cost a copy
+   * of its whole capacity, and the garbage collections those buffers bring, on every step.
+   * The kernel's own present, left unread, costs a copy of the filled positions in native
+   * memory.
    */
   gqaAttention(x: Value, w: LayerWeights, layer: number, ctx: AttentionContext): Value {
     const { g } = this;
@@ -286,22 +311,22 @@ export class LlamaBuilder {
     const { gqa, rotary, past } = ctx;
     if (!gqa || !rotary || !past) throw new Error('GroupQueryAttention needs the fused graph with a cache');
     const p = `model.layers.${layer}.self_attn`;
+    const packed = this.packedQkv(x, w, p);
+    g.output(packed.y, projectionsName(layer));
     let qkv: (Value | null)[];
     if (gqa.rotates) {
-      qkv = [this.packedQkv(x, w, p).y, null, null, past[layer].key, past[layer].value, gqa.seqlensK, gqa.total, rotary.cos, rotary.sin];
+      qkv = [packed.y, null, null, past[layer].key, past[layer].value, gqa.seqlensK, gqa.total, rotary.cos, rotary.sin];
     } else {
-      const [q, k, v] = this.qkv(x, w, p);
+      const [q, k, v] = this.qkv(x, w, p, packed);
       qkv = [this.rotary(q, rotary), this.rotary(k, rotary), v, past[layer].key, past[layer].value, gqa.seqlensK, gqa.total];
     }
     const cacheType = { dtype: x.dtype, shape: [past[layer].key.shape[0], numKvHeads, 'capacity', headDim] };
-    const [out, presentKey, presentValue] = g.kernel(
+    const [out] = g.kernel(
       'com.microsoft.GroupQueryAttention',
       qkv,
       [{ dtype: x.dtype, shape: [...x.shape.slice(0, -1), numHeads * headDim] }, cacheType, cacheType],
       { num_heads: numHeads, kv_num_heads: numKvHeads, ...(gqa.rotates ? { do_rotary: 1, rotary_interleaved: 0 } : {}) },
     );
-    g.output(presentKey, presentKeyName(layer));
-    g.output(presentValue, presentValueName(layer));
     return this.linear(out, w.o, `${p}.o_proj`);
   }
 
@@ -405,7 +430,7 @@ export class LlamaBuilder {
       mask: null,
       past,
     };
-    if (this.fused && past && attendsInPlace(config)) {
+    if (this.fused && past && attendsWithGqa(config)) {
       // Serving runs one sequence per call: seqlens_k is [1], the index of its last key, which
       // is its last position.
       const last = g.gather(positionIds, g.const(-1), 1);

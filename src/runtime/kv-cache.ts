@@ -2,25 +2,24 @@
  * A sequence's keys and values, appended in place.
  *
  * Each layer's keys and values live in a [1, kvHeads, capacity, headDim] buffer of which the
- * first `length` positions are filled. The serving graph writes a step's new positions into
- * the very buffer it reads the past from, so ONNX Runtime does not copy the cache each step
- * (its Node binding still copies every output it returns: see grownCapacity). A KvCache is a snapshot, (buffers, length): what it describes never changes,
- * because appends only write at or after the buffers' newest length. Only the newest snapshot
- * of its buffers appends in place; appending from an older one (n choices continuing one
- * prompt, a prompt pass shared by requests) first copies its positions into new buffers.
+ * first `length` positions are filled. The serving graph reads the past from these buffers as
+ * they are (ONNX Runtime's Node binding feeds inputs without copying them), and a step's new
+ * positions are written into them after it. A KvCache is a snapshot, (buffers, length): what
+ * it describes never changes, because appends only write at or after the buffers' newest
+ * length. Only the newest snapshot of its buffers appends in place; appending from an older
+ * one (n choices continuing one prompt, a prompt pass shared by requests) first copies its
+ * positions into new buffers.
  */
 import * as ort from 'onnxruntime-node';
 import type { LlamaConfig } from '../model/types.js';
 
 /**
- * The capacity buffers grow to when `need` positions do not fit. ONNX Runtime's Node binding
- * copies every output it returns, the cache buffers included, whole: each step costs time in
- * proportion to the capacity, not the length (about 12 us per position at SmolLM2-135M's
- * shape). Growing copies the cache too. With s spare positions, a step pays for s/2 of them
- * on average and a growth's copy of `need` every s steps: s = sqrt(2 * need) minimises the sum.
+ * The capacity buffers grow to when `need` positions do not fit: half as many again, so that
+ * the copies growth makes cost a constant per position appended (a step's cost does not
+ * depend on the capacity, only on the length), for at most a third of the memory unused.
  */
 function grownCapacity(need: number, maxPositions: number): number {
-  return Math.min(need + Math.ceil(Math.sqrt(2 * need)), maxPositions);
+  return Math.min(need + Math.ceil(need / 2), maxPositions);
 }
 
 export type CacheShape = Pick<LlamaConfig, 'numLayers' | 'numKvHeads' | 'headDim' | 'maxPositions'>;
@@ -118,6 +117,18 @@ export class KvCache {
       return out;
     };
     return { keys: this.buffers.keys.map(copy), values: this.buffers.values.map(copy) };
+  }
+
+  /** Writes one position of one layer: its keys and its values, each [kvHeads * headDim] (head after head). */
+  writePosition(layer: number, position: number, keys: Float32Array, values: Float32Array): void {
+    const { numKvHeads, headDim } = this.buffers.shape;
+    const k = this.buffers.keys[layer].data as Float32Array;
+    const v = this.buffers.values[layer].data as Float32Array;
+    for (let h = 0; h < numKvHeads; h++) {
+      const at = (h * this.capacity + position) * headDim;
+      k.set(keys.subarray(h * headDim, (h + 1) * headDim), at);
+      v.set(values.subarray(h * headDim, (h + 1) * headDim), at);
+    }
   }
 
   /** Writes positions [from, length) of each layer from tensors holding positions [0, length) or more. */

@@ -1,6 +1,6 @@
 /** One ONNX Runtime session of a LLaMA-family graph, with its KV cache threaded through calls. */
 import * as ort from 'onnxruntime-node';
-import { attendsInPlace, LlamaBuilder, pastKeyName, pastValueName, presentKeyName, presentValueName } from '../arch/llama.js';
+import { attendsWithGqa, LlamaBuilder, pastKeyName, pastValueName, presentKeyName, presentValueName, projectionsName, ropeTables, rotateHalf } from '../arch/llama.js';
 import { Graph } from '../graph/graph.js';
 import { toOnnx } from '../graph/onnx.js';
 import type { Value } from '../graph/types.js';
@@ -11,16 +11,30 @@ export interface OrtOptions {
   /** Threads one op may use (0: ORT's default, one per core). */
   intraOpThreads?: number;
   interOpThreads?: number;
-  /**
-   * Let ORT's idle pool threads spin waiting for work (ORT's own default) instead of sleeping.
-   * Off by default: every session has its own pool, and a pool left spinning after its run
-   * takes the cores that the next session (a tier's decode after a dense prefill), the Node
-   * main thread (which runs sessions) and its GC need. Measured on 2 cores (npm run bench, a
-   * dense and an s80 session stepped alternately): 26.8 and 19.2 ms/token spinning, 17.4 and
-   * 11.9 not.
-   */
-  spinning?: boolean;
+  /** When ORT's idle pool threads spin waiting for work instead of sleeping (see `Spinning`). */
+  spinning?: Spinning;
 }
+
+/**
+ * When a session's pool threads spin for work, instead of sleeping until woken:
+ * - `run` (default): while a run lasts, and they stop when it returns. Within a run, ops
+ *   follow one another every few microseconds, and waking a sleeping thread for each costs
+ *   more than a small op; between runs, a pool still spinning would take the cores that the
+ *   next session (a tier's decode after a dense prefill), the Node main thread and its GC
+ *   need, because every session has its own pool.
+ * - `always`: ORT's own default; pools go on spinning for a while after a run.
+ * - `never`: pools sleep between ops too.
+ * Measured on 2 cores, a dense and an s80 session stepped alternately: `run` decodes 9-11%
+ * faster than `never`, and `always` far slower than either (docs/bench.md).
+ */
+export const SPINNING = ['run', 'always', 'never'] as const;
+export type Spinning = (typeof SPINNING)[number];
+
+const SPINNING_CONFIG: Record<Spinning, Record<string, unknown>> = {
+  run: { session: { force_spinning_stop: '1' } },
+  always: {},
+  never: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
+};
 
 /** ORT session options from ours. */
 export function sessionOptions(options: OrtOptions): ort.InferenceSession.SessionOptions {
@@ -29,7 +43,7 @@ export function sessionOptions(options: OrtOptions): ort.InferenceSession.Sessio
     executionMode: 'sequential',
     intraOpNumThreads: options.intraOpThreads ?? 0,
     interOpNumThreads: options.interOpThreads ?? 0,
-    ...(options.spinning ? {} : { extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } } }),
+    extra: SPINNING_CONFIG[options.spinning ?? 'run'],
   };
 }
 
@@ -64,14 +78,17 @@ export function buildLlamaOnnx(config: LlamaConfig, weights: LlamaWeights, optio
 }
 
 export class LlamaSession {
-  /** Whether the graph appends to the cache's buffers itself (GroupQueryAttention). */
-  private readonly inPlace: boolean;
+  /** Whether the graph attends with GroupQueryAttention, returning q/k/v projections instead of the cache. */
+  private readonly gqa: boolean;
+  /** RoPE tables for the keys this session caches from the projections. */
+  private readonly rope: { cos: Float64Array; sin: Float64Array } | null;
 
   private constructor(
     readonly config: LlamaConfig,
     private readonly session: ort.InferenceSession,
   ) {
-    this.inPlace = attendsInPlace(config);
+    this.gqa = attendsWithGqa(config);
+    this.rope = this.gqa ? ropeTables(config) : null;
   }
 
   static async create(config: LlamaConfig, weights: LlamaWeights, options: OrtOptions = {}, graph: ServingGraphOptions = {}): Promise<LlamaSession> {
@@ -86,9 +103,10 @@ export class LlamaSession {
   /**
    * Runs `tokens` after what `cache` holds; returns logits of the last `logitsToKeep` of them
    * and the cache after them. `inputs` feeds weights the graph takes as inputs (a request's MLP
-   * neuron set). With GroupQueryAttention the graph writes the new keys and values straight
-   * into the cache's buffers (each present output is bound to its past buffer); the op-table
-   * attention takes an exact copy of the cache and its new positions are copied back.
+   * neuron set). GroupQueryAttention reads the cache's buffers as they are, and the new keys
+   * and values are appended from the projections the graph returns (`appendProjections`);
+   * the op-table attention takes an exact copy of the cache and returns it with the new
+   * positions, which are copied back.
    */
   async forward(tokens: number[], cache: KvCache, logitsToKeep = 1, inputs: Record<string, ort.Tensor> = {}): Promise<ForwardResult> {
     if (tokens.length === 0) throw new Error('forward needs at least one token');
@@ -100,20 +118,40 @@ export class LlamaSession {
       logits_to_keep: new ort.Tensor('int64', BigInt64Array.of(BigInt(Math.min(logitsToKeep, n))), [1]),
       ...inputs,
     };
-    const fetches: Record<string, ort.Tensor | null> = { logits: null };
-    const past = this.inPlace ? next : cache.contiguous();
+    const past = this.gqa ? next : cache.contiguous();
     for (let l = 0; l < this.config.numLayers; l++) {
       feeds[pastKeyName(l)] = past.keys[l];
       feeds[pastValueName(l)] = past.values[l];
-      fetches[presentKeyName(l)] = this.inPlace ? next.keys[l] : null;
-      fetches[presentValueName(l)] = this.inPlace ? next.values[l] : null;
     }
-    const out = await this.session.run(feeds, fetches);
-    if (!this.inPlace) {
-      const layers = Array.from({ length: this.config.numLayers }, (_, l) => l);
+    const out = await this.session.run(feeds);
+    const layers = Array.from({ length: this.config.numLayers }, (_, l) => l);
+    if (this.gqa) {
+      this.appendProjections(next, cache.length, layers.map((l) => out[projectionsName(l)].data as Float32Array));
+    } else {
       next.write(cache.length, layers.map((l) => out[presentKeyName(l)]), layers.map((l) => out[presentValueName(l)]));
     }
     return { logits: out.logits.data as Float32Array, cache: next };
+  }
+
+  /**
+   * Writes positions [from, cache.length) of every layer from its packed q/k/v projections
+   * (rows of q + k + v): the keys with RoPE at their positions, as the graph's attention used
+   * them, and the values as they are.
+   */
+  private appendProjections(cache: KvCache, from: number, projections: Float32Array[]): void {
+    const { numHeads, numKvHeads, headDim } = this.config;
+    const qWidth = numHeads * headDim;
+    const kvWidth = numKvHeads * headDim;
+    const width = qWidth + 2 * kvWidth;
+    const key = new Float32Array(kvWidth);
+    for (const [layer, y] of projections.entries()) {
+      for (let position = from; position < cache.length; position++) {
+        const row = (position - from) * width;
+        key.set(y.subarray(row + qWidth, row + qWidth + kvWidth));
+        for (let h = 0; h < numKvHeads; h++) rotateHalf(key, h * headDim, position, this.rope!, headDim);
+        cache.writePosition(layer, position, key, y.subarray(row + qWidth + kvWidth, row + width));
+      }
+    }
   }
 
   async release(): Promise<void> {

@@ -1,6 +1,6 @@
 /**
- * KvCache: append-only buffers seen through immutable snapshots. The serving graph writes new
- * positions into the buffers in place; these tests play the graph's part by writing
+ * KvCache: append-only buffers seen through immutable snapshots. The session writes each
+ * step's new positions into the buffers in place; these tests play its part by writing
  * recognisable values at the positions an append claims.
  */
 import t, { type Test } from 'tap';
@@ -11,19 +11,14 @@ const shape = { numLayers: 2, numKvHeads: 3, headDim: 4, maxPositions: 40 };
 /** The value a token at `position` leaves in layer l, head h, dimension d (keys; values negated). */
 const mark = (token: number, l: number, h: number, position: number, d: number) => token * 1000 + l * 100 + h * 10 + d + position / 64;
 
-/** Appends `tokens` as a graph would: claims their positions, then writes them. */
+/** Appends `tokens` as a session would: claims their positions, then writes them. */
 function run(cache: KvCache, tokens: number[]): KvCache {
   const next = cache.append(tokens.length);
   tokens.forEach((token, i) => {
     const p = cache.length + i;
     for (let l = 0; l < shape.numLayers; l++) {
-      for (let h = 0; h < shape.numKvHeads; h++) {
-        for (let d = 0; d < shape.headDim; d++) {
-          const at = (h * next.capacity + p) * shape.headDim + d;
-          (next.keys[l].data as Float32Array)[at] = mark(token, l, h, p, d);
-          (next.values[l].data as Float32Array)[at] = -mark(token, l, h, p, d);
-        }
-      }
+      const keys = Float32Array.from({ length: shape.numKvHeads * shape.headDim }, (_, j) => mark(token, l, Math.floor(j / shape.headDim), p, j % shape.headDim));
+      next.writePosition(l, p, keys, keys.map((x) => -x));
     }
   });
   return next;
@@ -69,18 +64,19 @@ t.test('continuing an older snapshot copies it first and leaves the other contin
   holds(t, run(first, [6]), [1, 2, 3, 4, 6], 'first continuation, still appendable in place');
 });
 
-t.test('the buffers grow by sqrt(2 * need) spare positions, up to the context length', async (t) => {
+t.test('the buffers grow by half as many spare positions as they hold, up to the context length', async (t) => {
   const long = { ...shape, maxPositions: 200 };
   const prompt = Array.from({ length: 50 }, (_, i) => 10 + i);
   let cache = run(KvCache.empty(long), prompt);
-  t.equal(cache.capacity, 60, '50 positions and 10 spare');
+  t.equal(cache.capacity, 75, '50 positions and 25 spare');
   const filled = cache.keys[0];
-  cache = run(cache, Array.from({ length: 10 }, (_, i) => 100 + i));
+  const spare = Array.from({ length: 25 }, (_, i) => 100 + i);
+  cache = run(cache, spare);
   t.equal(cache.keys[0], filled, 'the spare positions fill in place');
   cache = run(cache, [4]);
-  t.same([cache.capacity, cache.keys[0] === filled], [61 + 12, false], 'the next one moves them into new buffers with room to spare again');
-  holds(t, cache, [...prompt, ...Array.from({ length: 10 }, (_, i) => 100 + i), 4], 'after growing');
-  cache = run(cache, Array.from({ length: 125 }, (_, i) => 200 + i));
+  t.same([cache.capacity, cache.keys[0] === filled], [76 + 38, false], 'the next one moves them into new buffers with room to spare again');
+  holds(t, cache, [...prompt, ...spare, 4], 'after growing');
+  cache = run(cache, Array.from({ length: 124 }, (_, i) => 200 + i));
   t.equal(cache.capacity, 200, 'never more than the context length');
   t.throws(() => cache.append(15), RangeError, 'a cache cannot outgrow the context');
   t.equal(KvCache.empty(shape, 1000).capacity, 40, 'nor start past it');
