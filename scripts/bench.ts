@@ -123,15 +123,16 @@ for (const tier of tiers) {
     tier: `s${Math.round(tier.sparsity * 100)}`,
     'decode ms/token': ms.toFixed(2),
     'tokens/s': (1000 / ms).toFixed(1),
-    speedup: `${speedup.toFixed(2)}x`,
+    // Three decimals: the s80 target (85% of 1.90x is 1.615x) sits between two-decimal steps.
+    speedup: `${speedup.toFixed(3)}x`,
     'FLOP ratio': (tokenFlops(c, context, tier.keep.map((k) => ({ mlp: k.length }))).total / denseFlops).toFixed(3),
     'traffic bound': `${bound.toFixed(2)}x`,
-    'speedup ÷ bound': `${((100 * speedup) / bound).toFixed(0)}%`,
-    'speedup / bound': `${((100 * (speedup - 1)) / (bound - 1)).toFixed(0)}%`,
+    'speedup ÷ bound': `${((100 * speedup) / bound).toFixed(1)}%`,
+    'speedup / bound': `${((100 * (speedup - 1)) / (bound - 1)).toFixed(1)}%`,
   });
 }
 const denseDecodeMs = median(denseSteps);
-rows.unshift({ tier: 'dense', 'decode ms/token': denseDecodeMs.toFixed(2), 'tokens/s': (1000 / denseDecodeMs).toFixed(1), speedup: '1.00x', 'FLOP ratio': '1.000', 'traffic bound': '1.00x', 'speedup ÷ bound': '100%', 'speedup / bound': '100%' });
+rows.unshift({ tier: 'dense', 'decode ms/token': denseDecodeMs.toFixed(2), 'tokens/s': (1000 / denseDecodeMs).toFixed(1), speedup: '1.000x', 'FLOP ratio': '1.000', 'traffic bound': '1.00x', 'speedup ÷ bound': '100%', 'speedup / bound': '100%' });
 await dense.release();
 
 const header = [

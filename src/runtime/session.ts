@@ -77,18 +77,26 @@ export function buildLlamaOnnx(config: LlamaConfig, weights: LlamaWeights, optio
   return toOnnx(graph);
 }
 
+type RopeTables = ReturnType<typeof ropeTables>;
+/** One set of RoPE tables per model config, shared by its tier sessions (8 MB at 8k positions). */
+const ropeTablesOf = new WeakMap<LlamaConfig, RopeTables>();
+
 export class LlamaSession {
-  /** Whether the graph attends with GroupQueryAttention, returning q/k/v projections instead of the cache. */
-  private readonly gqa: boolean;
-  /** RoPE tables for the keys this session caches from the projections. */
-  private readonly rope: { cos: Float64Array; sin: Float64Array } | null;
+  /**
+   * With GroupQueryAttention (the graph returns q/k/v projections instead of the cache), the
+   * RoPE tables for the keys this session caches; null with the op-table attention.
+   */
+  private readonly gqaRope: RopeTables | null = null;
 
   private constructor(
     readonly config: LlamaConfig,
     private readonly session: ort.InferenceSession,
   ) {
-    this.gqa = attendsWithGqa(config);
-    this.rope = this.gqa ? ropeTables(config) : null;
+    if (attendsWithGqa(config)) {
+      let tables = ropeTablesOf.get(config);
+      if (!tables) ropeTablesOf.set(config, (tables = ropeTables(config)));
+      this.gqaRope = tables;
+    }
   }
 
   static async create(config: LlamaConfig, weights: LlamaWeights, options: OrtOptions = {}, graph: ServingGraphOptions = {}): Promise<LlamaSession> {
@@ -118,15 +126,15 @@ export class LlamaSession {
       logits_to_keep: new ort.Tensor('int64', BigInt64Array.of(BigInt(Math.min(logitsToKeep, n))), [1]),
       ...inputs,
     };
-    const past = this.gqa ? next : cache.contiguous();
+    const past = this.gqaRope ? next : cache.contiguous();
     for (let l = 0; l < this.config.numLayers; l++) {
       feeds[pastKeyName(l)] = past.keys[l];
       feeds[pastValueName(l)] = past.values[l];
     }
     const out = await this.session.run(feeds);
     const layers = Array.from({ length: this.config.numLayers }, (_, l) => l);
-    if (this.gqa) {
-      this.appendProjections(next, cache.length, layers.map((l) => out[projectionsName(l)].data as Float32Array));
+    if (this.gqaRope) {
+      this.appendProjections(next, cache.length, layers.map((l) => out[projectionsName(l)].data as Float32Array), this.gqaRope);
     } else {
       next.write(cache.length, layers.map((l) => out[presentKeyName(l)]), layers.map((l) => out[presentValueName(l)]));
     }
@@ -138,7 +146,7 @@ export class LlamaSession {
    * (rows of q + k + v): the keys with RoPE at their positions, as the graph's attention used
    * them, and the values as they are.
    */
-  private appendProjections(cache: KvCache, from: number, projections: Float32Array[]): void {
+  private appendProjections(cache: KvCache, from: number, projections: Float32Array[], rope: RopeTables): void {
     const { numHeads, numKvHeads, headDim } = this.config;
     const qWidth = numHeads * headDim;
     const kvWidth = numKvHeads * headDim;
@@ -148,7 +156,7 @@ export class LlamaSession {
       for (let position = from; position < cache.length; position++) {
         const row = (position - from) * width;
         key.set(y.subarray(row + qWidth, row + qWidth + kvWidth));
-        for (let h = 0; h < numKvHeads; h++) rotateHalf(key, h * headDim, position, this.rope!, headDim);
+        for (let h = 0; h < numKvHeads; h++) rotateHalf(key, h * headDim, position, rope, headDim);
         cache.writePosition(layer, position, key, y.subarray(row + qWidth + kvWidth, row + width));
       }
     }
