@@ -64,19 +64,19 @@ t.test('continuing an older snapshot copies it first and leaves the other contin
   holds(t, run(first, [6]), [1, 2, 3, 4, 6], 'first continuation, still appendable in place');
 });
 
-t.test('the buffers grow by half as many spare positions as they hold, up to the context length', async (t) => {
+t.test('the buffers grow by sqrt(6 * need) spare positions, up to the context length', async (t) => {
   const long = { ...shape, maxPositions: 200 };
   const prompt = Array.from({ length: 50 }, (_, i) => 10 + i);
   let cache = run(KvCache.empty(long), prompt);
-  t.equal(cache.capacity, 75, '50 positions and 25 spare');
+  t.equal(cache.capacity, 68, '50 positions and 18 spare');
   const filled = cache.keys[0];
-  const spare = Array.from({ length: 25 }, (_, i) => 100 + i);
+  const spare = Array.from({ length: 18 }, (_, i) => 100 + i);
   cache = run(cache, spare);
   t.equal(cache.keys[0], filled, 'the spare positions fill in place');
   cache = run(cache, [4]);
-  t.same([cache.capacity, cache.keys[0] === filled], [76 + 38, false], 'the next one moves them into new buffers with room to spare again');
+  t.same([cache.capacity, cache.keys[0] === filled], [69 + 21, false], 'the next one moves them into new buffers with room to spare again');
   holds(t, cache, [...prompt, ...spare, 4], 'after growing');
-  cache = run(cache, Array.from({ length: 124 }, (_, i) => 200 + i));
+  cache = run(cache, Array.from({ length: 131 }, (_, i) => 200 + i));
   t.equal(cache.capacity, 200, 'never more than the context length');
   t.throws(() => cache.append(15), RangeError, 'a cache cannot outgrow the context');
   t.equal(KvCache.empty(shape, 1000).capacity, 40, 'nor start past it');
