@@ -1,9 +1,9 @@
 /**
  * The LLaMA-family decoder (LLaMA, Mistral, Qwen2, SmolLM, TinyLlama) on the graph builder,
  * forward only. One definition yields every graph the product runs:
- * - serving: KV cache in as `past_key_values.*`; the new positions' keys and values out as
- *   `present.*`, or with GroupQueryAttention as each layer's q/k/v projections (`qkv.*`, see
- *   `gqaAttention`); `logits_to_keep` says how many of the last positions get logits (1 when
+ * - serving: KV cache in as `past_key_values.*` and out as `present.*` (past and new
+ *   positions), or with GroupQueryAttention only each layer's q/k/v projections out (`qkv.*`,
+ *   see `gqaAttention`); `logits_to_keep` says how many of the last positions get logits (1 when
  *   generating, the whole prompt for its logprobs);
  * - attribution and training: no cache, logits at every position, and hooks on each layer's
  *   MLP activations and attention heads through which autodiff takes gradients.
@@ -51,8 +51,7 @@ export interface LlamaGraphOptions {
    * fixed cost is per kernel, and does not shrink with pruning). Each residual add and the
    * RMSNorm after it are one SkipSimplifiedLayerNormalization; q/k/v are one MatMul, and so are
    * gate/up; with a cache, attention is GroupQueryAttention (`attendsWithGqa`), else RoPE is
-   * RotaryEmbedding and the query and attention-output layouts
-   * take one Transpose each. The weight products are the same as without it.
+   * RotaryEmbedding and the query and attention-output layouts take one Transpose each. The weight products are the same as without it.
    */
   fused?: boolean;
   /**
@@ -298,8 +297,8 @@ export class LlamaBuilder {
    * multiples of 16 it also applies RoPE, to the packed q/k/v product.
    *
    * The graph returns the packed product (`qkv.{l}`), not the kernel's present cache: the
-   * caller applies RoPE to the new keys and appends them and the values to its own buffers
-   * (`rotateHalf`). ONNX Runtime's Node binding copies every output it returns into a new
+   * session applies RoPE to the new keys and appends them and the values to its own buffers
+   * (`LlamaSession.appendProjections`). ONNX Runtime's Node binding copies every output it returns into a new
    * ArrayBuffer, even one the caller preallocated, so returning the cache would cost a copy
    * of its whole capacity, and the garbage collections those buffers bring, on every step.
    * The kernel's own present, left unread, costs a copy of the filled positions in native

@@ -123,7 +123,11 @@ export class KvCache {
     return { keys: this.buffers.keys.map(copy), values: this.buffers.values.map(copy) };
   }
 
-  /** Writes one position of one layer: its keys and its values, each [kvHeads * headDim] (head after head). */
+  /**
+   * Writes one position of one layer, a position this snapshot claimed (in [length - n,
+   * length) after `append(n)`): its keys and its values, each [kvHeads * headDim], head after
+   * head.
+   */
   writePosition(layer: number, position: number, keys: Float32Array, values: Float32Array): void {
     const { numKvHeads, headDim } = this.buffers.shape;
     const k = this.buffers.keys[layer].data as Float32Array;
