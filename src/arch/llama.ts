@@ -51,7 +51,8 @@ export interface LlamaGraphOptions {
    * fixed cost is per kernel, and does not shrink with pruning). Each residual add and the
    * RMSNorm after it are one SkipSimplifiedLayerNormalization; q/k/v are one MatMul, and so are
    * gate/up; with a cache, attention is GroupQueryAttention (`attendsWithGqa`), else RoPE is
-   * RotaryEmbedding and the query and attention-output layouts take one Transpose each. The weight products are the same as without it.
+   * RotaryEmbedding and the query and attention-output layouts take one Transpose each. The
+   * weight products are the same as without it.
    */
   fused?: boolean;
   /**
@@ -98,8 +99,25 @@ export function sideBySide(ts: HostTensor[]): Float32Array {
   return out;
 }
 
-/** cos and sin of every position for the rotate-half RoPE convention: [maxPositions, headDim]. */
-export function ropeTables(config: LlamaConfig): { cos: Float64Array; sin: Float64Array } {
+/** cos and sin of every position for the rotate-half RoPE convention: [maxPositions, headDim] each. */
+export interface RopeTables {
+  readonly cos: Float64Array;
+  readonly sin: Float64Array;
+}
+
+/**
+ * One set per model config, shared by every graph built for it and by its sessions, which
+ * cache keys with them (8 MB at 8k positions); nothing writes to them.
+ */
+const ropeTablesOf = new WeakMap<LlamaConfig, RopeTables>();
+
+export function ropeTables(config: LlamaConfig): RopeTables {
+  let tables = ropeTablesOf.get(config);
+  if (!tables) ropeTablesOf.set(config, (tables = computeRopeTables(config)));
+  return tables;
+}
+
+function computeRopeTables(config: LlamaConfig): RopeTables {
   const { headDim, maxPositions, ropeTheta } = config;
   const half = headDim / 2;
   const cos = new Float64Array(maxPositions * headDim);
@@ -119,7 +137,7 @@ export function ropeTables(config: LlamaConfig): { cos: Float64Array; sin: Float
  * RoPE in place on one head's vector (`headDim` values of `x` from `offset`) at `position`,
  * from `ropeTables`: what the graph's RoPE does, for keys the caller caches itself.
  */
-export function rotateHalf(x: Float32Array, offset: number, position: number, tables: { cos: Float64Array; sin: Float64Array }, headDim: number): void {
+export function rotateHalf(x: Float32Array, offset: number, position: number, tables: RopeTables, headDim: number): void {
   const half = headDim / 2;
   const row = position * headDim;
   for (let i = 0; i < half; i++) {
@@ -298,9 +316,10 @@ export class LlamaBuilder {
    *
    * The graph returns the packed product (`qkv.{l}`), not the kernel's present cache: the
    * session applies RoPE to the new keys and appends them and the values to its own buffers
-   * (`LlamaSession.appendProjections`). ONNX Runtime's Node binding copies every output it returns into a new
-   * ArrayBuffer, even one the caller preallocated, so returning the cache would cost a copy
-   * of its whole capacity, and the garbage collections those buffers bring, on every step.
+   * (`LlamaSession.appendProjections`). ONNX Runtime's Node binding copies every output it
+   * returns into a new ArrayBuffer, even one the caller preallocated, so returning the cache
+   * would cost a copy of its whole capacity, and the garbage collections those buffers bring,
+   * on every step.
    * The kernel's own present, left unread, costs a copy of the filled positions in native
    * memory.
    */

@@ -17,9 +17,9 @@ import type { LlamaConfig } from '../model/types.js';
  * The capacity buffers grow to when `need` positions do not fit. A step costs a little per
  * position of capacity, filled or not (about 2 us at SmolLM2-135M's shape: GroupQueryAttention
  * allocates its present cache at the past buffer's size; s80 decode at capacity 256 and 2048
- * took 17.3-19.2 and 21.8-22.1 ms), and growing copies the `need` positions (about 6.6 us
- * each, 46 KB at 7 GB/s): copying a position costs about 3 times what a step pays for a spare
- * one. With s spare positions, a step pays for s/2 of them on average and for a growth's copy
+ * took 17.3-19.2 and 21.8-22.1 ms), and growing copies the `need` positions (46 KB each:
+ * about 6.6 us at the 7 GB/s a typed-array copy reached on this machine): copying a position
+ * costs about 3 times what a step pays for a spare one. With s spare positions, a step pays for s/2 of them on average and for a growth's copy
  * every s steps: s = sqrt(2 * 3 * need) minimises the sum.
  */
 function grownCapacity(need: number, maxPositions: number): number {

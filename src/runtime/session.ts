@@ -1,6 +1,6 @@
 /** One ONNX Runtime session of a LLaMA-family graph, with its KV cache threaded through calls. */
 import * as ort from 'onnxruntime-node';
-import { attendsWithGqa, LlamaBuilder, pastKeyName, pastValueName, presentKeyName, presentValueName, projectionsName, ropeTables, rotateHalf } from '../arch/llama.js';
+import { attendsWithGqa, LlamaBuilder, pastKeyName, pastValueName, presentKeyName, presentValueName, projectionsName, ropeTables, rotateHalf, type RopeTables } from '../arch/llama.js';
 import { Graph } from '../graph/graph.js';
 import { toOnnx } from '../graph/onnx.js';
 import type { Value } from '../graph/types.js';
@@ -77,26 +77,18 @@ export function buildLlamaOnnx(config: LlamaConfig, weights: LlamaWeights, optio
   return toOnnx(graph);
 }
 
-type RopeTables = ReturnType<typeof ropeTables>;
-/** One set of RoPE tables per model config, shared by its tier sessions (8 MB at 8k positions). */
-const ropeTablesOf = new WeakMap<LlamaConfig, RopeTables>();
-
 export class LlamaSession {
   /**
    * With GroupQueryAttention (the graph returns q/k/v projections instead of the cache), the
    * RoPE tables for the keys this session caches; null with the op-table attention.
    */
-  private readonly gqaRope: RopeTables | null = null;
+  private readonly gqaRope: RopeTables | null;
 
   private constructor(
     readonly config: LlamaConfig,
     private readonly session: ort.InferenceSession,
   ) {
-    if (attendsWithGqa(config)) {
-      let tables = ropeTablesOf.get(config);
-      if (!tables) ropeTablesOf.set(config, (tables = ropeTables(config)));
-      this.gqaRope = tables;
-    }
+    this.gqaRope = attendsWithGqa(config) ? ropeTables(config) : null;
   }
 
   static async create(config: LlamaConfig, weights: LlamaWeights, options: OrtOptions = {}, graph: ServingGraphOptions = {}): Promise<LlamaSession> {
