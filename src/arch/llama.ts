@@ -38,6 +38,11 @@ export interface LlamaGraphOptions {
    * intermediate]); what it returns flows on. Attribution scales and records it here.
    */
   onMlpActivation?(layer: number, a: Value): Value;
+  /**
+   * Called with each layer's MLP input (the normalised hidden state, [batch, seq, hidden]);
+   * what it returns flows on. Per-token selectors read it, and their training records it.
+   */
+  onMlpInput?(layer: number, x: Value): Value;
   /** Called with each layer's per-head attention output ([batch, seq, heads, headDim]). */
   onHeadOutput?(layer: number, o: Value): Value;
   /**
@@ -402,6 +407,7 @@ export class LlamaBuilder {
   mlp(x: Value, w: LayerWeights, layer: number): Value {
     const { g } = this;
     const p = `model.layers.${layer}.mlp`;
+    if (this.options.onMlpInput) x = this.options.onMlpInput(layer, x);
     const [gate, up] = this.fused ? this.gateUp(x, w, p) : [this.linear(x, w.gate, `${p}.gate_proj`), this.linear(x, w.up, `${p}.up_proj`)];
     let a = g.mul(g.mul(gate, g.sigmoid(gate)), up);
     if (this.options.onMlpActivation) a = this.options.onMlpActivation(layer, a);
