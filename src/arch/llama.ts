@@ -11,6 +11,7 @@
 import type { Graph } from '../graph/graph.js';
 import type { DType, Value } from '../graph/types.js';
 import type { HostTensor, LayerWeights, LlamaConfig, LlamaWeights } from '../model/types.js';
+import { TOKEN_BLOCKS, tokenMlp, type TokenSelection } from './token-mlp.js';
 
 const INT64_MAX_SAFE = Number.MAX_SAFE_INTEGER;
 /** Added to masked attention scores; exp() of it underflows to exactly 0. */
@@ -65,6 +66,11 @@ export interface LlamaGraphOptions {
    * neurons' rows once and feeds them to every step). Shapes come from the weights given.
    */
   mlpInputs?: boolean;
+  /**
+   * Serving: each position of each layer selects its own MLP neurons before the MLP runs, and
+   * only those are read (src/arch/token-mlp.ts). Adds the input `token_blocks`.
+   */
+  tokenSelection?: TokenSelection;
 }
 
 const MLP_WEIGHT = /\.mlp\.(gate|up|down|gate_up)_proj\.weight$/;
@@ -194,6 +200,8 @@ export class LlamaBuilder {
   readonly fused: boolean;
   /** With `trainable`, the weights as inputs, by Hugging Face tensor name. */
   readonly parameters = new Map<string, Parameter>();
+  /** With `tokenSelection`, the `token_blocks` input (blocks of neurons each layer keeps per token). */
+  private tokenBlocks: Value | null = null;
 
   constructor(
     readonly g: Graph,
@@ -408,6 +416,11 @@ export class LlamaBuilder {
     const { g } = this;
     const p = `model.layers.${layer}.mlp`;
     if (this.options.onMlpInput) x = this.options.onMlpInput(layer, x);
+    const selection = this.options.tokenSelection;
+    if (selection) {
+      this.tokenBlocks ??= g.input(TOKEN_BLOCKS, 'int64', [1]);
+      return tokenMlp(g, this.config, x, w, layer, selection, this.tokenBlocks, () => transposed(w.gate));
+    }
     const [gate, up] = this.fused ? this.gateUp(x, w, p) : [this.linear(x, w.gate, `${p}.gate_proj`), this.linear(x, w.up, `${p}.up_proj`)];
     let a = g.mul(g.mul(gate, g.sigmoid(gate)), up);
     if (this.options.onMlpActivation) a = this.options.onMlpActivation(layer, a);

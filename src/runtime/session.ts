@@ -1,5 +1,6 @@
 /** One ONNX Runtime session of a LLaMA-family graph, with its KV cache threaded through calls. */
 import * as ort from 'onnxruntime-node';
+import { selectedName, type TokenSelection } from '../arch/token-mlp.js';
 import { attendsWithGqa, LlamaBuilder, pastKeyName, pastValueName, presentKeyName, presentValueName, projectionsName, ropeTables, rotateHalf, type RopeTables } from '../arch/llama.js';
 import { Graph } from '../graph/graph.js';
 import { toOnnx } from '../graph/onnx.js';
@@ -51,6 +52,11 @@ export interface ForwardResult {
   /** Logits of the last `logitsToKeep` positions, row after row ([logitsToKeep, vocab]). */
   logits: Float32Array;
   cache: KvCache;
+  /**
+   * With per-token selection and `outputSelected`: per layer, the blocks each new position
+   * kept ([positions, kept blocks], row after row).
+   */
+  selected?: BigInt64Array[];
 }
 
 /** Multiplier of layer l's MLP activations, [batch, seq, intermediate], in a graph built with `mlpMask`. */
@@ -65,6 +71,8 @@ export interface ServingGraphOptions {
    * evaluation can give every token its own neuron set.
    */
   mlpMask?: boolean;
+  /** Each position selects its own MLP neurons inside the graph (per-token activation). */
+  tokenSelection?: TokenSelection;
 }
 
 /** The serving graph: KV cache in and out, logits of the last `logits_to_keep` positions. */
@@ -73,7 +81,7 @@ export function buildLlamaOnnx(config: LlamaConfig, weights: LlamaWeights, optio
   const onMlpActivation = options.mlpMask
     ? (layer: number, a: Value) => graph.mul(a, graph.input(mlpMaskName(layer), 'float32', ['batch', 'seq', config.intermediateSize]))
     : undefined;
-  graph.output(new LlamaBuilder(graph, config, { cache: true, fused: true, mlpInputs: options.mlpInputs, onMlpActivation }).build(weights), 'logits');
+  graph.output(new LlamaBuilder(graph, config, { cache: true, fused: true, mlpInputs: options.mlpInputs, onMlpActivation, tokenSelection: options.tokenSelection }).build(weights), 'logits');
   return toOnnx(graph);
 }
 
@@ -130,7 +138,8 @@ export class LlamaSession {
     } else {
       next.write(cache.length, layers.map((l) => out[presentKeyName(l)]), layers.map((l) => out[presentValueName(l)]));
     }
-    return { logits: out.logits.data as Float32Array, cache: next };
+    const selected = out[selectedName(0)] ? layers.map((l) => out[selectedName(l)].data as BigInt64Array) : undefined;
+    return { logits: out.logits.data as Float32Array, cache: next, ...(selected && { selected }) };
   }
 
   /**

@@ -1,0 +1,95 @@
+/**
+ * Per-token selection inside the serving graph computes what the dense graph computes with
+ * every other neuron zeroed at that position: the masked graph, fed the very sets the
+ * selecting graph reports, gives the same logits, in a prompt pass (every position selects its
+ * own neurons) and in decode steps over a cache.
+ */
+import t from 'tap';
+import { defaultBlock, gateFirstWeights, neuronMajorDown, type PredictorWeights, type TokenSelection } from '../../src/arch/token-mlp.js';
+import { loadModelDir } from '../../src/model/load.js';
+import { createRng } from '../../src/random.js';
+import { LlamaSession, mlpMaskName } from '../../src/runtime/session.js';
+import * as ort from 'onnxruntime-node';
+import { join } from 'node:path';
+import { PROJECT_ROOT } from '../../src/project.js';
+
+const { config, weights } = await loadModelDir(join(PROJECT_ROOT, 'models', 'stories260K'));
+const F = config.intermediateSize;
+const B = defaultBlock(F);
+const masked = await LlamaSession.create(config, weights, { intraOpThreads: 1 }, { mlpMask: true });
+t.teardown(() => masked.release());
+
+/** Masks from the selecting graph's reported blocks: [layers][positions * F]. */
+function masksOf(selected: BigInt64Array[], positions: number, B: number): Record<string, ort.Tensor> {
+  const feeds: Record<string, ort.Tensor> = {};
+  selected.forEach((blocks, l) => {
+    const mask = new Float32Array(positions * F);
+    const kept = blocks.length / positions;
+    for (let p = 0; p < positions; p++) {
+      for (let j = 0; j < kept; j++) mask.fill(1, p * F + Number(blocks[p * kept + j]) * B, p * F + (Number(blocks[p * kept + j]) + 1) * B);
+    }
+    feeds[mlpMaskName(l)] = new ort.Tensor('float32', mask, [1, positions, F]);
+  });
+  return feeds;
+}
+
+const rand = createRng(11);
+const gaussian = (n: number, scale: number) => Float32Array.from({ length: n }, () => (rand() * 2 - 1) * scale);
+const rank = 8;
+const predictor: PredictorWeights[] = weights.layers.map(() => ({ a: gaussian(config.hiddenSize * rank, 0.3), b: gaussian(rank * F, 0.3), bias: gaussian(F, 0.1) }));
+
+const selections: TokenSelection[] = [
+  { selector: 'gate', block: B, outputSelected: true },
+  { selector: 'predictor', block: B, rank, layers: predictor, outputSelected: true },
+  { selector: 'gate', block: 1, outputSelected: true },
+];
+
+for (const selection of selections) {
+  t.test(`${selection.selector}, blocks of ${selection.block}: equal to the dense graph masked with the same sets`, async (t) => {
+    const session = await LlamaSession.create(config, weights, { intraOpThreads: 1 }, { tokenSelection: selection });
+    t.teardown(() => session.release());
+    const nb = F / selection.block;
+    const keptBlocks = Math.round(0.3 * nb);
+    const blocks = { token_blocks: new ort.Tensor('int64', BigInt64Array.of(BigInt(keptBlocks)), [1]) };
+    const prompt = [1, 403, 407, 261, 378, 270, 1000 % config.vocabSize];
+
+    const sparse = await session.forward(prompt, session.emptyCache(), prompt.length, blocks);
+    t.equal(sparse.selected!.length, config.numLayers);
+    t.equal(sparse.selected![0].length, prompt.length * keptBlocks, 'each position keeps token_blocks blocks');
+    const perPosition = [...Array(prompt.length).keys()].map((p) => [...sparse.selected![0].subarray(p * keptBlocks, (p + 1) * keptBlocks)].join());
+    t.ok(new Set(perPosition).size > 1, 'positions choose different blocks');
+    const reference = await masked.forward(prompt, masked.emptyCache(), prompt.length, masksOf(sparse.selected!, prompt.length, selection.block));
+    // float32 sums in another order (gathered rows against the masked dense product): 1e-4 on
+    // logits of size ~10 is about 30 ulps.
+    t.ok(maxDiff(sparse.logits, reference.logits) < 1e-4, `prompt pass logits agree (max diff ${maxDiff(sparse.logits, reference.logits)})`);
+
+    let a = sparse;
+    let b = reference;
+    for (const token of [300, 301, 302]) {
+      a = await session.forward([token], a.cache, 1, blocks);
+      b = await masked.forward([token], b.cache, 1, masksOf(a.selected!, 1, selection.block));
+      t.ok(maxDiff(a.logits, b.logits) < 1e-4, `decode step logits agree (max diff ${maxDiff(a.logits, b.logits)})`);
+    }
+    const dense = await masked.forward(prompt, masked.emptyCache(), prompt.length, masksOf(weights.layers.map(() => BigInt64Array.from({ length: prompt.length * nb }, (_, i) => BigInt(i % nb))), prompt.length, selection.block));
+    t.ok(maxDiff(sparse.logits, dense.logits) > 1e-2, 'and the selection changes the output');
+  });
+}
+
+t.test('gate-first weights: the norms of each neuron\'s up row and down column', async (t) => {
+  const w = weights.layers[0];
+  const c = gateFirstWeights(w);
+  const down = neuronMajorDown(w);
+  const d = config.hiddenSize;
+  const norm = (xs: ArrayLike<number>) => Math.sqrt(Array.from(xs).reduce((s, x) => s + x * x, 0));
+  for (const i of [0, 5, F - 1]) {
+    const downColumn = Array.from({ length: d }, (_, h) => w.down.data[h * F + i]);
+    t.same(Array.from(down.subarray(i * d, (i + 1) * d)), downColumn, `row ${i} of the neuron-major down is column ${i}`);
+    t.ok(Math.abs(c[i] - norm(w.up.data.subarray(i * d, (i + 1) * d)) * norm(downColumn)) < 1e-5);
+  }
+});
+
+function maxDiff(x: Float32Array, y: Float32Array): number {
+  let m = 0;
+  for (let i = 0; i < x.length; i++) m = Math.max(m, Math.abs(x[i] - y[i]));
+  return m;
+}
