@@ -1,7 +1,9 @@
 /**
- * Accuracy against sparsity, for every metric and activation mode:
+ * Accuracy against sparsity, for every metric and activation mode, and for the per-token
+ * served selectors (mode `token`):
  *
  *   npm run eval -- [--model models/default] [--out docs/eval/default] [--limit N] [--fresh]
+ *                   [--modes oracle,prompt,static,token] [--selectors gate,predictor-cor_gxo]
  *
  * Writes OUT/results.json, OUT/README.md and SVG plots. Finished prompts and passages are kept
  * in OUT/progress.jsonl as they complete; started again with the same settings, the run resumes
@@ -21,6 +23,8 @@ import { PROJECT_ROOT } from '../project.js';
 import { readCalibrationFile } from '../sparsity/calibration.js';
 import { MASKS_FILE, readMaskFile } from '../sparsity/masks.js';
 import { METRICS } from '../sparsity/metrics.js';
+import { isSelector, SELECTORS, type Selector } from '../sparsity/selectors.js';
+import { tokenVariants } from '../eval/token.js';
 import { parseMetric, parsePositiveInt, parseSparsities } from './options.js';
 
 const list =
@@ -30,6 +34,11 @@ const list =
 function parseMode(value: string): Mode {
   if (!(MODES as readonly string[]).includes(value)) throw new InvalidArgumentError(`expected one of ${MODES.join(', ')}`);
   return value as Mode;
+}
+
+function parseSelector(value: string): Selector {
+  if (!isSelector(value)) throw new InvalidArgumentError(`expected one of ${SELECTORS.join(', ')}`);
+  return value;
 }
 
 const DEFAULT_SPARSITIES = Array.from({ length: 10 }, (_, i) => i / 10);
@@ -50,8 +59,9 @@ function git(args: string[]): string | null {
   }
 }
 
-interface Options extends UnitSettings {
+interface Options extends Omit<UnitSettings, 'tokenVariants'> {
   model: string;
+  selectors?: Selector[];
   out?: string;
   prompts: string[];
   passages: string;
@@ -70,6 +80,7 @@ const program = new Command('eval')
   .option('--calibration <file>', "calibration set for the static mode (default: the one the model's masks were made from)")
   .option('--metrics <list>', `comma-separated, of ${METRICS.join(', ')}`, list(parseMetric), [...METRICS])
   .option('--modes <list>', `comma-separated, of ${MODES.join(', ')}`, list(parseMode), [...MODES])
+  .option('--selectors <list>', `the token mode's selectors, comma-separated, of ${SELECTORS.join(', ')} (default: every one the model has)`, list(parseSelector))
   .option('--sparsities <list>', 'comma-separated MLP sparsities', parseSparsities, DEFAULT_SPARSITIES)
   .option('--max-tokens <n>', 'tokens generated per prompt at most', parsePositiveInt, 32)
   .option('--passage-tokens <n>', 'tokens of each held-out passage at most', parsePositiveInt, 128)
@@ -89,15 +100,17 @@ const program = new Command('eval')
     const calibrationFile = opts.calibration ?? defaultCalibration(model);
     if (!calibrationFile) throw new Error(`no calibration set: pass --calibration (the model has no ${MASKS_FILE} naming one in data/calibration/)`);
     const inputs = { promptSets, passages, calibration: readCalibrationFile(calibrationFile) };
+    const modes = MODES.filter((m) => opts.modes.includes(m));
     const settings: UnitSettings = {
       metrics: METRICS.filter((m) => opts.metrics.includes(m)),
-      modes: MODES.filter((m) => opts.modes.includes(m)),
+      modes,
       sparsities: opts.sparsities,
       maxTokens: opts.maxTokens,
       passageTokens: opts.passageTokens,
       passageContext: opts.passageContext,
       igSteps: opts.igSteps,
       calibrationMaxLength: opts.calibrationMaxLength,
+      tokenVariants: modes.includes('token') ? tokenVariants(model, opts.selectors) : [],
     };
     const out = opts.out ?? join(PROJECT_ROOT, 'docs', 'eval', basename(model.dir));
     mkdirSync(out, { recursive: true });

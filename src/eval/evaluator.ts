@@ -5,18 +5,26 @@
  * A prompt: the dense greedy continuation, then one greedy continuation per (mode, metric,
  * sparsity) with the prompt pass dense and the decode steps masked. A passage: the dense
  * negative log-likelihood of its tokens after a dense context, then the same under each neuron
- * set.
+ * set. The token mode adds, per (per-token variant, sparsity), the same through the serving
+ * graph's own per-token selection (src/eval/token.ts), and on passages the recall of the
+ * oracle's Corrected GxO sets by the blocks each position selected.
  */
 import type { LoadedModel } from '../model/load.js';
 import type { OrtOptions } from '../runtime/session.js';
 import { Attributor } from '../sparsity/attribution.js';
 import type { CalibrationSet } from '../sparsity/calibration.js';
 import { METRICS, type Metric } from '../sparsity/metrics.js';
+import { recall } from '../sparsity/recall.js';
 import { MaskedModel, type NeuronSet } from './masked-model.js';
 import { calibratedScores, neuronsAt, oracleScores, promptScores, rankings, type MetricScores, type Ranking } from './neuron-sets.js';
+import { TokenModel, variantName, type TokenVariant } from './token.js';
 
-export const MODES = ['oracle', 'prompt', 'static'] as const;
+export const MODES = ['oracle', 'prompt', 'static', 'token'] as const;
 export type Mode = (typeof MODES)[number];
+/** The modes that apply one neuron set (per position, prompt or calibration) through the masked graph. */
+export const SET_MODES = ['oracle', 'prompt', 'static'] as const;
+export type SetMode = (typeof SET_MODES)[number];
+export const setModes = (modes: readonly Mode[]): SetMode[] => SET_MODES.filter((m) => modes.includes(m));
 
 export interface UnitSettings {
   metrics: Metric[];
@@ -30,7 +38,12 @@ export interface UnitSettings {
   igSteps: number;
   /** Tokens per calibration sample at most (as `npm run calibrate --max-length`). */
   calibrationMaxLength: number;
+  /** The token mode's variants (src/eval/token.ts); evaluated when `modes` has 'token'. */
+  tokenVariants: TokenVariant[];
 }
+
+/** The token mode's variants a unit evaluates. */
+export const tokenModeVariants = (settings: UnitSettings): TokenVariant[] => (settings.modes.includes('token') ? settings.tokenVariants : []);
 
 export interface CalibrationUnit {
   kind: 'calibration';
@@ -43,7 +56,9 @@ export interface PromptUnit {
   index: number;
   promptTokens: number;
   dense: number[];
-  runs: { mode: Mode; metric: Metric; sparsity: number; tokens: number[] }[];
+  runs: { mode: SetMode; metric: Metric; sparsity: number; tokens: number[] }[];
+  /** Per-token served variants (named as `variantName`), at each sparsity. */
+  tokenRuns: { variant: string; sparsity: number; tokens: number[] }[];
 }
 
 export interface PassageUnit {
@@ -53,7 +68,13 @@ export interface PassageUnit {
   tokens: number;
   bytes: number;
   denseNats: number;
-  runs: { mode: Mode; metric: Metric; sparsity: number; nats: number }[];
+  runs: { mode: SetMode; metric: Metric; sparsity: number; nats: number }[];
+  /**
+   * Per-token served variants at each sparsity; `recall` (with the oracle mode only): the share
+   * of the oracle's Corrected GxO neurons (at the same sparsity) that the selected blocks
+   * cover, mean over the scored positions and layers.
+   */
+  tokenRuns: { variant: string; sparsity: number; nats: number; recall?: number }[];
 }
 
 export type Unit = CalibrationUnit | PromptUnit | PassageUnit;
@@ -68,16 +89,18 @@ export class Evaluator {
     private readonly masked: MaskedModel,
     private readonly attributor: Attributor,
     private readonly stepper: Attributor,
+    private readonly token: TokenModel[],
   ) {}
 
   static async create(model: LoadedModel, settings: UnitSettings, options: OrtOptions = {}): Promise<Evaluator> {
     const { config, weights } = model;
-    const [masked, attributor, stepper] = await Promise.all([
+    const [masked, attributor, stepper, ...token] = await Promise.all([
       MaskedModel.create(config, weights, options),
       Attributor.create(config, weights, options),
       Attributor.create(config, weights, options, { cache: true }),
+      ...tokenModeVariants(settings).map((v) => TokenModel.create(model, v, options)),
     ]);
-    return new Evaluator(model, settings, masked, attributor, stepper);
+    return new Evaluator(model, settings, masked as MaskedModel, attributor as Attributor, stepper as Attributor, token as TokenModel[]);
   }
 
   async calibration(set: CalibrationSet): Promise<CalibrationUnit> {
@@ -101,7 +124,7 @@ export class Evaluator {
     const read = [...prompt, ...dense.slice(0, steps - 1)];
     const sets = await this.sets(read, prompt.length, prompt, calibration);
     const runs: PromptUnit['runs'] = [];
-    for (const mode of this.settings.modes) {
+    for (const mode of setModes(this.settings.modes)) {
       for (const metric of this.settings.metrics) {
         for (const sparsity of this.settings.sparsities) {
           const tokens = await this.masked.greedy(prompt, {
@@ -113,7 +136,16 @@ export class Evaluator {
         }
       }
     }
-    return { kind: 'prompt', set, index, promptTokens: prompt.length, dense, runs };
+    const tokenRuns: PromptUnit['tokenRuns'] = [];
+    if (this.token.length > 0) {
+      const after = await this.masked.denseStep(prompt, this.masked.emptyCache());
+      for (const model of this.token) {
+        for (const sparsity of this.settings.sparsities) {
+          tokenRuns.push({ variant: variantName(model.variant), sparsity, tokens: await model.greedy(after, sparsity, steps, eos) });
+        }
+      }
+    }
+    return { kind: 'prompt', set, index, promptTokens: prompt.length, dense, runs, tokenRuns };
   }
 
   async passage(index: number, text: string, calibration: CalibrationUnit): Promise<PassageUnit> {
@@ -126,7 +158,7 @@ export class Evaluator {
     const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
     const denseNats = sum(await this.masked.nll(tokens, passageContext, () => null));
     const runs: PassageUnit['runs'] = [];
-    for (const mode of this.settings.modes) {
+    for (const mode of setModes(this.settings.modes)) {
       for (const metric of this.settings.metrics) {
         for (const sparsity of this.settings.sparsities) {
           const nats = sum(await this.masked.nll(tokens, passageContext, (p) => sets[mode](metric, sparsity, p)));
@@ -134,16 +166,40 @@ export class Evaluator {
         }
       }
     }
+    const tokenRuns: PassageUnit['tokenRuns'] = [];
+    if (this.token.length > 0) {
+      const { cache } = await this.masked.denseStep(context, this.masked.emptyCache());
+      const withOracle = this.settings.modes.includes('oracle');
+      for (const model of this.token) {
+        for (const sparsity of this.settings.sparsities) {
+          const { nats, kept } = await model.nll(tokens, cache, sparsity);
+          const run: PassageUnit['tokenRuns'][number] = { variant: variantName(model.variant), sparsity, nats: sum(nats) };
+          if (withOracle) {
+            let total = 0;
+            let count = 0;
+            kept.forEach((layers, q) => {
+              const oracle = sets.oracle('cor_gxo', sparsity, passageContext + q)!;
+              layers.forEach((neurons, l) => {
+                total += recall(neurons, oracle[l]);
+                count++;
+              });
+            });
+            run.recall = total / count;
+          }
+          tokenRuns.push(run);
+        }
+      }
+    }
     // The scored tokens are tokens[passageContext + 1 ..]: their bytes are what decoding them adds.
     const bytes = Buffer.byteLength(tokenizer.decode(tokens)) - Buffer.byteLength(tokenizer.decode(tokens.slice(0, passageContext + 1)));
-    return { kind: 'passage', index, tokens: tokens.length - passageContext - 1, bytes, denseNats, runs };
+    return { kind: 'passage', index, tokens: tokens.length - passageContext - 1, bytes, denseNats, runs, tokenRuns };
   }
 
   /**
    * Each mode's neuron sets for the positions of `read` from `start` on: the oracle's per
    * position, the prompt's from `prompt`, the static ones from the calibration.
    */
-  private async sets(read: number[], start: number, prompt: number[], calibration: CalibrationUnit): Promise<Record<Mode, SetSource>> {
+  private async sets(read: number[], start: number, prompt: number[], calibration: CalibrationUnit): Promise<Record<SetMode, SetSource>> {
     const { modes, igSteps } = this.settings;
     const constant = (r: Record<Metric, Ranking>): SetSource => {
       const cache = new Map<string, NeuronSet>();
@@ -156,7 +212,7 @@ export class Evaluator {
     const unavailable: SetSource = () => {
       throw new Error('mode not evaluated');
     };
-    const out: Record<Mode, SetSource> = { oracle: unavailable, prompt: unavailable, static: unavailable };
+    const out: Record<SetMode, SetSource> = { oracle: unavailable, prompt: unavailable, static: unavailable };
     if (modes.includes('static')) out.static = constant(rankings(fromJson(calibration.scores)));
     if (modes.includes('prompt')) out.prompt = constant(rankings(await promptScores(this.attributor, prompt, igSteps)));
     if (modes.includes('oracle')) {
@@ -172,7 +228,7 @@ export class Evaluator {
   }
 
   async release(): Promise<void> {
-    await Promise.all([this.masked.release(), this.attributor.release(), this.stepper.release()]);
+    await Promise.all([this.masked.release(), this.attributor.release(), this.stepper.release(), ...this.token.map((m) => m.release())]);
   }
 }
 

@@ -13,9 +13,10 @@ import type { Metric } from '../sparsity/metrics.js';
 import { bitsPerByte } from '../train/baseline.js';
 import { firstDivergence, tokenAgreement } from './agreement.js';
 import { corpusBleu } from './bleu.js';
-import type { Mode, UnitSettings } from './evaluator.js';
+import { setModes, tokenModeVariants, type SetMode, type UnitSettings } from './evaluator.js';
 import type { Origin } from './progress.js';
 import type { EvalInputs, EvalUnits } from './run.js';
+import { tokenKeptNeurons, variantName } from './token.js';
 
 export interface Provenance {
   command: string;
@@ -32,7 +33,7 @@ export interface Provenance {
 
 export interface GenerationRow {
   set: string;
-  mode: Mode;
+  mode: SetMode;
   metric: Metric;
   sparsity: number;
   /** Share of MLP neurons removed, as kept (rounded per layer). */
@@ -48,13 +49,38 @@ export interface GenerationRow {
 }
 
 export interface PerplexityRow {
-  mode: Mode;
+  mode: SetMode;
   metric: Metric;
   sparsity: number;
   mlpSparsity: number;
   flopSparsity: number;
   perplexity: number;
   bitsPerByte: number;
+}
+
+/** A per-token served variant's generations against the dense ones, as GenerationRow. */
+export interface TokenGenerationRow {
+  set: string;
+  variant: string;
+  sparsity: number;
+  /** Share of MLP neurons each token leaves out (whole blocks kept, so near `sparsity`). */
+  mlpSparsity: number;
+  bleu: number;
+  tokenAgreement: number;
+  firstDivergence: number;
+}
+
+export interface TokenPerplexityRow {
+  variant: string;
+  sparsity: number;
+  mlpSparsity: number;
+  perplexity: number;
+  bitsPerByte: number;
+  /**
+   * With the oracle mode: mean over the held-out passages' scored positions (weighted by
+   * positions) and layers of |selected ∩ oracle Corrected GxO set| / |oracle set|.
+   */
+  recall?: number;
 }
 
 export interface EvalResults {
@@ -75,6 +101,12 @@ export interface EvalResults {
   };
   generation: GenerationRow[];
   perplexity: PerplexityRow[];
+  /** The token mode, when it ran. */
+  token?: {
+    variants: { name: string; selector: string; block: number }[];
+    generation: TokenGenerationRow[];
+    perplexity: TokenPerplexityRow[];
+  };
 }
 
 export function summarize(model: LoadedModel, modelDir: string, settings: UnitSettings, inputs: EvalInputs, units: EvalUnits, provenance: Provenance): EvalResults {
@@ -92,7 +124,7 @@ export function summarize(model: LoadedModel, modelDir: string, settings: UnitSe
     const prompts = units.prompts.filter((u) => u.set === set.name);
     const references = prompts.map((u) => tokenizer.decode(u.dense));
     denseGeneration.push({ set: set.name, meanPromptTokens: mean(prompts.map((u) => u.promptTokens)), meanGeneratedTokens: mean(prompts.map((u) => u.dense.length)) });
-    for (const mode of settings.modes) {
+    for (const mode of setModes(settings.modes)) {
       for (const metric of settings.metrics) {
         for (const sparsity of settings.sparsities) {
           const outputs = prompts.map((u) => u.runs.find((r) => r.mode === mode && r.metric === metric && r.sparsity === sparsity)!.tokens);
@@ -115,13 +147,45 @@ export function summarize(model: LoadedModel, modelDir: string, settings: UnitSe
   const bytes = units.passages.reduce((n, u) => n + u.bytes, 0);
   const quality = (nats: number) => ({ perplexity: Math.exp(nats / tokens), bitsPerByte: bitsPerByte(nats, bytes) });
   const perplexity: PerplexityRow[] = [];
-  for (const mode of settings.modes) {
+  for (const mode of setModes(settings.modes)) {
     for (const metric of settings.metrics) {
       for (const sparsity of settings.sparsities) {
         const nats = units.passages.reduce((n, u) => n + u.runs.find((r) => r.mode === mode && r.metric === metric && r.sparsity === sparsity)!.nats, 0);
         perplexity.push({ mode, metric, sparsity, ...sparsityOf(sparsity), ...quality(nats) });
       }
     }
+  }
+
+  const variants = tokenModeVariants(settings);
+  let token: EvalResults['token'];
+  if (variants.length > 0) {
+    const I = config.intermediateSize;
+    const tokenGeneration: TokenGenerationRow[] = [];
+    const tokenPerplexity: TokenPerplexityRow[] = [];
+    for (const v of variants) {
+      const name = variantName(v);
+      for (const sparsity of settings.sparsities) {
+        const mlpSparsity = 1 - tokenKeptNeurons(I, v.block, sparsity) / I;
+        for (const set of inputs.promptSets) {
+          const prompts = units.prompts.filter((u) => u.set === set.name);
+          const outputs = prompts.map((u) => u.tokenRuns.find((r) => r.variant === name && r.sparsity === sparsity)!.tokens);
+          tokenGeneration.push({
+            set: set.name,
+            variant: name,
+            sparsity,
+            mlpSparsity,
+            bleu: corpusBleu(outputs.map((o) => tokenizer.decode(o)), [prompts.map((u) => tokenizer.decode(u.dense))]).score,
+            tokenAgreement: mean(outputs.map((o, i) => tokenAgreement(prompts[i].dense, o))),
+            firstDivergence: mean(outputs.map((o, i) => firstDivergence(prompts[i].dense, o))),
+          });
+        }
+        const runs = units.passages.map((u) => ({ u, run: u.tokenRuns.find((r) => r.variant === name && r.sparsity === sparsity)! }));
+        const row: TokenPerplexityRow = { variant: name, sparsity, mlpSparsity, ...quality(runs.reduce((n, x) => n + x.run.nats, 0)) };
+        if (runs.every((x) => x.run.recall !== undefined)) row.recall = runs.reduce((n, x) => n + x.run.recall! * x.u.tokens, 0) / tokens;
+        tokenPerplexity.push(row);
+      }
+    }
+    token = { variants: variants.map((v) => ({ name: variantName(v), ...v })), generation: tokenGeneration, perplexity: tokenPerplexity };
   }
 
   return {
@@ -142,6 +206,7 @@ export function summarize(model: LoadedModel, modelDir: string, settings: UnitSe
     dense: { generation: denseGeneration, ...quality(units.passages.reduce((n, u) => n + u.denseNats, 0)) },
     generation,
     perplexity,
+    ...(token && { token }),
   };
 }
 
@@ -161,13 +226,14 @@ export async function writeReport(dir: string, r: EvalResults): Promise<string[]
 
   const { settings } = r;
   const sets = r.inputs.promptSets.map((s) => s.name);
-  const at = (set: string, mode: Mode, metric: Metric, s: number) => r.generation.find((g) => g.set === set && g.mode === mode && g.metric === metric && g.sparsity === s);
+  const modes = setModes(settings.modes);
+  const at = (set: string, mode: SetMode, metric: Metric, s: number) => r.generation.find((g) => g.set === set && g.mode === mode && g.metric === metric && g.sparsity === s);
   const nearest = (s: number) => settings.sparsities.reduce((best, x) => (Math.abs(x - s) < Math.abs(best - s) ? x : best));
   const headline = nearest(0.8);
 
   const plots: string[] = [];
   for (const set of sets) {
-    for (const mode of settings.modes) {
+    for (const mode of modes) {
       const series = settings.metrics.map((metric) => ({
         name: METRIC_LABELS[metric],
         points: settings.sparsities.map((s) => ({ x: 1 - at(set, mode, metric, s)!.mlpSparsity, y: at(set, mode, metric, s)!.bleu })),
@@ -177,7 +243,7 @@ export async function writeReport(dir: string, r: EvalResults): Promise<string[]
       plots.push(name);
     }
   }
-  for (const mode of settings.modes) {
+  for (const mode of modes) {
     const series = settings.metrics.map((metric) => ({
       name: METRIC_LABELS[metric],
       points: r.perplexity.filter((p) => p.mode === mode && p.metric === metric).map((p) => ({ x: 1 - p.mlpSparsity, y: p.bitsPerByte })),
@@ -207,6 +273,7 @@ export async function writeReport(dir: string, r: EvalResults): Promise<string[]
     '',
     `Dense reference: ${r.dense.generation.map((g) => `${g.set}: ${g.meanPromptTokens.toFixed(1)} prompt tokens, ${g.meanGeneratedTokens.toFixed(1)} generated tokens on average`).join('; ')}. Held-out text: perplexity ${r.dense.perplexity.toFixed(2)}, ${r.dense.bitsPerByte.toFixed(3)} bits per byte.`,
     '',
+    ...(bestTokenSummary(r) ? [bestTokenSummary(r)!, ''] : []),
     `A held-out passage is scored after ${settings.passageContext} tokens of dense context; that context is also the prompt its **prompt** sets are attributed on, and each scored position's **oracle** set is attributed against the dense model's prediction there.`,
     '',
     `## Sparsity`,
@@ -220,14 +287,14 @@ export async function writeReport(dir: string, r: EvalResults): Promise<string[]
   );
   lines.push(`## Accuracy loss at ${pct(headline)} MLP sparsity (100 - BLEU)`, '');
   table(
-    ['metric', ...sets.flatMap((set) => settings.modes.map((mode) => `${set}, ${mode}`))],
-    settings.metrics.map((metric) => [METRIC_LABELS[metric], ...sets.flatMap((set) => settings.modes.map((mode) => f1(100 - at(set, mode, metric, headline)!.bleu)))]),
+    ['metric', ...sets.flatMap((set) => modes.map((mode) => `${set}, ${mode}`))],
+    settings.metrics.map((metric) => [METRIC_LABELS[metric], ...sets.flatMap((set) => modes.map((mode) => f1(100 - at(set, mode, metric, headline)!.bleu)))]),
   );
 
   const sparsityHeader = settings.sparsities.map((s) => pct(s));
   for (const set of sets) {
     lines.push(`## ${set}`, '');
-    for (const mode of settings.modes) {
+    for (const mode of modes) {
       lines.push(`### BLEU, ${mode} activation`, '', `![BLEU against activation ratio, ${set}, ${mode}](bleu-${set}-${mode}.svg)`, '');
       table(['metric \\ MLP sparsity', ...sparsityHeader], settings.metrics.map((metric) => [METRIC_LABELS[metric], ...settings.sparsities.map((s) => f1(at(set, mode, metric, s)!.bleu))]));
     }
@@ -235,20 +302,105 @@ export async function writeReport(dir: string, r: EvalResults): Promise<string[]
     lines.push('### Token agreement and first divergence', '', 'Share of positions with the dense token; in brackets the mean position of the first differing token.', '');
     table(
       ['mode', 'metric', ...shown.map(pct)],
-      settings.modes.flatMap((mode) =>
+      modes.flatMap((mode) =>
         settings.metrics.map((metric) => [mode, METRIC_LABELS[metric], ...shown.map((s) => `${pct(at(set, mode, metric, s)!.tokenAgreement)} (${f1(at(set, mode, metric, s)!.firstDivergence)})`)]),
       ),
     );
   }
 
   lines.push('## Held-out text', '', `Dense: perplexity ${r.dense.perplexity.toFixed(2)}, ${r.dense.bitsPerByte.toFixed(3)} bits per byte. Each cell: perplexity.`, '');
-  for (const mode of settings.modes) {
+  for (const mode of modes) {
     lines.push(`### ${mode} activation`, '', `![bits per byte against activation ratio, ${mode}](bits-per-byte-${mode}.svg)`, '');
     table(
       ['metric \\ MLP sparsity', ...sparsityHeader],
       settings.metrics.map((metric) => [METRIC_LABELS[metric], ...settings.sparsities.map((s) => r.perplexity.find((x) => x.mode === mode && x.metric === metric && x.sparsity === s)!.perplexity.toFixed(2))]),
     );
   }
+  if (r.token) tokenSection(r, lines, table);
   write('README.md', lines.join('\n'));
   return files;
+}
+
+const near = (a: number, b: number) => Math.abs(a - b) < 1e-9;
+
+/** The per-token variant with the lowest held-out perplexity at `sparsity`, as one sentence. */
+function bestTokenLine(r: EvalResults, sparsity: number): string | null {
+  const rows = r.token!.perplexity.filter((p) => near(p.sparsity, sparsity));
+  if (rows.length === 0) return null;
+  const best = rows.reduce((a, b) => (b.perplexity < a.perplexity ? b : a));
+  const rel = (best.perplexity / r.dense.perplexity - 1) * 100;
+  return `at ${pct(sparsity)}, \`${best.variant}\` (perplexity ${best.perplexity.toFixed(2)}, ${rel >= 0 ? '+' : ''}${rel.toFixed(1)}% against dense)`;
+}
+
+/** The line naming the best per-token variant at 50% and 80% (or whatever of them ran). */
+export function bestTokenSummary(r: EvalResults): string | null {
+  if (!r.token) return null;
+  const parts = [0.5, 0.8].map((s) => bestTokenLine(r, s)).filter((x): x is string => x !== null);
+  return parts.length > 0 ? `Best per-token served variant by held-out perplexity: ${parts.join('; ')}.` : null;
+}
+
+function tokenSection(r: EvalResults, lines: string[], table: (header: string[], rows: string[][]) => void): void {
+  const token = r.token!;
+  const { settings } = r;
+  const modes = setModes(settings.modes);
+  const wanted = [0.25, 0.5, 0.7, 0.8, 0.9];
+  let shown = settings.sparsities.filter((s) => wanted.some((w) => near(w, s)));
+  if (shown.length === 0) shown = settings.sparsities.filter((s) => s > 0);
+  if (shown.length === 0) shown = settings.sparsities;
+  const compared = (['cor_gxo', 'magnitude'] as Metric[]).filter((m) => settings.metrics.includes(m));
+  const header = ['', ...shown.map(pct)];
+  const sets = r.inputs.promptSets.map((s) => s.name);
+  const tokenCell = (name: string, s: number, f: (p: TokenPerplexityRow) => string) => {
+    const row = token.perplexity.find((p) => p.variant === name && near(p.sparsity, s));
+    return row ? f(row) : '';
+  };
+  const setCell = (mode: SetMode, metric: Metric, s: number, f: (p: PerplexityRow) => string) => {
+    const row = r.perplexity.find((p) => p.mode === mode && p.metric === metric && near(p.sparsity, s));
+    return row ? f(row) : '';
+  };
+
+  lines.push(
+    '## Per-token served activation',
+    '',
+    'Each variant `token:<selector>/<block>` runs the serving graph with per-token selection inside it (`src/arch/token-mlp.ts`), as the server does with `activation: "token"`: the prompt pass runs dense, then every decode step (and every scored position of a held-out passage) keeps its own top blocks of `<block>` consecutive neurons per layer, scored by the gate projection (`gate`) or by a learned low-rank predictor trained on Corrected GxO or magnitude labels (`predictor-*`). The kept share is whole blocks, `keptBlocks` of `src/sparsity/selectors.ts`. Rows below the variants are the masked modes of the same metric at the same sparsity, for comparison.',
+    '',
+  );
+  const best = bestTokenSummary(r);
+  if (best) lines.push(best, '');
+
+  const variantRows = (f: (p: TokenPerplexityRow) => string) => token.variants.map((v) => [`\`${v.name}\``, ...shown.map((s) => tokenCell(v.name, s, f))]);
+  const modeRows = (f: (p: PerplexityRow) => string) => modes.flatMap((mode) => compared.map((metric) => [`${mode}, ${METRIC_LABELS[metric]}`, ...shown.map((s) => setCell(mode, metric, s, f))]));
+  lines.push(`### Held-out text: perplexity (bits per byte)`, '', `Dense: perplexity ${r.dense.perplexity.toFixed(2)}, ${r.dense.bitsPerByte.toFixed(3)} bits per byte.`, '');
+  const quality = (p: { perplexity: number; bitsPerByte: number }) => `${p.perplexity.toFixed(2)} (${p.bitsPerByte.toFixed(3)})`;
+  table(['variant \\ MLP sparsity', ...header.slice(1)], [...variantRows(quality), ...modeRows(quality)]);
+
+  for (const set of sets) {
+    lines.push(`### ${set}: BLEU against dense (token agreement)`, '');
+    const gen = (g: { bleu: number; tokenAgreement: number } | undefined) => (g ? `${f1(g.bleu)} (${pct(g.tokenAgreement)})` : '');
+    table(
+      ['variant \\ MLP sparsity', ...header.slice(1)],
+      [
+        ...token.variants.map((v) => [`\`${v.name}\``, ...shown.map((s) => gen(token.generation.find((g) => g.set === set && g.variant === v.name && near(g.sparsity, s))))]),
+        ...modes.flatMap((mode) =>
+          compared.map((metric) => [`${mode}, ${METRIC_LABELS[metric]}`, ...shown.map((s) => gen(r.generation.find((g) => g.set === set && g.mode === mode && g.metric === metric && near(g.sparsity, s))))]),
+        ),
+      ],
+    );
+  }
+
+  if (token.perplexity.some((p) => p.recall !== undefined)) {
+    lines.push(
+      '### Recall of the oracle\'s Corrected GxO sets',
+      '',
+      "On the held-out passages' scored positions (teacher-forced, so every variant sees the same positions as the oracle): the share of the oracle's top Corrected GxO neurons at the same sparsity that the blocks a position selected cover, mean over positions and layers. A block counts as all of its neurons.",
+      '',
+    );
+    table(['variant \\ MLP sparsity', ...header.slice(1)], variantRows((p) => (p.recall === undefined ? '' : pct(p.recall))));
+  }
+  const blocks = [...new Set(token.variants.map((v) => v.block))].filter((b) => b > 1);
+  const removed = (block: number) => {
+    const name = token.variants.find((v) => v.block === block)!.name;
+    return shown.map((s) => `${pct(s)} → ${(100 * Number(tokenCell(name, s, (p) => String(p.mlpSparsity)))).toFixed(1)}%`).join(', ');
+  };
+  if (blocks.length > 0) lines.push(`Whole blocks are kept, so the share of MLP neurons a token leaves out is near the nominal sparsity: ${blocks.map((b) => `blocks of ${b}: ${removed(b)}`).join('; ')}.`, '');
 }

@@ -11,6 +11,7 @@ import type { OrtOptions } from '../runtime/session.js';
 import { readCalibrationFile, type CalibrationSet } from '../sparsity/calibration.js';
 import { Evaluator, type CalibrationUnit, type PassageUnit, type PromptUnit, type Unit, type UnitSettings } from './evaluator.js';
 import { ProgressFile } from './progress.js';
+import { predictorHashes } from './token.js';
 
 export interface InputFile {
   file: string;
@@ -58,6 +59,7 @@ export function settingsKey(model: LoadedModel, settings: UnitSettings, inputs: 
       JSON.stringify({
         model: model.weightsHash,
         settings,
+        ...(settings.modes.includes('token') && { predictors: predictorHashes(model, settings.tokenVariants) }),
         prompts: inputs.promptSets.map((s) => [s.sha256, s.prompts.length]),
         passages: [inputs.passages.sha256, inputs.passages.texts.length],
         calibration: inputs.calibration.sha256,

@@ -12,6 +12,8 @@ import { Evaluator, MODES, type Unit, type UnitSettings } from '../../src/eval/e
 import { MaskedModel } from '../../src/eval/masked-model.js';
 import { calibratedScores, neuronsAt, oracleScores, promptScores, rankings } from '../../src/eval/neuron-sets.js';
 import { ProgressFile } from '../../src/eval/progress.js';
+import { tokenVariants, variantName } from '../../src/eval/token.js';
+import { keptBlocks, tokenSelection } from '../../src/sparsity/selectors.js';
 import { runEvaluation, type EvalInputs } from '../../src/eval/run.js';
 import { loadModelDir } from '../../src/model/load.js';
 import { loadServedModel } from '../../src/runtime/engine.js';
@@ -132,7 +134,7 @@ t.test('perplexity in one pass equals decoding each position with its own mask',
 t.test('a run resumes from its progress file: finished units are not redone, and results are the same', async (t) => {
   const out = mkdtempSync(join(tmpdir(), 'eval-run-'));
   t.teardown(() => rmSync(out, { recursive: true, force: true }));
-  const settings: UnitSettings = { metrics: ['magnitude', 'cor_gxo'], modes: [...MODES], sparsities: [0, 0.5], maxTokens: 6, passageTokens: 24, passageContext: 8, igSteps: 2, calibrationMaxLength: 32 };
+  const settings: UnitSettings = { metrics: ['magnitude', 'cor_gxo'], modes: [...MODES], sparsities: [0, 0.5], maxTokens: 6, passageTokens: 24, passageContext: 8, igSteps: 2, calibrationMaxLength: 32, tokenVariants: [] };
   const inputs: EvalInputs = {
     promptSets: [{ name: 'p', file: 'inline', sha256: '', prompts: ['the cat sat', 'one two three'] }],
     passages: { file: 'inline', sha256: '', texts: ['a dog ran in the park and barked and she said that it would rain today on the mat'] },
@@ -165,8 +167,44 @@ t.test('a run resumes from its progress file: finished units are not redone, and
   t.same(second, first, 'with the same results');
 });
 
+t.test('token mode: the served per-token graph keeping every block is the dense model; fewer blocks are not', async (t) => {
+  const variants = tokenVariants(model);
+  t.same(variants.map(variantName), ['token:gate/1', 'token:gate/4'], 'gate-first at single neurons and at the default block (100 neurons: 4); no predictor here');
+  const settings: UnitSettings = { metrics: ['cor_gxo'], modes: ['oracle', 'token'], sparsities: [0, 0.5], maxTokens: 8, passageTokens: 24, passageContext: 8, igSteps: 1, calibrationMaxLength: 16, tokenVariants: variants };
+  const evaluator = await Evaluator.create(model, settings, ortOptions);
+  t.teardown(() => evaluator.release());
+  const calibration = await evaluator.calibration(CALIBRATION_SET);
+  const unit = await evaluator.prompt('p', 0, 'the cat sat on the mat and', calibration);
+  t.equal(unit.runs.length, 2, 'the oracle runs as before');
+  t.equal(unit.tokenRuns.length, 2 * 2, 'variants x sparsities');
+  for (const run of unit.tokenRuns.filter((r) => r.sparsity === 0)) t.same(run.tokens, unit.dense, `${run.variant} keeping every block generates the dense output`);
+  // The served engine's greedy decoding through the same graph, step by step, for one variant at 50%.
+  const session = await LlamaSession.create(config, weights, ortOptions, { tokenSelection: tokenSelection(model, 'gate', 4) });
+  const feeds = { token_blocks: new ort.Tensor('int64', BigInt64Array.of(BigInt(keptBlocks(100, 4, 0.5))), [1]) };
+  const prompt = tokenizer.encode('the cat sat on the mat and');
+  let step = await masked.denseStep(prompt, masked.emptyCache());
+  const expected: number[] = [];
+  for (let i = 0; i < unit.dense.length && !eos.has(step.next); i++) {
+    expected.push(step.next);
+    const r = await session.forward([step.next], step.cache, 1, feeds);
+    step = { next: argmax(r.logits), cache: r.cache };
+  }
+  t.same(unit.tokenRuns.find((r) => r.variant === 'token:gate/4' && r.sparsity === 0.5)!.tokens.slice(0, expected.length), expected, 'a decode step of the token mode is a step of the per-token graph');
+  await session.release();
+
+  const passage = await evaluator.passage(0, 'a dog ran in the park and barked and she said that it would rain today on the mat', calibration);
+  for (const run of passage.tokenRuns.filter((r) => r.sparsity === 0)) {
+    t.ok(Math.abs(run.nats - passage.denseNats) < 1e-4 * passage.tokens, `${run.variant} at sparsity 0: dense likelihood (${run.nats} vs ${passage.denseNats})`);
+    t.equal(run.recall, 1, 'every oracle neuron is kept');
+  }
+  for (const run of passage.tokenRuns.filter((r) => r.sparsity === 0.5)) {
+    t.not(run.nats.toFixed(4), passage.denseNats.toFixed(4), `${run.variant} at 50% changes the likelihood`);
+    t.ok(run.recall! > 0 && run.recall! < 1, `${run.variant} at 50%: recall ${run.recall}`);
+  }
+});
+
 t.test('the evaluator refuses a passage too short to score', async (t) => {
-  const settings: UnitSettings = { metrics: ['cor_gxo'], modes: ['static'], sparsities: [0], maxTokens: 2, passageTokens: 64, passageContext: 32, igSteps: 1, calibrationMaxLength: 16 };
+  const settings: UnitSettings = { metrics: ['cor_gxo'], modes: ['static'], sparsities: [0], maxTokens: 2, passageTokens: 64, passageContext: 32, igSteps: 1, calibrationMaxLength: 16, tokenVariants: [] };
   const evaluator = await Evaluator.create(model, settings, ortOptions);
   const calibration = await evaluator.calibration(CALIBRATION_SET);
   await t.rejects(evaluator.passage(0, 'too short', calibration), /needs at least 34/);
