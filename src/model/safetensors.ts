@@ -189,18 +189,20 @@ export interface TensorSource {
   data: () => Float32Array;
 }
 
-export function writeSafetensors(path: string, tensors: Record<string, HostTensor>, dtype: SafetensorsDtype = 'F32'): void {
+/** `metadata` goes into the header's `__metadata__` (string values, as the format requires) beside `format: pt`. */
+export function writeSafetensors(path: string, tensors: Record<string, HostTensor>, dtype: SafetensorsDtype = 'F32', metadata: Record<string, string> = {}): void {
   writeSafetensorsFrom(
     path,
     Object.entries(tensors).map(([name, t]) => ({ name, shape: t.shape, data: () => t.data })),
     dtype,
+    metadata,
   );
 }
 
 /** Writes tensors in the given order, converting float32 data to `dtype`. */
-export function writeSafetensorsFrom(path: string, sources: readonly TensorSource[], dtype: SafetensorsDtype = 'F32'): void {
+export function writeSafetensorsFrom(path: string, sources: readonly TensorSource[], dtype: SafetensorsDtype = 'F32', metadata: Record<string, string> = {}): void {
   const size = DTYPE_SIZES[dtype];
-  const header: Record<string, unknown> = { __metadata__: { format: 'pt' } };
+  const header: Record<string, unknown> = { __metadata__: { format: 'pt', ...metadata } };
   let offset = 0;
   for (const s of sources) {
     if (s.name === '__metadata__') throw new Error(`${path}: "__metadata__" cannot be a tensor name`);

@@ -12,7 +12,8 @@
  *
  * Outputs: `loss`; per layer `mlp.{l}.a` and `mlp.{l}.g` (activations after scaling and dL/da,
  * [batch, seq, intermediate]), `heads.{l}.norm` (L2 norm of each head's output) and
- * `heads.{l}.g` (dL/dgate), both [batch, seq, heads].
+ * `heads.{l}.g` (dL/dgate), both [batch, seq, heads]. With `mlpInputs`, also `mlp.{l}.x` (the
+ * MLP's input, the normalised hidden state, [batch, seq, hidden]: what a per-token predictor reads).
  */
 import { LlamaBuilder } from '../arch/llama.js';
 import { grad } from '../graph/autodiff.js';
@@ -50,6 +51,8 @@ export interface AttributionGraphOptions {
    * whole sequence.
    */
   cache?: boolean;
+  /** Also output each layer's MLP input as `mlp.{l}.x`. */
+  mlpInputs?: boolean;
 }
 
 export function buildAttributionGraph(config: LlamaConfig, weights: LlamaWeights, options: AttributionGraphOptions = {}): AttributionGraph {
@@ -59,6 +62,7 @@ export function buildAttributionGraph(config: LlamaConfig, weights: LlamaWeights
   const headOutputs: Value[] = [];
   const mlpScales: Value[] = [];
   const headGates: Value[] = [];
+  const mlpInputs: Value[] = [];
   const builder = new LlamaBuilder(g, config, {
     dtype,
     cache: options.cache,
@@ -69,6 +73,12 @@ export function buildAttributionGraph(config: LlamaConfig, weights: LlamaWeights
       activations[layer] = scaled;
       return scaled;
     },
+    onMlpInput: options.mlpInputs
+      ? (layer, x) => {
+          mlpInputs[layer] = x;
+          return x;
+        }
+      : undefined,
     onHeadOutput(layer, o) {
       headGates[layer] = g.input(headGateName(layer), dtype, ['batch', 'seq', config.numHeads]);
       headOutputs[layer] = o;
@@ -88,6 +98,7 @@ export function buildAttributionGraph(config: LlamaConfig, weights: LlamaWeights
     g.output(grads[l], `mlp.${l}.g`);
     g.output(g.sqrt(g.reduceSum(g.mul(headOutputs[l], headOutputs[l]), [-1], false)), `heads.${l}.norm`);
     g.output(grads[L + l], `heads.${l}.g`);
+    if (options.mlpInputs) g.output(mlpInputs[l], `mlp.${l}.x`);
   }
   return { graph: g, loss, mlpScales, headGates };
 }

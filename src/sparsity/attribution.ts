@@ -58,6 +58,8 @@ export interface Attribution {
   positions: number;
   loss: number;
   layers: LayerAttribution[];
+  /** Per layer, the MLP's input ([position][hidden]); only from an attributor created with `mlpInputs`. */
+  mlpInputs?: Float32Array[];
 }
 
 export interface RunOptions {
@@ -73,12 +75,14 @@ export class Attributor {
     private readonly session: ort.InferenceSession,
     /** Whether the graph takes a KV cache: then `step` runs, and `run` does not. */
     readonly cached: boolean,
+    /** Whether runs also return each layer's MLP input (`Attribution.mlpInputs`). */
+    readonly withMlpInputs = false,
   ) {}
 
-  static async create(config: LlamaConfig, weights: LlamaWeights, options: OrtOptions = {}, graph: { cache?: boolean } = {}): Promise<Attributor> {
-    const { graph: built } = buildAttributionGraph(config, weights, { cache: graph.cache });
+  static async create(config: LlamaConfig, weights: LlamaWeights, options: OrtOptions = {}, graph: { cache?: boolean; mlpInputs?: boolean } = {}): Promise<Attributor> {
+    const { graph: built } = buildAttributionGraph(config, weights, { cache: graph.cache, mlpInputs: graph.mlpInputs });
     const session = await ort.InferenceSession.create(toOnnx(built), sessionOptions(options));
-    return new Attributor(config, session, graph.cache === true);
+    return new Attributor(config, session, graph.cache === true, graph.mlpInputs === true);
   }
 
   /** Attribution over the whole sequence `tokens`. */
@@ -128,7 +132,8 @@ export class Attributor {
         heads: { a: norm, g: gate.map((d, i) => (norm[i] > 0 ? d / norm[i] : 0)) },
       };
     });
-    return { positions: S, loss: (out.loss.data as Float32Array)[0], layers };
+    const mlpInputs = this.withMlpInputs ? layers.map((_, l) => out[`mlp.${l}.x`].data as Float32Array) : undefined;
+    return { positions: S, loss: (out.loss.data as Float32Array)[0], layers, mlpInputs };
   }
 
   async release(): Promise<void> {
