@@ -28,6 +28,12 @@ declare module 'fastify' {
   }
 }
 
+/** A generation's tier label: its tier, with ":token" when each token chose its own neurons. */
+function tierLabel(result: GenerationResult): string {
+  if (!result.sparsity) return UNKNOWN_TIER;
+  return result.sparsity.activationSource === 'token' ? `${result.sparsity.tier}:token` : result.sparsity.tier;
+}
+
 /** The tier label of a request that failed before any generation finished. */
 export const NO_TIER = 'none';
 /** The tier label of a generation whose engine reported no sparsity. */
@@ -107,8 +113,7 @@ export class ServerMetrics {
 
   /** One finished generation of `request` on `model`. */
   recordGeneration(request: FastifyRequest, model: string, result: GenerationResult): void {
-    const tier = result.sparsity?.tier ?? UNKNOWN_TIER;
-    const labels = { model, tier };
+    const labels = { model, tier: tierLabel(result) };
     // The request is labelled with the tier of its first generation, as its response reports it.
     if (!this.ran.has(request)) this.ran.set(request, labels);
     if (result.flopsDense !== undefined) this.flopsDense.inc(labels, result.flopsDense);

@@ -94,18 +94,21 @@ function interleavedGateUp(w: LayerWeights): Float32Array {
   return out;
 }
 
-/** data [N, blocks, B] at the kept blocks idx [N, kept]: [N, kept, B]. */
+/** data [batch, seq, blocks, B] at the kept blocks idx [batch, seq, kept]: [batch, seq, kept, B]. */
 function keptActivations(g: Graph, data: Value, idx: Value, B: number): Value {
   const type = { dtype: idx.dtype, shape: [...idx.shape, B] };
   const shape = g.concat([g.shape(idx), g.const([B])], 0);
+  // GatherElements wants indices of the data's rank: each block index repeated over its B neurons.
   const [repeated] = g.apply('Expand', [g.unsqueeze(idx, [-1]), shape], {}, undefined, [type]);
-  const [out] = g.kernel('GatherElements', [data, repeated], [{ dtype: data.dtype, shape: type.shape }], { axis: 1 });
+  const [out] = g.kernel('GatherElements', [data, repeated], [{ dtype: data.dtype, shape: type.shape }], { axis: 2 });
   return out;
 }
 
 /**
  * SwiGLU with per-token selection. `x` is [batch, seq, hidden]; returns the MLP output in the
- * same shape. `blocks` is the `token_blocks` input.
+ * same shape. `blocks` is the `token_blocks` input. Every position keeps its own leading axes
+ * through the gathers and batched products, so no op reshapes positions together; a decode
+ * step runs 13-16 kernels per layer (the dense MLP 5).
  */
 export function tokenMlp(g: Graph, config: LlamaConfig, x: Value, w: LayerWeights, layer: number, selection: TokenSelection, blocks: Value, transposedGate: () => Float32Array): Value {
   const { hiddenSize: d, intermediateSize: F } = config;
@@ -114,44 +117,48 @@ export function tokenMlp(g: Graph, config: LlamaConfig, x: Value, w: LayerWeight
   const nb = F / B;
   const p = `model.layers.${layer}.mlp`;
   const f32 = (data: Float32Array, shape: number[], name: string) => g.constant(data, shape, 'float32', name);
-  const flat = g.reshape(x, [-1, d]); // [N, d]: every position selects on its own
-  const column = g.unsqueeze(flat, [-1]); // [N, d, 1]
+  const column = g.unsqueeze(x, [-1]); // [batch, seq, d, 1]
+  const [batch, seq] = x.shape;
 
-  let scores: Value; // [N, F], higher = keep
-  let gateAct: Value | null = null; // gate-first: SiLU(gate) of every neuron, [N, F]
+  let scores: Value; // [batch, seq, F], higher = keep
+  let gateAct: Value | null = null; // gate-first: SiLU(gate) of every neuron
   if (selection.selector === 'gate') {
-    const gate = g.matmul(flat, f32(transposedGate(), [d, F], `${p}.gate_proj.weight`));
+    const gate = g.matmul(x, f32(transposedGate(), [d, F], `${p}.gate_proj.weight`));
     gateAct = g.mul(gate, g.sigmoid(gate));
-    [scores] = g.kernel('Abs', [g.mul(gateAct, f32(gateFirstWeights(w), [F], `${p}.selector.weight`))], [{ dtype: 'float32', shape: flat.shape.slice(0, 1).concat(F) }]);
+    [scores] = g.kernel('Abs', [g.mul(gateAct, f32(gateFirstWeights(w), [F], `${p}.selector.weight`))], [{ dtype: 'float32', shape: [batch, seq, F] }]);
   } else {
     const { rank, layers } = selection;
     const pw = layers[layer];
-    const logits = g.add(g.matmul(g.matmul(flat, f32(pw.a, [d, rank], `${p}.predictor.a`)), f32(pw.b, [rank, F], `${p}.predictor.b`)), f32(pw.bias, [F], `${p}.predictor.bias`));
+    const logits = g.add(g.matmul(g.matmul(x, f32(pw.a, [d, rank], `${p}.predictor.a`)), f32(pw.b, [rank, F], `${p}.predictor.b`)), f32(pw.bias, [F], `${p}.predictor.bias`));
     // Per neuron the logits rank as their sigmoids do; a block sums probabilities.
     scores = B === 1 ? logits : g.sigmoid(logits);
   }
-  const blockScores = B === 1 ? scores : g.reduceSum(g.reshape(scores, [0, nb, B]), [-1], false); // [N, nb]
+  const blockScores = B === 1 ? scores : g.reduceSum(g.reshape(scores, [0, 0, nb, B]), [-1], false); // [batch, seq, nb]
   const [, idx] = g.kernel('TopK', [blockScores, blocks], [
-    { dtype: 'float32', shape: [flat.shape[0], 'kept'] },
-    { dtype: 'int64', shape: [flat.shape[0], 'kept'] },
+    { dtype: 'float32', shape: [batch, seq, 'kept'] },
+    { dtype: 'int64', shape: [batch, seq, 'kept'] },
   ], { axis: -1, largest: 1, sorted: 0 });
   if (selection.outputSelected) g.output(idx, selectedName(layer));
+  /** The kept blocks' rows of a packed [nb, B * rows * d] tensor, as [batch, seq, kept * B * rows, d]. */
+  const gathered = (data: Float32Array, rows: number, name: string) => {
+    const t = g.gather(f32(data, [nb, B * rows * d], name), idx);
+    return B * rows === 1 ? t : g.reshape(t, [0, 0, -1, d]);
+  };
 
-  const down = g.reshape(g.gather(f32(neuronMajorDown(w), [nb, B * d], `${p}.down_proj.packed`), idx), [0, -1, d]); // [N, kB, d]
-  let h: Value; // [N, kB, 1]: the kept neurons' activations
+  let h: Value; // [batch, seq, 1, kept neurons]: the kept neurons' activations, as a row
   if (gateAct) {
-    const up = g.reshape(g.gather(f32(w.up.data, [nb, B * d], `${p}.up_proj.packed`), idx), [0, -1, d]); // [N, kB, d]
-    // The kept neurons' SiLU(gate): GatherElements wants indices of the data's rank, so each
-    // block index is repeated over the block's B neurons.
-    const kept = g.reshape(keptActivations(g, g.reshape(gateAct, [0, nb, B]), idx, B), [0, -1, 1]); // [N, kB, 1]
-    h = g.mul(g.matmul(up, column), kept);
+    const u = g.matmul(gathered(w.up.data, 1, `${p}.up_proj.packed`), column); // [batch, seq, kB, 1]
+    const kept =
+      B === 1
+        ? g.kernel('GatherElements', [gateAct, idx], [{ dtype: 'float32', shape: [batch, seq, 'kept'] }], { axis: 2 })[0]
+        : g.reshape(keptActivations(g, g.reshape(gateAct, [0, 0, nb, B]), idx, B), [0, 0, -1]); // [batch, seq, kB]
+    h = g.mul(g.reshape(u, [0, 0, 1, -1]), g.unsqueeze(kept, [2]));
   } else {
-    const gateUp = g.reshape(g.gather(f32(interleavedGateUp(w), [nb, B * 2 * d], `${p}.gate_up_proj.packed`), idx), [0, -1, d]); // [N, 2kB, d]
-    const both = g.reshape(g.matmul(gateUp, column), [0, -1, 2]); // [N, kB, 2]: gate, up
-    const gate = g.slice(both, [0], [1], [2]);
-    const up = g.slice(both, [1], [2], [2]);
-    h = g.mul(g.mul(gate, g.sigmoid(gate)), up);
+    const both = g.reshape(g.matmul(gathered(interleavedGateUp(w), 2, `${p}.gate_up_proj.packed`), column), [0, 0, -1, 2]); // [batch, seq, kB, 2]: gate, up
+    const gate = g.slice(both, [0], [1], [3]);
+    const up = g.slice(both, [1], [2], [3]);
+    h = g.reshape(g.mul(g.mul(gate, g.sigmoid(gate)), up), [0, 0, 1, -1]);
   }
-  const y = g.matmul(g.reshape(h, [0, 1, -1]), down); // [N, 1, d]
-  return g.reshapeAs(y, x);
+  const y = g.matmul(h, gathered(neuronMajorDown(w), 1, `${p}.down_proj.packed`)); // [batch, seq, 1, d]
+  return g.reshape(y, [0, 0, d]);
 }

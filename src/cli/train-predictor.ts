@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import cliProgress from 'cli-progress';
 import { Command, InvalidArgumentError } from 'commander';
 import { loadModelDir } from '../model/load.js';
-import { gateFirstNorms, gateFirstScores } from '../sparsity/gate-first.js';
+import { gateFirstScores, gateFirstWeights } from '../sparsity/gate-first.js';
 import { checkRank, defaultRank, PREDICTOR_LABELS, writePredictor, type PredictorLabels } from '../sparsity/predictor.js';
 import { dataKey, DEFAULT_LABEL_SPARSITIES, labelPassages, selectPassages } from '../sparsity/predictor-data.js';
 import { measureRecall, predictorScoreFn, PREDICTOR_TRAIN_DEFAULTS, trainPredictor, type ScoreFn } from '../sparsity/predictor-train.js';
@@ -93,6 +93,10 @@ const program = new Command('train-predictor')
 
     const F = config.intermediateSize;
     const rows: { name: string; recall: Record<string, number> }[] = [];
+    // Gate-first on the same positions: a predictor serves only where it beats it (servedSelector).
+    const norms = weights.layers.map((l) => gateFirstWeights(l));
+    const gateFirst: ScoreFn = (l, x) => gateFirstScores(weights.layers[l], norms[l], x);
+    const gateFirstRecall = measureRecall(validation, gateFirst, 'cor_gxo');
     const timings: string[] = [];
     for (const labels of o.labels) {
       const settings = { ...PREDICTOR_TRAIN_DEFAULTS, rank, steps: o.steps, batch: o.batch, peakLr: o.lr };
@@ -115,15 +119,13 @@ const program = new Command('train-predictor')
         labels, rank, hidden: config.hiddenSize, intermediate: F, layers: result.layers,
         meta: {
           weightsSha256: model.weightsHash, labels, rank, trainSparsities: o.sparsities, steps: o.steps,
-          trainTokens: train.positions, validationTokens: validation.positions, recall, createdAt: new Date().toISOString(),
+          trainTokens: train.positions, validationTokens: validation.positions, recall, gateFirstRecall, createdAt: new Date().toISOString(),
         },
       });
       rows.push({ name: `predictor (${labels} labels)`, recall });
       if (labels !== 'cor_gxo') rows.push({ name: `  vs its own ${labels} oracle`, recall: measureRecall(validation, score, labels) });
     }
-    const norms = weights.layers.map((l) => gateFirstNorms(l));
-    const gateFirst: ScoreFn = (l, x) => gateFirstScores(weights.layers[l], norms[l], x);
-    rows.push({ name: 'gate-first |SiLU(gate)|·‖up‖·‖down‖', recall: measureRecall(validation, gateFirst, 'cor_gxo') });
+    rows.push({ name: 'gate-first |SiLU(gate)|·‖up‖·‖down‖', recall: gateFirstRecall });
 
     const keys = o.sparsities.map(String);
     console.log(`\nRecall of the Corrected-GxO oracle's per-token top-k (mean over ${config.numLayers} layers and ${validation.positions} held-out positions), ${o.model}, rank ${rank}:`);

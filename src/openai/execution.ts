@@ -11,7 +11,7 @@ import type { SparsityInfo, Usage } from './schemas.js';
 export interface ExecutionRequestFields {
   sparsity?: number | string | null;
   latency_budget_ms?: number | null;
-  activation?: 'static' | 'prompt' | null;
+  activation?: 'static' | 'prompt' | 'token' | null;
   sparse_prefill?: boolean | null;
 }
 
@@ -52,6 +52,8 @@ export function sparsityInfo(report: SparsityReport): SparsityInfo {
     flop_ratio: report.flopRatio,
     sparse_prefill: report.sparsePrefill,
   };
+  if (report.selector !== undefined) info.selector = report.selector;
+  if (report.block !== undefined) info.block = report.block;
   if (report.budgetMs !== undefined) info.budget_ms = report.budgetMs;
   if (report.predictedMs !== undefined) info.predicted_ms = report.predictedMs;
   if (report.budgetMet !== undefined) info.budget_met = report.budgetMet;

@@ -3,6 +3,7 @@ import type { ServedModel, TierInfo } from '../runtime/types.js';
 import type { ModelCard, TierCard } from './schemas.js';
 
 export function modelCard(model: ServedModel): ModelCard {
+  const token = model.tokenActivation?.();
   return {
     id: model.id,
     object: 'model',
@@ -10,6 +11,7 @@ export function modelCard(model: ServedModel): ModelCard {
     owned_by: 'sparse-slm-server',
     max_model_len: model.contextLength,
     tiers: model.tiers().map(tierCard),
+    ...(token && { per_token: { selector: token.selector, selectors: token.selectors, block: token.block, tiers: token.tiers.map(tierCard) } }),
   };
 }
 

@@ -40,8 +40,9 @@ export const ExecutionFields = {
     Type.Number({ exclusiveMinimum: 0, description: 'a number of milliseconds > 0; the densest tier predicted to finish within it runs' }),
   ),
   activation: nullable(
-    Type.Union([Type.Literal('static'), Type.Literal('prompt')], {
-      description: '"static" (the tier\'s calibrated masks) or "prompt" (a per-prompt neuron set from attribution on the prompt, cached)',
+    Type.Union([Type.Literal('static'), Type.Literal('prompt'), Type.Literal('token')], {
+      description:
+        '"static" (the tier\'s calibrated masks), "prompt" (a per-prompt neuron set from attribution on the prompt, cached) or "token" (every token selects its own neurons inside the graph)',
     }),
   ),
   sparse_prefill: nullable(Type.Boolean({ description: 'a boolean; true runs the prompt sparse too (by default only decoding is sparse)' })),
@@ -142,9 +143,11 @@ export const SparsityInfo = Type.Object(
   {
     tier: Type.String({ description: 'the tier that ran: "dense" or "s" + percent, e.g. "s80"' }),
     sparsity: Type.Number({ description: "the tier's per-layer MLP sparsity" }),
-    activation_source: Type.Union([Type.Literal('dense'), Type.Literal('static'), Type.Literal('cache'), Type.Literal('computed')], {
-      description: 'where the active neurons came from: none dropped, calibrated masks, a cached or a freshly computed per-prompt set',
+    activation_source: Type.Union([Type.Literal('dense'), Type.Literal('static'), Type.Literal('cache'), Type.Literal('computed'), Type.Literal('token')], {
+      description: 'where the active neurons came from: none dropped, calibrated masks, a cached or a freshly computed per-prompt set, or chosen per token',
     }),
+    selector: Type.Optional(Type.String({ description: 'with per-token activation: the selector that chose each token\'s neurons ("predictor-cor_gxo" or "gate")' })),
+    block: Type.Optional(Type.Integer({ description: 'with per-token activation: neurons per selection block' })),
     flop_ratio: Type.Number({ description: 'flops_executed / flops_dense' }),
     sparse_prefill: Type.Boolean({ description: 'whether the prompt ran sparse too' }),
     budget_ms: Type.Optional(Type.Number({ description: 'the latency budget asked for' })),
@@ -233,6 +236,17 @@ export const ModelCard = Type.Object({
   owned_by: Type.String(),
   max_model_len: Type.Integer({ description: 'context window in tokens (prompt + completion), as vLLM reports it' }),
   tiers: Type.Array(TierCard, { description: 'the sparsity tiers served, densest first' }),
+  per_token: Type.Optional(
+    Type.Object(
+      {
+        selector: Type.String({ description: 'the selector `activation: "token"` runs: "predictor-cor_gxo" (trained on Corrected GxO oracle sets) or "gate" (gate-first)' }),
+        selectors: Type.Array(Type.String(), { description: 'every selector this model has' }),
+        block: Type.Integer({ description: 'neurons per selection block' }),
+        tiers: Type.Array(TierCard, { description: 'the per-token tiers: neurons each token keeps per layer, the traffic bound with the selector\'s bytes counted' }),
+      },
+      { description: 'per-token activation (`activation: "token"`)' },
+    ),
+  ),
 });
 export type ModelCard = Static<typeof ModelCard>;
 

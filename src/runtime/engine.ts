@@ -17,7 +17,10 @@ import { generationFlops, weightBytesPerToken, type KeptUnits } from '../sparsit
 import { keepTop, readMaskFile } from '../sparsity/masks.js';
 import { isMetric, meanOverPositions, scoreSequence, type Metric } from '../sparsity/metrics.js';
 import { gatherLayerMlp, pruneMlp } from '../sparsity/prune.js';
-import { selectTier, tiersOf, type Tier } from '../sparsity/tiers.js';
+import { availableSelectors, keptBlocks, servedSelector, tokenKeptUnits, tokenSavedBytes, tokenSelection, type Selector } from '../sparsity/selectors.js';
+import { selectTier, tierName, tiersOf, type Tier } from '../sparsity/tiers.js';
+import { DEFAULT_TIERS } from '../sparsity/masks.js';
+import { TOKEN_BLOCKS, type TokenSelection } from '../arch/token-mlp.js';
 import { generate, type DecodingModel, type Runner } from './generate.js';
 import { SessionPool, type Lease } from './pool.js';
 import type { KvCache } from './kv-cache.js';
@@ -32,6 +35,7 @@ import {
   type SparsityReport,
   type TierInfo,
   type TierProfile,
+  type TokenActivationInfo,
 } from './types.js';
 
 export interface ServeOptions extends OrtOptions {
@@ -44,6 +48,9 @@ export interface ServeOptions extends OrtOptions {
   /** Build every tier's session and measure its latency profile at load (else on first use). */
   preload?: boolean;
 }
+
+/** A tier's latency profile: per-token tiers have their own; "prompt" decodes as fast as "static". */
+const profileKey = (tier: Tier, activation: Activation) => (activation === 'token' && tier.sparsity > 0 ? `token:${tier.name}` : tier.name);
 
 /** Exponential moving average weight of a new request's timing in a tier's profile. */
 const PROFILE_EMA = 0.2;
@@ -63,9 +70,11 @@ function droppedBytes(config: LlamaConfig, tier: Tier): number {
   return 4 * 3 * config.hiddenSize * (config.intermediateSize - tier.neuronsPerLayer) * config.numLayers;
 }
 
+type Activation = NonNullable<ExecutionOptions['activation']>;
+
 interface Plan {
   tier: Tier;
-  activation: 'static' | 'prompt';
+  activation: Activation;
   sparsePrefill: boolean;
   budget?: { budgetMs: number; predictedMs: number; budgetMet: boolean };
 }
@@ -81,6 +90,11 @@ export class Engine implements ServedModel, DecodingModel {
   /** The metric per-prompt sets are scored with: the calibration's, else Corrected GxO. */
   readonly metric: Metric;
   private readonly tierList: Tier[];
+  /** Per-token tiers: dense, then the static tiers' sparsities (or the default ones without masks). */
+  private readonly tokenTierList: Tier[];
+  /** What `activation: "token"` runs. */
+  private readonly selector: Selector;
+  private readonly selection: TokenSelection;
   private readonly profiles = new Map<string, TierProfile>();
   private readonly pool: SessionPool;
   private readonly ownsPool: boolean;
@@ -107,6 +121,13 @@ export class Engine implements ServedModel, DecodingModel {
     const masks = readMaskFile(model.dir, model.weightsHash);
     this.metric = masks && isMetric(masks.metric) ? masks.metric : 'cor_gxo';
     this.tierList = tiersOf(model.config, masks);
+    this.selector = servedSelector(model);
+    this.selection = tokenSelection(model, this.selector);
+    const sparsities = this.tierList.length > 1 ? this.tierList.slice(1).map((t) => t.sparsity) : DEFAULT_TIERS;
+    this.tokenTierList = [this.tierList[0], ...sparsities.map((sparsity) => {
+      const blocks = keptBlocks(model.config.intermediateSize, this.selection.block, sparsity);
+      return { name: tierName(sparsity), sparsity, keep: null, neuronsPerLayer: blocks * this.selection.block };
+    })];
     this.ownsPool = options.pool === undefined;
     this.pool = options.pool ?? new SessionPool();
     this.denseBytesPerToken = weightBytesPerToken(model.weights);
@@ -146,8 +167,54 @@ export class Engine implements ServedModel, DecodingModel {
     }));
   }
 
+  tokenActivation(): TokenActivationInfo {
+    return {
+      selector: this.selector,
+      selectors: availableSelectors(this.model),
+      block: this.selection.block,
+      tiers: this.tokenTierList.slice(1).map((t) => ({
+        name: t.name,
+        sparsity: t.sparsity,
+        neuronsPerLayer: t.neuronsPerLayer,
+        trafficBound: this.denseBytesPerToken / (this.denseBytesPerToken - tokenSavedBytes(this.model.config, this.selection, this.tokenBlocks(t))),
+        profile: this.profiles.get(profileKey(t, 'token')) ?? null,
+        loaded: this.pool.has(this.tokenSessionKey()),
+        memoryBytes: this.pool.bytesOf(this.tokenSessionKey()),
+      })),
+    };
+  }
+
   private sessionKey(tier: Tier, kind: 'static' | 'prompt'): string {
     return `${this.model.weightsHash}:${tier.name}:${kind}`;
+  }
+
+  private tokenSessionKey(): string {
+    return `${this.model.weightsHash}:token:${this.selector}:${this.selection.block}`;
+  }
+
+  private tokenBlocks(tier: Tier): number {
+    return tier.neuronsPerLayer / this.selection.block;
+  }
+
+  /** The `token_blocks` input of a per-token tier. */
+  private tokenInputs(tier: Tier): Record<string, ort.Tensor> {
+    return { [TOKEN_BLOCKS]: new ort.Tensor('int64', BigInt64Array.of(BigInt(this.tokenBlocks(tier))), [1]) };
+  }
+
+  /**
+   * The one session of every per-token tier (the tier is its `token_blocks` input). It holds
+   * the weights once in the packed neuron-major layout, plus the dense gate or the predictor.
+   */
+  private async tokenSession(): Promise<Lease<LlamaSession>> {
+    return this.pool.acquire(this.tokenSessionKey(), this.denseSessionBytes, () =>
+      LlamaSession.create(this.model.config, this.model.weights, this.options, { tokenSelection: this.selection }));
+  }
+
+  /** A per-token tier's session, its latency profile measured on first use. */
+  private async tokenTierSession(tier: Tier): Promise<Lease<LlamaSession>> {
+    const lease = await this.tokenSession();
+    if (!this.profiles.has(profileKey(tier, 'token'))) await this.measure(tier, lease.value, 'token', this.tokenInputs(tier));
+    return lease;
   }
 
   /** The tier's weights: calibrated neurons for static, the first N as a shape template for prompt sets. */
@@ -168,27 +235,28 @@ export class Engine implements ServedModel, DecodingModel {
   }
 
   /** The start-up latency profile of a tier: a short prompt, then a few decode steps. */
-  private async measure(tier: Tier, session: LlamaSession): Promise<void> {
+  private async measure(tier: Tier, session: LlamaSession, activation: Activation = 'static', inputs: Record<string, ort.Tensor> = {}): Promise<void> {
     const prompt = Array.from({ length: Math.min(WARMUP_PROMPT, this.contextLength - WARMUP_DECODE - 1) }, (_, i) => (i * 7) % this.vocabSize);
-    await session.forward(prompt.slice(0, 2), session.emptyCache()); // first run allocates
+    await session.forward(prompt.slice(0, 2), session.emptyCache(), 1, inputs); // first run allocates
     let t0 = performance.now();
-    let { cache } = await session.forward(prompt, session.emptyCache());
+    let { cache } = await session.forward(prompt, session.emptyCache(), 1, inputs);
     const prefillMs = performance.now() - t0;
     t0 = performance.now();
-    for (let i = 0; i < WARMUP_DECODE; i++) ({ cache } = await session.forward([i % this.vocabSize], cache));
+    for (let i = 0; i < WARMUP_DECODE; i++) ({ cache } = await session.forward([i % this.vocabSize], cache, 1, inputs));
     const decodeMs = performance.now() - t0;
-    this.profiles.set(tier.name, { prefillMsPerToken: prefillMs / prompt.length, decodeMsPerToken: decodeMs / WARMUP_DECODE, samples: 0 });
+    this.profiles.set(profileKey(tier, activation), { prefillMsPerToken: prefillMs / prompt.length, decodeMsPerToken: decodeMs / WARMUP_DECODE, samples: 0 });
   }
 
-  /** Builds the static sessions of every tier (or of dense only) and measures their profiles. */
+  /** Builds the sessions of every tier, static and per-token (or of dense only), and measures their profiles. */
   async preload(which: 'all' | 'dense' = 'all'): Promise<void> {
     for (const tier of which === 'all' ? this.tierList : this.tierList.slice(0, 1)) (await this.session(tier, 'static')).done();
+    if (which === 'all') for (const tier of this.tokenTierList.slice(1)) (await this.tokenTierSession(tier)).done();
   }
 
   // Planning a request.
 
   checkExecution(execution: ExecutionOptions): void {
-    if (execution.sparsity !== undefined) selectTier(this.tierList, execution.sparsity, this.id);
+    if (execution.sparsity !== undefined) selectTier(this.tiersFor(execution.activation), execution.sparsity, this.id);
     if (execution.latencyBudgetMs !== undefined && !(execution.latencyBudgetMs > 0)) {
       throw new ParameterError('latency_budget_ms', `'latency_budget_ms' must be a positive number of milliseconds; got ${execution.latencyBudgetMs}.`);
     }
@@ -197,8 +265,13 @@ export class Engine implements ServedModel, DecodingModel {
     }
   }
 
-  private predictMs(tier: Tier, promptTokens: number, maxTokens: number, sparsePrefill: boolean): number {
-    const decode = this.profiles.get(tier.name)!;
+  /** The tiers an activation mode chooses from. */
+  private tiersFor(activation: Activation | undefined): Tier[] {
+    return activation === 'token' ? this.tokenTierList : this.tierList;
+  }
+
+  private predictMs(tier: Tier, activation: Activation, promptTokens: number, maxTokens: number, sparsePrefill: boolean): number {
+    const decode = this.profiles.get(profileKey(tier, activation))!;
     const prefill = sparsePrefill ? decode : this.profiles.get('dense')!;
     return promptTokens * prefill.prefillMsPerToken + maxTokens * decode.decodeMsPerToken;
   }
@@ -207,13 +280,17 @@ export class Engine implements ServedModel, DecodingModel {
     this.checkExecution(execution);
     const activation = execution.activation ?? 'static';
     const sparsePrefill = execution.sparsePrefill ?? false;
+    const tiers = this.tiersFor(activation);
     if (execution.latencyBudgetMs === undefined) {
-      return { tier: selectTier(this.tierList, execution.sparsity ?? 0, this.id), activation, sparsePrefill };
+      return { tier: selectTier(tiers, execution.sparsity ?? 0, this.id), activation, sparsePrefill };
     }
     // Every tier needs a profile to be compared; building one measures it.
-    for (const tier of this.tierList) if (!this.profiles.has(tier.name)) (await this.session(tier, 'static')).done();
+    for (const tier of tiers) {
+      if (this.profiles.has(profileKey(tier, activation))) continue;
+      (await (activation === 'token' && tier.sparsity > 0 ? this.tokenTierSession(tier) : this.session(tier, 'static'))).done();
+    }
     const budgetMs = execution.latencyBudgetMs;
-    const predicted = this.tierList.map((tier) => ({ tier, ms: this.predictMs(tier, promptTokens, maxTokens, sparsePrefill) }));
+    const predicted = tiers.map((tier) => ({ tier, ms: this.predictMs(tier, activation, promptTokens, maxTokens, sparsePrefill) }));
     const fits = predicted.filter((p) => p.ms <= budgetMs);
     const chosen = fits.length > 0 ? fits[0] : predicted[predicted.length - 1];
     return { tier: chosen.tier, activation, sparsePrefill, budget: { budgetMs, predictedMs: chosen.ms, budgetMet: fits.length > 0 } };
@@ -310,20 +387,32 @@ export class Engine implements ServedModel, DecodingModel {
     };
     try {
       const dense = this.tierList[0];
-      let source: SparsityReport['activationSource'] = tier.keep === null ? 'dense' : 'static';
-      let decodeKeep: number[][] | null = tier.keep;
+      const isDense = tier.sparsity === 0;
+      let source: SparsityReport['activationSource'] = isDense ? 'dense' : 'static';
+      const counts = (keep: number[][] | null): KeptUnits[] => (keep ? keep.map((k) => ({ mlp: k.length })) : []);
+      let decodeUnits: KeptUnits[] = counts(tier.keep);
       let decodeSession: LlamaSession;
       let inputs: Record<string, ort.Tensor> = {};
-      if (tier.keep !== null && plan.activation === 'prompt') {
+      let selected: Pick<SparsityReport, 'selector' | 'block'> = {};
+      if (!isDense && plan.activation === 'token') {
+        source = 'token';
+        inputs = this.tokenInputs(tier);
+        decodeUnits = tokenKeptUnits(this.model.config, this.selection, this.tokenBlocks(tier));
+        selected = { selector: this.selector, block: this.selection.block };
+        const l = await this.tokenTierSession(tier);
+        leases.push(l);
+        decodeSession = l.value;
+      } else if (!isDense && plan.activation === 'prompt') {
         const { scores, source: from } = await this.promptScores(promptIds);
         source = from;
-        decodeKeep = scores.map((s) => keepTop(s, tier.sparsity));
-        inputs = this.gatherMlp(decodeKeep);
+        const keep = scores.map((s) => keepTop(s, tier.sparsity));
+        decodeUnits = counts(keep);
+        inputs = this.gatherMlp(keep);
         decodeSession = await lease(tier, 'prompt');
       } else {
         decodeSession = await lease(tier, 'static');
       }
-      const sparsePrefill = plan.sparsePrefill && tier.keep !== null;
+      const sparsePrefill = plan.sparsePrefill && !isDense;
       const prefillSession = sparsePrefill ? decodeSession : await lease(dense, 'static');
       const prefillKey = sparsePrefill ? `${tier.name}:${source}` : 'dense';
       // Per-prompt inputs differ per request; only sessions with fixed weights share a prefill.
@@ -356,11 +445,10 @@ export class Engine implements ServedModel, DecodingModel {
         yield r.value;
       }
       const totalMs = performance.now() - start;
-      const counts = (keep: number[][] | null): KeptUnits[] => (keep ? keep.map((k) => ({ mlp: k.length })) : []);
       const shape = { promptTokens: promptIds.length, decodeSteps, promptLogits, prefillRan };
       const flopsDense = generationFlops(this.model.config, shape, [], []);
-      const flopsExecuted = generationFlops(this.model.config, shape, counts(sparsePrefill ? decodeKeep : null), counts(decodeKeep));
-      if (plan.activation === 'static' || tier.keep === null) this.learn(tier, sparsePrefill, prefillRan ? promptIds.length : 0, prefillMs, decodeSteps, totalMs - prefillMs);
+      const flopsExecuted = generationFlops(this.model.config, shape, sparsePrefill ? decodeUnits : [], decodeUnits);
+      if (plan.activation !== 'prompt' || isDense) this.learn(profileKey(tier, plan.activation), sparsePrefill, prefillRan ? promptIds.length : 0, prefillMs, decodeSteps, totalMs - prefillMs);
       return {
         ...r.value,
         flopsDense,
@@ -371,6 +459,7 @@ export class Engine implements ServedModel, DecodingModel {
           tier: tier.name,
           sparsity: tier.sparsity,
           activationSource: source,
+          ...selected,
           // Nothing ran (a reused prompt pass, no new token): nothing was saved either.
           flopRatio: flopsDense > 0 ? flopsExecuted / flopsDense : 1,
           sparsePrefill,
@@ -383,7 +472,7 @@ export class Engine implements ServedModel, DecodingModel {
   }
 
   /** Folds a request's timings into the tiers' profiles. */
-  private learn(tier: Tier, sparsePrefill: boolean, promptTokens: number, prefillMs: number, decodeSteps: number, decodeMs: number): void {
+  private learn(profile: string, sparsePrefill: boolean, promptTokens: number, prefillMs: number, decodeSteps: number, decodeMs: number): void {
     const update = (name: string, field: 'prefillMsPerToken' | 'decodeMsPerToken', value: number) => {
       const p = this.profiles.get(name);
       if (!p) return;
@@ -391,8 +480,8 @@ export class Engine implements ServedModel, DecodingModel {
       p.samples++;
     };
     // A prefill shared with an earlier choice (promptTokens 0) says nothing about its cost.
-    if (promptTokens > 0) update(sparsePrefill ? tier.name : 'dense', 'prefillMsPerToken', prefillMs / promptTokens);
-    if (decodeSteps > 0) update(tier.name, 'decodeMsPerToken', decodeMs / decodeSteps);
+    if (promptTokens > 0) update(sparsePrefill ? profile : 'dense', 'prefillMsPerToken', prefillMs / promptTokens);
+    if (decodeSteps > 0) update(profile, 'decodeMsPerToken', decodeMs / decodeSteps);
   }
 
   async close(): Promise<void> {

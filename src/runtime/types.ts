@@ -44,8 +44,11 @@ export interface ExecutionOptions {
   sparsity?: number | string;
   /** The densest tier predicted to finish within this many milliseconds runs. */
   latencyBudgetMs?: number;
-  /** "static": the tier's calibrated masks; "prompt": a per-prompt set from attribution on the prompt (cached). */
-  activation?: 'static' | 'prompt';
+  /**
+   * "static": the tier's calibrated masks; "prompt": a per-prompt set from attribution on the
+   * prompt (cached); "token": every token selects its own neurons inside the graph.
+   */
+  activation?: 'static' | 'prompt' | 'token';
   /** Run the prompt sparse too (default: prefill dense, decode sparse). */
   sparsePrefill?: boolean;
 }
@@ -57,7 +60,10 @@ export interface SparsityReport {
   /** The tier's per-layer MLP sparsity. */
   sparsity: number;
   /** Where the active neurons came from. */
-  activationSource: 'dense' | 'static' | 'cache' | 'computed';
+  activationSource: 'dense' | 'static' | 'cache' | 'computed' | 'token';
+  /** With per-token activation: the selector that chose the neurons, and its block size in neurons. */
+  selector?: string;
+  block?: number;
   /** flops_executed / flops_dense of this generation. */
   flopRatio: number;
   sparsePrefill: boolean;
@@ -99,6 +105,18 @@ export interface TierInfo {
   loaded: boolean;
   /** Estimated weight memory its sessions hold now (0 when none is built). */
   memoryBytes: number;
+}
+
+/** Per-token activation as a model serves it: its selector, and a tier per sparsity. */
+export interface TokenActivationInfo {
+  /** The selector `activation: "token"` runs ("predictor-cor_gxo" or "gate"). */
+  selector: string;
+  /** Every selector this model has. */
+  selectors: string[];
+  /** Neurons per selection block. */
+  block: number;
+  /** Sparse tiers; `neuronsPerLayer` is what each token keeps, `trafficBound` counts the selector's bytes. */
+  tiers: TierInfo[];
 }
 
 /** A piece of output, yielded as soon as it is final (stop strings are held back until decided). */
@@ -146,6 +164,8 @@ export interface ServedModel {
   ): AsyncGenerator<GenerationDelta, GenerationResult>;
   /** The sparsity tiers this model serves (at least "dense"), with their latency profiles. */
   tiers(): TierInfo[];
+  /** Per-token activation, when the model serves it. */
+  tokenActivation?(): TokenActivationInfo;
   /** Checks execution options before any work; throws ParameterError naming the parameter. */
   checkExecution(execution: ExecutionOptions): void;
   /** Where per-prompt activation scores are cached from now on (the app's store). */

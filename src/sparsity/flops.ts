@@ -10,6 +10,11 @@ import type { LlamaConfig, LlamaWeights } from '../model/types.js';
 export interface KeptUnits {
   mlp?: number;
   heads?: number;
+  /**
+   * FLOPs a per-token selector adds per token in this layer, beyond the kept neurons' own
+   * products: a predictor's, or gate-first's dense gate rows of the neurons it drops.
+   */
+  selector?: number;
 }
 
 export interface TokenFlops {
@@ -40,7 +45,7 @@ export function tokenFlops(c: LlamaConfig, context: number, kept: KeptUnits[] = 
     const neurons = kept[l]?.mlp ?? c.intermediateSize;
     attentionProjections += 2 * c.hiddenSize * 2 * kvDim + heads * 2 * 2 * c.headDim * c.hiddenSize;
     attentionContext += heads * 2 * 2 * c.headDim * context;
-    mlp += neurons * neuronFlops(c);
+    mlp += neurons * neuronFlops(c) + (kept[l]?.selector ?? 0);
   }
   const lmHead = 2 * c.hiddenSize * c.vocabSize;
   return { attentionProjections, attentionContext, mlp, lmHead, total: attentionProjections + attentionContext + mlp + lmHead };

@@ -6,22 +6,9 @@
  */
 import type { LayerWeights } from '../model/types.js';
 
-/** Per neuron, ||up_i||_2 * ||down[:, i]||_2: the gate-independent factor of gate-first scores. */
-export function gateFirstNorms(layer: Pick<LayerWeights, 'up' | 'down'>): Float32Array {
-  const [F, H] = layer.up.shape;
-  const out = new Float32Array(F);
-  const down = layer.down.data; // [hidden, intermediate]
-  for (let i = 0; i < F; i++) {
-    let u = 0;
-    for (let j = 0; j < H; j++) u += layer.up.data[i * H + j] ** 2;
-    let d = 0;
-    for (let j = 0; j < layer.down.shape[0]; j++) d += down[j * F + i] ** 2;
-    out[i] = Math.sqrt(u) * Math.sqrt(d);
-  }
-  return out;
-}
+export { gateFirstWeights } from '../arch/token-mlp.js';
 
-/** Gate-first scores of every neuron for one MLP input x ([hidden]); `norms` from gateFirstNorms. */
+/** Gate-first scores of every neuron for one MLP input x ([hidden]); `norms` from gateFirstWeights (the graph's own). */
 export function gateFirstScores(layer: Pick<LayerWeights, 'gate'>, norms: Float32Array, x: ArrayLike<number>): Float32Array {
   const [F, H] = layer.gate.shape;
   const w = layer.gate.data;

@@ -40,6 +40,8 @@ export interface PredictorMeta {
    * serving wants to reach).
    */
   recall: Record<string, number>;
+  /** Gate-first's recall on the same positions: the predictor serves only where it beats it. */
+  gateFirstRecall: Record<string, number>;
   createdAt: string;
 }
 

@@ -42,6 +42,7 @@ const selections: TokenSelection[] = [
   { selector: 'gate', block: B, outputSelected: true },
   { selector: 'predictor', block: B, rank, layers: predictor, outputSelected: true },
   { selector: 'gate', block: 1, outputSelected: true },
+  { selector: 'predictor', block: 1, rank, layers: predictor, outputSelected: true },
 ];
 
 for (const selection of selections) {

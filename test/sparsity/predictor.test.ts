@@ -1,8 +1,9 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import t from 'tap';
+import type { LayerWeights } from '../../src/model/types.js';
 import { loadModelDir } from '../../src/model/load.js';
 import { writeSafetensors } from '../../src/model/safetensors.js';
-import { gateFirstNorms, gateFirstScores } from '../../src/sparsity/gate-first.js';
+import { gateFirstScores, gateFirstWeights } from '../../src/sparsity/gate-first.js';
 import {
   checkRank, defaultRank, predictorFile, predictorScores, readPredictor, writePredictor, type Predictor,
 } from '../../src/sparsity/predictor.js';
@@ -44,11 +45,12 @@ t.test('default rank and the 10% budget', async (t) => {
 t.test('gateFirstScores is |SiLU(gate_i . x)| * ||up_i|| * ||down[:, i]||', async (t) => {
   // intermediate 2, hidden 2
   const layer = {
+    ...({} as LayerWeights),
     gate: { shape: [2, 2], data: Float32Array.of(1, 0, 0, -1) },
     up: { shape: [2, 2], data: Float32Array.of(3, 4, 0, 2) },
     down: { shape: [2, 2], data: Float32Array.of(1, 0, 0, 3) }, // [hidden, intermediate]: column 0 = [1, 0], column 1 = [0, 3]
   };
-  const norms = gateFirstNorms(layer);
+  const norms = gateFirstWeights(layer);
   t.same(Array.from(norms), [5, 6]);
   const silu = (z: number) => z / (1 + Math.exp(-z));
   const s = gateFirstScores(layer, norms, [2, 1]);
@@ -63,7 +65,7 @@ function predictorFor(hidden: number, intermediate: number, layers: number, rank
     layers: Array.from({ length: layers }, (_, l) => ({ a: fill(hidden * rank, l), b: fill(rank * intermediate, l + 10), bias: fill(intermediate, l + 20) })),
     meta: {
       weightsSha256: hash, labels: 'cor_gxo', rank, trainSparsities: [0.5, 0.9], steps: 3, trainTokens: 10, validationTokens: 2,
-      recall: { '0.5': 0.75, '0.9': 0.5 }, createdAt: '2025-01-01T00:00:00.000Z',
+      recall: { '0.5': 0.75, '0.9': 0.5 }, gateFirstRecall: { '0.5': 0.7, '0.9': 0.6 }, createdAt: '2025-01-01T00:00:00.000Z',
     },
   };
 }

@@ -111,6 +111,15 @@ t.test('at a tier: scoring runs the prompt sparse by default, and reports it', a
   t.equal(named.sparsity?.tier, 's50');
 });
 
+t.test('per-token activation: every scored position selects its own neurons', async (t) => {
+  const body = { prompt: 'the cat sat on the', continuations: [' mat'] };
+  const dense = await score(body);
+  const token = await score({ ...body, sparsity: 0.8, activation: 'token' });
+  t.match(token.sparsity, { tier: 's80', activation_source: 'token', sparse_prefill: true, selector: 'gate' });
+  t.ok((token.usage.flops_executed ?? Infinity) < (dense.usage.flops_executed ?? 0), 'fewer FLOPs');
+  t.not(token.data[0].logprob_sum, dense.data[0].logprob_sum, 'dropped neurons change the scores');
+});
+
 t.test('bad requests are 400s naming the field', async (t) => {
   t.equal((await refused({ continuations: [] })).param, 'continuations');
   t.equal((await refused({ continuations: [''] })).param, 'continuations');

@@ -1,0 +1,79 @@
+/**
+ * Per-token selectors a model can serve, and what the serving graph needs of each:
+ * - `gate`: gate-first, from the weights alone, so every model has it;
+ * - `predictor-cor_gxo` / `predictor-magnitude`: the learned low-rank predictor trained on
+ *   the oracle's Corrected GxO sets (or on activation magnitudes, for comparison), when
+ *   `npm run train-predictor` has written one for these weights.
+ * Selection runs by blocks of neurons (src/arch/token-mlp.ts); a tier's sparsity becomes a
+ * number of blocks kept per layer and token.
+ */
+import { defaultBlock, type TokenSelection } from '../arch/token-mlp.js';
+import type { LoadedModel } from '../model/load.js';
+import type { LlamaConfig } from '../model/types.js';
+import type { KeptUnits } from './flops.js';
+import { keptCount } from './masks.js';
+import { readPredictor, type Predictor, type PredictorLabels } from './predictor.js';
+
+export const SELECTORS = ['gate', 'predictor-cor_gxo', 'predictor-magnitude'] as const;
+export type Selector = (typeof SELECTORS)[number];
+
+export const isSelector = (name: string): name is Selector => (SELECTORS as readonly string[]).includes(name);
+
+const predictorLabels = (selector: Selector): PredictorLabels | null => (selector === 'gate' ? null : (selector.slice('predictor-'.length) as PredictorLabels));
+
+/** The model's predictor for `selector`, or null (gate-first needs none, or none was trained). */
+export function predictorOf(model: LoadedModel, selector: Selector): Predictor | null {
+  const labels = predictorLabels(selector);
+  return labels ? readPredictor(model.dir, model.weightsHash, labels) : null;
+}
+
+/** The selectors this model can serve: gate-first always, predictors where trained. */
+export function availableSelectors(model: LoadedModel): Selector[] {
+  return SELECTORS.filter((s) => s === 'gate' || predictorOf(model, s) !== null);
+}
+
+/**
+ * What serves `activation: "token"`: the predictor trained on Corrected GxO where it recalls
+ * more of the oracle's sets than gate-first on its held-out positions (mean over the trained
+ * sparsities), else gate-first.
+ */
+export function servedSelector(model: LoadedModel): Selector {
+  const predictor = predictorOf(model, 'predictor-cor_gxo');
+  if (!predictor) return 'gate';
+  const mean = (r: Record<string, number>) => Object.values(r).reduce((a, b) => a + b, 0) / Object.values(r).length;
+  return mean(predictor.meta.recall) > mean(predictor.meta.gateFirstRecall) ? 'predictor-cor_gxo' : 'gate';
+}
+
+/** The serving graph's selection for `selector`, by blocks of `block` neurons (default: the model's). */
+export function tokenSelection(model: LoadedModel, selector: Selector, block = defaultBlock(model.config.intermediateSize), outputSelected = false): TokenSelection {
+  if (selector === 'gate') return { selector: 'gate', block, outputSelected };
+  const predictor = predictorOf(model, selector);
+  if (!predictor) throw new Error(`${model.dir} has no ${selector} (run npm run train-predictor -- --model ${model.dir})`);
+  return { selector: 'predictor', block, rank: predictor.rank, layers: predictor.layers, outputSelected };
+}
+
+/** Blocks each layer keeps per token at `sparsity`. */
+export function keptBlocks(intermediate: number, block: number, sparsity: number): number {
+  return keptCount(intermediate / block, sparsity);
+}
+
+/**
+ * Per layer, what a token computes under per-token selection: the kept neurons, and the
+ * selector's own products (a predictor's two low-rank factors, or gate-first's dense gate rows
+ * of the neurons it then drops).
+ */
+export function tokenKeptUnits(config: LlamaConfig, selection: TokenSelection, blocks: number): KeptUnits[] {
+  const kept = blocks * selection.block;
+  const d = config.hiddenSize;
+  const F = config.intermediateSize;
+  const selector = selection.selector === 'gate' ? 2 * d * (F - kept) : 2 * selection.rank * (d + F);
+  return Array.from({ length: config.numLayers }, () => ({ mlp: kept, selector }));
+}
+
+/** Float32 weight bytes a token no longer reads under per-token selection (dropped neurons less the selector's own bytes). */
+export function tokenSavedBytes(config: LlamaConfig, selection: TokenSelection, blocks: number): number {
+  const dropped = config.intermediateSize - blocks * selection.block;
+  const d = config.hiddenSize;
+  const selector = selection.selector === 'gate' ? d * dropped : selection.rank * (d + config.intermediateSize) + config.intermediateSize;
+  return 4 * config.numLayers * (3 * d * dropped - selector);
+}
