@@ -28,21 +28,21 @@ async function run(execution: ExecutionOptions, params: Partial<SamplingParams> 
 
 t.test('the model lists its per-token tiers: gate-first without a trained predictor', async (t) => {
   const info = model.tokenActivation();
-  t.match(info, { selector: 'gate', selectors: ['gate'], block: 4 });
-  t.same(info.tiers.map((x) => [x.name, x.neuronsPerLayer]), [['s50', 52], ['s80', 20]], 'blocks of 4 of 100 neurons: 13 and 5 blocks');
+  t.match(info, { selector: 'gate', selectors: ['gate'], block: 1 });
+  t.same(info.tiers.map((x) => [x.name, x.neuronsPerLayer]), [['s50', 50], ['s80', 20]], 'single neurons of 100');
   t.ok(info.tiers.every((x) => x.loaded && x.profile !== null && x.profile.decodeMsPerToken > 0), 'preloaded and measured');
   t.ok(info.tiers[0].trafficBound > 1 && info.tiers[1].trafficBound > info.tiers[0].trafficBound);
 });
 
 t.test('activation "token": a dense prefill, then each step selects its own neurons in the graph', async (t) => {
   const { ids, result } = await run({ sparsity: 0.8, activation: 'token' });
-  t.match(result.sparsity, { tier: 's80', sparsity: 0.8, activationSource: 'token', selector: 'gate', block: 4, sparsePrefill: false });
-  // The same by hand: the dense session's prefill, then the per-token session with 5 blocks.
+  t.match(result.sparsity, { tier: 's80', sparsity: 0.8, activationSource: 'token', selector: 'gate', block: 1, sparsePrefill: false });
+  // The same by hand: the dense session's prefill, then the per-token session keeping 20 neurons.
   const loaded = await loadModelDir(dir);
   const dense = await LlamaSession.create(loaded.config, loaded.weights, { intraOpThreads: 1 });
   const selection = tokenSelection(loaded, 'gate');
   const token = await LlamaSession.create(loaded.config, loaded.weights, { intraOpThreads: 1 }, { tokenSelection: selection });
-  const blocks = { [TOKEN_BLOCKS]: new ort.Tensor('int64', BigInt64Array.of(BigInt(keptBlocks(100, 4, 0.8))), [1]) };
+  const blocks = { [TOKEN_BLOCKS]: new ort.Tensor('int64', BigInt64Array.of(BigInt(keptBlocks(100, 1, 0.8))), [1]) };
   let step = await dense.forward(prompt, dense.emptyCache());
   const expected: number[] = [];
   for (let i = 0; i < greedy.maxTokens; i++) {
@@ -53,7 +53,7 @@ t.test('activation "token": a dense prefill, then each step selects its own neur
   t.not(ids.join(), (await run({})).ids.join(), 'and it is not the dense output');
   // FLOPs: the kept neurons, plus gate-first's dense gate rows of the dropped ones.
   const shape = { promptTokens: prompt.length, decodeSteps: greedy.maxTokens - 1, promptLogits: 1 };
-  t.equal(result.flopsExecuted, generationFlops(loaded.config, shape, [], tokenKeptUnits(loaded.config, selection, 5)));
+  t.equal(result.flopsExecuted, generationFlops(loaded.config, shape, [], tokenKeptUnits(loaded.config, selection, 20)));
   t.ok(result.flopsExecuted! < result.flopsDense!, 'fewer FLOPs than dense');
   await dense.release();
   await token.release();
