@@ -11,7 +11,7 @@
 import type { Graph } from '../graph/graph.js';
 import type { DType, Value } from '../graph/types.js';
 import type { HostTensor, LayerWeights, LlamaConfig, LlamaWeights } from '../model/types.js';
-import { TOKEN_BLOCKS, tokenMlp, type TokenSelection } from './token-mlp.js';
+import { TOKEN_BLOCKS, TOKEN_CANDIDATES, tokenMlp, type TokenInputs, type TokenSelection } from './token-mlp.js';
 
 const INT64_MAX_SAFE = Number.MAX_SAFE_INTEGER;
 /** Added to masked attention scores; exp() of it underflows to exactly 0. */
@@ -200,8 +200,8 @@ export class LlamaBuilder {
   readonly fused: boolean;
   /** With `trainable`, the weights as inputs, by Hugging Face tensor name. */
   readonly parameters = new Map<string, Parameter>();
-  /** With `tokenSelection`, the `token_blocks` input (blocks of neurons each layer keeps per token). */
-  private tokenBlocks: Value | null = null;
+  /** With `tokenSelection`, its inputs (how many blocks, and candidates, each layer keeps per token). */
+  private tokenInputs: TokenInputs | null = null;
 
   constructor(
     readonly g: Graph,
@@ -418,8 +418,11 @@ export class LlamaBuilder {
     if (this.options.onMlpInput) x = this.options.onMlpInput(layer, x);
     const selection = this.options.tokenSelection;
     if (selection) {
-      this.tokenBlocks ??= g.input(TOKEN_BLOCKS, 'int64', [1]);
-      return tokenMlp(g, this.config, x, w, layer, selection, this.tokenBlocks, () => transposed(w.gate));
+      this.tokenInputs ??= {
+        blocks: g.input(TOKEN_BLOCKS, 'int64', [1]),
+        candidates: selection.selector === 'gate' && selection.rerank ? g.input(TOKEN_CANDIDATES, 'int64', [1]) : null,
+      };
+      return tokenMlp(g, this.config, x, w, layer, selection, this.tokenInputs, () => transposed(w.gate));
     }
     const [gate, up] = this.fused ? this.gateUp(x, w, p) : [this.linear(x, w.gate, `${p}.gate_proj`), this.linear(x, w.up, `${p}.up_proj`)];
     let a = g.mul(g.mul(gate, g.sigmoid(gate)), up);

@@ -32,6 +32,13 @@ import type { LayerWeights, LlamaConfig } from '../model/types.js';
 
 /** The graph input holding how many blocks each layer keeps per token. */
 export const TOKEN_BLOCKS = 'token_blocks';
+/** With gate-first's `rerank`: how many neurons each layer's first stage keeps per token. */
+export const TOKEN_CANDIDATES = 'token_candidates';
+
+export interface TokenInputs {
+  blocks: Value;
+  candidates: Value | null;
+}
 /** Layer l's selected blocks ([positions, kept blocks], int64), an output with `outputSelected`. */
 export const selectedName = (layer: number) => `selected.${layer}`;
 
@@ -46,7 +53,12 @@ export interface PredictorWeights {
 }
 
 export type TokenSelection =
-  | { selector: 'gate'; block: number; outputSelected?: boolean }
+  /**
+   * `rerank` (single neurons only): gate-first keeps `token_candidates` neurons, computes their
+   * up projections, and keeps the `token_blocks` of them whose exact outputs |SiLU(g) u| ||down||
+   * are largest; only those are multiplied by down.
+   */
+  | { selector: 'gate'; block: number; rerank?: boolean; outputSelected?: boolean }
   | { selector: 'predictor'; block: number; rank: number; layers: PredictorWeights[]; outputSelected?: boolean };
 
 export type SelectorName = TokenSelection['selector'];
@@ -110,7 +122,7 @@ function keptActivations(g: Graph, data: Value, idx: Value, B: number): Value {
  * through the gathers and batched products, so no op reshapes positions together; a decode
  * step runs 13-16 kernels per layer (the dense MLP 5).
  */
-export function tokenMlp(g: Graph, config: LlamaConfig, x: Value, w: LayerWeights, layer: number, selection: TokenSelection, blocks: Value, transposedGate: () => Float32Array): Value {
+export function tokenMlp(g: Graph, config: LlamaConfig, x: Value, w: LayerWeights, layer: number, selection: TokenSelection, inputs: TokenInputs, transposedGate: () => Float32Array): Value {
   const { hiddenSize: d, intermediateSize: F } = config;
   const B = selection.block;
   if (F % B !== 0) throw new Error(`a selection block of ${B} neurons does not divide the MLP's ${F}`);
@@ -133,11 +145,24 @@ export function tokenMlp(g: Graph, config: LlamaConfig, x: Value, w: LayerWeight
     // Per neuron the logits rank as their sigmoids do; a block sums probabilities.
     scores = B === 1 ? logits : g.sigmoid(logits);
   }
+  const topK = (s: Value, k: Value) =>
+    g.kernel('TopK', [s, k], [{ dtype: 'float32', shape: [batch, seq, 'kept'] }, { dtype: 'int64', shape: [batch, seq, 'kept'] }], { axis: -1, largest: 1, sorted: 0 })[1];
+  const atIndices = (data: Value, indices: Value) => g.kernel('GatherElements', [data, indices], [{ dtype: data.dtype, shape: indices.shape }], { axis: 2 })[0];
+  if (gateAct && inputs.candidates) {
+    if (B !== 1) throw new Error('gate-first reranking selects single neurons');
+    const candidates = topK(scores, inputs.candidates); // [batch, seq, candidates]
+    const u = g.reshape(g.matmul(g.gather(f32(w.up.data, [F, d], `${p}.up_proj.packed`), candidates), column), [0, 0, -1]);
+    const a = g.mul(atIndices(gateAct, candidates), u); // the candidates' exact activations
+    const downNorms = g.gather(f32(rowNorms(neuronMajorDown(w), F, d), [F], `${p}.down_proj.norms`), candidates);
+    const [exact] = g.kernel('Abs', [g.mul(a, downNorms)], [{ dtype: 'float32', shape: a.shape }]);
+    const kept = topK(exact, inputs.blocks); // positions among the candidates
+    const idx = atIndices(candidates, kept);
+    if (selection.outputSelected) g.output(idx, selectedName(layer));
+    const y = g.matmul(g.unsqueeze(atIndices(a, kept), [2]), g.gather(f32(neuronMajorDown(w), [F, d], `${p}.down_proj.packed`), idx));
+    return g.reshape(y, [0, 0, d]);
+  }
   const blockScores = B === 1 ? scores : g.reduceSum(g.reshape(scores, [0, 0, nb, B]), [-1], false); // [batch, seq, nb]
-  const [, idx] = g.kernel('TopK', [blockScores, blocks], [
-    { dtype: 'float32', shape: [batch, seq, 'kept'] },
-    { dtype: 'int64', shape: [batch, seq, 'kept'] },
-  ], { axis: -1, largest: 1, sorted: 0 });
+  const idx = topK(blockScores, inputs.blocks);
   if (selection.outputSelected) g.output(idx, selectedName(layer));
   /** The kept blocks' rows of a packed [nb, B * rows * d] tensor, as [batch, seq, kept * B * rows, d]. */
   const gathered = (data: Float32Array, rows: number, name: string) => {
@@ -150,7 +175,7 @@ export function tokenMlp(g: Graph, config: LlamaConfig, x: Value, w: LayerWeight
     const u = g.matmul(gathered(w.up.data, 1, `${p}.up_proj.packed`), column); // [batch, seq, kB, 1]
     const kept =
       B === 1
-        ? g.kernel('GatherElements', [gateAct, idx], [{ dtype: 'float32', shape: [batch, seq, 'kept'] }], { axis: 2 })[0]
+        ? atIndices(gateAct, idx)
         : g.reshape(keptActivations(g, g.reshape(gateAct, [0, 0, nb, B]), idx, B), [0, 0, -1]); // [batch, seq, kB]
     h = g.mul(g.reshape(u, [0, 0, 1, -1]), g.unsqueeze(kept, [2]));
   } else {

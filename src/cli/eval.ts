@@ -41,7 +41,8 @@ function parseSelector(value: string): Selector {
   return value;
 }
 
-const DEFAULT_SPARSITIES = Array.from({ length: 10 }, (_, i) => i / 10);
+// Tenths, and 25% (a served tier of models without calibrated masks).
+const DEFAULT_SPARSITIES = [...Array.from({ length: 10 }, (_, i) => i / 10), 0.25].sort((a, b) => a - b);
 const DEFAULT_PROMPTS = ['data/eval/validation-prompts.jsonl', 'data/eval/instruct-prompts.jsonl'];
 
 /** The calibration file a model's tiers were made from, when it is in data/calibration/. */

@@ -12,13 +12,13 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
-import { defaultBlock } from '../arch/token-mlp.js';
+import { defaultBlock, type TokenSelection } from '../arch/token-mlp.js';
 import type { LoadedModel } from '../model/load.js';
 import type { KvCache } from '../runtime/kv-cache.js';
 import { argmax, logSoftmax } from '../runtime/sampling.js';
 import { LlamaSession, type OrtOptions } from '../runtime/session.js';
 import { predictorFile } from '../sparsity/predictor.js';
-import { availableSelectors, keptBlocks, SELECTORS, tokenSelection, type Selector } from '../sparsity/selectors.js';
+import { availableSelectors, keptBlocks, SELECTORS, tokenFeeds, tokenSelection, type Selector } from '../sparsity/selectors.js';
 
 export interface TokenVariant {
   selector: Selector;
@@ -42,7 +42,7 @@ export function tokenVariants(model: LoadedModel, selectors?: readonly Selector[
   const B = defaultBlock(model.config.intermediateSize);
   const out: TokenVariant[] = [];
   for (const selector of SELECTORS.filter((s) => available.includes(s) && (!selectors || selectors.includes(s)))) {
-    const blocks = selector === 'gate' ? [1, B] : [B, 1];
+    const blocks = selector === 'gate-rerank' ? [1] : selector === 'gate' ? [1, B] : [B, 1];
     for (const block of new Set(blocks)) out.push({ selector, block });
   }
   return out;
@@ -52,7 +52,7 @@ export function tokenVariants(model: LoadedModel, selectors?: readonly Selector[
 export function predictorHashes(model: LoadedModel, variants: readonly TokenVariant[]): Record<string, string> {
   const out: Record<string, string> = {};
   for (const { selector } of variants) {
-    if (selector === 'gate' || out[selector]) continue;
+    if (!selector.startsWith('predictor-') || out[selector]) continue;
     out[selector] = createHash('sha256').update(readFileSync(predictorFile(model.dir, selector.slice('predictor-'.length) as 'cor_gxo' | 'magnitude'))).digest('hex');
   }
   return out;
@@ -66,6 +66,7 @@ export function tokenKeptNeurons(intermediate: number, block: number, sparsity: 
 export class TokenModel {
   private constructor(
     readonly variant: TokenVariant,
+    private readonly selection: TokenSelection,
     private readonly intermediate: number,
     private readonly session: LlamaSession,
   ) {}
@@ -73,12 +74,11 @@ export class TokenModel {
   static async create(model: LoadedModel, variant: TokenVariant, options: OrtOptions = {}): Promise<TokenModel> {
     const selection = tokenSelection(model, variant.selector, variant.block, true);
     const session = await LlamaSession.create(model.config, model.weights, options, { tokenSelection: selection });
-    return new TokenModel(variant, model.config.intermediateSize, session);
+    return new TokenModel(variant, selection, model.config.intermediateSize, session);
   }
 
   private feeds(sparsity: number): Record<string, ort.Tensor> {
-    const kb = keptBlocks(this.intermediate, this.variant.block, sparsity);
-    return { token_blocks: new ort.Tensor('int64', BigInt64Array.of(BigInt(kb)), [1]) };
+    return tokenFeeds(this.intermediate, this.selection, keptBlocks(this.intermediate, this.variant.block, sparsity));
   }
 
   /**

@@ -17,10 +17,10 @@ import { generationFlops, weightBytesPerToken, type KeptUnits } from '../sparsit
 import { keepTop, readMaskFile } from '../sparsity/masks.js';
 import { isMetric, meanOverPositions, scoreSequence, type Metric } from '../sparsity/metrics.js';
 import { gatherLayerMlp, pruneMlp } from '../sparsity/prune.js';
-import { availableSelectors, keptBlocks, servedSelector, tokenKeptUnits, tokenSavedBytes, tokenSelection, type Selector } from '../sparsity/selectors.js';
+import { availableSelectors, keptBlocks, servedSelector, tokenFeeds, tokenKeptUnits, tokenSavedBytes, tokenSelection, type Selector } from '../sparsity/selectors.js';
 import { selectTier, tierName, tiersOf, type Tier } from '../sparsity/tiers.js';
 import { DEFAULT_TIERS } from '../sparsity/masks.js';
-import { TOKEN_BLOCKS, type TokenSelection } from '../arch/token-mlp.js';
+import type { TokenSelection } from '../arch/token-mlp.js';
 import { generate, type DecodingModel, type Runner } from './generate.js';
 import { SessionPool, type Lease } from './pool.js';
 import type { KvCache } from './kv-cache.js';
@@ -196,9 +196,9 @@ export class Engine implements ServedModel, DecodingModel {
     return tier.neuronsPerLayer / this.selection.block;
   }
 
-  /** The `token_blocks` input of a per-token tier. */
+  /** The inputs of a per-token tier (`token_blocks`, ...). */
   private tokenInputs(tier: Tier): Record<string, ort.Tensor> {
-    return { [TOKEN_BLOCKS]: new ort.Tensor('int64', BigInt64Array.of(BigInt(this.tokenBlocks(tier))), [1]) };
+    return tokenFeeds(this.model.config.intermediateSize, this.selection, this.tokenBlocks(tier));
   }
 
   /**

@@ -1,25 +1,32 @@
 /**
  * Per-token selectors a model can serve, and what the serving graph needs of each:
  * - `gate`: gate-first, from the weights alone, so every model has it;
+ * - `gate-rerank`: gate-first keeps RERANK times the neurons, computes their up projections,
+ *   and keeps those with the largest exact outputs |SiLU(g) u| ||down||;
  * - `predictor-cor_gxo` / `predictor-magnitude`: the learned low-rank predictor trained on
  *   the oracle's Corrected GxO sets (or on activation magnitudes, for comparison), when
  *   `npm run train-predictor` has written one for these weights.
  * Selection runs by blocks of neurons (src/arch/token-mlp.ts); a tier's sparsity becomes a
  * number of blocks kept per layer and token.
  */
-import type { TokenSelection } from '../arch/token-mlp.js';
+import * as ort from 'onnxruntime-node';
+import { TOKEN_BLOCKS, TOKEN_CANDIDATES, type TokenSelection } from '../arch/token-mlp.js';
 import type { LoadedModel } from '../model/load.js';
 import type { LlamaConfig } from '../model/types.js';
 import type { KeptUnits } from './flops.js';
 import { keptCount } from './masks.js';
 import { readPredictor, type Predictor, type PredictorLabels } from './predictor.js';
 
-export const SELECTORS = ['gate', 'predictor-cor_gxo', 'predictor-magnitude'] as const;
+export const SELECTORS = ['gate', 'gate-rerank', 'predictor-cor_gxo', 'predictor-magnitude'] as const;
 export type Selector = (typeof SELECTORS)[number];
 
 export const isSelector = (name: string): name is Selector => (SELECTORS as readonly string[]).includes(name);
 
-const predictorLabels = (selector: Selector): PredictorLabels | null => (selector === 'gate' ? null : (selector.slice('predictor-'.length) as PredictorLabels));
+const predictorLabels = (selector: Selector): PredictorLabels | null =>
+  selector.startsWith('predictor-') ? (selector.slice('predictor-'.length) as PredictorLabels) : null;
+
+/** `gate-rerank`'s first stage keeps this many times the neurons it finally keeps. */
+export const RERANK = 2;
 
 /** The model's predictor for `selector`, or null (gate-first needs none, or none was trained). */
 export function predictorOf(model: LoadedModel, selector: Selector): Predictor | null {
@@ -29,19 +36,20 @@ export function predictorOf(model: LoadedModel, selector: Selector): Predictor |
 
 /** The selectors this model can serve: gate-first always, predictors where trained. */
 export function availableSelectors(model: LoadedModel): Selector[] {
-  return SELECTORS.filter((s) => s === 'gate' || predictorOf(model, s) !== null);
+  return SELECTORS.filter((s) => predictorLabels(s) === null || predictorOf(model, s) !== null);
 }
 
 /**
  * What serves `activation: "token"`: the predictor trained on Corrected GxO where it recalls
  * more of the oracle's sets than gate-first on its held-out positions (mean over the trained
- * sparsities), else gate-first.
+ * sparsities), else gate-first reranked by exact outputs (docs/eval: the best per-token mode
+ * on both shipped models).
  */
 export function servedSelector(model: LoadedModel): Selector {
   const predictor = predictorOf(model, 'predictor-cor_gxo');
-  if (!predictor) return 'gate';
+  if (!predictor) return 'gate-rerank';
   const mean = (r: Record<string, number>) => Object.values(r).reduce((a, b) => a + b, 0) / Object.values(r).length;
-  return mean(predictor.meta.recall) > mean(predictor.meta.gateFirstRecall) ? 'predictor-cor_gxo' : 'gate';
+  return mean(predictor.meta.recall) > mean(predictor.meta.gateFirstRecall) ? 'predictor-cor_gxo' : 'gate-rerank';
 }
 
 /**
@@ -51,6 +59,7 @@ export function servedSelector(model: LoadedModel): Selector {
  */
 export function tokenSelection(model: LoadedModel, selector: Selector, block = 1, outputSelected = false): TokenSelection {
   if (selector === 'gate') return { selector: 'gate', block, outputSelected };
+  if (selector === 'gate-rerank') return { selector: 'gate', block: 1, rerank: true, outputSelected };
   const predictor = predictorOf(model, selector);
   if (!predictor) throw new Error(`${model.dir} has no ${selector} (run npm run train-predictor -- --model ${model.dir})`);
   return { selector: 'predictor', block, rank: predictor.rank, layers: predictor.layers, outputSelected };
@@ -59,6 +68,19 @@ export function tokenSelection(model: LoadedModel, selector: Selector, block = 1
 /** Blocks each layer keeps per token at `sparsity`. */
 export function keptBlocks(intermediate: number, block: number, sparsity: number): number {
   return keptCount(intermediate / block, sparsity);
+}
+
+/** Neurons whose up projections a token computes: the kept ones, or reranking's candidates. */
+function upRows(intermediate: number, selection: TokenSelection, blocks: number): number {
+  const kept = blocks * selection.block;
+  return selection.selector === 'gate' && selection.rerank ? Math.min(intermediate, RERANK * kept) : kept;
+}
+
+/** The graph inputs of a per-token tier: blocks kept per layer and token (and reranking's candidates). */
+export function tokenFeeds(intermediate: number, selection: TokenSelection, blocks: number): Record<string, ort.Tensor> {
+  const scalar = (n: number) => new ort.Tensor('int64', BigInt64Array.of(BigInt(n)), [1]);
+  const feeds = { [TOKEN_BLOCKS]: scalar(blocks) };
+  return selection.selector === 'gate' && selection.rerank ? { ...feeds, [TOKEN_CANDIDATES]: scalar(upRows(intermediate, selection, blocks)) } : feeds;
 }
 
 /**
@@ -70,7 +92,8 @@ export function tokenKeptUnits(config: LlamaConfig, selection: TokenSelection, b
   const kept = blocks * selection.block;
   const d = config.hiddenSize;
   const F = config.intermediateSize;
-  const selector = selection.selector === 'gate' ? 2 * d * (F - kept) : 2 * selection.rank * (d + F);
+  const extraUp = upRows(F, selection, blocks) - kept;
+  const selector = selection.selector === 'gate' ? 2 * d * (F - kept + extraUp) : 2 * selection.rank * (d + F);
   return Array.from({ length: config.numLayers }, () => ({ mlp: kept, selector }));
 }
 
@@ -78,6 +101,7 @@ export function tokenKeptUnits(config: LlamaConfig, selection: TokenSelection, b
 export function tokenSavedBytes(config: LlamaConfig, selection: TokenSelection, blocks: number): number {
   const dropped = config.intermediateSize - blocks * selection.block;
   const d = config.hiddenSize;
-  const selector = selection.selector === 'gate' ? d * dropped : selection.rank * (d + config.intermediateSize) + config.intermediateSize;
+  const extraUp = upRows(config.intermediateSize, selection, blocks) - blocks * selection.block;
+  const selector = selection.selector === 'gate' ? d * (dropped + extraUp) : selection.rank * (d + config.intermediateSize) + config.intermediateSize;
   return 4 * config.numLayers * (3 * d * dropped - selector);
 }

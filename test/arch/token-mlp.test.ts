@@ -9,6 +9,7 @@ import { defaultBlock, gateFirstWeights, neuronMajorDown, type PredictorWeights,
 import { loadModelDir } from '../../src/model/load.js';
 import { createRng } from '../../src/random.js';
 import { LlamaSession, mlpMaskName } from '../../src/runtime/session.js';
+import { tokenFeeds } from '../../src/sparsity/selectors.js';
 import * as ort from 'onnxruntime-node';
 import { join } from 'node:path';
 import { PROJECT_ROOT } from '../../src/project.js';
@@ -43,15 +44,16 @@ const selections: TokenSelection[] = [
   { selector: 'predictor', block: B, rank, layers: predictor, outputSelected: true },
   { selector: 'gate', block: 1, outputSelected: true },
   { selector: 'predictor', block: 1, rank, layers: predictor, outputSelected: true },
+  { selector: 'gate', block: 1, rerank: true, outputSelected: true },
 ];
 
 for (const selection of selections) {
-  t.test(`${selection.selector}, blocks of ${selection.block}: equal to the dense graph masked with the same sets`, async (t) => {
+  t.test(`${selection.selector}${"rerank" in selection && selection.rerank ? " (reranked)" : ""}, blocks of ${selection.block}: equal to the dense graph masked with the same sets`, async (t) => {
     const session = await LlamaSession.create(config, weights, { intraOpThreads: 1 }, { tokenSelection: selection });
     t.teardown(() => session.release());
     const nb = F / selection.block;
     const keptBlocks = Math.round(0.3 * nb);
-    const blocks = { token_blocks: new ort.Tensor('int64', BigInt64Array.of(BigInt(keptBlocks)), [1]) };
+    const blocks = tokenFeeds(F, selection, keptBlocks);
     const prompt = [1, 403, 407, 261, 378, 270, 1000 % config.vocabSize];
 
     const sparse = await session.forward(prompt, session.emptyCache(), prompt.length, blocks);

@@ -1,14 +1,12 @@
 /** Per-token activation as served: what runs, what it computes, what it reports. */
 import t from 'tap';
-import * as ort from 'onnxruntime-node';
-import { TOKEN_BLOCKS } from '../../src/arch/token-mlp.js';
 import { loadModelDir } from '../../src/model/load.js';
 import { loadServedModel } from '../../src/runtime/engine.js';
 import { argmax } from '../../src/runtime/sampling.js';
 import { LlamaSession } from '../../src/runtime/session.js';
 import type { ExecutionOptions, GenerationResult, SamplingParams } from '../../src/runtime/types.js';
 import { generationFlops } from '../../src/sparsity/flops.js';
-import { keptBlocks, tokenKeptUnits, tokenSelection } from '../../src/sparsity/selectors.js';
+import { keptBlocks, tokenFeeds, tokenKeptUnits, tokenSelection } from '../../src/sparsity/selectors.js';
 import { calibratedModelDir } from '../helpers/calibrated-model.js';
 import { testServedModel } from '../helpers/served-model.js';
 
@@ -26,9 +24,9 @@ async function run(execution: ExecutionOptions, params: Partial<SamplingParams> 
   return { ids, result: r.value as GenerationResult };
 }
 
-t.test('the model lists its per-token tiers: gate-first without a trained predictor', async (t) => {
+t.test('the model lists its per-token tiers: reranked gate-first without a trained predictor', async (t) => {
   const info = model.tokenActivation();
-  t.match(info, { selector: 'gate', selectors: ['gate'], block: 1 });
+  t.match(info, { selector: 'gate-rerank', selectors: ['gate', 'gate-rerank'], block: 1 });
   t.same(info.tiers.map((x) => [x.name, x.neuronsPerLayer]), [['s50', 50], ['s80', 20]], 'single neurons of 100');
   t.ok(info.tiers.every((x) => x.loaded && x.profile !== null && x.profile.decodeMsPerToken > 0), 'preloaded and measured');
   t.ok(info.tiers[0].trafficBound > 1 && info.tiers[1].trafficBound > info.tiers[0].trafficBound);
@@ -36,13 +34,13 @@ t.test('the model lists its per-token tiers: gate-first without a trained predic
 
 t.test('activation "token": a dense prefill, then each step selects its own neurons in the graph', async (t) => {
   const { ids, result } = await run({ sparsity: 0.8, activation: 'token' });
-  t.match(result.sparsity, { tier: 's80', sparsity: 0.8, activationSource: 'token', selector: 'gate', block: 1, sparsePrefill: false });
+  t.match(result.sparsity, { tier: 's80', sparsity: 0.8, activationSource: 'token', selector: 'gate-rerank', block: 1, sparsePrefill: false });
   // The same by hand: the dense session's prefill, then the per-token session keeping 20 neurons.
   const loaded = await loadModelDir(dir);
   const dense = await LlamaSession.create(loaded.config, loaded.weights, { intraOpThreads: 1 });
-  const selection = tokenSelection(loaded, 'gate');
+  const selection = tokenSelection(loaded, 'gate-rerank');
   const token = await LlamaSession.create(loaded.config, loaded.weights, { intraOpThreads: 1 }, { tokenSelection: selection });
-  const blocks = { [TOKEN_BLOCKS]: new ort.Tensor('int64', BigInt64Array.of(BigInt(keptBlocks(100, 1, 0.8))), [1]) };
+  const blocks = tokenFeeds(100, selection, keptBlocks(100, 1, 0.8));
   let step = await dense.forward(prompt, dense.emptyCache());
   const expected: number[] = [];
   for (let i = 0; i < greedy.maxTokens; i++) {
@@ -51,7 +49,7 @@ t.test('activation "token": a dense prefill, then each step selects its own neur
   }
   t.same(ids, expected);
   t.not(ids.join(), (await run({})).ids.join(), 'and it is not the dense output');
-  // FLOPs: the kept neurons, plus gate-first's dense gate rows of the dropped ones.
+  // FLOPs: the kept neurons, plus gate-first's dense gate rows of the dropped ones and the up rows of the candidates it dropped.
   const shape = { promptTokens: prompt.length, decodeSteps: greedy.maxTokens - 1, promptLogits: 1 };
   t.equal(result.flopsExecuted, generationFlops(loaded.config, shape, [], tokenKeptUnits(loaded.config, selection, 20)));
   t.ok(result.flopsExecuted! < result.flopsDense!, 'fewer FLOPs than dense');

@@ -115,7 +115,7 @@ t.test('streaming: each finish chunk carries its sparsity, the usage chunk the F
 
 t.test('activation "token": each token selects its own neurons; reported, counted, and listed', async (t) => {
   const res = await complete({ prompt: 'a prompt for per-token activation', sparsity: 0.8, activation: 'token', max_tokens: 6 });
-  t.match(res.sparsity, { tier: 's80', sparsity: 0.8, activation_source: 'token', selector: 'gate', block: 1, sparse_prefill: false });
+  t.match(res.sparsity, { tier: 's80', sparsity: 0.8, activation_source: 'token', selector: 'gate-rerank', block: 1, sparse_prefill: false });
   t.ok(res.usage.flops_executed! < res.usage.flops_dense!, 'fewer FLOPs than dense, the selector counted');
   const byName = await complete({ sparsity: 's50', activation: 'token', sparse_prefill: true, logprobs: 2, echo: true });
   t.match(byName.sparsity, { tier: 's50', activation_source: 'token', sparse_prefill: true });
@@ -123,7 +123,7 @@ t.test('activation "token": each token selects its own neurons; reported, counte
   const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body;
   t.match(metrics, new RegExp(`slm_flops_executed_total\\{model="${model.id}",tier="s80:token"\\} ${res.usage.flops_executed}`), '/metrics labels per-token runs apart');
   const card = JSON.parse((await app.inject({ method: 'GET', url: '/v1/models' })).body).data[0];
-  t.match(card.per_token, { selector: 'gate', selectors: ['gate'], block: 1, tiers: [{ name: 's50', neurons_per_layer: 50 }, { name: 's80', neurons_per_layer: 20 }] });
+  t.match(card.per_token, { selector: 'gate-rerank', selectors: ['gate', 'gate-rerank'], block: 1, tiers: [{ name: 's50', neurons_per_layer: 50 }, { name: 's80', neurons_per_layer: 20 }] });
 });
 
 t.test('what the model cannot honour is a 400 naming the request field', async (t) => {
