@@ -3,7 +3,9 @@
  * - dense prefill and decode tokens/s of the serving graph;
  * - attribution of a prompt against a dense prefill of the same prompt;
  * - decode tokens/s per sparsity tier, the speedup over dense measured in the same run, the
- *   FLOP ratio and the memory-traffic bound (dense weight bytes / tier weight bytes per token).
+ *   FLOP ratio and the memory-traffic bound (dense weight bytes / tier weight bytes per token);
+ * - per-token decode (each token selects its own neurons inside the graph) per selector and
+ *   tier, with its own traffic bound (the selector's bytes and the kept neurons').
  *
  *   npm run bench -- [--model DIR] [--threads 2] [--spinning run|always|never] [--prompt-tokens 128] [--decode-tokens 64] [--repeats 5] [--out docs/bench.md]
  *
@@ -25,6 +27,9 @@ import { Attributor, selfTargets } from '../src/sparsity/attribution.js';
 import { tokenFlops, weightBytesPerToken } from '../src/sparsity/flops.js';
 import { DEFAULT_TIERS, keepTop, readMaskFile } from '../src/sparsity/masks.js';
 import { pruneMlp } from '../src/sparsity/prune.js';
+import { defaultBlock, type TokenSelection } from '../src/arch/token-mlp.js';
+import { defaultRank } from '../src/sparsity/predictor.js';
+import { keptBlocks, tokenFeeds, tokenKeptUnits, tokenSavedBytes } from '../src/sparsity/selectors.js';
 
 const { values } = parseArgs({
   options: {
@@ -78,7 +83,10 @@ const prefillMs = await medianMs(() => dense.forward(prompt, dense.emptyCache())
  * a few milliseconds apart, so this shared machine's drift in speed (which moves its decode
  * time by 20-50% over seconds) falls on both sides of the ratio alike.
  */
-async function decodeLockstep(sessions: LlamaSession[]): Promise<number[][]> {
+type Stepped = LlamaSession | { session: LlamaSession; inputs: Record<string, ort.Tensor> };
+async function decodeLockstep(stepped: Stepped[]): Promise<number[][]> {
+  const sessions = stepped.map((s) => (s instanceof LlamaSession ? s : s.session));
+  const inputs = stepped.map((s) => (s instanceof LlamaSession ? {} : s.inputs));
   const times = sessions.map((): number[] => []);
   for (let r = 0; r <= decodeRuns; r++) {
     const states: ForwardResult[] = [];
@@ -86,7 +94,7 @@ async function decodeLockstep(sessions: LlamaSession[]): Promise<number[][]> {
     for (let i = 0; i < decodeTokens; i++) {
       for (const [k, s] of sessions.entries()) {
         const t0 = performance.now();
-        states[k] = await s.forward([argmax(states[k].logits)], states[k].cache);
+        states[k] = await s.forward([argmax(states[k].logits)], states[k].cache, 1, inputs[k]);
         if (r > 0) times[k].push(performance.now() - t0);
       }
     }
@@ -131,6 +139,49 @@ for (const tier of tiers) {
     'speedup / bound': `${((100 * (speedup - 1)) / (bound - 1)).toFixed(1)}%`,
   });
 }
+
+// Per-token tiers: every token selects its own blocks of neurons inside the graph, one session
+// per selector (the tier is its token_blocks input). An untrained predictor reads the same bytes
+// and runs the same ops as a trained one, so random factors time it.
+const rank = defaultRank(c.hiddenSize);
+const randomFactors = (n: number) => Float32Array.from({ length: n }, () => rand() - 0.5);
+const predictorLayers = model.weights.layers.map(() => ({ a: randomFactors(c.hiddenSize * rank), b: randomFactors(rank * c.intermediateSize), bias: randomFactors(c.intermediateSize) }));
+// What serves (reranked gate-first), single neurons (what keeps the model's quality, docs/eval)
+// and blocks of the model's default size (what the gathers read fastest).
+const selections: { label: string; selection: TokenSelection }[] = [
+  { label: 'gate-rerank/1 (served)', selection: { selector: 'gate', block: 1, rerank: true } },
+  ...[1, defaultBlock(c.intermediateSize)].flatMap((block) => [
+    { label: `gate-first/${block}`, selection: { selector: 'gate', block } as TokenSelection },
+    { label: `predictor r${rank}/${block}`, selection: { selector: 'predictor', block, rank, layers: predictorLayers } as TokenSelection },
+  ]),
+];
+const tokenRows: Record<string, string>[] = [];
+for (const { label, selection } of selections) {
+  const session = await LlamaSession.create(c, model.weights, ortOptions, { tokenSelection: selection });
+  for (const tier of tiers) {
+    const { block } = selection;
+    const blocks = keptBlocks(c.intermediateSize, block, tier.sparsity);
+    const inputs = tokenFeeds(c.intermediateSize, selection, blocks);
+    const [denseTierSteps, tierSteps] = await decodeLockstep([dense, { session, inputs }]);
+    denseSteps.push(...denseTierSteps);
+    const ms = median(tierSteps);
+    const bound = weightBytesPerToken(model.weights) / (weightBytesPerToken(model.weights) - tokenSavedBytes(c, selection, blocks));
+    const speedup = median(denseTierSteps) / ms;
+    tokenRows.push({
+      selector: label,
+      tier: `s${Math.round(tier.sparsity * 100)}`,
+      'neurons/token': String(blocks * block),
+      'decode ms/token': ms.toFixed(2),
+      'tokens/s': (1000 / ms).toFixed(1),
+      speedup: `${speedup.toFixed(3)}x`,
+      'FLOP ratio': (tokenFlops(c, context, tokenKeptUnits(c, selection, blocks)).total / denseFlops).toFixed(3),
+      'traffic bound': `${bound.toFixed(2)}x`,
+      'speedup ÷ bound': `${((100 * speedup) / bound).toFixed(1)}%`,
+    });
+  }
+  await session.release();
+}
+
 const denseDecodeMs = median(denseSteps);
 rows.unshift({ tier: 'dense', 'decode ms/token': denseDecodeMs.toFixed(2), 'tokens/s': (1000 / denseDecodeMs).toFixed(1), speedup: '1.000x', 'FLOP ratio': '1.000', 'traffic bound': '1.00x', 'speedup ÷ bound': '100%', 'speedup / bound': '100%' });
 await dense.release();
@@ -148,6 +199,7 @@ const denseRows = [
 ];
 console.table(denseRows);
 console.table(rows);
+console.table(tokenRows);
 console.log('speedup ÷ bound: the speedup as a share of the traffic bound; speedup / bound = (speedup - 1) / (bound - 1): the share of the possible saving realised.');
 
 if (values.out) {
@@ -166,6 +218,8 @@ if (values.out) {
     '# Benchmarks', '', `\`npm run bench\` at commit \`${commit}\`${dirty ? ' plus uncommitted changes to src/ and scripts/' : ''}, ${new Date().toISOString().slice(0, 10)}, on this project's CI machine kind (2 cores).`, '',
     ...header.map((h) => `- ${h}`), '', '## Dense serving and attribution', '', table(denseRows), '',
     '## Decode per sparsity tier (MLP neurons pruned, attention dense)', '', table(rows), '',
+    '## Per-token decode (each token selects its own blocks of neurons inside the graph)', '', table(tokenRows), '',
+    'Each per-token row is stepped in lockstep with a dense sequence, like the tiers above. Its traffic bound counts the selector\'s bytes: the predictor\'s factors, or gate-first\'s dense gate rows of the neurons it drops.', '',
     'The FLOP ratio is per decoded token at the mean context of the run; the traffic bound is dense weight bytes read per token over the tier\'s (decode on a CPU is memory-bound, so this bounds the speedup). "speedup ÷ bound" is the speedup as a share of the bound; "speedup / bound" is (speedup - 1) / (bound - 1), the share of the possible time saving realised. The dense row is the median of all dense decode steps.', '',
   ].join('\n') + (notes ? `\n${notes}` : ''));
 }
