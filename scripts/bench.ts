@@ -16,6 +16,7 @@
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { execSync } from 'node:child_process';
+import { relative } from 'node:path';
 import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import { loadModelDir } from '../src/model/load.js';
@@ -187,7 +188,7 @@ rows.unshift({ tier: 'dense', 'decode ms/token': denseDecodeMs.toFixed(2), 'toke
 await dense.release();
 
 const header = [
-  `model: ${model.dir} (${c.numLayers} layers, hidden ${c.hiddenSize}, intermediate ${c.intermediateSize}, ${c.numHeads} heads / ${c.numKvHeads} KV, vocab ${c.vocabSize})`,
+  `model: ${relative(process.cwd(), model.dir) || '.'} (${c.numLayers} layers, hidden ${c.hiddenSize}, intermediate ${c.intermediateSize}, ${c.numHeads} heads / ${c.numKvHeads} KV, vocab ${c.vocabSize})`,
   `ONNX Runtime ${ort.env.versions.common}, CPU execution provider, intra-op threads ${threads}, inter-op 1, graph optimisation "all", float32, weights as initializers`,
   `prompt ${promptTokens} tokens; decode ${decodeTokens} tokens after it; prefill and attribution: medians of ${repeats} runs after a warm-up; decode: medians of per-token times over ${decodeRuns} runs after a warm-up, each tier's sequence stepped in lockstep with a dense one, against whose steps its speedup is taken; ORT pool threads spinning: ${values.spinning}; tier masks: ${masks ? `calibrated (${masks.metric})` : 'random scores'}`,
 ];
