@@ -122,6 +122,16 @@ t.test('activation "token": each token selects its own neurons; reported, counte
   t.ok(byName.choices[0].logprobs!.token_logprobs.length > 4, 'echo and logprobs work unchanged');
   const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body;
   t.match(metrics, new RegExp(`slm_flops_executed_total\\{model="${model.id}",tier="s80:token"\\} ${res.usage.flops_executed}`), '/metrics labels per-token runs apart');
+  const res2 = await app.inject({
+    method: 'POST',
+    url: '/v1/completions',
+    payload: { model: model.id, prompt: 'the cat', max_tokens: 3, stream: true, sparsity: 0.8, activation: 'token', n: 2, stream_options: { include_usage: true } },
+  });
+  const chunks = parseSse(res2.body).events as CompletionChunk[];
+  t.equal(chunks.filter((c) => c.choices.some((ch) => ch.finish_reason !== null && ch.index === 1)).length, 1, 'streaming with n works unchanged');
+  t.match(chunks[chunks.length - 1].sparsity, { tier: 's80', activation_source: 'token' });
+  const greedyPair = await complete({ prompt: 'the cat', max_tokens: 3, sparsity: 0.8, activation: 'token', n: 2 });
+  t.equal(greedyPair.choices[0].text, greedyPair.choices[1].text, 'n greedy choices select alike');
   const card = JSON.parse((await app.inject({ method: 'GET', url: '/v1/models' })).body).data[0];
   t.match(card.per_token, { selector: 'gate-rerank', selectors: ['gate', 'gate-rerank'], block: 1, tiers: [{ name: 's50', neurons_per_layer: 50 }, { name: 's80', neurons_per_layer: 20 }] });
 });
