@@ -15,16 +15,18 @@
  *
  * Selectors score each neuron from the layer's MLP input x:
  * - `gate`: |SiLU(gate_i(x))| * ||up_i|| * ||down_i||: the activation's size times how much
- *   a unit of it can move the output. Needs no training.
+ *   a unit of it can move the output. Needs no training. With `rerank` (what serves), the top
+ *   `token_candidates` get their up projections computed and the `token_blocks` of them with
+ *   the largest exact outputs |SiLU(g_i) u_i| * ||down_i|| are kept.
  * - `predictor`: sigmoid((x A) B + bias), a low-rank predictor trained on the oracle's
  *   Corrected GxO sets (src/sparsity/predictor.ts).
  * A block's score is the sum of its neurons' scores; TopK keeps `token_blocks` blocks (a graph
  * input, so one graph serves every per-token tier).
  *
- * Measured at SmolLM2-135M's MLP shape, 30 chained MLPs, 2 threads, 80% sparsity
- * (scripts/probe-token-mlp.ts): one Gather per neuron row costs 68-77 us per call, so neuron
- * granularity saved little (1.18-1.58x on the MLPs against 4x for a static tier), while blocks
- * of 16 neurons copy runs of 37 KB and reached 2.2-2.6x.
+ * Single neurons keep the model; blocks read faster but lose it (docs/per-token.md: the default
+ * model at 80% loses 6% perplexity by neuron, 100% by blocks of 16). Either way the gathered
+ * rows are copied before they are multiplied, so at SmolLM2-135M's shape per-token decode is
+ * not faster than dense (docs/bench.md).
  */
 import type { Graph } from '../graph/graph.js';
 import type { Value } from '../graph/types.js';
@@ -79,16 +81,16 @@ function rowNorms(data: Float32Array, rows: number, cols: number): Float32Array 
   return out;
 }
 
-/** Gate-first's per-neuron weight: ||up_i|| * ||down column i||. */
-export function gateFirstWeights(w: LayerWeights): Float32Array {
+/** Gate-first's per-neuron weight: ||up_i|| * ||down column i||; `down` as neuronMajorDown gives it. */
+export function gateFirstWeights(w: Pick<LayerWeights, 'up' | 'down'>, down = neuronMajorDown(w)): Float32Array {
   const [intermediate, hidden] = w.up.shape;
   const up = rowNorms(w.up.data, intermediate, hidden);
-  const down = rowNorms(neuronMajorDown(w), intermediate, hidden);
-  return up.map((u, i) => u * down[i]);
+  const downNorms = rowNorms(down, intermediate, hidden);
+  return up.map((u, i) => u * downNorms[i]);
 }
 
 /** down ([hidden, intermediate]) as [intermediate, hidden]: neuron i's output column as row i. */
-export function neuronMajorDown(w: LayerWeights): Float32Array {
+export function neuronMajorDown(w: Pick<LayerWeights, 'down'>): Float32Array {
   const [hidden, intermediate] = w.down.shape;
   const out = new Float32Array(hidden * intermediate);
   for (let h = 0; h < hidden; h++) for (let i = 0; i < intermediate; i++) out[i * hidden + h] = w.down.data[h * intermediate + i];
@@ -130,6 +132,7 @@ export function tokenMlp(g: Graph, config: LlamaConfig, x: Value, w: LayerWeight
   const p = `model.layers.${layer}.mlp`;
   const f32 = (data: Float32Array, shape: number[], name: string) => g.constant(data, shape, 'float32', name);
   const column = g.unsqueeze(x, [-1]); // [batch, seq, d, 1]
+  const down = neuronMajorDown(w);
   const [batch, seq] = x.shape;
 
   let scores: Value; // [batch, seq, F], higher = keep
@@ -137,7 +140,7 @@ export function tokenMlp(g: Graph, config: LlamaConfig, x: Value, w: LayerWeight
   if (selection.selector === 'gate') {
     const gate = g.matmul(x, f32(transposedGate(), [d, F], `${p}.gate_proj.weight`));
     gateAct = g.mul(gate, g.sigmoid(gate));
-    [scores] = g.kernel('Abs', [g.mul(gateAct, f32(gateFirstWeights(w), [F], `${p}.selector.weight`))], [{ dtype: 'float32', shape: [batch, seq, F] }]);
+    [scores] = g.kernel('Abs', [g.mul(gateAct, f32(gateFirstWeights(w, down), [F], `${p}.selector.weight`))], [{ dtype: 'float32', shape: [batch, seq, F] }]);
   } else {
     const { rank, layers } = selection;
     const pw = layers[layer];
@@ -153,12 +156,12 @@ export function tokenMlp(g: Graph, config: LlamaConfig, x: Value, w: LayerWeight
     const candidates = topK(scores, inputs.candidates); // [batch, seq, candidates]
     const u = g.reshape(g.matmul(g.gather(f32(w.up.data, [F, d], `${p}.up_proj.packed`), candidates), column), [0, 0, -1]);
     const a = g.mul(atIndices(gateAct, candidates), u); // the candidates' exact activations
-    const downNorms = g.gather(f32(rowNorms(neuronMajorDown(w), F, d), [F], `${p}.down_proj.norms`), candidates);
+    const downNorms = g.gather(f32(rowNorms(down, F, d), [F], `${p}.down_proj.norms`), candidates);
     const [exact] = g.kernel('Abs', [g.mul(a, downNorms)], [{ dtype: 'float32', shape: a.shape }]);
     const kept = topK(exact, inputs.blocks); // positions among the candidates
     const idx = atIndices(candidates, kept);
     if (selection.outputSelected) g.output(idx, selectedName(layer));
-    const y = g.matmul(g.unsqueeze(atIndices(a, kept), [2]), g.gather(f32(neuronMajorDown(w), [F, d], `${p}.down_proj.packed`), idx));
+    const y = g.matmul(g.unsqueeze(atIndices(a, kept), [2]), g.gather(f32(down, [F, d], `${p}.down_proj.packed`), idx));
     return g.reshape(y, [0, 0, d]);
   }
   const blockScores = B === 1 ? scores : g.reduceSum(g.reshape(scores, [0, 0, nb, B]), [-1], false); // [batch, seq, nb]
@@ -184,6 +187,6 @@ export function tokenMlp(g: Graph, config: LlamaConfig, x: Value, w: LayerWeight
     const up = g.slice(both, [1], [2], [3]);
     h = g.reshape(g.mul(g.mul(gate, g.sigmoid(gate)), up), [0, 0, 1, -1]);
   }
-  const y = g.matmul(h, gathered(neuronMajorDown(w), 1, `${p}.down_proj.packed`)); // [batch, seq, 1, d]
+  const y = g.matmul(h, gathered(down, 1, `${p}.down_proj.packed`)); // [batch, seq, 1, d]
   return g.reshape(y, [0, 0, d]);
 }

@@ -14,12 +14,11 @@ import { loadModelDir, type LoadedModel } from '../model/load.js';
 import type { LlamaConfig, LlamaWeights } from '../model/types.js';
 import { Attributor, promptTargets } from '../sparsity/attribution.js';
 import { generationFlops, weightBytesPerToken, type KeptUnits } from '../sparsity/flops.js';
-import { keepTop, readMaskFile } from '../sparsity/masks.js';
+import { DEFAULT_TIERS, keepTop, readMaskFile } from '../sparsity/masks.js';
 import { isMetric, meanOverPositions, scoreSequence, type Metric } from '../sparsity/metrics.js';
 import { gatherLayerMlp, pruneMlp } from '../sparsity/prune.js';
 import { availableSelectors, keptBlocks, servedSelector, tokenFeeds, tokenKeptUnits, tokenSavedBytes, tokenSelection, type Selector } from '../sparsity/selectors.js';
 import { selectTier, tierName, tiersOf, type Tier } from '../sparsity/tiers.js';
-import { DEFAULT_TIERS } from '../sparsity/masks.js';
 import type { TokenSelection } from '../arch/token-mlp.js';
 import { generate, type DecodingModel, type Runner } from './generate.js';
 import { SessionPool, type Lease } from './pool.js';
@@ -380,8 +379,8 @@ export class Engine implements ServedModel, DecodingModel {
     const plan = await this.plan(promptIds.length, params.maxTokens, execution);
     const { tier } = plan;
     const leases: Lease<LlamaSession>[] = [];
-    const lease = async (t: Tier, kind: 'static' | 'prompt') => {
-      const l = await this.session(t, kind);
+    const hold = async (pending: Promise<Lease<LlamaSession>>) => {
+      const l = await pending;
       leases.push(l);
       return l.value;
     };
@@ -399,21 +398,19 @@ export class Engine implements ServedModel, DecodingModel {
         inputs = this.tokenInputs(tier);
         decodeUnits = tokenKeptUnits(this.model.config, this.selection, this.tokenBlocks(tier));
         selected = { selector: this.selector, block: this.selection.block };
-        const l = await this.tokenTierSession(tier);
-        leases.push(l);
-        decodeSession = l.value;
+        decodeSession = await hold(this.tokenTierSession(tier));
       } else if (!isDense && plan.activation === 'prompt') {
         const { scores, source: from } = await this.promptScores(promptIds);
         source = from;
         const keep = scores.map((s) => keepTop(s, tier.sparsity));
         decodeUnits = counts(keep);
         inputs = this.gatherMlp(keep);
-        decodeSession = await lease(tier, 'prompt');
+        decodeSession = await hold(this.session(tier, 'prompt'));
       } else {
-        decodeSession = await lease(tier, 'static');
+        decodeSession = await hold(this.session(tier, 'static'));
       }
       const sparsePrefill = plan.sparsePrefill && !isDense;
-      const prefillSession = sparsePrefill ? decodeSession : await lease(dense, 'static');
+      const prefillSession = sparsePrefill ? decodeSession : await hold(this.session(dense, 'static'));
       const prefillKey = sparsePrefill ? `${tier.name}:${source}` : 'dense';
       // Per-prompt inputs differ per request; only sessions with fixed weights share a prefill.
       const memo = !(sparsePrefill && plan.activation === 'prompt');

@@ -6,9 +6,7 @@
  */
 import type { LayerWeights } from '../model/types.js';
 
-export { gateFirstWeights } from '../arch/token-mlp.js';
-
-/** Gate-first scores of every neuron for one MLP input x ([hidden]); `norms` from gateFirstWeights (the graph's own). */
+/** Gate-first scores of every neuron for one MLP input x ([hidden]); `norms` from gateFirstWeights (src/arch/token-mlp.ts, what the graph uses). */
 export function gateFirstScores(layer: Pick<LayerWeights, 'gate'>, norms: Float32Array, x: ArrayLike<number>): Float32Array {
   const [F, H] = layer.gate.shape;
   const w = layer.gate.data;

@@ -169,14 +169,14 @@ t.test('a run resumes from its progress file: finished units are not redone, and
 
 t.test('token mode: the served per-token graph keeping every block is the dense model; fewer blocks are not', async (t) => {
   const variants = tokenVariants(model);
-  t.same(variants.map(variantName), ['token:gate/1', 'token:gate/4'], 'gate-first at single neurons and at the default block (100 neurons: 4); no predictor here');
+  t.same(variants.map(variantName), ['token:gate/1', 'token:gate/4', 'token:gate-rerank/1'], 'gate-first at single neurons and at the default block (100 neurons: 4), reranked at single neurons; no predictor here');
   const settings: UnitSettings = { metrics: ['cor_gxo'], modes: ['oracle', 'token'], sparsities: [0, 0.5], maxTokens: 8, passageTokens: 24, passageContext: 8, igSteps: 1, calibrationMaxLength: 16, tokenVariants: variants };
   const evaluator = await Evaluator.create(model, settings, ortOptions);
   t.teardown(() => evaluator.release());
   const calibration = await evaluator.calibration(CALIBRATION_SET);
   const unit = await evaluator.prompt('p', 0, 'the cat sat on the mat and', calibration);
   t.equal(unit.runs.length, 2, 'the oracle runs as before');
-  t.equal(unit.tokenRuns.length, 2 * 2, 'variants x sparsities');
+  t.equal(unit.tokenRuns.length, 3 * 2, 'variants x sparsities');
   for (const run of unit.tokenRuns.filter((r) => r.sparsity === 0)) t.same(run.tokens, unit.dense, `${run.variant} keeping every block generates the dense output`);
   // The served engine's greedy decoding through the same graph, step by step, for one variant at 50%.
   const session = await LlamaSession.create(config, weights, ortOptions, { tokenSelection: tokenSelection(model, 'gate', 4) });

@@ -1,9 +1,9 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import t from 'tap';
-import type { LayerWeights } from '../../src/model/types.js';
 import { loadModelDir } from '../../src/model/load.js';
 import { writeSafetensors } from '../../src/model/safetensors.js';
-import { gateFirstScores, gateFirstWeights } from '../../src/sparsity/gate-first.js';
+import { gateFirstWeights } from '../../src/arch/token-mlp.js';
+import { gateFirstScores } from '../../src/sparsity/gate-first.js';
 import {
   checkRank, defaultRank, predictorFile, predictorScores, readPredictor, writePredictor, type Predictor,
 } from '../../src/sparsity/predictor.js';
@@ -45,7 +45,6 @@ t.test('default rank and the 10% budget', async (t) => {
 t.test('gateFirstScores is |SiLU(gate_i . x)| * ||up_i|| * ||down[:, i]||', async (t) => {
   // intermediate 2, hidden 2
   const layer = {
-    ...({} as LayerWeights),
     gate: { shape: [2, 2], data: Float32Array.of(1, 0, 0, -1) },
     up: { shape: [2, 2], data: Float32Array.of(3, 4, 0, 2) },
     down: { shape: [2, 2], data: Float32Array.of(1, 0, 0, 3) }, // [hidden, intermediate]: column 0 = [1, 0], column 1 = [0, 3]

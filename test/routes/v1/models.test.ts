@@ -16,8 +16,10 @@ t.test('lists every served model', async (t) => {
   const list = res.json<ModelList>();
   t.equal(list.object, 'list');
   t.equal(list.data.length, 1);
-  const { tiers, ...card } = list.data[0];
+  const { tiers, per_token: perToken, ...card } = list.data[0];
   t.same(card, { id: model.id, object: 'model', created: model.created, owned_by: 'sparse-slm-server', max_model_len: model.contextLength });
+  t.match(perToken, { selector: 'gate-rerank', block: 1 }, 'per-token activation needs no calibration');
+  t.same(perToken!.tiers.map((tier) => tier.name), ['s25', 's50', 's70', 's80', 's90']);
   t.same(tiers.map((tier) => tier.name), ['dense'], 'an uncalibrated model serves dense only');
   t.match(tiers[0], { sparsity: 0, traffic_bound: 1, loaded: true });
 });
