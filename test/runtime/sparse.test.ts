@@ -4,26 +4,19 @@ import { loadModelDir } from '../../src/model/load.js';
 import { argmax } from '../../src/runtime/sampling.js';
 import { loadServedModel } from '../../src/runtime/engine.js';
 import { LlamaSession } from '../../src/runtime/session.js';
-import { ParameterError, type ExecutionOptions, type GenerationResult, type SamplingParams } from '../../src/runtime/types.js';
+import { ParameterError, type ExecutionOptions, type SamplingParams } from '../../src/runtime/types.js';
 import { generationFlops } from '../../src/sparsity/flops.js';
 import { readMaskFile } from '../../src/sparsity/masks.js';
 import { pruneMlp } from '../../src/sparsity/prune.js';
 import { calibratedModelDir } from '../helpers/calibrated-model.js';
-import { testServedModel } from '../helpers/served-model.js';
+import { GREEDY, generateAll, testServedModel } from '../helpers/served-model.js';
 
 const dir = await calibratedModelDir();
 const model = await loadServedModel(dir, { intraOpThreads: 1 });
 t.teardown(() => model.close());
-const greedy: SamplingParams = { maxTokens: 10, temperature: 0, topP: 1, topK: -1, stop: [], logprobs: null, echo: false };
 const prompt = model.encode('the cat sat on the mat and');
 
-async function run(execution: ExecutionOptions, params: Partial<SamplingParams> = {}, promptIds = prompt) {
-  const it = model.generate(promptIds, { ...greedy, ...params }, undefined, execution);
-  const ids: number[] = [];
-  let r = await it.next();
-  for (; !r.done; r = await it.next()) ids.push(...r.value.tokens.map((x) => x.id));
-  return { ids, result: r.value as GenerationResult };
-}
+const run = (execution: ExecutionOptions, params: Partial<SamplingParams> = {}, promptIds = prompt) => generateAll(model, promptIds, { ...GREEDY, ...params }, execution);
 
 t.test('the model lists dense and its calibrated tiers with profiles and traffic bounds', async (t) => {
   const tiers = model.tiers();
@@ -43,9 +36,9 @@ t.test('static sparsity: dense prefill, then the pruned graph decodes', async (t
   const sparse = await LlamaSession.create(config, pruneMlp(weights, keep), { intraOpThreads: 1 });
   let step = await dense.forward(prompt, dense.emptyCache());
   const expected: number[] = [];
-  for (let i = 0; i < greedy.maxTokens; i++) {
+  for (let i = 0; i < GREEDY.maxTokens; i++) {
     expected.push(argmax(step.logits));
-    if (i + 1 < greedy.maxTokens) step = await sparse.forward([expected[i]], step.cache);
+    if (i + 1 < GREEDY.maxTokens) step = await sparse.forward([expected[i]], step.cache);
   }
   t.same(ids, expected);
   const denseIds = (await run({})).ids;
@@ -68,7 +61,7 @@ t.test('FLOPs: dense and executed as the graphs run them', async (t) => {
   const dense = (await freshRun({})).result;
   t.equal(dense.cachedPromptTokens, 0);
   const cfg = model.model.config;
-  const shape = { promptTokens: prompt.length, decodeSteps: greedy.maxTokens - 1, promptLogits: 1 };
+  const shape = { promptTokens: prompt.length, decodeSteps: GREEDY.maxTokens - 1, promptLogits: 1 };
   t.equal(dense.flopsDense, generationFlops(cfg, shape, [], []));
   t.equal(dense.flopsExecuted, dense.flopsDense);
   const s80 = (await freshRun({ sparsity: 0.8 })).result;
@@ -93,7 +86,7 @@ t.test('a latency budget picks the densest tier predicted to fit', async (t) => 
   t.ok(tight.predictedMs! > 1e-6);
   // A budget between the dense and the sparsest prediction selects by the profiles.
   const profiles = model.tiers().map((x) => x.profile!);
-  const predicted = (i: number) => prompt.length * profiles[0].prefillMsPerToken + greedy.maxTokens * profiles[i].decodeMsPerToken;
+  const predicted = (i: number) => prompt.length * profiles[0].prefillMsPerToken + GREEDY.maxTokens * profiles[i].decodeMsPerToken;
   const between = (await run({ latencyBudgetMs: predicted(0) * 0.999999 })).result.sparsity!;
   t.not(between.tier, 'dense', 'just under the dense prediction: not dense');
 });

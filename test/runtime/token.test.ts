@@ -4,25 +4,18 @@ import { loadModelDir } from '../../src/model/load.js';
 import { loadServedModel } from '../../src/runtime/engine.js';
 import { argmax } from '../../src/runtime/sampling.js';
 import { LlamaSession } from '../../src/runtime/session.js';
-import type { ExecutionOptions, GenerationResult, SamplingParams } from '../../src/runtime/types.js';
+import type { ExecutionOptions, SamplingParams } from '../../src/runtime/types.js';
 import { generationFlops } from '../../src/sparsity/flops.js';
 import { keptBlocks, tokenFeeds, tokenKeptUnits, tokenSelection } from '../../src/sparsity/selectors.js';
 import { calibratedModelDir } from '../helpers/calibrated-model.js';
-import { testServedModel } from '../helpers/served-model.js';
+import { GREEDY, generateAll, testServedModel } from '../helpers/served-model.js';
 
 const dir = await calibratedModelDir();
 const model = await loadServedModel(dir, { intraOpThreads: 1 });
 t.teardown(() => model.close());
-const greedy: SamplingParams = { maxTokens: 10, temperature: 0, topP: 1, topK: -1, stop: [], logprobs: null, echo: false };
 const prompt = model.encode('the cat sat on the mat and');
 
-async function run(execution: ExecutionOptions, params: Partial<SamplingParams> = {}, promptIds = prompt) {
-  const it = model.generate(promptIds, { ...greedy, ...params }, undefined, execution);
-  const ids: number[] = [];
-  let r = await it.next();
-  for (; !r.done; r = await it.next()) ids.push(...r.value.tokens.map((x) => x.id));
-  return { ids, result: r.value as GenerationResult };
-}
+const run = (execution: ExecutionOptions, params: Partial<SamplingParams> = {}, promptIds = prompt) => generateAll(model, promptIds, { ...GREEDY, ...params }, execution);
 
 t.test('the model lists its per-token tiers: reranked gate-first without a trained predictor', async (t) => {
   const info = model.tokenActivation();
@@ -43,14 +36,14 @@ t.test('activation "token": a dense prefill, then each step selects its own neur
   const blocks = tokenFeeds(100, selection, keptBlocks(100, 1, 0.8));
   let step = await dense.forward(prompt, dense.emptyCache());
   const expected: number[] = [];
-  for (let i = 0; i < greedy.maxTokens; i++) {
+  for (let i = 0; i < GREEDY.maxTokens; i++) {
     expected.push(argmax(step.logits));
-    if (i + 1 < greedy.maxTokens) step = await token.forward([expected[i]], step.cache, 1, blocks);
+    if (i + 1 < GREEDY.maxTokens) step = await token.forward([expected[i]], step.cache, 1, blocks);
   }
   t.same(ids, expected);
   t.not(ids.join(), (await run({})).ids.join(), 'and it is not the dense output');
   // FLOPs: the kept neurons, plus gate-first's dense gate rows of the dropped ones and the up rows of the candidates it dropped.
-  const shape = { promptTokens: prompt.length, decodeSteps: greedy.maxTokens - 1, promptLogits: 1 };
+  const shape = { promptTokens: prompt.length, decodeSteps: GREEDY.maxTokens - 1, promptLogits: 1 };
   t.equal(result.flopsExecuted, generationFlops(loaded.config, shape, [], tokenKeptUnits(loaded.config, selection, 20)));
   t.ok(result.flopsExecuted! < result.flopsDense!, 'fewer FLOPs than dense');
   await dense.release();
