@@ -91,8 +91,9 @@ export class Engine implements ServedModel, DecodingModel {
   private readonly tierList: Tier[];
   /** Per-token tiers: dense, then the static tiers' sparsities (or the default ones without masks). */
   private readonly tokenTierList: Tier[];
-  /** What `activation: "token"` runs. */
+  /** What `activation: "token"` runs, and every selector the model has (read once: predictors are files). */
   private readonly selector: Selector;
+  private readonly selectors: Selector[];
   private readonly selection: TokenSelection;
   private readonly profiles = new Map<string, TierProfile>();
   private readonly pool: SessionPool;
@@ -120,6 +121,7 @@ export class Engine implements ServedModel, DecodingModel {
     const masks = readMaskFile(model.dir, model.weightsHash);
     this.metric = masks && isMetric(masks.metric) ? masks.metric : 'cor_gxo';
     this.tierList = tiersOf(model.config, masks);
+    this.selectors = availableSelectors(model);
     this.selector = servedSelector(model);
     this.selection = tokenSelection(model, this.selector);
     const sparsities = this.tierList.length > 1 ? this.tierList.slice(1).map((t) => t.sparsity) : DEFAULT_TIERS;
@@ -169,7 +171,7 @@ export class Engine implements ServedModel, DecodingModel {
   tokenActivation(): TokenActivationInfo {
     return {
       selector: this.selector,
-      selectors: availableSelectors(this.model),
+      selectors: this.selectors,
       block: this.selection.block,
       tiers: this.tokenTierList.slice(1).map((t) => ({
         name: t.name,
