@@ -63,8 +63,6 @@ export type TokenSelection =
   | { selector: 'gate'; block: number; rerank?: boolean; outputSelected?: boolean }
   | { selector: 'predictor'; block: number; rank: number; layers: PredictorWeights[]; outputSelected?: boolean };
 
-export type SelectorName = TokenSelection['selector'];
-
 /** The largest of 16, 8, 4, 2, 1 that divides the MLP's width: neurons per selection block. */
 export function defaultBlock(intermediate: number): number {
   return [16, 8, 4, 2, 1].find((b) => intermediate % b === 0)!;
@@ -120,9 +118,9 @@ function keptActivations(g: Graph, data: Value, idx: Value, B: number): Value {
 
 /**
  * SwiGLU with per-token selection. `x` is [batch, seq, hidden]; returns the MLP output in the
- * same shape. `blocks` is the `token_blocks` input. Every position keeps its own leading axes
- * through the gathers and batched products, so no op reshapes positions together; a decode
- * step runs 13-16 kernels per layer (the dense MLP 5).
+ * same shape. `inputs` are the graph's `token_blocks` (and `token_candidates`). Every position
+ * keeps its own leading axes through the gathers and batched products, so no op reshapes
+ * positions together; a decode step runs 13-20 kernels per layer (the dense MLP 5).
  */
 export function tokenMlp(g: Graph, config: LlamaConfig, x: Value, w: LayerWeights, layer: number, selection: TokenSelection, inputs: TokenInputs, transposedGate: () => Float32Array): Value {
   const { hiddenSize: d, intermediateSize: F } = config;
@@ -151,6 +149,7 @@ export function tokenMlp(g: Graph, config: LlamaConfig, x: Value, w: LayerWeight
   const topK = (s: Value, k: Value) =>
     g.kernel('TopK', [s, k], [{ dtype: 'float32', shape: [batch, seq, 'kept'] }, { dtype: 'int64', shape: [batch, seq, 'kept'] }], { axis: -1, largest: 1, sorted: 0 })[1];
   const atIndices = (data: Value, indices: Value) => g.kernel('GatherElements', [data, indices], [{ dtype: data.dtype, shape: indices.shape }], { axis: 2 })[0];
+  // Reranked gate-first: candidates by gate-first score, the kept ones by their exact outputs.
   if (gateAct && inputs.candidates) {
     if (B !== 1) throw new Error('gate-first reranking selects single neurons');
     const candidates = topK(scores, inputs.candidates); // [batch, seq, candidates]
