@@ -113,7 +113,8 @@ const program = new Command('train-predictor')
         },
       });
       trainBar.stop();
-      timings.push(`${labels}: ${result.seconds.toFixed(0)} s of training, final loss ${result.finalLoss.toFixed(4)}`);
+      // A run resumed from a finished checkpoint takes no step, so it has no loss of its own to print.
+      timings.push(`${labels}: ${result.seconds.toFixed(0)} s of training, ${Number.isNaN(result.finalLoss) ? 'resumed finished' : `final loss ${result.finalLoss.toFixed(4)}`}`);
       const score = predictorScoreFn(result.layers, rank, F);
       const recall = measureRecall(validation, score, 'cor_gxo');
       writePredictor(model.dir, {
