@@ -12,7 +12,8 @@ export interface KeptUnits {
   heads?: number;
   /**
    * FLOPs a per-token selector adds per token in this layer, beyond the kept neurons' own
-   * products: a predictor's, or gate-first's dense gate rows of the neurons it drops.
+   * products: a predictor's, or gate-first's dense gate rows of the neurons it drops (and,
+   * reranked, the up rows of the candidates it drops).
    */
   selector?: number;
 }
