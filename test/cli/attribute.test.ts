@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { writeTestModel } from '../../src/model/testmodel.js';
 import { runCli } from '../helpers/cli.js';
-import { STORIES_DIR, storiesSkip } from '../helpers/shared.js';
+import { STORIES_DIR } from '../helpers/stories.js';
 
 interface AttributeOutput {
   model: string;
@@ -14,7 +14,7 @@ interface AttributeOutput {
   raw?: { a: number[][]; g: number[][] }[];
 }
 
-t.test('attribute --json --raw on stories260K: one score per unit, consistent with the raw rows', { skip: storiesSkip }, async (t) => {
+t.test('attribute --json --raw on stories260K: one score per unit, consistent with the raw rows', async (t) => {
   const r = runCli('attribute', ['--model', STORIES_DIR, '--prompt', 'Once upon a time', '--json', '--raw']);
   t.equal(r.status, 0, r.stderr);
   const out = JSON.parse(r.stdout) as AttributeOutput;

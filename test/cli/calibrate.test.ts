@@ -8,12 +8,12 @@ import { loadModelDir } from '../../src/model/load.js';
 import { writeTestModel } from '../../src/model/testmodel.js';
 import { readMaskFile } from '../../src/sparsity/masks.js';
 import { runCli } from '../helpers/cli.js';
-import { STORIES_DIR, storiesSkip } from '../helpers/shared.js';
+import { STORIES_DIR } from '../helpers/stories.js';
 
 const DATA = fileURLToPath(new URL('../../data/calibration/stories.jsonl', import.meta.url));
 const sha256 = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
 
-t.test('calibrate writes tier masks tied to the weights and the calibration set (stories260K)', { skip: storiesSkip }, async (t) => {
+t.test('calibrate writes tier masks tied to the weights and the calibration set (stories260K)', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'calibrate-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   cpSync(STORIES_DIR, dir, { recursive: true });

@@ -8,9 +8,9 @@ import { loadModelDir } from '../../src/model/load.js';
 import { writeTestModel } from '../../src/model/testmodel.js';
 import type { HostTensor, LlamaWeights } from '../../src/model/types.js';
 import { argmax, referenceGreedy, referenceLogits } from './reference-llama.js';
-import { readStoriesReference, STORIES_DIR, storiesSkip } from './shared.js';
+import { readStoriesReference, STORIES_DIR } from './stories.js';
 
-t.test('stories260K: top-5 logits at the last prompt position match reference.json', { skip: storiesSkip }, async (t) => {
+t.test('stories260K: top-5 logits at the last prompt position match reference.json', async (t) => {
   const { config, weights } = await loadModelDir(STORIES_DIR);
   const check = readStoriesReference().logits_check;
   const logits = referenceLogits(config, weights, check.prompt_ids);
@@ -24,7 +24,7 @@ t.test('stories260K: top-5 logits at the last prompt position match reference.js
   }
 });
 
-t.test('stories260K: greedy decoding reproduces run.c\'s 32 tokens for every prompt', { skip: storiesSkip }, async (t) => {
+t.test('stories260K: greedy decoding reproduces run.c\'s 32 tokens for every prompt', async (t) => {
   const { config, weights } = await loadModelDir(STORIES_DIR);
   const reference = readStoriesReference();
   for (const p of reference.prompts) {
@@ -32,7 +32,7 @@ t.test('stories260K: greedy decoding reproduces run.c\'s 32 tokens for every pro
   }
 });
 
-t.test('stories260K: teacher-forced logits agree with greedy decoding', { skip: storiesSkip }, async (t) => {
+t.test('stories260K: teacher-forced logits agree with greedy decoding', async (t) => {
   // Logits over prompt + completion at once must pick each next completion token: the
   // per-position rows of referenceLogits are what a prefill graph will be compared with.
   const { config, weights } = await loadModelDir(STORIES_DIR);

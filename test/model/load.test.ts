@@ -4,7 +4,7 @@ import t from 'tap';
 import { loadModelDir } from '../../src/model/load.js';
 import { writeTestModel } from '../../src/model/testmodel.js';
 import { rejectsWith } from '../helpers/errors.js';
-import { STORIES_DIR, storiesSkip } from '../helpers/shared.js';
+import { STORIES_DIR } from '../helpers/stories.js';
 
 t.test('a model directory loads whole', async (t) => {
   const dir = t.testdir();
@@ -59,7 +59,7 @@ t.test('the hash identifies config and weights', async (t) => {
   t.equal((await loadModelDir(b)).weightsHash, hashA, 'the tokenizer files are not part of it');
 });
 
-t.test('stories260K loads, and its hash is stable', { skip: storiesSkip }, async (t) => {
+t.test('stories260K loads, and its hash is stable', async (t) => {
   const model = await loadModelDir(STORIES_DIR);
   t.equal(model.config.vocabSize, 512);
   t.same(model.config.eosTokenIds, [2]);

@@ -5,9 +5,9 @@ import { writeTestModel } from '../../src/model/testmodel.js';
 import { buildByteLevelTokenizer, BYTE_BASE } from '../../src/model/testtokenizer.js';
 import { ModelTokenizer } from '../../src/model/tokenizer.js';
 import { throwsWith } from '../helpers/errors.js';
-import { readStoriesReference, STORIES_DIR, storiesSkip } from '../helpers/shared.js';
+import { readStoriesReference, STORIES_DIR } from '../helpers/stories.js';
 
-t.test('stories260K: encodes like llama2.c run.c', { skip: storiesSkip }, async (t) => {
+t.test('stories260K: encodes like llama2.c run.c', async (t) => {
   const tok = ModelTokenizer.fromDir(STORIES_DIR);
   t.same(tok.encode('Once upon a time'), [1, 403, 407, 261, 378], 'BOS, then the dummy-prefix-space pieces');
   t.same(tok.encodeWithTokens('Once upon a time').tokens, ['<s>', '▁Once', '▁upon', '▁a', '▁time']);
@@ -15,7 +15,7 @@ t.test('stories260K: encodes like llama2.c run.c', { skip: storiesSkip }, async 
   for (const p of readStoriesReference().prompts) t.same(tok.encode(p.prompt), p.prompt_ids, p.prompt);
 });
 
-t.test('stories260K: decodes prompt + completion to run.c\'s text', { skip: storiesSkip }, async (t) => {
+t.test('stories260K: decodes prompt + completion to run.c\'s text', async (t) => {
   const tok = ModelTokenizer.fromDir(STORIES_DIR);
   for (const p of readStoriesReference().prompts) {
     t.equal(tok.decode([...p.prompt_ids, ...p.completion_ids]), p.full_text, p.prompt);
@@ -24,7 +24,7 @@ t.test('stories260K: decodes prompt + completion to run.c\'s text', { skip: stor
   t.equal(tok.decode([1, 403, 407]), 'Once upon', 'and skipped by default');
 });
 
-t.test('stories260K: vocabulary and special tokens', { skip: storiesSkip }, async (t) => {
+t.test('stories260K: vocabulary and special tokens', async (t) => {
   const tok = ModelTokenizer.fromDir(STORIES_DIR);
   t.equal(tok.vocabSize, 512);
   t.equal(tok.bosToken, '<s>');
@@ -35,7 +35,7 @@ t.test('stories260K: vocabulary and special tokens', { skip: storiesSkip }, asyn
   t.equal(tok.tokenToId('no such token'), undefined);
 });
 
-t.test('tokenizer_config.json is optional; bos/eos then come from the model\'s ids', { skip: storiesSkip }, async (t) => {
+t.test('tokenizer_config.json is optional; bos/eos then come from the model\'s ids', async (t) => {
   const dir = t.testdir();
   copyFileSync(join(STORIES_DIR, 'tokenizer.json'), join(dir, 'tokenizer.json'));
   const bare = ModelTokenizer.fromDir(dir);

@@ -2,14 +2,14 @@ import t from 'tap';
 import { ModelTokenizer } from '../../src/model/tokenizer.js';
 import { IncrementalDecoder } from '../../src/runtime/detokenizer.js';
 import { buildByteLevelTokenizer } from '../../src/model/testtokenizer.js';
-import { STORIES_DIR, storiesSkip } from '../helpers/shared.js';
+import { STORIES_DIR } from '../helpers/stories.js';
 
 function pieces(tok: ModelTokenizer, context: number[], ids: number[]): string[] {
   const d = new IncrementalDecoder((x) => tok.decode(x), context);
   return ids.map((id) => d.push(id));
 }
 
-t.test('SentencePiece-style: pieces keep the spaces a lone decode would strip', { skip: storiesSkip }, async (t) => {
+t.test('SentencePiece-style: pieces keep the spaces a lone decode would strip', async (t) => {
   const tok = ModelTokenizer.fromDir(STORIES_DIR);
   const prompt = tok.encode('Once upon a time');
   const rest = tok.encode('Once upon a time, there was a dog', true).slice(prompt.length);

@@ -6,9 +6,9 @@
 import t from 'tap';
 import { loadServedModel } from '../../src/runtime/engine.js';
 import type { SamplingParams } from '../../src/runtime/types.js';
-import { readStoriesReference, STORIES_DIR, storiesSkip } from '../helpers/shared.js';
+import { readStoriesReference, STORIES_DIR } from '../helpers/stories.js';
 
-t.test('greedy decoding reproduces llama2.c for every reference prompt', { skip: storiesSkip }, async (t) => {
+t.test('greedy decoding reproduces llama2.c for every reference prompt', async (t) => {
   const reference = readStoriesReference();
   const model = await loadServedModel(STORIES_DIR, { intraOpThreads: 1 });
   t.teardown(() => model.close());
