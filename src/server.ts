@@ -7,7 +7,7 @@
 import { pino } from 'pino';
 import { buildApp, type App } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
-import { loadServedModel } from './runtime/engine.js';
+import { loadServedModel } from './serve/engine.js';
 import { SessionPool } from './runtime/pool.js';
 import type { ServedModel } from './runtime/types.js';
 

@@ -1,4 +1,4 @@
-/** What the HTTP layer asks of a served model. Implemented in src/runtime/engine.ts. */
+/** What the HTTP layer asks of a served model. Implemented in src/serve/engine.ts. */
 import type { ActivationStore } from '../cache/types.js';
 
 export interface SamplingParams {

@@ -1,7 +1,7 @@
 /** The default model's card (README.md), written from the numbers of its training run. */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadServedModel } from '../runtime/engine.js';
+import { loadServedModel } from '../serve/engine.js';
 import type { GenerationDelta } from '../runtime/types.js';
 import { DEFAULT_SHAPE, type RunResult } from './run.js';
 import type { TrainSettings } from './trainer.js';

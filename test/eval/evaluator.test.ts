@@ -16,7 +16,7 @@ import { tokenVariants, variantName } from '../../src/eval/token.js';
 import { keptBlocks, tokenSelection } from '../../src/sparsity/selectors.js';
 import { runEvaluation, type EvalInputs } from '../../src/eval/run.js';
 import { loadModelDir } from '../../src/model/load.js';
-import { loadServedModel } from '../../src/runtime/engine.js';
+import { loadServedModel } from '../../src/serve/engine.js';
 import { argmax, logSoftmax } from '../../src/runtime/sampling.js';
 import { LlamaSession, mlpMaskName } from '../../src/runtime/session.js';
 import type { GenerationResult, SamplingParams } from '../../src/runtime/types.js';

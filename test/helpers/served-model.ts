@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeTestModel } from '../../src/model/testmodel.js';
-import { loadServedModel } from '../../src/runtime/engine.js';
+import { loadServedModel } from '../../src/serve/engine.js';
 import type { ExecutionOptions, GenerationResult, SamplingParams, ServedModel } from '../../src/runtime/types.js';
 
 export async function testServedModel(): Promise<ServedModel> {

@@ -4,7 +4,7 @@
  */
 import t from 'tap';
 import type { Completion, ScoreResponse } from '../../src/openai/schemas.js';
-import { loadServedModel } from '../../src/runtime/engine.js';
+import { loadServedModel } from '../../src/serve/engine.js';
 import { parseSse, testApp, type SseStream } from '../helpers/app.js';
 import { calibratedModelDir } from '../helpers/calibrated-model.js';
 

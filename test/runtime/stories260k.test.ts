@@ -4,7 +4,7 @@
  * and its text.
  */
 import t from 'tap';
-import { loadServedModel } from '../../src/runtime/engine.js';
+import { loadServedModel } from '../../src/serve/engine.js';
 import type { SamplingParams } from '../../src/runtime/types.js';
 import { readStoriesReference, STORIES_DIR } from '../helpers/stories.js';
 

@@ -9,7 +9,7 @@ import { wrap } from '../../helpers/models.js';
 import { MemoryStore } from '../../../src/cache/memory.js';
 import type { ApiErrorBody } from '../../../src/openai/errors.js';
 import type { Completion, CompletionChunk } from '../../../src/openai/schemas.js';
-import { loadServedModel } from '../../../src/runtime/engine.js';
+import { loadServedModel } from '../../../src/serve/engine.js';
 import { ParameterError, type GenerationDelta, type GenerationResult, type ServedModel } from '../../../src/runtime/types.js';
 import { parseSse, testApp } from '../../helpers/app.js';
 import { calibratedModelDir } from '../../helpers/calibrated-model.js';

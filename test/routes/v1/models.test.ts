@@ -1,7 +1,7 @@
 /** GET /v1/models: OpenAI's model list, with vLLM's max_model_len and each model's sparsity tiers. */
 import t from 'tap';
 import type { ModelList } from '../../../src/openai/schemas.js';
-import { loadServedModel } from '../../../src/runtime/engine.js';
+import { loadServedModel } from '../../../src/serve/engine.js';
 import { testApp } from '../../helpers/app.js';
 import { calibratedModelDir } from '../../helpers/calibrated-model.js';
 import { testServedModel } from '../../helpers/served-model.js';

@@ -5,7 +5,7 @@
 import t from 'tap';
 import type { ApiErrorBody } from '../../../src/openai/errors.js';
 import type { Completion, ScoreResponse } from '../../../src/openai/schemas.js';
-import { loadServedModel } from '../../../src/runtime/engine.js';
+import { loadServedModel } from '../../../src/serve/engine.js';
 import { testApp } from '../../helpers/app.js';
 import { calibratedModelDir } from '../../helpers/calibrated-model.js';
 

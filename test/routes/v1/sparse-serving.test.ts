@@ -5,7 +5,7 @@
  */
 import t from 'tap';
 import { Redis } from 'ioredis';
-import { loadServedModel } from '../../../src/runtime/engine.js';
+import { loadServedModel } from '../../../src/serve/engine.js';
 import { testApp } from '../../helpers/app.js';
 import { calibratedModelDir } from '../../helpers/calibrated-model.js';
 import { RedisChild } from '../../helpers/redis-server.js';

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { loadModelDir } from '../../src/model/load.js';
 import { writeTestModel } from '../../src/model/testmodel.js';
-import { Engine, loadServedModel } from '../../src/runtime/engine.js';
+import { Engine, loadServedModel } from '../../src/serve/engine.js';
 import { logSoftmax } from '../../src/runtime/sampling.js';
 import { LlamaSession } from '../../src/runtime/session.js';
 import type { GenerationDelta, GenerationResult, SamplingParams, ServedModel } from '../../src/runtime/types.js';

@@ -20,10 +20,10 @@ import { gatherLayerMlp, pruneMlp } from '../sparsity/prune.js';
 import { availableSelectors, keptBlocks, servedSelector, tokenFeeds, tokenKeptUnits, tokenSavedBytes, tokenSelection, type Selector } from '../sparsity/selectors.js';
 import { selectTier, tierName, tiersOf, type Tier } from '../sparsity/tiers.js';
 import type { TokenSelection } from '../arch/token-mlp.js';
-import { generate, type DecodingModel, type Runner } from './generate.js';
-import { SessionPool, type Lease } from './pool.js';
-import type { KvCache } from './kv-cache.js';
-import { LlamaSession, type ForwardResult, type OrtOptions } from './session.js';
+import { generate, type DecodingModel, type Runner } from '../runtime/generate.js';
+import { SessionPool, type Lease } from '../runtime/pool.js';
+import type { KvCache } from '../runtime/kv-cache.js';
+import { LlamaSession, type ForwardResult, type OrtOptions } from '../runtime/session.js';
 import {
   ParameterError,
   type ExecutionOptions,
@@ -35,7 +35,7 @@ import {
   type TierInfo,
   type TierProfile,
   type TokenActivationInfo,
-} from './types.js';
+} from '../runtime/types.js';
 
 export interface ServeOptions extends OrtOptions {
   /** Name clients use in `model`; defaults to the directory's name. */

@@ -2,7 +2,7 @@
 import t from 'tap';
 import { loadModelDir } from '../../src/model/load.js';
 import { argmax } from '../../src/runtime/sampling.js';
-import { loadServedModel } from '../../src/runtime/engine.js';
+import { loadServedModel } from '../../src/serve/engine.js';
 import { LlamaSession } from '../../src/runtime/session.js';
 import { ParameterError, type ExecutionOptions, type SamplingParams } from '../../src/runtime/types.js';
 import { generationFlops } from '../../src/sparsity/flops.js';

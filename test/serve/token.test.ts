@@ -1,7 +1,7 @@
 /** Per-token activation as served: what runs, what it computes, what it reports. */
 import t from 'tap';
 import { loadModelDir } from '../../src/model/load.js';
-import { loadServedModel } from '../../src/runtime/engine.js';
+import { loadServedModel } from '../../src/serve/engine.js';
 import { argmax } from '../../src/runtime/sampling.js';
 import { LlamaSession } from '../../src/runtime/session.js';
 import type { ExecutionOptions, SamplingParams } from '../../src/runtime/types.js';
