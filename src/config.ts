@@ -41,6 +41,30 @@ export interface Config {
   poolMemoryBytes: number;
   /** Build every tier's sessions (and measure their latency) at start-up, else on first use. */
   poolPreload: boolean;
+  /** Bearer keys accepted on /v1/* and the tokenizer routes; empty: no authentication. */
+  apiKeys: string[];
+  /** Whether /metrics needs a key too (when apiKeys is not empty). */
+  authMetrics: boolean;
+  /** Whether /docs and /openapi.json need a key too (when apiKeys is not empty). */
+  authDocs: boolean;
+  /** Requests per minute per API key (per client address without keys); 0: no limit. */
+  rateLimitPerMinute: number;
+  /** Origins allowed by CORS ('*' for any); empty: no CORS headers. */
+  corsOrigins: string[];
+  /** Server-side deadline of one request, queueing included; its generation is cut at it. */
+  requestTimeoutMs: number;
+  /** How long receiving a request (headers and body) may take before the connection is closed. */
+  receiveTimeoutMs: number;
+  /** Open connections at most; beyond, new ones are closed at once. */
+  maxConnections: number;
+  /** Requests served on one keep-alive connection before it is closed (0: no limit). */
+  maxRequestsPerSocket: number;
+  /** Cap on prompts × n × max_tokens of one request (400 beyond). */
+  maxRequestTokens: number;
+  /** On SIGTERM, how long /ready answers 503 while requests are still served, so balancers stop sending. */
+  drainDelayMs: number;
+  /** Worker threads that tokenize long texts off the event loop. */
+  tokenizerThreads: number;
 }
 
 /** Relative to the project root, so that the default does not depend on the cwd. */
@@ -114,6 +138,15 @@ export function loadConfig(env: Env = process.env): Config {
     problems.push(`CACHE_PREFIX=${JSON.stringify(env.CACHE_PREFIX)}: expected a key prefix without whitespace`);
   }
 
+  const list = (name: string): string[] =>
+    (value(name) ?? '').split(',').map((item) => item.trim()).filter((item) => item !== '');
+  const apiKeys = list('API_KEYS');
+  if (apiKeys.some((key) => key.length < 16 || /\s/.test(key))) {
+    // The keys are not echoed: this message is logged.
+    problems.push('API_KEYS: expected comma-separated keys of at least 16 characters, without whitespace');
+  }
+  const corsOrigins = list('CORS_ORIGINS');
+
   const config: Config = {
     port,
     host,
@@ -133,6 +166,18 @@ export function loadConfig(env: Env = process.env): Config {
     cacheTtlSeconds: integer('CACHE_TTL_SECONDS', 3600, 1, 31_536_000),
     poolMemoryBytes: value('POOL_MEMORY_MB') === undefined ? Infinity : integer('POOL_MEMORY_MB', 0, 1, 1_048_576) * 1024 * 1024,
     poolPreload: boolean('POOL_PRELOAD', true),
+    apiKeys,
+    authMetrics: boolean('AUTH_METRICS', false),
+    authDocs: boolean('AUTH_DOCS', false),
+    rateLimitPerMinute: integer('RATE_LIMIT_PER_MINUTE', 0, 0, 1_000_000),
+    corsOrigins,
+    requestTimeoutMs: integer('REQUEST_TIMEOUT_MS', 120_000, 1, 86_400_000),
+    receiveTimeoutMs: integer('RECEIVE_TIMEOUT_MS', 10_000, 1, 3_600_000),
+    maxConnections: integer('MAX_CONNECTIONS', 2048, 1, 1_000_000),
+    maxRequestsPerSocket: integer('MAX_REQUESTS_PER_SOCKET', 1000, 0, 1_000_000_000),
+    maxRequestTokens: integer('MAX_REQUEST_TOKENS', 32_768, 1, 1_000_000_000),
+    drainDelayMs: integer('DRAIN_DELAY_MS', 5000, 0, 3_600_000),
+    tokenizerThreads: integer('TOKENIZER_THREADS', 1, 1, 64),
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

@@ -21,6 +21,18 @@ t.test('defaults', async (t) => {
     redisUrl: undefined,
     cachePrefix: 'sparse-slm:',
     cacheTtlSeconds: 3600,
+    apiKeys: [],
+    authMetrics: false,
+    authDocs: false,
+    rateLimitPerMinute: 0,
+    corsOrigins: [],
+    requestTimeoutMs: 120_000,
+    receiveTimeoutMs: 10_000,
+    maxConnections: 2048,
+    maxRequestsPerSocket: 1000,
+    maxRequestTokens: 32_768,
+    drainDelayMs: 5000,
+    tokenizerThreads: 1,
   });
   t.match(DEFAULT_MODEL_DIR, /models[/\\]default$/);
 });
@@ -41,6 +53,18 @@ t.test('values from the environment', async (t) => {
     REDIS_URL: 'redis://cache.internal:6380/2',
     CACHE_PREFIX: 'team-a:',
     CACHE_TTL_SECONDS: '60',
+    API_KEYS: 'key-aaaaaaaaaaaaaaaa, key-bbbbbbbbbbbbbbbb',
+    AUTH_METRICS: 'true',
+    AUTH_DOCS: '1',
+    RATE_LIMIT_PER_MINUTE: '120',
+    CORS_ORIGINS: 'https://a.example, https://b.example',
+    REQUEST_TIMEOUT_MS: '30000',
+    RECEIVE_TIMEOUT_MS: '2000',
+    MAX_CONNECTIONS: '100',
+    MAX_REQUESTS_PER_SOCKET: '0',
+    MAX_REQUEST_TOKENS: '4096',
+    DRAIN_DELAY_MS: '0',
+    TOKENIZER_THREADS: '2',
   });
   t.equal(config.port, 9000);
   t.equal(config.host, '127.0.0.1');
@@ -56,6 +80,24 @@ t.test('values from the environment', async (t) => {
   t.equal(config.redisUrl, 'redis://cache.internal:6380/2');
   t.equal(config.cachePrefix, 'team-a:');
   t.equal(config.cacheTtlSeconds, 60);
+  t.same(config.apiKeys, ['key-aaaaaaaaaaaaaaaa', 'key-bbbbbbbbbbbbbbbb']);
+  t.equal(config.authMetrics, true);
+  t.equal(config.authDocs, true);
+  t.equal(config.rateLimitPerMinute, 120);
+  t.same(config.corsOrigins, ['https://a.example', 'https://b.example']);
+  t.equal(config.requestTimeoutMs, 30_000);
+  t.equal(config.receiveTimeoutMs, 2000);
+  t.equal(config.maxConnections, 100);
+  t.equal(config.maxRequestsPerSocket, 0);
+  t.equal(config.maxRequestTokens, 4096);
+  t.equal(config.drainDelayMs, 0);
+  t.equal(config.tokenizerThreads, 2);
+});
+
+t.test('API keys are checked without being echoed', async (t) => {
+  const err = t.throws(() => loadConfig({ API_KEYS: 'short-secret' })) as Error;
+  t.match(err.message, /API_KEYS: expected comma-separated keys of at least 16 characters/);
+  t.notMatch(err.message, /short-secret/);
 });
 
 t.test('REDIS_URL accepts TLS and passwords', async (t) => {
