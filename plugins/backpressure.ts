@@ -1,16 +1,17 @@
 /**
- * Backpressure: a bounded queue per model. At most `maxConcurrentPerModel` generating requests
- * run on a model (default 1: generations on one model share the same CPU cores anyway) and at
- * most `maxQueuePerModel` wait (default 32); beyond that a request gets 429 with Retry-After
- * at once, so memory never grows with the load. A waiting request whose client hangs up leaves
- * the queue and never runs.
- *
- * Routes call `fastify.admission.acquire(modelId, signal)` before generating and the returned
- * release function when done (in `finally`; a streamed answer releases when its stream ends).
+ * Backpressure (src/serve/admission.ts): a bounded queue per model, decided before the
+ * expensive work. Routes that generate set `config.admission`; for them
+ * - onRequest, before the body is read: when every served model's queue is full, 429 at once;
+ * - preValidation, once the JSON is parsed but before schema validation and tokenization: the
+ *   named model's place is reserved, or 429 when its queue is full;
+ * - the handler calls `fastify.admit(request, modelId, signal)` when it is ready to generate,
+ *   and the returned release function when done (a streamed answer releases when it ends).
+ * A reservation the request never used (a 4xx, a hang-up) is given back when it ends.
  */
 import fp from 'fastify-plugin';
-import type { FastifyPluginAsync } from 'fastify';
-import { clientClosed, queueFull } from '../src/openai/errors.js';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+import { ApiError, queueFull } from '../src/openai/errors.js';
+import { Admission, type Release, type Ticket } from '../src/serve/admission.js';
 
 export interface BackpressureOptions {
   /** Requests generating at once on one model; default 1. */
@@ -22,118 +23,15 @@ export interface BackpressureOptions {
 export const DEFAULT_MAX_CONCURRENT_PER_MODEL = 1;
 export const DEFAULT_MAX_QUEUE_PER_MODEL = 32;
 
-/** Gives the slot back; calling it again does nothing. */
-export type Release = () => void;
-
 declare module 'fastify' {
   interface FastifyInstance {
     admission: Admission;
+    /** Waits for the request's turn on `model` (its reservation if it has one); resolves with the release. */
+    admit(request: FastifyRequest, model: string, signal: AbortSignal): Promise<Release>;
   }
-}
-
-interface Waiter {
-  grant(): void;
-}
-
-interface ModelQueue {
-  running: number;
-  waiting: Waiter[];
-  /** Moving average of how long a request holds its slot, for Retry-After. */
-  holdMs: number;
-}
-
-/** The first requests' Retry-After guess before any hold time was measured. */
-const INITIAL_HOLD_MS = 1000;
-const MAX_RETRY_AFTER_S = 600;
-
-export class Admission {
-  private readonly queues = new Map<string, ModelQueue>();
-
-  constructor(
-    readonly maxConcurrent: number,
-    readonly maxQueue: number,
-    /** Told the number waiting on a model whenever it changes (the queue-depth gauge). */
-    private readonly onDepth: (model: string, depth: number) => void = () => {},
-  ) {
-    if (!(Number.isInteger(maxConcurrent) && maxConcurrent >= 1)) throw new RangeError(`maxConcurrentPerModel must be an integer >= 1, got ${maxConcurrent}`);
-    if (!(Number.isInteger(maxQueue) && maxQueue >= 0)) throw new RangeError(`maxQueuePerModel must be an integer >= 0, got ${maxQueue}`);
-  }
-
-  /**
-   * Resolves with a release function once the request may run on `model`. Rejects at once with
-   * a 429 ApiError (Retry-After in its headers) when the queue is full, and with a 499 when
-   * `signal` aborts first (the request is then out of the queue).
-   */
-  acquire(model: string, signal: AbortSignal): Promise<Release> {
-    if (signal.aborted) return Promise.reject(clientClosed());
-    const queue = this.queue(model);
-    if (queue.running < this.maxConcurrent) {
-      queue.running++;
-      return Promise.resolve(this.releaser(model, queue));
-    }
-    if (queue.waiting.length >= this.maxQueue) return Promise.reject(queueFull(model, queue.waiting.length, this.retryAfterSeconds(queue)));
-    return new Promise<Release>((resolve, reject) => {
-      const onAbort = (): void => {
-        const at = queue.waiting.indexOf(waiter);
-        if (at >= 0) queue.waiting.splice(at, 1);
-        this.onDepth(model, queue.waiting.length);
-        reject(clientClosed());
-      };
-      const waiter: Waiter = {
-        grant: () => {
-          signal.removeEventListener('abort', onAbort);
-          resolve(this.releaser(model, queue));
-        },
-      };
-      signal.addEventListener('abort', onAbort, { once: true });
-      queue.waiting.push(waiter);
-      this.onDepth(model, queue.waiting.length);
-    });
-  }
-
-  /** Requests running and waiting on `model`. */
-  load(model: string): { running: number; waiting: number } {
-    const queue = this.queues.get(model);
-    return { running: queue?.running ?? 0, waiting: queue?.waiting.length ?? 0 };
-  }
-
-  private queue(model: string): ModelQueue {
-    let queue = this.queues.get(model);
-    if (queue === undefined) {
-      queue = { running: 0, waiting: [], holdMs: INITIAL_HOLD_MS };
-      this.queues.set(model, queue);
-    }
-    return queue;
-  }
-
-  private releaser(model: string, queue: ModelQueue): Release {
-    const started = performance.now();
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      queue.holdMs = 0.8 * queue.holdMs + 0.2 * (performance.now() - started);
-      queue.running--;
-      this.dispatch(model, queue);
-    };
-  }
-
-  private dispatch(model: string, queue: ModelQueue): void {
-    let granted = false;
-    while (queue.running < this.maxConcurrent && queue.waiting.length > 0) {
-      const next = queue.waiting.shift() as Waiter;
-      queue.running++;
-      granted = true;
-      next.grant();
-    }
-    if (granted) this.onDepth(model, queue.waiting.length);
-  }
-
-  /** Seconds until a slot is likely free for one more request: everything ahead of it, at the average hold time. */
-  private retryAfterSeconds(queue: ModelQueue): number {
-    const ahead = queue.waiting.length + queue.running;
-    const seconds = Math.ceil((queue.holdMs * ahead) / this.maxConcurrent / 1000);
-    return Math.min(MAX_RETRY_AFTER_S, Math.max(1, seconds));
+  interface FastifyContextConfig {
+    /** The route generates on a model: admission applies before its body is validated. */
+    admission?: boolean;
   }
 }
 
@@ -146,6 +44,40 @@ const backpressurePlugin: FastifyPluginAsync<BackpressureOptions> = async (fasti
   // Every served model shows in slm_queue_depth from the start, at 0.
   for (const id of fastify.models.keys()) fastify.metrics.setQueueDepth(id, 0);
   fastify.decorate('admission', admission);
+
+  const tickets = new WeakMap<FastifyRequest, Ticket>();
+  fastify.decorate('admit', (request: FastifyRequest, model: string, signal: AbortSignal): Promise<Release> => {
+    const ticket = tickets.get(request);
+    tickets.delete(request);
+    return ticket !== undefined ? ticket.acquire(signal) : admission.acquire(model, signal);
+  });
+
+  fastify.addHook('onRequest', async (request) => {
+    if (request.routeOptions.config.admission !== true) return;
+    const ids = [...fastify.models.keys()];
+    if (ids.length === 0 || !ids.every((id) => admission.full(id))) return;
+    // Which model the body names is unknown yet, but none has room.
+    if (ids.length === 1) throw queueFull(ids[0], admission.load(ids[0]).waiting, admission.retryAfterSeconds(ids[0]));
+    const retryAfter = Math.min(...ids.map((id) => admission.retryAfterSeconds(id)));
+    throw new ApiError(429, `Every model is busy. Retry in about ${retryAfter} s.`, 'rate_limit_error', null, 'queue_full', { 'retry-after': String(retryAfter) });
+  });
+
+  fastify.addHook('preValidation', async (request) => {
+    if (request.routeOptions.config.admission !== true) return;
+    const body: unknown = request.body;
+    if (typeof body !== 'object' || body === null || !('model' in body)) return;
+    const name = body.model;
+    // Unknown or malformed names are left to validation and resolveModel, which say what is wrong.
+    if (typeof name !== 'string' || !fastify.models.has(name)) return;
+    tickets.set(request, admission.reserve(name));
+  });
+
+  const giveBack = async (request: FastifyRequest): Promise<void> => {
+    tickets.get(request)?.cancel();
+    tickets.delete(request);
+  };
+  fastify.addHook('onResponse', giveBack);
+  fastify.addHook('onRequestAbort', giveBack);
 };
 
 export default fp(backpressurePlugin, { name: 'backpressure', fastify: '5.x', dependencies: ['models', 'metrics'] });

@@ -16,7 +16,9 @@ const errorsPlugin: FastifyPluginAsync = async (fastify) => {
     if (apiError.statusCode >= 500) {
       request.log.error({ err }, 'request failed');
     } else {
-      request.log.info({ status: apiError.statusCode, param: apiError.param, code: apiError.code }, apiError.message);
+      // Refusals under load (429) and hang-ups (499) come in floods; each is counted in metrics.
+      const level = apiError.statusCode === 429 || apiError.statusCode === 499 ? 'debug' : 'info';
+      request.log[level]({ status: apiError.statusCode, param: apiError.param, code: apiError.code }, apiError.message);
     }
     return reply.status(apiError.statusCode).headers(apiError.headers).send(apiError.toBody());
   });

@@ -17,7 +17,7 @@ const completions: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.post(
     '/completions',
     {
-      config: { metricsEndpoint: 'completions' },
+      config: { metricsEndpoint: 'completions', admission: true },
       schema: {
         tags: ['completions'],
         summary: 'Create a completion (OpenAI legacy completions API)',
@@ -47,7 +47,7 @@ const completions: FastifyPluginAsyncTypebox = async (fastify) => {
       const signal = abortOnDisconnect(reply.raw);
       const meta = completionMeta(model);
       const onResult = (result: GenerationResult): void => fastify.metrics.recordGeneration(request, model.id, result);
-      const release = await fastify.admission.acquire(model.id, signal);
+      const release = await fastify.admit(request, model.id, signal);
       try {
         if (!prepared.stream) return await createCompletion(model, prepared, signal, meta, onResult);
 

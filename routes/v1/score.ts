@@ -13,7 +13,7 @@ const score: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.post(
     '/score',
     {
-      config: { metricsEndpoint: 'score' },
+      config: { metricsEndpoint: 'score', admission: true },
       schema: {
         tags: ['scoring'],
         summary: 'Score continuations of a prompt: per-token logprobs, their sum and perplexity',
@@ -29,7 +29,7 @@ const score: FastifyPluginAsyncTypebox = async (fastify) => {
       const prepared = prepareScore(model, request.body);
       const signal = abortOnDisconnect(reply.raw);
       const meta = scoreMeta(model);
-      const release = await fastify.admission.acquire(model.id, signal);
+      const release = await fastify.admit(request, model.id, signal);
       try {
         const onResult = (result: GenerationResult): void => fastify.metrics.recordGeneration(request, model.id, result);
         const scored = await runScore(model, prepared, signal, meta, onResult);

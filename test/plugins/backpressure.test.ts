@@ -6,7 +6,7 @@
 import { request as httpRequest } from 'node:http';
 import t from 'tap';
 import { wrap } from '../helpers/models.js';
-import { Admission } from '../../plugins/backpressure.js';
+import { Admission } from '../../src/serve/admission.js';
 import { ApiError, type ApiErrorBody } from '../../src/openai/errors.js';
 import type { GenerationDelta, GenerationResult, ServedModel } from '../../src/runtime/types.js';
 import { listen, testApp } from '../helpers/app.js';
@@ -124,7 +124,7 @@ t.test('a queued client that hangs up leaves the queue and never runs; the next 
   t.same(model.started, [1, 3], 'the hung-up request never ran');
   model.finish(3);
   t.equal((await next).status, 200);
-  t.same(app.admission.load(model.id), { running: 0, waiting: 0 });
+  t.same(app.admission.load(model.id), { running: 0, waiting: 0, reserved: 0 });
 });
 
 t.test('a stream holds its slot until it ends, and a client hanging up mid-stream frees it', async (t) => {
@@ -178,18 +178,79 @@ t.test('Admission: FIFO, idempotent release, aborts before and while waiting', a
   await t.rejects(admission.acquire('m', never), { statusCode: 429, code: 'queue_full' }, 'the queue holds 2');
   leaving.abort();
   await t.rejects(third, { statusCode: 499, code: 'client_closed_request' }, 'an abort while waiting rejects and leaves the queue');
-  t.same(admission.load('m'), { running: 1, waiting: 1 });
+  t.same(admission.load('m'), { running: 1, waiting: 1, reserved: 0 });
   first();
   first();
   const releaseSecond = await second;
   t.same(order, ['second']);
-  t.same(admission.load('m'), { running: 1, waiting: 0 }, 'a second release of the same slot does nothing');
+  t.same(admission.load('m'), { running: 1, waiting: 0, reserved: 0 }, 'a second release of the same slot does nothing');
   releaseSecond();
   const aborted = new AbortController();
   aborted.abort();
   await t.rejects(admission.acquire('m', aborted.signal), ApiError, 'an already aborted request is not admitted');
-  t.same(admission.load('m'), { running: 0, waiting: 0 });
+  t.same(admission.load('m'), { running: 0, waiting: 0, reserved: 0 });
   t.same(depths, [1, 2, 1, 0]);
   t.throws(() => new Admission(0, 1), RangeError);
   t.throws(() => new Admission(1, -1), RangeError);
+});
+
+t.test('a full queue refuses before the body is parsed or validated, and a refused or invalid request gives its place back', async (t) => {
+  const model = heldModel('held');
+  const app = await testApp(t, { models: [model], maxConcurrentPerModel: 1, maxQueuePerModel: 1 });
+  const url = await listen(app);
+  const running = postCompletion(url, model.id, 1);
+  await until('the first request runs', () => model.started.length === 1);
+
+  const invalid = await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: model.id, prompt: [2], max_tokens: 'many' }) });
+  t.equal(invalid.status, 400, 'with room in the queue, an invalid body is a 400');
+  await invalid.arrayBuffer();
+  t.same(app.admission.load(model.id), { running: 1, waiting: 0, reserved: 0 }, 'and its reserved place is given back');
+
+  const queued = postCompletion(url, model.id, 2);
+  await until('the second request waits', () => app.admission.load(model.id).waiting === 1);
+  const notJson = await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"model": "held", "prompt": [3' });
+  t.equal(notJson.status, 429, 'with the queue full, even a body that is not JSON gets 429: it was never parsed');
+  t.match(notJson.headers.get('retry-after'), /^\d+$/);
+  const schemaViolation = await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: model.id, prompt: [3], max_tokens: 'many' }) });
+  t.equal(schemaViolation.status, 429, 'and so does a schema violation: it was never validated');
+  await schemaViolation.arrayBuffer();
+  t.equal((await fetch(`${url}/health`)).status, 200, 'probes are not admission-controlled');
+
+  model.finish(1);
+  t.equal((await running).status, 200);
+  await until('the queued request runs', () => model.started.length === 2);
+  model.finish(2);
+  t.equal((await queued).status, 200);
+  t.same(app.admission.load(model.id), { running: 0, waiting: 0, reserved: 0 });
+});
+
+t.test('Retry-After follows the drain rate, and a slot held long raises it before it is released', async (t) => {
+  let now = 0;
+  const admission = new Admission(1, 3, () => {}, () => now);
+  const never = new AbortController().signal;
+  t.equal(admission.retryAfterSeconds('m'), 1, 'before anything was measured: the initial guess of 1 s for one request');
+  const first = await admission.acquire('m', never);
+  const waiting = [admission.acquire('m', never), admission.acquire('m', never)];
+  now = 30_000;
+  t.equal(admission.retryAfterSeconds('m'), 90, 'held for 30 s with 2 waiting: (2 + 1) x 30 s');
+  first();
+  const second = await waiting[0];
+  now = 32_000;
+  second();
+  const third = await waiting[1];
+  // Intervals of 30 s and 2 s under load: 0.8 x (0.8 x 1 + 0.2 x 30) + 0.2 x 2 = 5.84 s.
+  t.equal(admission.retryAfterSeconds('m'), 6, 'the measured drain interval, rounded up');
+  now = 40_000;
+  t.equal(admission.retryAfterSeconds('m'), 8, 'never less than the time since the last release');
+  third();
+  const ticket = admission.reserve('m');
+  t.same(admission.load('m'), { running: 0, waiting: 0, reserved: 1 }, 'a reservation counts against the queue');
+  ticket.cancel();
+  ticket.cancel();
+  t.same(admission.load('m'), { running: 0, waiting: 0, reserved: 0 }, 'and cancelling it twice gives it back once');
+  await t.rejects(ticket.acquire(never), Error, 'a cancelled ticket cannot be used');
+  const tickets = [admission.reserve('m'), admission.reserve('m'), admission.reserve('m'), admission.reserve('m')];
+  t.ok(admission.full('m'));
+  t.throws(() => admission.reserve('m'), { statusCode: 429, code: 'queue_full' }, 'reservations fill the queue like waiters');
+  for (const reserved of tickets) reserved.cancel();
 });
