@@ -5,7 +5,7 @@
  */
 import fp from 'fastify-plugin';
 import type { FastifyError, FastifyPluginAsync, FastifyRequest } from 'fastify';
-import { ApiError, internalError, invalidRequest } from '../src/openai/errors.js';
+import { ApiError, excerpt, internalError, invalidRequest } from '../src/openai/errors.js';
 import { requestField } from '../src/openai/execution.js';
 import { ParameterError } from '../src/runtime/types.js';
 import { schemaViolationError, type Expectations } from '../src/openai/validation.js';
@@ -24,7 +24,7 @@ const errorsPlugin: FastifyPluginAsync = async (fastify) => {
   });
 
   fastify.setNotFoundHandler((request, reply) => {
-    const err = invalidRequest(`Invalid URL (${request.method} ${request.url}).`, null, 'unknown_url');
+    const err = invalidRequest(`Invalid URL (${request.method} ${excerpt(request.url, 256)}).`, null, 'unknown_url');
     return reply.status(404).send(err.toBody());
   });
 };
@@ -38,7 +38,7 @@ function toApiError(err: FastifyError, request: FastifyRequest, bodyLimit: numbe
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return new ApiError(413, `The request body is too large; the limit is ${bodyLimit} bytes.`, 'invalid_request_error', null, 'request_too_large');
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return new ApiError(415, `Unsupported content type '${request.headers['content-type'] ?? ''}'; send application/json.`, 'invalid_request_error', null, 'unsupported_media_type');
+      return new ApiError(415, `Unsupported content type '${excerpt(request.headers['content-type'] ?? '')}'; send application/json.`, 'invalid_request_error', null, 'unsupported_media_type');
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
       return invalidRequest('The request body is not valid JSON.', null, 'invalid_json');

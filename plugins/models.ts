@@ -6,7 +6,7 @@
  */
 import fp from 'fastify-plugin';
 import type { FastifyPluginAsync } from 'fastify';
-import { ApiError, modelNotFound } from '../src/openai/errors.js';
+import { modelNotFound, shuttingDown } from '../src/openai/errors.js';
 import type { ServedModel } from '../src/runtime/types.js';
 
 export interface ModelsPluginOptions {
@@ -50,8 +50,7 @@ const modelsPlugin: FastifyPluginAsync<ModelsPluginOptions> = async (fastify, op
     // Liveness stays true while draining: the process is alive, just not taking work.
     if (!closing || request.routeOptions.url === '/health') return;
     reply.header('connection', 'close');
-    const err = new ApiError(503, 'The server is shutting down; retry on another instance.', 'service_unavailable', null, 'shutting_down');
-    return reply.status(503).send(err.toBody());
+    return reply.status(503).send(shuttingDown().toBody());
   });
 };
 

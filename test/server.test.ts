@@ -80,3 +80,39 @@ t.test('SIGTERM finishes in-flight requests, then exits 0', async (t) => {
   t.ok(body.endsWith('data: [DONE]\n\n'), 'the in-flight stream ran to its end');
   t.equal(await exit, 0, 'exit code 0');
 });
+
+t.test('SIGTERM under load: /ready turns 503 while requests are still served, then what is cut is told so, never reset', async (t) => {
+  const child = start({ MODEL_DIR, PORT: '0', HOST: '127.0.0.1', DRAIN_DELAY_MS: '1500', SHUTDOWN_TIMEOUT_MS: '1000', MAX_QUEUE_PER_MODEL: '4' });
+  const exit = exited(child);
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  const base = await listening(child);
+  const post = (body: Record<string, unknown>): Promise<Response> =>
+    fetch(`${base}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'stories260K', ...body }) });
+
+  // 16 choices of 400 tokens: several seconds of work, longer than drain and timeout together.
+  const long = await post({ prompt: 'Once upon a time', n: 16, max_tokens: 400, stream: true, temperature: 1, seed: 1 });
+  const reader = long.body?.getReader();
+  if (reader === undefined) throw new Error('no body');
+  t.notOk((await reader.read()).done, 'the long stream has started');
+  const queued = post({ prompt: 'Lily', max_tokens: 8 });
+
+  child.kill('SIGTERM');
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  t.equal((await fetch(`${base}/ready`)).status, 503, 'during the drain delay, /ready answers 503');
+  t.equal((await fetch(`${base}/health`)).status, 200, '/health still answers');
+  const duringDrain = post({ prompt: 'Tim', max_tokens: 4 });
+
+  let body = '';
+  for (let step = await reader.read(); !step.done; step = await reader.read()) body += new TextDecoder().decode(step.value);
+  t.ok(body.endsWith('data: [DONE]\n\n'), 'the cut stream still ends with [DONE]');
+  t.match(body, /data: \{"error":\{[^\n]*"code":"shutting_down"/, 'after an error event that says the server is shutting down');
+  for (const [what, pending] of [['queued before SIGTERM', queued], ['sent during the drain', duringDrain]] as const) {
+    const res = await pending;
+    const answer = (await res.json()) as { error?: { code: string } };
+    t.equal(res.status, 503, `the request ${what} and cut at the timeout gets a 503`);
+    t.equal(answer.error?.code, 'shutting_down');
+  }
+  t.equal(await exit, 0, 'exit code 0');
+});

@@ -9,7 +9,8 @@ import type { GenerationResult } from '../../src/runtime/types.js';
 import { ApiError, internalError } from '../../src/openai/errors.js';
 import { prepareCompletion } from '../../src/openai/completion-request.js';
 import { completionMeta, createCompletion, streamCompletion } from '../../src/openai/completion-run.js';
-import { abortOnDisconnect } from '../../src/openai/disconnect.js';
+import type { Deadline } from '../../src/openai/limits.js';
+import type { Release } from '../../src/serve/admission.js';
 import { Completion, CompletionChunk, CompletionRequest, ErrorResponse } from '../../src/openai/schemas.js';
 import { SSE_HEADERS, writeSse } from '../../src/openai/sse.js';
 
@@ -43,18 +44,28 @@ const completions: FastifyPluginAsyncTypebox = async (fastify) => {
     },
     async (request, reply) => {
       const model = fastify.resolveModel(request.body.model);
-      const prepared = prepareCompletion(model, request.body);
-      const signal = abortOnDisconnect(reply.raw);
+      const prepared = prepareCompletion(model, request.body, fastify.limits);
+      const deadline = fastify.deadline(request, reply);
+      const signal = deadline.signal;
       const meta = completionMeta(model);
       const onResult = (result: GenerationResult): void => fastify.metrics.recordGeneration(request, model.id, result);
-      const release = await fastify.admit(request, model.id, signal);
+      let release: Release | undefined;
       try {
-        if (!prepared.stream) return await createCompletion(model, prepared, signal, meta, onResult);
+        release = await fastify.admit(request, model.id, signal).catch((err: unknown) => {
+          deadline.check();
+          throw err;
+        });
+        if (!prepared.stream) {
+          const completion = await createCompletion(model, prepared, signal, meta, onResult);
+          deadline.check();
+          return completion;
+        }
 
         // Wait for the first chunk before committing to a 200: most engine failures happen in
         // prefill, and until now they can still get a proper error status.
         const chunks = streamCompletion(model, prepared, signal, meta, onResult);
         const first = await chunks.next();
+        deadline.check();
         reply.hijack();
         try {
           // Hijacked replies skip Fastify's header handling: carry over what hooks set (x-request-id).
@@ -62,22 +73,29 @@ const completions: FastifyPluginAsyncTypebox = async (fastify) => {
             if (value !== undefined) reply.raw.setHeader(name, value);
           }
           reply.raw.writeHead(200, SSE_HEADERS);
-          await writeSse(reply.raw, resume(first, chunks), (err) => {
-            request.log.error({ err }, 'completion stream failed');
+          await writeSse(reply.raw, untilDeadline(resume(first, chunks), deadline), (err) => {
+            if (!(err instanceof ApiError)) request.log.error({ err }, 'completion stream failed');
             return (err instanceof ApiError ? err : internalError()).toBody();
           });
         } finally {
           // Whatever happened, the generation behind the stream must not stay suspended.
           await chunks.return();
         }
-        request.log.info({ aborted: signal.aborted }, 'completion stream ended');
+        request.log.info({ aborted: signal.aborted, deadlineExceeded: deadline.exceeded }, 'completion stream ended');
         return reply;
       } finally {
-        release();
+        release?.();
+        deadline.dispose();
       }
     },
   );
 };
+
+/** The stream, then the deadline's error event if the deadline is what ended it. */
+async function* untilDeadline<T>(events: AsyncGenerator<T, void>, deadline: Deadline): AsyncGenerator<T, void> {
+  yield* events;
+  deadline.check();
+}
 
 /** The stream again, its first (already taken) step included. */
 async function* resume<T>(first: IteratorResult<T, void>, rest: AsyncGenerator<T, void>): AsyncGenerator<T, void> {

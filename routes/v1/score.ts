@@ -3,11 +3,11 @@
  * prompt, at any tier (src/openai/score.ts). Waits for its turn on the model like completions.
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { abortOnDisconnect } from '../../src/openai/disconnect.js';
 import { clientClosed } from '../../src/openai/errors.js';
 import { ErrorResponse, ScoreRequest, ScoreResponse } from '../../src/openai/schemas.js';
 import { prepareScore, runScore, scoreMeta } from '../../src/openai/score.js';
 import type { GenerationResult } from '../../src/runtime/types.js';
+import type { Release } from '../../src/serve/admission.js';
 
 const score: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.post(
@@ -27,16 +27,23 @@ const score: FastifyPluginAsyncTypebox = async (fastify) => {
     async (request, reply) => {
       const model = fastify.resolveModel(request.body.model);
       const prepared = prepareScore(model, request.body);
-      const signal = abortOnDisconnect(reply.raw);
+      const deadline = fastify.deadline(request, reply);
+      const signal = deadline.signal;
       const meta = scoreMeta(model);
-      const release = await fastify.admit(request, model.id, signal);
+      let release: Release | undefined;
       try {
+        release = await fastify.admit(request, model.id, signal).catch((err: unknown) => {
+          deadline.check();
+          throw err;
+        });
         const onResult = (result: GenerationResult): void => fastify.metrics.recordGeneration(request, model.id, result);
         const scored = await runScore(model, prepared, signal, meta, onResult);
+        deadline.check();
         if (scored === null) throw clientClosed();
         return scored;
       } finally {
-        release();
+        release?.();
+        deadline.dispose();
       }
     },
   );

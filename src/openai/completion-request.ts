@@ -7,6 +7,7 @@
 import type { ExecutionOptions, SamplingParams, ServedModel } from '../runtime/types.js';
 import { invalidRequest } from './errors.js';
 import { checkExecution, executionOptions } from './execution.js';
+import { checkRequestTokens, DEFAULT_LIMITS, promptCount, type RequestLimits } from './limits.js';
 import { COMPLETION_DEFAULTS, type CompletionRequest } from './schemas.js';
 
 export interface PreparedCompletion {
@@ -21,7 +22,7 @@ export interface PreparedCompletion {
   includeUsage: boolean;
 }
 
-export function prepareCompletion(model: ServedModel, body: CompletionRequest): PreparedCompletion {
+export function prepareCompletion(model: ServedModel, body: CompletionRequest, limits: Pick<RequestLimits, 'maxRequestTokens'> = DEFAULT_LIMITS): PreparedCompletion {
   rejectUnsupported(body);
   const n = body.n ?? COMPLETION_DEFAULTS.n;
   const stream = body.stream ?? false;
@@ -38,6 +39,8 @@ export function prepareCompletion(model: ServedModel, body: CompletionRequest): 
     logprobs: body.logprobs ?? null,
     echo: body.echo ?? false,
   };
+  // Before tokenizing: a refused request should cost nothing.
+  checkRequestTokens(promptCount(body.prompt), n, params.maxTokens, limits.maxRequestTokens);
   const execution = executionOptions(body);
   checkExecution(model, execution);
   const prompts = tokenizePrompts(model, body.prompt);

@@ -2,7 +2,7 @@
  * Turns JSON-schema validation failures (Ajv's error objects, as Fastify reports them) into
  * one OpenAI-style 400 that names the offending parameter and says what was expected.
  */
-import { ApiError, invalidRequest } from './errors.js';
+import { ApiError, excerpt, invalidRequest } from './errors.js';
 
 /** The part of an Ajv error object we read. */
 export interface SchemaViolation {
@@ -27,7 +27,8 @@ export function schemaViolationError(violations: readonly SchemaViolation[], exp
   }
   const segments = detail.instancePath.split('/').slice(1).map(unescapePointer);
   const param = segments[0];
-  const location = param + segments.slice(1).map((s) => (/^\d+$/.test(s) ? `[${s}]` : `.${s}`)).join('');
+  // Paths name the client's own keys, which can be of any length.
+  const location = excerpt(param + segments.slice(1).map((s) => (/^\d+$/.test(s) ? `[${s}]` : `.${s}`)).join(''), 128);
   // When no alternative of a union got further than the parameter itself, Ajv's per-branch
   // complaints ("must be string", "must be array") mislead; the documented form does not.
   const unionFailed = violations.some((v) => v.keyword === 'anyOf' && v.instancePath === detail.instancePath);
