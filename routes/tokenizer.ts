@@ -4,6 +4,7 @@
  * the first served model.
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { abortOnDisconnect } from '../src/openai/disconnect.js';
 import { ApiError } from '../src/openai/errors.js';
 import {
   DetokenizeRequest,
@@ -50,7 +51,10 @@ const tokenizer: FastifyPluginAsyncTypebox = async (fastify) => {
         response: { 200: TokenizeResponse, ...errors },
       },
     },
-    async (request) => tokenize(pick(request.body.model), request.body),
+    async (request, reply) => {
+      const model = pick(request.body.model);
+      return tokenize(model, request.body, fastify.encoder(model, abortOnDisconnect(reply.raw)));
+    },
   );
 
   fastify.post(

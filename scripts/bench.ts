@@ -111,7 +111,7 @@ const attributionMs = await medianMs(() => attributor.run(prompt, targets));
 await attributor.release();
 
 // Tiers.
-const masks = readMaskFile(model.dir, model.weightsHash);
+const masks = readMaskFile(model.dir, model.weightsHash, model.config);
 const rand = createRng(7);
 const randomScores = Array.from({ length: c.numLayers }, () => Array.from({ length: c.intermediateSize }, rand));
 const tiers = (masks?.tiers.map((t) => ({ sparsity: t.sparsity, keep: t.layers.map((l) => l.mlp) })) ??

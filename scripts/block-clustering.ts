@@ -133,7 +133,7 @@ const model = await loadModelDir(values.model);
 const { config } = model;
 const F = config.intermediateSize;
 const options = { intraOpThreads: Number(values.threads) };
-const masks = readMaskFile(model.dir, model.weightsHash);
+const masks = readMaskFile(model.dir, model.weightsHash, model.config);
 const calibration = readCalibrationFile(`data/calibration/${masks?.calibration.file ?? 'default-model.jsonl'}`);
 const activity = await mlpActivity(model, calibration.samples.map((s) => model.tokenizer.encode(s.prompt).slice(0, 256)), options);
 const passages = readPassages('data/eval/heldout-text.jsonl', null).texts.map((t) => model.tokenizer.encode(t).slice(0, 128));

@@ -44,13 +44,13 @@ const completions: FastifyPluginAsyncTypebox = async (fastify) => {
     },
     async (request, reply) => {
       const model = fastify.resolveModel(request.body.model);
-      const prepared = prepareCompletion(model, request.body, fastify.limits);
       const deadline = fastify.deadline(request, reply);
       const signal = deadline.signal;
       const meta = completionMeta(model);
       const onResult = (result: GenerationResult): void => fastify.metrics.recordGeneration(request, model.id, result);
       let release: Release | undefined;
       try {
+        const prepared = await prepareCompletion(model, request.body, fastify.limits, fastify.encoder(model, signal));
         release = await fastify.admit(request, model.id, signal).catch((err: unknown) => {
           deadline.check();
           throw err;

@@ -26,12 +26,12 @@ const score: FastifyPluginAsyncTypebox = async (fastify) => {
     },
     async (request, reply) => {
       const model = fastify.resolveModel(request.body.model);
-      const prepared = prepareScore(model, request.body);
       const deadline = fastify.deadline(request, reply);
       const signal = deadline.signal;
       const meta = scoreMeta(model);
       let release: Release | undefined;
       try {
+        const prepared = await prepareScore(model, request.body, fastify.encoder(model, signal));
         release = await fastify.admit(request, model.id, signal).catch((err: unknown) => {
           deadline.check();
           throw err;

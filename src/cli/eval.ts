@@ -47,7 +47,7 @@ const DEFAULT_PROMPTS = ['data/eval/validation-prompts.jsonl', 'data/eval/instru
 
 /** The calibration file a model's tiers were made from, when it is in data/calibration/. */
 function defaultCalibration(model: LoadedModel): string | undefined {
-  const masks = readMaskFile(model.dir, model.weightsHash);
+  const masks = readMaskFile(model.dir, model.weightsHash, model.config);
   const file = masks && join(PROJECT_ROOT, 'data', 'calibration', masks.calibration.file);
   return file && existsSync(file) ? file : undefined;
 }

@@ -16,6 +16,12 @@ export interface SpecialTokenIds {
 export class ModelTokenizer {
   /** One more than the largest id the tokenizer knows (the id space it can produce). */
   readonly vocabSize: number;
+  /**
+   * Characters in the longest vocabulary entry, special tokens included. No token covers more
+   * characters of the input than its entry has (a byte-level entry has one character per byte),
+   * so a text of c characters has at least c / maxTokenChars tokens.
+   */
+  readonly maxTokenChars: number;
   readonly bosToken: string | null;
   readonly eosToken: string | null;
 
@@ -25,8 +31,13 @@ export class ModelTokenizer {
     ids: SpecialTokenIds | undefined,
   ) {
     let max = -1;
-    for (const id of inner.get_vocab(true).values()) max = Math.max(max, id);
+    let longest = 1;
+    for (const [token, id] of inner.get_vocab(true)) {
+      max = Math.max(max, id);
+      longest = Math.max(longest, token.length);
+    }
     this.vocabSize = max + 1;
+    this.maxTokenChars = longest;
     this.bosToken = tokenString(config.bos_token) ?? this.tokenOrNull(ids?.bosTokenId ?? null);
     this.eosToken = tokenString(config.eos_token) ?? this.tokenOrNull(ids?.eosTokenIds[0] ?? null);
   }

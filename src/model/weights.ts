@@ -1,7 +1,8 @@
 /**
  * Loading a LLaMA-family checkpoint by its Hugging Face tensor names. Shapes are checked
  * against the config from the headers before any data is read, so a mismatched checkpoint
- * fails fast and says which tensor, where, and both shapes.
+ * fails fast and says which tensor, where, and both shapes. Values are checked as they are
+ * read: one NaN or infinity poisons every logit downstream, so such a model is refused.
  */
 import { SafetensorsCheckpoint } from './checkpoint.js';
 import type { HostTensor, LayerWeights, LlamaConfig, LlamaWeights } from './types.js';
@@ -109,7 +110,7 @@ export function loadLlamaWeights(dir: string, config: LlamaConfig): LlamaWeights
   try {
     // Check every shape first: reading gigabytes before finding a mistake helps nobody.
     for (const spec of llamaTensorSpecs(config)) checkShape(checkpoint, spec.name, spec.shape);
-    return assembleLlamaWeights(config, (name) => checkpoint.read(name));
+    return assembleLlamaWeights(config, (name) => checkFinite(checkpoint.read(name), checkpoint.info(name)!.file, name));
   } finally {
     checkpoint.close();
   }
@@ -123,4 +124,32 @@ function checkShape(checkpoint: SafetensorsCheckpoint, name: string, expected: n
   if (info.shape.length !== expected.length || info.shape.some((d, i) => d !== expected[i])) {
     throw new Error(`${info.file}: tensor "${name}" has shape [${info.shape.join(', ')}], expected [${expected.join(', ')}]`);
   }
+}
+
+/**
+ * Returns `tensor` when every value is finite; otherwise throws naming the file, the tensor,
+ * the first bad value's index (flat and per dimension) and how many there are. One pass over
+ * the data, after F16/BF16 have been widened (their NaN and infinities widen to float32's).
+ */
+export function checkFinite(tensor: HostTensor, file: string, name: string): HostTensor {
+  const { data, shape } = tensor;
+  let first = -1;
+  for (let i = 0; i < data.length; i++) {
+    if (!Number.isFinite(data[i])) {
+      first = i;
+      break;
+    }
+  }
+  if (first < 0) return tensor;
+  let count = 0;
+  for (let i = first; i < data.length; i++) if (!Number.isFinite(data[i])) count++;
+  const at: number[] = [];
+  for (let d = shape.length - 1, rest = first; d >= 0; d--) {
+    at.unshift(rest % shape[d]);
+    rest = Math.floor(rest / shape[d]);
+  }
+  throw new Error(
+    `${file}: tensor "${name}" holds ${String(data[first])} at index ${first} ([${at.join(', ')}] of shape [${shape.join(', ')}])` +
+      `${count > 1 ? ` and ${count - 1} more non-finite values` : ''}; the checkpoint is corrupt or diverged in training, and the model cannot serve it`,
+  );
 }

@@ -5,6 +5,7 @@
  * so that a client is told instead of silently getting different behaviour.
  */
 import type { ExecutionOptions, SamplingParams, ServedModel } from '../runtime/types.js';
+import { checkTextFits, textEncoder, type Encoder } from './encoding.js';
 import { invalidRequest } from './errors.js';
 import { checkExecution, executionOptions } from './execution.js';
 import { checkRequestTokens, DEFAULT_LIMITS, promptCount, type RequestLimits } from './limits.js';
@@ -22,7 +23,12 @@ export interface PreparedCompletion {
   includeUsage: boolean;
 }
 
-export function prepareCompletion(model: ServedModel, body: CompletionRequest, limits: Pick<RequestLimits, 'maxRequestTokens'> = DEFAULT_LIMITS): PreparedCompletion {
+export async function prepareCompletion(
+  model: ServedModel,
+  body: CompletionRequest,
+  limits: Pick<RequestLimits, 'maxRequestTokens'> = DEFAULT_LIMITS,
+  encode: Encoder = textEncoder(model),
+): Promise<PreparedCompletion> {
   rejectUnsupported(body);
   const n = body.n ?? COMPLETION_DEFAULTS.n;
   const stream = body.stream ?? false;
@@ -43,7 +49,7 @@ export function prepareCompletion(model: ServedModel, body: CompletionRequest, l
   checkRequestTokens(promptCount(body.prompt), n, params.maxTokens, limits.maxRequestTokens);
   const execution = executionOptions(body);
   checkExecution(model, execution);
-  const prompts = tokenizePrompts(model, body.prompt);
+  const prompts = await tokenizePrompts(model, body.prompt, encode);
   prompts.forEach((ids, i) => checkPrompt(model, ids, params.maxTokens, prompts.length > 1 ? i : null));
   return { prompts, n, params, execution, stream, includeUsage: stream && body.stream_options?.include_usage === true };
 }
@@ -67,10 +73,19 @@ function rejectUnsupported(body: CompletionRequest): void {
   }
 }
 
-/** Strings are tokenized (with the tokenizer's special tokens, e.g. BOS); token ids are used as given. */
-function tokenizePrompts(model: ServedModel, prompt: CompletionRequest['prompt']): number[][] {
-  if (typeof prompt === 'string') return [model.encode(prompt)];
-  if (isStringArray(prompt)) return prompt.map((text) => model.encode(text));
+/**
+ * Strings are tokenized (with the tokenizer's special tokens, e.g. BOS), after a check that they
+ * can fit the context at all; token ids are used as given.
+ */
+async function tokenizePrompts(model: ServedModel, prompt: CompletionRequest['prompt'], encode: Encoder): Promise<number[][]> {
+  if (typeof prompt === 'string') {
+    checkTextFits(model, prompt, 'prompt', 'the prompt');
+    return encode([prompt]);
+  }
+  if (isStringArray(prompt)) {
+    prompt.forEach((text, i) => checkTextFits(model, text, 'prompt', `prompt ${i}`));
+    return encode(prompt);
+  }
   if (isIdArray(prompt)) return [prompt];
   return prompt;
 }

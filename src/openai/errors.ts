@@ -52,6 +52,15 @@ export function internalError(): ApiError {
   return new ApiError(500, 'The server had an error while processing your request.', 'server_error', null, 'internal_error');
 }
 
+/**
+ * The model computed NaN or infinite log-probabilities (`what` says which). The model is at
+ * fault, not the request, and JSON cannot carry such numbers: a 500 that says so, instead of
+ * nulls or a serializer failure.
+ */
+export function nonFiniteLogits(what: string): ApiError {
+  return new ApiError(500, `The model produced non-finite values (${what}); it cannot be scored or served as it is.`, 'server_error', null, 'non_finite_logits');
+}
+
 /** The model's queue is full: retry after about `retryAfterSeconds`. */
 export function queueFull(model: string, waiting: number, retryAfterSeconds: number): ApiError {
   return new ApiError(

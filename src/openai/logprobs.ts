@@ -1,8 +1,10 @@
 /**
  * OpenAI's legacy `logprobs` object, built token by token so that streamed chunks and the
  * final response agree: `text_offset` keeps counting across chunks of the same choice.
+ * Every logprob that goes out is finite (checkFinite).
  */
 import type { TokenInfo } from '../runtime/types.js';
+import { nonFiniteLogits } from './errors.js';
 import type { CompletionLogprobs } from './schemas.js';
 
 export class LogprobsBuilder {
@@ -16,6 +18,7 @@ export class LogprobsBuilder {
   next(tokens: readonly TokenInfo[]): CompletionLogprobs {
     const out: CompletionLogprobs = { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] };
     for (const token of tokens) {
+      checkFinite(token);
       out.tokens.push(token.text);
       out.token_logprobs.push(token.logprob);
       out.top_logprobs.push(topObject(token));
@@ -52,6 +55,18 @@ function topObject(token: TokenInfo): Record<string, number> | null {
     if (!Object.hasOwn(top, alt.token)) top[alt.token] = alt.logprob;
   }
   return top;
+}
+
+/**
+ * Throws nonFiniteLogits unless the token's logprob and its alternatives' are finite (or
+ * absent). JSON has no NaN or infinity: a serializer would fail on NaN and write null for
+ * infinity, and either way the client would get no honest number.
+ */
+export function checkFinite(token: TokenInfo): void {
+  const bad = (x: number | null) => x !== null && !Number.isFinite(x);
+  if (bad(token.logprob)) throw nonFiniteLogits(`logprob ${String(token.logprob)} for token ${token.id}`);
+  const alt = token.top?.find((a) => bad(a.logprob));
+  if (alt !== undefined) throw nonFiniteLogits(`logprob ${String(alt.logprob)} for the alternative ${JSON.stringify(alt.token)} of token ${token.id}`);
 }
 
 function codePoints(text: string): number {

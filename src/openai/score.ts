@@ -16,8 +16,9 @@
 import { randomUUID } from 'node:crypto';
 import type { ExecutionOptions, GenerationDelta, GenerationResult, SamplingParams, ServedModel, TokenInfo } from '../runtime/types.js';
 import type { ResultObserver } from './completion-run.js';
-import { invalidRequest } from './errors.js';
+import { invalidRequest, nonFiniteLogits } from './errors.js';
 import { checkExecution, executionOptions, ExecutionSummary } from './execution.js';
+import { checkFinite } from './logprobs.js';
 import type { ContinuationScore, ScoreRequest, ScoreResponse, Usage } from './schemas.js';
 
 export interface PreparedScore {
@@ -154,16 +155,20 @@ function continuationScore(index: number, tokens: TokenInfo[], ids: number[]): C
   const logprobs = tokens.map((token, i) => {
     // Only the sequence's first token lacks a logprob, and a continuation never starts there.
     if (token.logprob === null) throw new Error(`the engine gave no logprob for continuation token ${i}`);
+    checkFinite(token);
     return token.logprob;
   });
   const sum = logprobs.reduce((a, b) => a + b, 0);
+  const perplexity = Math.exp(-sum / logprobs.length);
+  // Finite logprobs can still sum or exponentiate past float64 when the model is far off.
+  if (!Number.isFinite(sum) || !Number.isFinite(perplexity)) throw nonFiniteLogits(`continuation ${index}: logprob sum ${sum}, perplexity ${perplexity}`);
   return {
     index,
     tokens: tokens.map((t) => t.text),
     token_ids: ids,
     token_logprobs: logprobs,
     logprob_sum: sum,
-    perplexity: Math.exp(-sum / logprobs.length),
+    perplexity,
     greedy: tokens.every(isGreedy),
   };
 }

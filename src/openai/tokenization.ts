@@ -5,6 +5,7 @@
  * `{"prompt"}`).
  */
 import type { ServedModel } from '../runtime/types.js';
+import { textEncoder, type Encoder } from './encoding.js';
 import { invalidRequest } from './errors.js';
 import type { DetokenizeRequest, DetokenizeResponse, TokenizeRequest, TokenizeResponse, TokenizerInfo } from './schemas.js';
 
@@ -24,8 +25,8 @@ export function tokenizerInfo(model: ServedModel): TokenizerInfo {
 }
 
 /** Special tokens' text in the prompt (e.g. "</s>") becomes their ids, as Hugging Face tokenizers do. */
-export function tokenize(model: ServedModel, body: TokenizeRequest): TokenizeResponse {
-  const tokens = model.encode(body.prompt, body.add_special_tokens ?? true);
+export async function tokenize(model: ServedModel, body: TokenizeRequest, encode: Encoder = textEncoder(model)): Promise<TokenizeResponse> {
+  const [tokens] = await encode([body.prompt], body.add_special_tokens ?? true);
   return { tokens, count: tokens.length, max_model_len: model.contextLength };
 }
 

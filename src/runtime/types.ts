@@ -151,6 +151,10 @@ export interface ServedModel {
   readonly bosToken: string | null;
   encode(text: string, addSpecialTokens?: boolean): number[];
   decode(ids: number[]): string;
+  /** The directory of its tokenizer.json, for tokenizing long texts on worker threads. */
+  readonly tokenizerDir?: string;
+  /** Characters of the longest vocabulary entry: a text of c characters has at least c / maxTokenChars tokens. */
+  readonly maxTokenChars?: number;
   /**
    * Generates `params.maxTokens` tokens at most after `promptIds`.
    * Yields deltas as they are final; returns how it finished. Stops early when `signal` aborts

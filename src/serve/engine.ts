@@ -85,6 +85,8 @@ export class Engine implements ServedModel, DecodingModel {
   readonly vocabSize: number;
   readonly eosToken: string | null;
   readonly bosToken: string | null;
+  readonly tokenizerDir: string;
+  readonly maxTokenChars: number;
   readonly eosTokenIds: ReadonlySet<number>;
   /** The metric per-prompt sets are scored with: the calibration's, else Corrected GxO. */
   readonly metric: Metric;
@@ -117,8 +119,10 @@ export class Engine implements ServedModel, DecodingModel {
     this.vocabSize = model.config.vocabSize;
     this.eosToken = model.tokenizer.eosToken;
     this.bosToken = model.tokenizer.bosToken;
+    this.tokenizerDir = model.dir;
+    this.maxTokenChars = model.tokenizer.maxTokenChars;
     this.eosTokenIds = new Set(model.config.eosTokenIds);
-    const masks = readMaskFile(model.dir, model.weightsHash);
+    const masks = readMaskFile(model.dir, model.weightsHash, model.config);
     this.metric = masks && isMetric(masks.metric) ? masks.metric : 'cor_gxo';
     this.tierList = tiersOf(model.config, masks);
     this.selectors = availableSelectors(model);

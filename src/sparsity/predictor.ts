@@ -11,8 +11,10 @@
  */
 import { existsSync, mkdirSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
+import { describe, FieldReader, isRecord } from '../model/json.js';
 import { SafetensorsFile, writeSafetensors } from '../model/safetensors.js';
 import type { HostTensor, LlamaConfig } from '../model/types.js';
+import { checkFinite } from '../model/weights.js';
 
 export const PREDICTOR_LABELS = ['cor_gxo', 'magnitude'] as const;
 export type PredictorLabels = (typeof PREDICTOR_LABELS)[number];
@@ -129,13 +131,13 @@ export function readPredictor(dir: string, weightsHash: string, labels: Predicto
   if (!existsSync(file)) return null;
   const st = SafetensorsFile.open(file);
   try {
-    const head = parseJson(st.metadata.predictor, file, 'predictor') as { format: number; labels: string; rank: number; hidden: number; intermediate: number; layers: number };
-    const meta = parseJson(st.metadata.meta, file, 'meta') as PredictorMeta;
-    if (head.format !== 1) throw new Error(`${file}: unknown predictor format ${String(head.format)}, expected 1`);
+    const head = predictorHead(parseJson(st.metadata.predictor, file, 'predictor'), file);
+    const meta = predictorMeta(parseJson(st.metadata.meta, file, 'meta'), file);
     if (head.labels !== labels || meta.labels !== labels) throw new Error(`${file}: holds a predictor trained on ${head.labels} labels, expected ${labels}`);
+    if (meta.rank !== head.rank) throw new Error(`${file}: the meta says rank ${meta.rank}, the predictor rank ${head.rank}`);
     if (meta.weightsSha256 !== weightsHash) {
       throw new Error(
-        `${file}: this predictor was trained for weights ${String(meta.weightsSha256).slice(0, 12)}…, ` +
+        `${file}: this predictor was trained for weights ${meta.weightsSha256.slice(0, 12)}…, ` +
           `but the model's weights hash is ${weightsHash.slice(0, 12)}…; run \`npm run train-predictor\` again for this model`,
       );
     }
@@ -146,7 +148,7 @@ export function readPredictor(dir: string, weightsHash: string, labels: Predicto
         if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
           throw new Error(`${file}: ${tensorName(l, name)} has shape [${t.shape.join(', ')}], expected [${shape.join(', ')}]`);
         }
-        return t.data;
+        return checkFinite(t, file, tensorName(l, name)).data;
       };
       layers.push({ a: part('a', [head.hidden, head.rank]), b: part('b', [head.rank, head.intermediate]), bias: part('bias', [head.intermediate]) });
     }
@@ -171,6 +173,54 @@ function parseJson(value: unknown, file: string, key: string): unknown {
   } catch {
     throw new Error(`${file}: the "${key}" metadata is not JSON`);
   }
+}
+
+interface PredictorHead {
+  labels: string;
+  rank: number;
+  hidden: number;
+  intermediate: number;
+  layers: number;
+}
+
+function predictorHead(json: unknown, file: string): PredictorHead {
+  const r = new FieldReader(json, file, 'predictor.');
+  const format = r.raw('format');
+  if (format !== 1) throw new Error(`${file}: unknown predictor format ${describe(format)}, expected 1`);
+  return { labels: r.string('labels'), rank: r.positiveInt('rank'), hidden: r.positiveInt('hidden'), intermediate: r.positiveInt('intermediate'), layers: r.positiveInt('layers') };
+}
+
+/** The meta the server reads: whose weights, and the recalls that decide whether the predictor serves. */
+function predictorMeta(json: unknown, file: string): PredictorMeta {
+  const r = new FieldReader(json, file, 'meta.');
+  const weightsSha256 = r.string('weightsSha256');
+  if (!/^[0-9a-f]{64}$/.test(weightsSha256)) throw r.error('weightsSha256', 'a sha256 of 64 lowercase hex digits', weightsSha256);
+  const labels = r.string('labels');
+  if (!(PREDICTOR_LABELS as readonly string[]).includes(labels)) throw r.error('labels', `one of ${PREDICTOR_LABELS.join(', ')}`, labels);
+  const recalls = (field: string): Record<string, number> => {
+    const value = r.raw(field);
+    const entries = isRecord(value) ? Object.entries(value) : [];
+    if (entries.length === 0 || entries.some(([k, v]) => !(Number(k) >= 0 && Number(k) < 1) || typeof v !== 'number' || !(v >= 0 && v <= 1))) {
+      throw r.error(field, 'an object of recalls in [0, 1] by sparsity ({"0.5": 0.9, ...})', value);
+    }
+    return Object.fromEntries(entries) as Record<string, number>;
+  };
+  const sparsities = r.raw('trainSparsities');
+  if (!Array.isArray(sparsities) || sparsities.length === 0 || sparsities.some((s) => typeof s !== 'number' || !(s >= 0 && s < 1))) {
+    throw r.error('trainSparsities', 'a non-empty array of sparsities in [0, 1)', sparsities);
+  }
+  return {
+    weightsSha256,
+    labels: labels as PredictorLabels,
+    rank: r.positiveInt('rank'),
+    trainSparsities: sparsities as number[],
+    steps: r.nonNegativeInt('steps'),
+    trainTokens: r.nonNegativeInt('trainTokens'),
+    validationTokens: r.nonNegativeInt('validationTokens'),
+    recall: recalls('recall'),
+    gateFirstRecall: recalls('gateFirstRecall'),
+    createdAt: r.string('createdAt'),
+  };
 }
 
 function checkShapes(p: Predictor, what: string): void {

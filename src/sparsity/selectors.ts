@@ -31,7 +31,7 @@ export const RERANK = 2;
 /** The model's predictor for `selector`, or null (gate-first needs none, or none was trained). */
 export function predictorOf(model: LoadedModel, selector: Selector): Predictor | null {
   const labels = predictorLabels(selector);
-  return labels ? readPredictor(model.dir, model.weightsHash, labels) : null;
+  return labels ? readPredictor(model.dir, model.weightsHash, labels, model.config) : null;
 }
 
 /** The selectors this model can serve: gate-first always, predictors where trained. */

@@ -21,7 +21,7 @@ t.test('calibrate writes tier masks tied to the weights and the calibration set 
   t.equal(r.status, 0, r.stderr);
   t.match(r.stdout, /FLOP-weighted sparsity/, 'a summary table');
   const model = await loadModelDir(dir);
-  const masks = readMaskFile(dir, model.weightsHash)!;
+  const masks = readMaskFile(dir, model.weightsHash, model.config)!;
   t.equal(masks.metric, 'cor_gxo');
   t.equal(masks.calibration.sha256, sha256(DATA));
   t.equal(masks.calibration.samples, 24);
@@ -41,14 +41,14 @@ t.test('masks calibrated for other weights are refused', async (t) => {
   const r = runCli('calibrate', ['--model', dir, '--data', DATA, '--metric', 'gxo', '--tiers', '0.5,0.8', '--prune-heads']);
   t.equal(r.status, 0, r.stderr);
   const before = await loadModelDir(dir);
-  const masks = readMaskFile(dir, before.weightsHash)!;
+  const masks = readMaskFile(dir, before.weightsHash, before.config)!;
   t.equal(masks.metric, 'gxo');
   t.ok(masks.pruneHeads);
   t.same(masks.tiers[1].layers[0].heads.length, 1, 'heads pruned at 0.8 of 4');
 
   await writeTestModel(dir, { ...shape, seed: 2 }); // new weights, old masks
   const after = await loadModelDir(dir);
-  t.throws(() => readMaskFile(dir, after.weightsHash), /calibrated for weights .*npm run calibrate/);
+  t.throws(() => readMaskFile(dir, after.weightsHash, after.config), /calibrated for weights .*npm run calibrate/);
 });
 
 t.test('calibrate reports a bad calibration line by its number', async (t) => {

@@ -64,7 +64,7 @@ t.test('with every neuron kept, the masked graph generates what the dense sessio
 });
 
 t.test('static mode: the calibrated set, masked, generates what the served tier generates', async (t) => {
-  const tier = readMaskFile(dir, model.weightsHash)!.tiers.find((x) => x.sparsity === 0.8)!;
+  const tier = readMaskFile(dir, model.weightsHash, model.config)!.tiers.find((x) => x.sparsity === 0.8)!;
   const scores = await calibratedScores(attributor, tokenizer, CALIBRATION_SET, { maxLength: CALIBRATION_MAX_LENGTH, igSteps: 2 });
   const set = neuronsAt(rankings(scores).cor_gxo, 0.8);
   t.same(set.map((l) => [...l].sort((a, b) => a - b)), tier.layers.map((l) => l.mlp), 'the same neurons as the served tier');

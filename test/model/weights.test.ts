@@ -1,7 +1,7 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { readSafetensors, writeSafetensors } from '../../src/model/safetensors.js';
+import { readSafetensors, writeSafetensors, type SafetensorsDtype } from '../../src/model/safetensors.js';
 import { writeTestModel } from '../../src/model/testmodel.js';
 import type { HostTensor } from '../../src/model/types.js';
 import { llamaTensorSpecs, loadLlamaWeights } from '../../src/model/weights.js';
@@ -62,11 +62,11 @@ t.test('the tensor list follows the config', async (t) => {
 });
 
 /** Rewrites the test model's checkpoint with `edit` applied to its tensors. */
-function rewrite(dir: string, edit: (tensors: Record<string, HostTensor>) => void): string {
+function rewrite(dir: string, edit: (tensors: Record<string, HostTensor>) => void, dtype: SafetensorsDtype = 'F32'): string {
   const path = join(dir, 'model.safetensors');
   const tensors = readSafetensors(path);
   edit(tensors);
-  writeSafetensors(path, tensors);
+  writeSafetensors(path, tensors, dtype);
   return path;
 }
 
@@ -126,4 +126,42 @@ t.test('a sharded checkpoint loads the same weights as one file', async (t) => {
   });
   writeFileSync(join(sharded, 'model.safetensors.index.json'), JSON.stringify({ metadata: {}, weight_map: weightMap }));
   t.same(loadLlamaWeights(sharded, config), whole);
+});
+
+t.test('a NaN or an infinity in any dtype is refused, naming the file, the tensor and the first bad index', async (t) => {
+  for (const dtype of ['F32', 'F16', 'BF16'] as const) {
+    const dir = t.testdir();
+    const { config } = await writeTestModel(dir, { dtype });
+    t.ok(loadLlamaWeights(dir, config), `${dtype}: the written model loads`);
+    const up = 'model.layers.1.mlp.up_proj.weight';
+    // Row 3, column 5 of up [160, 64]: flat index 3 * 64 + 5 = 197.
+    const path = rewrite(dir, (ts) => {
+      ts[up].data[3 * 64 + 5] = NaN;
+      ts[up].data[100 * 64] = Infinity;
+    }, dtype);
+    throwsWith(t, () => loadLlamaWeights(dir, config), [path, `"${up}"`, 'NaN at index 197', '[3, 5] of shape [160, 64]', 'and 1 more non-finite value'], `${dtype} NaN`);
+    rewrite(dir, (ts) => {
+      ts[up].data.fill(0.5);
+      ts['model.norm.weight'].data[7] = -Infinity;
+    }, dtype);
+    throwsWith(t, () => loadLlamaWeights(dir, config), [path, '"model.norm.weight"', '-Infinity at index 7', '[7] of shape [64]'], `${dtype} -Infinity`);
+  }
+});
+
+t.test('the values of a sharded checkpoint are checked in the shard that holds them', async (t) => {
+  const dir = t.testdir();
+  const { config } = await writeTestModel(dir, { tie: true });
+  const tensors = readSafetensors(join(dir, 'model.safetensors'));
+  tensors['model.embed_tokens.weight'].data[42] = NaN;
+  rmSync(join(dir, 'model.safetensors'));
+  const names = Object.keys(tensors);
+  const shard = (i: number) => `model-0000${i + 1}-of-00002.safetensors`;
+  const weightMap: Record<string, string> = {};
+  [names.slice(0, 3), names.slice(3)].forEach((group, i) => {
+    writeSafetensors(join(dir, shard(i)), Object.fromEntries(group.map((n) => [n, tensors[n]])));
+    for (const n of group) weightMap[n] = shard(i);
+  });
+  writeFileSync(join(dir, 'model.safetensors.index.json'), JSON.stringify({ weight_map: weightMap }));
+  const holder = shard(names.indexOf('model.embed_tokens.weight') < 3 ? 0 : 1);
+  throwsWith(t, () => loadLlamaWeights(dir, config), [join(dir, holder), '"model.embed_tokens.weight"', 'NaN at index 42']);
 });

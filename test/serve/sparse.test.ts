@@ -31,7 +31,7 @@ t.test('static sparsity: dense prefill, then the pruned graph decodes', async (t
   t.match(result.sparsity, { tier: 's80', sparsity: 0.8, activationSource: 'static', sparsePrefill: false });
   // The same by hand: a dense prefill, then greedy steps through a session of pruned weights.
   const { config, weights } = await loadModelDir(dir);
-  const keep = readMaskFile(dir, model.model.weightsHash)!.tiers[1].layers.map((l) => l.mlp);
+  const keep = readMaskFile(dir, model.model.weightsHash, config)!.tiers[1].layers.map((l) => l.mlp);
   const dense = await LlamaSession.create(config, weights, { intraOpThreads: 1 });
   const sparse = await LlamaSession.create(config, pruneMlp(weights, keep), { intraOpThreads: 1 });
   let step = await dense.forward(prompt, dense.emptyCache());

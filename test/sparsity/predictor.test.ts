@@ -1,13 +1,16 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import t from 'tap';
 import { loadModelDir } from '../../src/model/load.js';
-import { writeSafetensors } from '../../src/model/safetensors.js';
+import { readSafetensors, writeSafetensors } from '../../src/model/safetensors.js';
+import { writeTestModel } from '../../src/model/testmodel.js';
+import { loadServedModel } from '../../src/serve/engine.js';
 import { gateFirstWeights } from '../../src/arch/token-mlp.js';
 import { gateFirstScores } from '../../src/sparsity/gate-first.js';
 import {
   checkRank, defaultRank, predictorFile, predictorScores, readPredictor, writePredictor, type Predictor,
 } from '../../src/sparsity/predictor.js';
 import { recall } from '../../src/sparsity/recall.js';
+import { rejectsWith, throwsWith } from '../helpers/errors.js';
 
 t.test('recall is |predicted ∩ oracle| / |oracle|', async (t) => {
   t.equal(recall([1, 2, 3, 4], [2, 4, 6, 8]), 0.5);
@@ -91,20 +94,71 @@ t.test('writePredictor / readPredictor round-trip, stamped with the weights hash
 t.test('readPredictor refuses tensors of the wrong shape and files without its metadata', async (t) => {
   const dir = t.testdir({ sparsity: {} });
   const file = predictorFile(dir, 'cor_gxo');
-  const p = predictorFor(4, 6, 1, 2, 'abc');
+  const hash = 'a'.repeat(64);
+  const p = predictorFor(4, 6, 1, 2, hash);
   writePredictor(dir, p);
   const good = readFileSync(file);
   // Same metadata, but a tensor of another shape.
-  const header = JSON.parse(good.subarray(8, 8 + Number(good.readBigUInt64LE(0))).toString('utf8')) as { __metadata__: Record<string, string> };
   writeSafetensors(file, {
     'layers.0.a': { shape: [2, 4], data: p.layers[0].a },
     'layers.0.b': { shape: [2, 6], data: p.layers[0].b },
     'layers.0.bias': { shape: [6], data: p.layers[0].bias },
-  }, 'F32', header.__metadata__);
-  t.throws(() => readPredictor(dir, 'abc', 'cor_gxo'), /layers\.0\.a has shape \[2, 4\], expected \[4, 2\]/);
+  }, 'F32', metadataOf(good));
+  t.throws(() => readPredictor(dir, hash, 'cor_gxo'), /layers\.0\.a has shape \[2, 4\], expected \[4, 2\]/);
   writeSafetensors(file, { x: { shape: [1], data: Float32Array.of(1) } });
-  t.throws(() => readPredictor(dir, 'abc', 'cor_gxo'), /not a predictor file/);
+  t.throws(() => readPredictor(dir, hash, 'cor_gxo'), /not a predictor file/);
   writeFileSync(file, good);
-  t.ok(readPredictor(dir, 'abc', 'cor_gxo'));
+  t.ok(readPredictor(dir, hash, 'cor_gxo'));
   t.throws(() => writePredictor(dir, { ...p, rank: 3 }), /do not have shapes/, 'writing checks shapes too');
+});
+
+/** The `__metadata__` of a safetensors file's header. */
+function metadataOf(bytes: Buffer): Record<string, string> {
+  return (JSON.parse(bytes.subarray(8, 8 + Number(bytes.readBigUInt64LE(0))).toString('utf8')) as { __metadata__: Record<string, string> }).__metadata__;
+}
+
+t.test('readPredictor refuses non-finite weights and meta the server cannot use, naming the file and the field', async (t) => {
+  const dir = t.testdir({ sparsity: {} });
+  const file = predictorFile(dir, 'cor_gxo');
+  const hash = 'a'.repeat(64);
+  const p = predictorFor(4, 6, 2, 2, hash);
+  p.layers[1].b[7] = NaN;
+  writePredictor(dir, p);
+  throwsWith(t, () => readPredictor(dir, hash, 'cor_gxo'), [file, '"layers.1.b"', 'NaN at index 7', '[1, 1] of shape [2, 6]']);
+  p.layers[1].b[7] = 0;
+  p.layers[0].bias[0] = -Infinity;
+  writePredictor(dir, p);
+  throwsWith(t, () => readPredictor(dir, hash, 'cor_gxo'), [file, '"layers.0.bias"', '-Infinity at index 0']);
+  p.layers[0].bias[0] = 0;
+  writePredictor(dir, p);
+  t.ok(readPredictor(dir, hash, 'cor_gxo'), 'finite again, it reads');
+
+  const good = readFileSync(file);
+  const tensors = readSafetensors(file);
+  const withMeta = (edit: (meta: Record<string, unknown>) => void) => {
+    const metadata = metadataOf(good);
+    const meta = JSON.parse(metadata.meta) as Record<string, unknown>;
+    edit(meta);
+    writeSafetensors(file, tensors, 'F32', { ...metadata, meta: JSON.stringify(meta) });
+  };
+  const cases: [string, (m: Record<string, unknown>) => void, string[]][] = [
+    ['no weights hash', (m) => delete m.weightsSha256, ['"meta.weightsSha256"', 'must be a string', 'missing']],
+    ['a weights hash that is no sha256', (m) => (m.weightsSha256 = 'abc'), ['"meta.weightsSha256"', '64 lowercase hex digits']],
+    ['no recall', (m) => delete m.recall, ['"meta.recall"', 'recalls in [0, 1]']],
+    ['a recall above 1', (m) => (m.gateFirstRecall = { '0.5': 1.5 }), ['"meta.gateFirstRecall"', 'recalls in [0, 1]']],
+    ['an unknown label kind', (m) => (m.labels = 'vibes'), ['"meta.labels"', 'one of cor_gxo, magnitude']],
+    ['another rank than the predictor', (m) => (m.rank = 3), ['the meta says rank 3, the predictor rank 2']],
+  ];
+  for (const [what, edit, fragments] of cases) {
+    withMeta(edit);
+    throwsWith(t, () => readPredictor(dir, hash, 'cor_gxo'), [file, ...fragments], what);
+  }
+});
+
+t.test('a served model refuses a predictor that does not fit it, at load', async (t) => {
+  const dir = t.testdir();
+  const { config } = await writeTestModel(dir, { hidden: 16, intermediate: 32, layers: 2, heads: 2, kvHeads: 1, headDim: 8, vocab: 300 });
+  const { weightsHash } = await loadModelDir(dir);
+  writePredictor(dir, predictorFor(config.hiddenSize, config.intermediateSize + 8, config.numLayers, 8, weightsHash));
+  await rejectsWith(t, loadServedModel(dir, { intraOpThreads: 1, preload: false }), [predictorFile(dir, 'cor_gxo'), 'intermediate 40', 'does not fit', 'intermediate 32']);
 });
