@@ -278,8 +278,9 @@ function mutateFields(d: Draw, path: string, body: Record<string, Json | undefin
       notes.push(`${key} = ${describe(value)}`);
     } else if (kind === 3) {
       const key = d.pick(['extra', 'Model', 'PROMPT', '', ' ', '🙂', 'a'.repeat(d.pick([10, 10_000]))]);
-      body[key] = weirdValue(d, ctx);
-      notes.push(`add field ${describe(key)}`);
+      const value = weirdValue(d, ctx);
+      body[key] = value;
+      notes.push(`add field ${describe(key)} = ${describe(value)}`);
     } else {
       notes.push(targetedMutation(d, path, body, ctx));
     }
