@@ -19,6 +19,17 @@ export interface ApiErrorBody {
   };
 }
 
+/**
+ * Longest message an error carries. Messages quote what the client sent (a model name, a
+ * field path), and a 1 MB name must not come back as a 1 MB response and log line.
+ */
+export const MAX_MESSAGE_LENGTH = 1024;
+
+/** At most `max` characters of client input, for quoting in a message. */
+export function excerpt(text: string, max = 64): string {
+  return text.length <= max ? text : `${text.slice(0, max)}… (${text.length} characters)`;
+}
+
 /** An error meant for the client: its message is safe to show and its status is final. */
 export class ApiError extends Error {
   constructor(
@@ -30,7 +41,7 @@ export class ApiError extends Error {
     /** Response headers that go with the error (Retry-After on a 429). */
     readonly headers: Readonly<Record<string, string>> = {},
   ) {
-    super(message);
+    super(message.length <= MAX_MESSAGE_LENGTH ? message : `${message.slice(0, MAX_MESSAGE_LENGTH - 1)}…`);
     this.name = 'ApiError';
   }
 
@@ -44,7 +55,7 @@ export function invalidRequest(message: string, param: string | null = null, cod
 }
 
 export function modelNotFound(name: string): ApiError {
-  return new ApiError(404, `The model '${name}' does not exist.`, 'invalid_request_error', 'model', 'model_not_found');
+  return new ApiError(404, `The model '${excerpt(name)}' does not exist.`, 'invalid_request_error', 'model', 'model_not_found');
 }
 
 /** What a client sees for a failure we did not foresee; details stay in the server log. */
@@ -73,10 +84,45 @@ export function queueFull(model: string, waiting: number, retryAfterSeconds: num
   );
 }
 
+/** The server is draining: the balancer should send this request elsewhere. */
+export function shuttingDown(): ApiError {
+  return new ApiError(503, 'The server is shutting down; retry on another instance.', 'service_unavailable', null, 'shutting_down');
+}
+
 /**
  * The client hung up while its request waited in the queue: nobody reads this answer, but the
  * logs and the request metrics get a status (499, as nginx names it).
  */
 export function clientClosed(): ApiError {
   return new ApiError(499, 'The client closed the connection before the request ran.', 'invalid_request_error', null, 'client_closed_request');
+}
+
+/**
+ * A missing or wrong API key: 401 with `invalid_api_key`, as OpenAI answers, and the
+ * `WWW-Authenticate` challenge RFC 6750 asks for (`invalid_token` when a key was presented).
+ * The message never quotes the presented key: it would land in logs and proxies.
+ */
+export function invalidApiKey(presented: boolean): ApiError {
+  return new ApiError(
+    401,
+    presented
+      ? 'Incorrect API key provided. Send one of the configured keys as "Authorization: Bearer <key>".'
+      : 'You didn\'t provide an API key. Send it as "Authorization: Bearer <key>".',
+    'invalid_request_error',
+    null,
+    'invalid_api_key',
+    { 'www-authenticate': presented ? 'Bearer error="invalid_token"' : 'Bearer' },
+  );
+}
+
+/** The client (API key, or address without keys) used up its requests per minute. */
+export function rateLimitExceeded(limitPerMinute: number, retryAfterSeconds: number): ApiError {
+  return new ApiError(
+    429,
+    `Rate limit reached: ${limitPerMinute} requests per minute. Retry in ${retryAfterSeconds} s.`,
+    'rate_limit_error',
+    null,
+    'rate_limit_exceeded',
+    { 'retry-after': String(retryAfterSeconds) },
+  );
 }

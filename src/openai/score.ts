@@ -16,6 +16,7 @@
 import { randomUUID } from 'node:crypto';
 import type { ExecutionOptions, GenerationDelta, GenerationResult, SamplingParams, ServedModel, TokenInfo } from '../runtime/types.js';
 import type { ResultObserver } from './completion-run.js';
+import { checkTextFits, textEncoder, type Encoder } from './encoding.js';
 import { invalidRequest, nonFiniteLogits } from './errors.js';
 import { checkExecution, executionOptions, ExecutionSummary } from './execution.js';
 import { checkFinite } from './logprobs.js';
@@ -34,18 +35,25 @@ export const SCORE_SPARSE_PREFILL_DEFAULT = true;
 /** logprobs 1: the most likely alternative of each token tells whether it was the greedy choice. */
 const SCORING: SamplingParams = { maxTokens: 0, temperature: 0, topP: 1, topK: -1, stop: [], logprobs: 1, echo: true };
 
-export function prepareScore(model: ServedModel, body: ScoreRequest): PreparedScore {
+export async function prepareScore(model: ServedModel, body: ScoreRequest, encode: Encoder = textEncoder(model)): Promise<PreparedScore> {
   const execution = executionOptions(body, SCORE_SPARSE_PREFILL_DEFAULT);
   checkExecution(model, execution);
-  const prompt = typeof body.prompt === 'string' ? model.encode(body.prompt) : body.prompt;
+  const promptText = typeof body.prompt === 'string' ? body.prompt : null;
+  if (promptText !== null) checkTextFits(model, promptText, 'prompt', 'the prompt');
+  const prompt = promptText !== null ? (await encode([promptText]))[0] : (body.prompt as number[]);
   if (prompt.length === 0) {
     throw invalidRequest('The prompt is empty after tokenization; the first continuation token needs at least one token before it.', 'prompt');
   }
   checkIds(model, prompt, 'prompt', 'the prompt');
-  const promptText = typeof body.prompt === 'string' ? body.prompt : null;
-  const continuations = isStrings(body.continuations)
-    ? body.continuations.map((text) => tokenizeContinuation(model, promptText, prompt, text))
-    : body.continuations;
+  // Before any continuation is tokenized: a prompt that leaves no room fails at once.
+  if (prompt.length >= model.contextLength) {
+    throw invalidRequest(
+      `This model's maximum context length is ${model.contextLength} tokens; the prompt has ${prompt.length}, leaving no room for a continuation.`,
+      'prompt',
+      'context_length_exceeded',
+    );
+  }
+  const continuations = isStrings(body.continuations) ? await tokenizeContinuations(model, promptText, prompt, body.continuations, encode) : body.continuations;
   continuations.forEach((ids, i) => {
     if (ids.length === 0) throw invalidRequest(`Continuation ${i} is empty after tokenization.`, 'continuations');
     checkIds(model, ids, 'continuations', `continuation ${i}`);
@@ -65,12 +73,15 @@ function isStrings(value: string[] | number[][]): value is string[] {
   return typeof value[0] === 'string';
 }
 
-function tokenizeContinuation(model: ServedModel, promptText: string | null, promptIds: number[], text: string): number[] {
-  if (promptText !== null) {
-    const joined = model.encode(promptText + text);
-    if (joined.length > promptIds.length && promptIds.every((id, i) => joined[i] === id)) return joined.slice(promptIds.length);
-  }
-  return model.encode(text, false);
+/** Each continuation's tokens as the joined text has them, or alone where the join merges across the boundary. */
+async function tokenizeContinuations(model: ServedModel, promptText: string | null, promptIds: number[], texts: string[], encode: Encoder): Promise<number[][]> {
+  texts.forEach((text, i) => checkTextFits(model, (promptText ?? '') + text, 'continuations', `the prompt with continuation ${i}`));
+  const joined = promptText !== null ? await encode(texts.map((text) => promptText + text)) : [];
+  const extendsPrompt = (ids: number[] | undefined): ids is number[] => ids !== undefined && ids.length > promptIds.length && promptIds.every((id, i) => ids[i] === id);
+  const alone = texts.map((_text, i) => !extendsPrompt(joined[i]));
+  const aloneIds = alone.some(Boolean) ? await encode(texts.filter((_text, i) => alone[i]), false) : [];
+  let next = 0;
+  return texts.map((_text, i) => (alone[i] ? aloneIds[next++] : (joined[i] as number[]).slice(promptIds.length)));
 }
 
 function checkIds(model: ServedModel, ids: number[], param: string, which: string): void {
