@@ -1,13 +1,16 @@
 /**
  * Entry point (`npm start`): reads the configuration, loads every MODEL_DIR, serves them, and
- * shuts down gracefully on SIGTERM/SIGINT: /ready turns 503 at once, no new connections are
- * accepted, in-flight requests get SHUTDOWN_TIMEOUT_MS to finish (then their connections are
- * cut, which aborts their generations), the models are closed, and the process exits 0.
+ * shuts down gracefully on SIGTERM/SIGINT (src/serve/shutdown.ts): on SIGTERM /ready turns 503
+ * for DRAIN_DELAY_MS while requests are still served; then new requests get 503, running and
+ * queued ones get SHUTDOWN_TIMEOUT_MS to finish, and what is left is ended with a 503 or a
+ * stream error event. The models are closed and the process exits 0.
  */
 import { pino } from 'pino';
 import { buildApp, type App } from './app.js';
+import { isLoopbackHost, LOG_REDACT } from './openai/auth.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { loadServedModel } from './serve/engine.js';
+import { drainAndClose } from './serve/shutdown.js';
 import { SessionPool } from './runtime/pool.js';
 import type { ServedModel } from './runtime/types.js';
 
@@ -20,7 +23,10 @@ async function main(): Promise<void> {
     console.error(err.message);
     process.exit(1);
   }
-  const log = pino({ level: config.logLevel });
+  const log = pino({ level: config.logLevel, redact: LOG_REDACT });
+  if (config.apiKeys.length === 0 && !isLoopbackHost(config.host)) {
+    log.warn({ host: config.host }, `no API_KEYS: anyone who can reach ${config.host}:${config.port} may use every route; set API_KEYS, or HOST=127.0.0.1 behind a proxy that authenticates`);
+  }
 
   const models: ServedModel[] = [];
   // One pool for every model's sessions, so that one memory budget covers them all.
@@ -51,6 +57,12 @@ async function main(): Promise<void> {
     maxConcurrentPerModel: config.maxConcurrentPerModel,
     maxQueuePerModel: config.maxQueuePerModel,
     cache: { redisUrl: config.redisUrl, prefix: config.cachePrefix, ttlSeconds: config.cacheTtlSeconds },
+    auth: { apiKeys: config.apiKeys, metrics: config.authMetrics, docs: config.authDocs },
+    rateLimitPerMinute: config.rateLimitPerMinute,
+    corsOrigins: config.corsOrigins,
+    tokenizerThreads: config.tokenizerThreads,
+    limits: { maxRequestTokens: config.maxRequestTokens, requestTimeoutMs: config.requestTimeoutMs },
+    connections: { receiveTimeoutMs: config.receiveTimeoutMs, maxConnections: config.maxConnections, maxRequestsPerSocket: config.maxRequestsPerSocket },
   });
   const address = await app.listen({ port: config.port, host: config.host });
   log.info({ address, models: models.map((m) => m.id) }, `serving ${models.map((m) => m.id).join(', ')} at ${address}`);
@@ -62,24 +74,23 @@ async function main(): Promise<void> {
       process.exit(1);
     }
     stopping = true;
-    void shutdown(app, models, pool, config.shutdownTimeoutMs, signal);
+    void shutdown(app, models, pool, config, signal);
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
 }
 
-async function shutdown(app: App, models: ServedModel[], pool: SessionPool, timeoutMs: number, signal: NodeJS.Signals): Promise<void> {
-  app.log.info({ signal, timeoutMs }, 'shutting down: finishing in-flight requests');
-  const deadline = setTimeout(() => {
-    app.log.warn('shutdown timeout: closing the remaining connections');
-    app.server.closeAllConnections();
-  }, timeoutMs);
+async function shutdown(app: App, models: ServedModel[], pool: SessionPool, config: Config, signal: NodeJS.Signals): Promise<void> {
+  app.log.info({ signal }, 'shutting down');
   try {
-    await app.close();
+    await drainAndClose(app, {
+      // Ctrl-C in a terminal has no balancer to tell: only SIGTERM waits for one.
+      drainDelayMs: signal === 'SIGTERM' ? config.drainDelayMs : 0,
+      timeoutMs: config.shutdownTimeoutMs,
+      log: (level, message) => app.log[level](message),
+    });
   } catch (err) {
     app.log.error({ err }, 'error while closing the server');
-  } finally {
-    clearTimeout(deadline);
   }
   const closed = await Promise.allSettled([...models.map((m) => m.close()), pool.close()]);
   for (const result of closed) {
