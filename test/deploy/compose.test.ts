@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import t from 'tap';
 import { parse } from 'yaml';
 import { loadConfig } from '../../src/config.js';
-import { COMPOSE_FILE, DOCKER_DIR, durationMs, interpolate, readCompose, serviceEnv, type Doc } from './manifests.js';
+import { COMPOSE_FILE, DOCKER_DIR, durationMs, interpolate, readCompose, serviceEnv, type Doc } from '../helpers/manifests.js';
 
 const run = promisify(execFile);
 

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { loadConfig } from '../../src/config.js';
 import { PROJECT_ROOT } from '../../src/project.js';
-import { deploymentEnv, interpolate, onlyKind, readCompose, readK8s, serviceEnv, type Doc } from './manifests.js';
+import { deploymentEnv, interpolate, onlyKind, readCompose, readK8s, serviceEnv, type Doc } from '../helpers/manifests.js';
 
 /** The names src/config.ts reads, from its calls of value('X'), integer('X', ...) and the like. */
 function namesConfigReads(): Set<string> {

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { parse } from 'yaml';
 import { loadConfig } from '../../src/config.js';
-import { deploymentEnv, K8S_DIR, k8sFiles, onlyKind, readK8s, type Doc } from './manifests.js';
+import { deploymentEnv, K8S_DIR, k8sFiles, onlyKind, readK8s, type Doc } from '../helpers/manifests.js';
 
 const docs = readK8s();
 const deployment = onlyKind(docs, 'Deployment');
