@@ -7,10 +7,22 @@
  */
 import type { CacheEvent } from './types.js';
 
+/**
+ * Why an 'error' happened, for a labelled counter:
+ * - 'timeout': Redis was asked and did not answer within the operation's budget;
+ * - 'unavailable': not connected (reconnecting, or never connected), so Redis was not asked;
+ * - 'breaker_open': the circuit breaker is open (Redis failed repeatedly), so it was not asked;
+ * - 'failed': Redis answered with an error, or the connection broke under the command;
+ * - 'invalid': the key could not be built or the value does not encode or decode.
+ */
+export type CacheErrorReason = 'timeout' | 'unavailable' | 'breaker_open' | 'failed' | 'invalid';
+
 export interface CacheEventInfo {
   op: 'get' | 'set';
   /** The backend that answered (or failed): the memory LRU or Redis. */
   backend: 'memory' | 'redis';
+  /** Set on 'error' events only. */
+  reason?: CacheErrorReason;
 }
 
 export type CacheEventListener = (event: CacheEvent, info: CacheEventInfo) => void;

@@ -5,7 +5,10 @@
  * - With `redisUrl`: a LayeredStore, kind 'redis': the memory LRU in front of Redis. A get
  *   asks memory first and Redis only on a memory miss; a Redis hit is copied into memory; a
  *   set writes both. So a prompt this process has seen keeps being served while Redis is
- *   down, and Redis shares everything else between replicas.
+ *   down, and Redis shares everything else between replicas. A set returns once the memory
+ *   copy is kept: the Redis write goes on in the background (fire-and-forget, with its own
+ *   deadline), because the caller holds the model's only slot and nothing it does depends on
+ *   Redis having the value. `flush()` waits for the writes in flight (tests, close).
  *
  * What `onEvent(event, { op, backend })` reports, and when (a Prometheus counter is fed from it,
  * so this is the contract):
@@ -20,21 +23,25 @@
  *             exactly as on a miss, and the caller computes; the event is 'error', not
  *             'miss' as well. A memory miss before it is not reported separately.
  * - A set reports nothing when it succeeds, and one 'error' (op 'set', backend 'redis') when
- *   the Redis write fails; the memory copy is still kept. So a get that failed on a Redis
- *   outage is usually followed by a set that fails too: two errors, one per operation, which
- *   the `op` label tells apart.
+ *   the Redis write fails or is not attempted; the memory copy is still kept. So a get that
+ *   failed on a Redis outage is usually followed by a set that fails too: two errors, one per
+ *   operation, which the `op` label tells apart.
+ * - Every 'error' carries a `reason` (events.ts): 'timeout', 'unavailable' (not connected),
+ *   'breaker_open' (Redis skipped after repeated failures, see redis.ts), 'failed', 'invalid'.
  * - The memory LRU evicting or expiring an entry reports nothing; it shows as a later miss.
  */
 import type { CacheEventListener, CacheLogger } from './events.js';
 import { emit } from './events.js';
 import { MemoryStore } from './memory.js';
 import { RedisStore } from './redis.js';
-import type { ActivationKey, ActivationStore, LayerScores } from './types.js';
+import type { ActivationKey, ActivationStore, CacheBackendStatus, LayerScores } from './types.js';
 
 export type { CacheEventInfo, CacheEventListener, CacheLogger } from './events.js';
 export { DEFAULT_MEMORY_BYTES, DEFAULT_TTL_SECONDS, MemoryStore } from './memory.js';
-export { DEFAULT_PREFIX, DEFAULT_TIMEOUT_MS, RedisStore } from './redis.js';
-export type { ActivationKey, ActivationStore, CacheEvent, LayerScores } from './types.js';
+export { DEFAULT_PREFIX, DEFAULT_TIMEOUT_MS, DEFAULT_WRITE_TIMEOUT_MS, RedisStore } from './redis.js';
+export { CircuitBreaker, DEFAULT_COOLDOWN_MS, DEFAULT_FAILURE_THRESHOLD, type BreakerState } from './breaker.js';
+export type { CacheErrorReason } from './events.js';
+export type { ActivationKey, ActivationStore, CacheBackendStatus, CacheEvent, LayerScores } from './types.js';
 
 export interface ActivationStoreOptions {
   /** Redis to share scores through; without it the cache is in-process only. */
@@ -43,8 +50,14 @@ export interface ActivationStoreOptions {
   prefix?: string;
   /** Lifetime of a cached value, in Redis and in memory (default 3600 s). */
   ttlSeconds?: number;
-  /** Deadline of each Redis command (default 50 ms). */
+  /** Deadline of a Redis get (default 25 ms). */
   timeoutMs?: number;
+  /** Deadline of a Redis set, which no request waits for (default 250 ms). */
+  writeTimeoutMs?: number;
+  /** Consecutive Redis failures or timeouts that open the circuit breaker (default 3). */
+  breakerThreshold?: number;
+  /** How long the open breaker skips Redis before a trial, in ms (default 5000). */
+  breakerCooldownMs?: number;
   /** Budget of the in-process LRU (default 64 MiB). */
   memoryBytes?: number;
   /** Longest wait between Redis reconnection attempts (default 2000 ms). */
@@ -57,11 +70,16 @@ export interface ActivationStoreOptions {
 export interface ManagedActivationStore extends ActivationStore {
   /** True once the backend is usable (at once for memory); false after timeoutMs. Never rejects. */
   ready(timeoutMs: number): Promise<boolean>;
+  /** Resolves once the background writes started so far are over (at once for memory). */
+  flush(): Promise<void>;
 }
 
 /** Memory LRU in front of Redis; see the file header for what it counts. */
 export class LayeredStore implements ManagedActivationStore {
   readonly kind = 'redis';
+
+  /** Redis writes in flight; each ends within the write deadline, so this stays small. */
+  private readonly writes = new Set<Promise<void>>();
 
   constructor(
     readonly memory: MemoryStore,
@@ -71,6 +89,14 @@ export class LayeredStore implements ManagedActivationStore {
 
   ready(timeoutMs: number): Promise<boolean> {
     return this.redis.ready(timeoutMs);
+  }
+
+  status(): CacheBackendStatus {
+    return this.redis.status();
+  }
+
+  async flush(): Promise<void> {
+    await Promise.all([...this.writes]);
   }
 
   async get(key: ActivationKey): Promise<LayerScores | null> {
@@ -88,10 +114,14 @@ export class LayeredStore implements ManagedActivationStore {
 
   async set(key: ActivationKey, scores: LayerScores): Promise<void> {
     this.memory.store(key, scores, false);
-    await this.redis.set(key, scores);
+    // Not awaited (see the file header). RedisStore.set encodes the scores before its first
+    // wait and never rejects, so the caller may reuse the arrays and nothing goes unhandled.
+    const write = this.redis.set(key, scores).finally(() => this.writes.delete(write));
+    this.writes.add(write);
   }
 
   async close(): Promise<void> {
+    await this.flush();
     await Promise.all([this.memory.close(), this.redis.close()]);
   }
 }
@@ -100,6 +130,8 @@ class ManagedMemoryStore extends MemoryStore implements ManagedActivationStore {
   async ready(): Promise<boolean> {
     return true;
   }
+
+  async flush(): Promise<void> {}
 }
 
 export function createActivationStore(options: ActivationStoreOptions = {}): ManagedActivationStore {
@@ -112,6 +144,9 @@ export function createActivationStore(options: ActivationStoreOptions = {}): Man
     prefix: options.prefix,
     ttlSeconds: options.ttlSeconds,
     timeoutMs: options.timeoutMs,
+    writeTimeoutMs: options.writeTimeoutMs,
+    breakerThreshold: options.breakerThreshold,
+    breakerCooldownMs: options.breakerCooldownMs,
     maxReconnectDelayMs: options.maxReconnectDelayMs,
     onEvent: options.onEvent,
     logger: options.logger,

@@ -98,7 +98,7 @@ export class MemoryStore implements ActivationStore {
     try {
       id = cacheKey('', key);
     } catch {
-      if (report) emit(this.onEvent, 'error', { op: 'get', backend: 'memory' });
+      if (report) emit(this.onEvent, 'error', { op: 'get', backend: 'memory', reason: 'invalid' });
       return null;
     }
     const entry = this.entries.get(id);
@@ -120,7 +120,7 @@ export class MemoryStore implements ActivationStore {
     try {
       id = cacheKey('', key);
     } catch {
-      if (report) emit(this.onEvent, 'error', { op: 'set', backend: 'memory' });
+      if (report) emit(this.onEvent, 'error', { op: 'set', backend: 'memory', reason: 'invalid' });
       return;
     }
     const old = this.entries.get(id);

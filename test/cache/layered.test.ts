@@ -51,6 +51,9 @@ t.test('with Redis: memory in front, Redis shared, Redis outages absorbed', asyn
   await t.test('a set goes to both; a get is served from memory without asking Redis', async (t) => {
     seen.length = 0;
     await store.set(key(1), scores(1));
+    // The Redis write is not awaited by set (requests do not wait for it); tests do.
+    await store.flush();
+    t.ok(await waitFor(async () => raw.status === 'ready', 3000, 10));
     t.equal(await raw.exists(cacheKey(prefix, key(1))), 1, 'written to Redis');
     await raw.del(cacheKey(prefix, key(1)));
     t.equal((await store.get(key(1)))?.[0][0], 1, 'still served: memory answered');
@@ -60,6 +63,7 @@ t.test('with Redis: memory in front, Redis shared, Redis outages absorbed', asyn
   await t.test("a Redis hit (another replica's prompt) fills memory", async (t) => {
     seen.length = 0;
     await replica.set(key(2), scores(2));
+    await replica.flush();
     t.equal((await store.get(key(2)))?.[1][0], 3);
     t.equal((await store.get(key(2)))?.[1][0], 3);
     t.same(seen, [['hit', 'redis'], ['hit', 'memory']]);
@@ -81,6 +85,7 @@ t.test('with Redis: memory in front, Redis shared, Redis outages absorbed', asyn
     t.equal(await store.get(key(4)), null, 'never seen: the caller computes');
     t.ok(performance.now() - started < 500, 'and is told quickly');
     await store.set(key(4), scores(4));
+    await store.flush();
     t.equal((await store.get(key(4)))?.[0][0], 4, 'what is computed meanwhile is served from memory');
     t.same(seen, [
       ['hit', 'memory'],
@@ -95,6 +100,7 @@ t.test('with Redis: memory in front, Redis shared, Redis outages absorbed', asyn
     await server.restart();
     const shared = await waitFor(async () => {
       await replica.set(key(5), scores(5));
+      await replica.flush();
       return (await store.get(key(5))) !== null;
     }, 5000, 100);
     t.ok(shared, "the other replica's new prompt is a hit here");

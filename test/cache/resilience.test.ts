@@ -1,7 +1,7 @@
 /**
  * Redis slow, down and restarted, on a redis-server of the test's own (never the shared one):
  * the store answers quickly without it, never throws, logs each transition once, and comes
- * back by itself.
+ * back by itself. (hung.test.ts has the circuit breaker in detail.)
  */
 import t from 'tap';
 import { RedisStore } from '../../src/cache/redis.js';
@@ -13,7 +13,9 @@ const events: CacheEvent[] = [];
 const log: string[] = [];
 const store = new RedisStore({
   url: server.url,
-  // The default 50 ms deadline: what the server runs with.
+  // The default deadlines (get 25 ms, set 250 ms) and breaker threshold (3): what the server
+  // runs with; a short cool-down so that recovery is quick to see.
+  breakerCooldownMs: 200,
   maxReconnectDelayMs: 500,
   onEvent: (e) => events.push(e),
   logger: { warn: (_obj, msg) => log.push(`warn: ${msg}`), info: (_obj, msg) => log.push(`info: ${msg}`) },
@@ -37,7 +39,7 @@ t.test('works while the server is up', async (t) => {
   t.same(log, [], 'a healthy start logs nothing');
 });
 
-t.test('a server that stops answering costs a request the 50 ms deadline, not more', async (t) => {
+t.test('a server that stops answering costs a lookup its 25 ms deadline, then nothing once the breaker opens', async (t) => {
   server.signal('SIGSTOP');
   try {
     events.length = 0;
@@ -50,12 +52,15 @@ t.test('a server that stops answering costs a request the 50 ms deadline, not mo
     t.ok(await timed(() => store.set(key(2), scores)) < 500, 'so does set, without throwing');
     await store.get(key(1));
     t.same(events, ['error', 'error', 'error']);
-    t.equal(log.filter((l) => l.startsWith('warn')).length, 1, 'one warning for three failures');
+    t.match(store.status(), { connected: true, breaker: 'open', up: false }, 'three failures in a row opened the breaker');
+    t.ok(await timed(() => store.get(key(1))) < store.timeoutMs, 'so the next lookup does not wait at all');
+    t.equal(log.filter((l) => l.startsWith('warn')).length, 1, 'one warning for four failures');
   } finally {
     server.signal('SIGCONT');
   }
   t.ok(await waitFor(async () => (await store.get(key(1))) !== null, 3000), 'hits again once it answers');
   t.match(log, [/^warn: Redis unavailable/, /^info: Redis available again/]);
+  t.match(store.status(), { connected: true, breaker: 'closed', up: true });
 });
 
 t.test('a killed server: fast errors, no throws, one warning', async (t) => {
@@ -72,6 +77,7 @@ t.test('a killed server: fast errors, no throws, one warning', async (t) => {
   t.same(events, Array(10).fill('error'), 'every get and set counted as an error');
   t.equal(log.length, 1, 'logged once, not per request');
   t.match(log[0], /^warn: Redis unavailable/);
+  t.match(store.status(), { connected: false, breaker: 'closed', up: false }, 'down; the breaker is for a Redis that is connected and silent');
 });
 
 t.test('a restarted server is used again without any action', async (t) => {
@@ -85,6 +91,7 @@ t.test('a restarted server is used again without any action', async (t) => {
   t.ok(back, 'reconnected and hitting again');
   t.match(log, [/^info: Redis available again/]);
   t.equal(log.length, 1);
+  t.equal(store.status().up, true);
 });
 
 t.test('closing while Redis is down does not hang', async (t) => {
