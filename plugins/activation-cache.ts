@@ -5,7 +5,9 @@
  *
  * Start-up waits briefly for Redis so that the first requests can use it, but never fails on
  * it: Redis is a cache, and the store reconnects by itself (logging once when it goes and once
- * when it comes back). Cache events go to `fastify.activationCacheEvents` subscribers, which
+ * when it comes back). A Redis that stops answering costs a few lookups their 25 ms deadline,
+ * then the store's circuit breaker skips it until a background trial gets an answer
+ * (src/cache/redis.ts); writes never make a request wait. Cache events go to `fastify.activationCacheEvents` subscribers, which
  * is where a metrics plugin counts them.
  *
  * A store passed in (`activationStore`, for tests) is used as it is: its creator wired its
@@ -16,11 +18,23 @@ import type { FastifyPluginAsync } from 'fastify';
 import { createActivationStore, type CacheEventListener } from '../src/cache/index.js';
 import type { ActivationStore } from '../src/cache/types.js';
 
-/** The cache part of the configuration (src/config.ts: REDIS_URL, CACHE_PREFIX, CACHE_TTL_SECONDS). */
+/**
+ * The cache part of the configuration (src/config.ts: REDIS_URL, CACHE_PREFIX, CACHE_TTL_SECONDS).
+ * The Redis budgets and the circuit breaker default to src/cache's constants (get 25 ms, set
+ * 250 ms, open after 3 consecutive failures, for 5 s); tests set them shorter.
+ */
 export interface ActivationCacheSettings {
   redisUrl?: string;
   prefix?: string;
   ttlSeconds?: number;
+  /** Deadline of a Redis get, in ms (the most a lookup can add to a request holding a slot). */
+  timeoutMs?: number;
+  /** Deadline of a Redis set, in ms (no request waits for it). */
+  writeTimeoutMs?: number;
+  /** Consecutive Redis failures or timeouts that open the circuit breaker. */
+  breakerThreshold?: number;
+  /** How long the open breaker skips Redis before a trial, in ms. */
+  breakerCooldownMs?: number;
 }
 
 export interface ActivationCachePluginOptions {

@@ -8,14 +8,17 @@
  * - per request, by a hook on the routes whose config names a `metricsEndpoint`: requests by
  *   model, tier, endpoint and status, and their duration;
  * - activation-cache events (`recordCacheEvent`; subscribed to `fastify.activationCacheEvents`
- *   when the activation-cache plugin is loaded);
+ *   when the activation-cache plugin is loaded): hits, misses and errors by operation, errors
+ *   by reason; and, only when the cache has a Redis backend, whether it is up
+ *   (`slm_cache_up`) and how often its circuit breaker opened, read from the store at scrape;
  * - the queue depth per model (`setQueueDepth`, called by the backpressure plugin);
  * plus prom-client's default process metrics.
  */
 import fp from 'fastify-plugin';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { CacheEvent } from '../src/cache/types.js';
+import type { CacheEventInfo } from '../src/cache/events.js';
+import type { CacheBackendStatus, CacheEvent } from '../src/cache/types.js';
 import type { GenerationResult } from '../src/runtime/types.js';
 
 declare module 'fastify' {
@@ -62,7 +65,9 @@ export class ServerMetrics {
   private readonly requestDuration: Histogram<'model' | 'endpoint'>;
   private readonly timeToFirstToken: Histogram<'model' | 'tier'>;
   private readonly timePerOutputToken: Histogram<'model' | 'tier'>;
-  private readonly cacheEvents: Counter<'event'>;
+  private readonly cacheEvents: Counter<'event' | 'op'>;
+  private readonly cacheErrors: Counter<'op' | 'reason'>;
+  private cacheBackendWatched = false;
   private readonly queueDepth: Gauge<'model'>;
   /** The model and tier each request ran, for its slm_requests_total sample. */
   private readonly ran = new WeakMap<FastifyRequest, { model: string; tier: string }>();
@@ -103,8 +108,14 @@ export class ServerMetrics {
     });
     this.cacheEvents = new Counter({
       name: 'slm_activation_cache_events_total',
-      help: 'Activation-set cache lookups (hit, miss) and backend errors',
-      labelNames: ['event'],
+      help: 'Activation-set cache events: lookups (op="get": hit, miss or error, one per lookup) and failed writes (op="set": error)',
+      labelNames: ['event', 'op'],
+      registers,
+    });
+    this.cacheErrors = new Counter({
+      name: 'slm_activation_cache_errors_total',
+      help: 'Activation-set cache errors by operation and reason (timeout, unavailable, breaker_open, failed, invalid); each is also an event="error"',
+      labelNames: ['op', 'reason'],
       registers,
     });
     this.queueDepth = new Gauge({ name: 'slm_queue_depth', help: 'Requests waiting for their turn on a model', labelNames: ['model'], registers });
@@ -139,8 +150,39 @@ export class ServerMetrics {
     return this.ran.get(request);
   }
 
-  recordCacheEvent(event: CacheEvent): void {
-    this.cacheEvents.inc({ event });
+  recordCacheEvent(event: CacheEvent, info: Pick<CacheEventInfo, 'op' | 'reason'> = { op: 'get' }): void {
+    this.cacheEvents.inc({ event, op: info.op });
+    if (event === 'error') this.cacheErrors.inc({ op: info.op, reason: info.reason ?? 'failed' });
+  }
+
+  /**
+   * Exposes a remote cache backend's health, read at each scrape: `slm_cache_up` (1 while Redis
+   * is connected and its breaker closed, else 0) and `slm_cache_breaker_opens_total`. Without a
+   * Redis backend neither metric exists, so `slm_cache_up == 0` alerts only where Redis is
+   * configured and not serving.
+   */
+  watchCacheBackend(status: () => CacheBackendStatus | undefined): void {
+    if (this.cacheBackendWatched) return;
+    this.cacheBackendWatched = true;
+    const registers = [this.registry];
+    new Gauge({
+      name: 'slm_cache_up',
+      help: 'Whether the activation cache\'s Redis answers: 1 when connected and the circuit breaker is closed, 0 otherwise (absent without REDIS_URL)',
+      registers,
+      collect() {
+        this.set(status()?.up === true ? 1 : 0);
+      },
+    });
+    new Counter({
+      name: 'slm_cache_breaker_opens_total',
+      help: 'Times the activation cache\'s circuit breaker opened (Redis skipped after consecutive failures or timeouts)',
+      registers,
+      collect() {
+        // The store counts; mirror its (monotonic) total.
+        this.reset();
+        this.inc(status()?.breakerOpens ?? 0);
+      },
+    });
   }
 
   setQueueDepth(model: string, depth: number): void {
@@ -172,7 +214,9 @@ const metricsPlugin: FastifyPluginAsync = async (fastify) => {
   let unsubscribe = (): void => {};
   fastify.addHook('onReady', async () => {
     if (!fastify.hasDecorator('activationCacheEvents')) return;
-    const stop = fastify.activationCacheEvents.subscribe((event) => metrics.recordCacheEvent(event));
+    const stop = fastify.activationCacheEvents.subscribe((event, info) => metrics.recordCacheEvent(event, info));
+    const store = fastify.activationStore;
+    if (store.status?.() !== undefined) metrics.watchCacheBackend(() => store.status?.());
     unsubscribe = () => {
       stop();
     };

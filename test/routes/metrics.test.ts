@@ -42,6 +42,7 @@ t.test('the exposition has the slm_ metrics and the default process metrics', as
     'slm_time_to_first_token_seconds',
     'slm_time_per_output_token_seconds',
     'slm_activation_cache_events_total',
+    'slm_activation_cache_errors_total',
     'slm_queue_depth',
     'process_cpu_user_seconds_total',
     'nodejs_heap_size_used_bytes',
@@ -98,23 +99,29 @@ t.test('streamed completions, scores and refusals are counted too', async (t) =>
   t.equal(sample(text, 'slm_request_duration_seconds_count', { model: model.id, endpoint: 'completions' }), 2);
 });
 
-t.test('activation-cache events are counted by kind', async (t) => {
+t.test('activation-cache events are counted by kind and operation, errors by reason too', async (t) => {
   const app = await testApp(t, { models: [model] });
   app.metrics.recordCacheEvent('hit');
-  app.metrics.recordCacheEvent('hit');
-  app.metrics.recordCacheEvent('error');
+  app.metrics.recordCacheEvent('hit', { op: 'get' });
+  app.metrics.recordCacheEvent('error', { op: 'get', reason: 'timeout' });
+  app.metrics.recordCacheEvent('error', { op: 'set', reason: 'breaker_open' });
+  app.metrics.recordCacheEvent('error', { op: 'set', reason: 'breaker_open' });
   // And through the activation cache the app created (no REDIS_URL: the in-process LRU).
   await app.activationStore.get({ modelHash: 'h', metric: 'cor_gxo', tokens: [1, 2, 3] });
   const text = await scrape(app);
-  t.equal(sample(text, 'slm_activation_cache_events_total', { event: 'hit' }), 2);
-  t.equal(sample(text, 'slm_activation_cache_events_total', { event: 'error' }), 1);
-  t.equal(sample(text, 'slm_activation_cache_events_total', { event: 'miss' }), 1, 'the store\'s miss reached the counter');
+  t.equal(sample(text, 'slm_activation_cache_events_total', { event: 'hit', op: 'get' }), 2);
+  t.equal(sample(text, 'slm_activation_cache_events_total', { event: 'error', op: 'get' }), 1);
+  t.equal(sample(text, 'slm_activation_cache_events_total', { event: 'error', op: 'set' }), 2);
+  t.equal(sample(text, 'slm_activation_cache_errors_total', { op: 'get', reason: 'timeout' }), 1);
+  t.equal(sample(text, 'slm_activation_cache_errors_total', { op: 'set', reason: 'breaker_open' }), 2);
+  t.equal(sample(text, 'slm_activation_cache_events_total', { event: 'miss', op: 'get' }), 1, 'the store\'s miss reached the counter');
+  t.notMatch(text, /^slm_cache_up/m, 'no Redis configured: no slm_cache_up sample (test/plugins/activation-cache.test.ts has it with Redis)');
 });
 
 t.test('each app has its own registry', async (t) => {
   const a = await testApp(t, { models: [model] });
   const b = await testApp(t, { models: [model] });
   a.metrics.recordCacheEvent('miss');
-  t.equal(sample(await scrape(a), 'slm_activation_cache_events_total', { event: 'miss' }), 1);
-  t.equal(sample(await scrape(b), 'slm_activation_cache_events_total', { event: 'miss' }), 0);
+  t.equal(sample(await scrape(a), 'slm_activation_cache_events_total', { event: 'miss', op: 'get' }), 1);
+  t.equal(sample(await scrape(b), 'slm_activation_cache_events_total', { event: 'miss', op: 'get' }), 0);
 });
