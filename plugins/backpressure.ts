@@ -7,6 +7,11 @@
  * - the handler calls `fastify.admit(request, modelId, signal)` when it is ready to generate,
  *   and the returned release function when done (a streamed answer releases when it ends).
  * A reservation the request never used (a 4xx, a hang-up) is given back when it ends.
+ *
+ * A refusal is answered after `rejectDelayMs`. Clients that do not back off send their next
+ * request as soon as the 429 arrives, so an immediate answer lets a few thousand connections
+ * keep the event loop busy with refusals, and every token of the requests being served waits
+ * behind them. Held for a second, each such connection costs one refusal per second.
  */
 import fp from 'fastify-plugin';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
@@ -18,10 +23,13 @@ export interface BackpressureOptions {
   maxConcurrentPerModel?: number;
   /** Requests waiting per model beyond those; default 32 (0: none wait, all beyond get 429). */
   maxQueuePerModel?: number;
+  /** How long a refused request waits before its 429 is sent (REJECT_DELAY_MS); default 1000. */
+  rejectDelayMs?: number;
 }
 
 export const DEFAULT_MAX_CONCURRENT_PER_MODEL = 1;
 export const DEFAULT_MAX_QUEUE_PER_MODEL = 32;
+export const DEFAULT_REJECT_DELAY_MS = 1000;
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -45,6 +53,12 @@ const backpressurePlugin: FastifyPluginAsync<BackpressureOptions> = async (fasti
   for (const id of fastify.models.keys()) fastify.metrics.setQueueDepth(id, 0);
   fastify.decorate('admission', admission);
 
+  const rejectDelayMs = opts.rejectDelayMs ?? DEFAULT_REJECT_DELAY_MS;
+  const refuse = async (err: unknown): Promise<never> => {
+    if (rejectDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, rejectDelayMs));
+    throw err;
+  };
+
   const tickets = new WeakMap<FastifyRequest, Ticket>();
   fastify.decorate('admit', (request: FastifyRequest, model: string, signal: AbortSignal): Promise<Release> => {
     const ticket = tickets.get(request);
@@ -57,9 +71,9 @@ const backpressurePlugin: FastifyPluginAsync<BackpressureOptions> = async (fasti
     const ids = [...fastify.models.keys()];
     if (ids.length === 0 || !ids.every((id) => admission.full(id))) return;
     // Which model the body names is unknown yet, but none has room.
-    if (ids.length === 1) throw queueFull(ids[0], admission.load(ids[0]).waiting, admission.retryAfterSeconds(ids[0]));
+    if (ids.length === 1) return refuse(queueFull(ids[0], admission.load(ids[0]).waiting, admission.retryAfterSeconds(ids[0])));
     const retryAfter = Math.min(...ids.map((id) => admission.retryAfterSeconds(id)));
-    throw new ApiError(429, `Every model is busy. Retry in about ${retryAfter} s.`, 'rate_limit_error', null, 'queue_full', { 'retry-after': String(retryAfter) });
+    return refuse(new ApiError(429, `Every model is busy. Retry in about ${retryAfter} s.`, 'rate_limit_error', null, 'queue_full', { 'retry-after': String(retryAfter) }));
   });
 
   fastify.addHook('preValidation', async (request) => {
@@ -69,7 +83,11 @@ const backpressurePlugin: FastifyPluginAsync<BackpressureOptions> = async (fasti
     const name = body.model;
     // Unknown or malformed names are left to validation and resolveModel, which say what is wrong.
     if (typeof name !== 'string' || !fastify.models.has(name)) return;
-    tickets.set(request, admission.reserve(name));
+    try {
+      tickets.set(request, admission.reserve(name));
+    } catch (err) {
+      return refuse(err);
+    }
   });
 
   const giveBack = async (request: FastifyRequest): Promise<void> => {
@@ -80,4 +98,4 @@ const backpressurePlugin: FastifyPluginAsync<BackpressureOptions> = async (fasti
   fastify.addHook('onRequestAbort', giveBack);
 };
 
-export default fp(backpressurePlugin, { name: 'backpressure', fastify: '5.x', dependencies: ['models', 'metrics'] });
+export default fp(backpressurePlugin, { name: 'backpressure', fastify: '5.x', dependencies: ['models', 'metrics', 'auth'] });

@@ -15,7 +15,7 @@
  * plus prom-client's default process metrics.
  */
 import fp from 'fastify-plugin';
-import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { CacheEventInfo } from '../src/cache/events.js';
 import type { CacheBackendStatus, CacheEvent } from '../src/cache/types.js';
@@ -36,6 +36,9 @@ function tierLabel(result: GenerationResult): string {
   if (!result.sparsity) return UNKNOWN_TIER;
   return result.sparsity.activationSource === 'token' ? `${result.sparsity.tier}:token` : result.sparsity.tier;
 }
+
+/** The status a request gets in the metrics when its client hung up first (nginx's 499). */
+const CLIENT_CLOSED = 499;
 
 /** The tier label of a request that failed before any generation finished. */
 export const NO_TIER = 'none';
@@ -199,15 +202,21 @@ const metricsPlugin: FastifyPluginAsync = async (fastify) => {
   const metrics = new ServerMetrics();
   fastify.decorate('metrics', metrics);
 
-  fastify.addHook('onResponse', async (request, reply) => {
+  // Each request is counted once: when its answer is complete (onResponse), or when its client
+  // hangs up first, as nginx logs it (499), which onResponse never sees for a cut stream.
+  const counted = new WeakSet<FastifyRequest>();
+  const count = (request: FastifyRequest, reply: FastifyReply): void => {
     const endpoint = request.routeOptions.config.metricsEndpoint;
-    if (endpoint === undefined) return;
+    if (endpoint === undefined || counted.has(request)) return;
+    counted.add(request);
+    const status = reply.raw.writableFinished ? reply.statusCode : CLIENT_CLOSED;
     const ran = metrics.ranBy(request);
-    metrics.recordRequest(
-      { model: ran?.model ?? requestedModel(request, fastify.models), tier: ran?.tier ?? NO_TIER, endpoint, status: reply.statusCode },
-      reply.elapsedTime / 1000,
-    );
+    metrics.recordRequest({ model: ran?.model ?? requestedModel(request, fastify.models), tier: ran?.tier ?? NO_TIER, endpoint, status }, reply.elapsedTime / 1000);
+  };
+  fastify.addHook('onRequest', async (request, reply) => {
+    reply.raw.once('close', () => count(request, reply));
   });
+  fastify.addHook('onResponse', async (request, reply) => count(request, reply));
 
   // The activation cache (plugins/activation-cache.ts) publishes its events; count them once
   // every plugin is loaded, whichever loaded first.

@@ -36,6 +36,8 @@ export interface AppOptions {
   maxConcurrentPerModel?: number;
   /** Requests waiting per model (default 32); beyond, 429 with Retry-After. */
   maxQueuePerModel?: number;
+  /** How long a refused request is held before its 429 (default 1000 ms). */
+  rejectDelayMs?: number;
   /** Activation-cache settings (REDIS_URL...); without them, an in-process LRU. */
   cache?: ActivationCacheSettings;
   /** A ready-made activation store (tests); used instead of creating one, and not closed by the app. */
@@ -69,6 +71,8 @@ export const DEFAULT_BODY_LIMIT = 1024 * 1024;
 
 /** Probes and scrapes, logged at debug: at info they would drown the requests that matter. */
 const QUIET_ROUTES = new Set(['/health', '/ready', '/metrics']);
+/** Refusals that come in floods (bad keys, overload), logged at debug; the metrics count them. */
+const QUIET_STATUSES = new Set([401, 429]);
 
 /** An incoming id is reused only when it is short and plain, so it cannot garble the logs. */
 const REQUEST_ID = /^[\w.:/+=-]{1,128}$/;
@@ -114,6 +118,9 @@ export async function buildApp(options: AppOptions): Promise<App> {
     // One line per request, written below at a level that depends on what it was: Fastify's two
     // info lines per request would cost most of a cheap 429's time under overload.
     logController: new LogController({ disableRequestLogging: true }),
+    // Loading plugins/ and routes/ compiles them first when run as TypeScript, which on a busy
+    // 2-core machine can pass Fastify's 10 s default.
+    pluginTimeout: 60_000,
     // Lets a proxy's or client's x-request-id follow the request through our logs.
     genReqId: (req) => {
       const incoming = req.headers['x-request-id'];
@@ -132,7 +139,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
     reply.header('x-request-id', request.id);
   });
   app.addHook('onResponse', async (request, reply) => {
-    const quiet = reply.statusCode === 429 || QUIET_ROUTES.has(request.routeOptions.url ?? '');
+    const quiet = QUIET_STATUSES.has(reply.statusCode) || QUIET_ROUTES.has(request.routeOptions.url ?? '');
     request.log[quiet ? 'debug' : 'info'](
       { method: request.method, url: request.routeOptions.url ?? 'unknown', status: reply.statusCode, ms: Math.round(reply.elapsedTime) },
       'request completed',
@@ -145,6 +152,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
     ready: options.ready,
     maxConcurrentPerModel: options.maxConcurrentPerModel,
     maxQueuePerModel: options.maxQueuePerModel,
+    rejectDelayMs: options.rejectDelayMs,
     cache: options.cache,
     activationStore: options.activationStore,
     auth: options.auth,

@@ -56,6 +56,7 @@ async function main(): Promise<void> {
     bodyLimit: config.bodyLimitBytes,
     maxConcurrentPerModel: config.maxConcurrentPerModel,
     maxQueuePerModel: config.maxQueuePerModel,
+    rejectDelayMs: config.rejectDelayMs,
     cache: { redisUrl: config.redisUrl, prefix: config.cachePrefix, ttlSeconds: config.cacheTtlSeconds },
     auth: { apiKeys: config.apiKeys, metrics: config.authMetrics, docs: config.authDocs },
     rateLimitPerMinute: config.rateLimitPerMinute,

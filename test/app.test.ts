@@ -60,6 +60,8 @@ t.test('while closing, in-flight requests finish and new ones get 503 in OpenAI 
   const socket = connect(Number(base.port), base.hostname);
   let received = '';
   socket.on('data', (data: Buffer) => (received += data.toString()));
+  // Listened for from the start: the socket may close before app.close() resolves.
+  const socketClosed = new Promise((resolve) => socket.once('close', resolve));
   const body = JSON.stringify({ model: gated.id, prompt: 'Hi', max_tokens: 1 });
   socket.write(
     `POST /v1/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
@@ -71,7 +73,7 @@ t.test('while closing, in-flight requests finish and new ones get 503 in OpenAI 
   socket.write('GET /v1/models HTTP/1.1\r\nhost: x\r\n\r\n');
   gated.open();
   await closed;
-  await new Promise((resolve) => socket.once('close', resolve));
+  await socketClosed;
 
   const [first, second] = received.split(/(?=HTTP\/1\.1 )/);
   t.match(first, /^HTTP\/1\.1 200 /, 'the in-flight request completed');

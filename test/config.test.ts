@@ -16,6 +16,7 @@ t.test('defaults', async (t) => {
     shutdownTimeoutMs: 10_000,
     maxConcurrentPerModel: 1,
     maxQueuePerModel: 32,
+    rejectDelayMs: 1000,
     poolMemoryBytes: Infinity,
     poolPreload: true,
     redisUrl: undefined,
@@ -50,6 +51,7 @@ t.test('values from the environment', async (t) => {
     SHUTDOWN_TIMEOUT_MS: '500',
     MAX_CONCURRENT_PER_MODEL: '2',
     MAX_QUEUE_PER_MODEL: '0',
+    REJECT_DELAY_MS: '0',
     REDIS_URL: 'redis://cache.internal:6380/2',
     CACHE_PREFIX: 'team-a:',
     CACHE_TTL_SECONDS: '60',
@@ -77,6 +79,7 @@ t.test('values from the environment', async (t) => {
   t.equal(config.shutdownTimeoutMs, 500);
   t.equal(config.maxConcurrentPerModel, 2);
   t.equal(config.maxQueuePerModel, 0, 'a queue of 0: requests beyond the running ones are refused');
+  t.equal(config.rejectDelayMs, 0);
   t.equal(config.redisUrl, 'redis://cache.internal:6380/2');
   t.equal(config.cachePrefix, 'team-a:');
   t.equal(config.cacheTtlSeconds, 60);

@@ -62,7 +62,7 @@ async function postCompletion(url: string, model: string, first: number, extra: 
 
 t.test('a full queue answers 429 with Retry-After, in OpenAI error shape; then the server serves again', async (t) => {
   const model = heldModel('held');
-  const app = await testApp(t, { models: [model], maxConcurrentPerModel: 1, maxQueuePerModel: 1 });
+  const app = await testApp(t, { models: [model], maxConcurrentPerModel: 1, maxQueuePerModel: 1, rejectDelayMs: 0 });
   const url = await listen(app);
   const running = postCompletion(url, model.id, 1);
   await until('the first request runs', () => model.started.length === 1);
@@ -104,7 +104,7 @@ t.test('a full queue answers 429 with Retry-After, in OpenAI error shape; then t
 
 t.test('a queued client that hangs up leaves the queue and never runs; the next one does', async (t) => {
   const model = heldModel('held');
-  const app = await testApp(t, { models: [model], maxConcurrentPerModel: 1, maxQueuePerModel: 4 });
+  const app = await testApp(t, { models: [model], maxConcurrentPerModel: 1, maxQueuePerModel: 4, rejectDelayMs: 0 });
   const url = await listen(app);
   const running = postCompletion(url, model.id, 1);
   await until('the first request runs', () => model.started.length === 1);
@@ -129,7 +129,7 @@ t.test('a queued client that hangs up leaves the queue and never runs; the next 
 
 t.test('a stream holds its slot until it ends, and a client hanging up mid-stream frees it', async (t) => {
   const model = heldModel('held');
-  const app = await testApp(t, { models: [model], maxConcurrentPerModel: 1, maxQueuePerModel: 4 });
+  const app = await testApp(t, { models: [model], maxConcurrentPerModel: 1, maxQueuePerModel: 4, rejectDelayMs: 0 });
   const url = await listen(app);
   const client = new AbortController();
   const stream = await postCompletion(url, model.id, 1, { stream: true }, client.signal);
@@ -150,7 +150,7 @@ t.test('a stream holds its slot until it ends, and a client hanging up mid-strea
 t.test('models have separate queues; MAX_CONCURRENT_PER_MODEL lets several run at once', async (t) => {
   const a = heldModel('a');
   const b = heldModel('b');
-  const app = await testApp(t, { models: [a, b], maxConcurrentPerModel: 2, maxQueuePerModel: 0 });
+  const app = await testApp(t, { models: [a, b], maxConcurrentPerModel: 2, maxQueuePerModel: 0, rejectDelayMs: 0 });
   const url = await listen(app);
   const runs = [postCompletion(url, 'a', 1), postCompletion(url, 'a', 2), postCompletion(url, 'b', 1)];
   await until('two run on a, one on b', () => a.started.length === 2 && b.started.length === 1);
@@ -196,7 +196,7 @@ t.test('Admission: FIFO, idempotent release, aborts before and while waiting', a
 
 t.test('a full queue refuses before the body is parsed or validated, and a refused or invalid request gives its place back', async (t) => {
   const model = heldModel('held');
-  const app = await testApp(t, { models: [model], maxConcurrentPerModel: 1, maxQueuePerModel: 1 });
+  const app = await testApp(t, { models: [model], maxConcurrentPerModel: 1, maxQueuePerModel: 1, rejectDelayMs: 0 });
   const url = await listen(app);
   const running = postCompletion(url, model.id, 1);
   await until('the first request runs', () => model.started.length === 1);
@@ -253,4 +253,25 @@ t.test('Retry-After follows the drain rate, and a slot held long raises it befor
   t.ok(admission.full('m'));
   t.throws(() => admission.reserve('m'), { statusCode: 429, code: 'queue_full' }, 'reservations fill the queue like waiters');
   for (const reserved of tickets) reserved.cancel();
+});
+
+t.test('a refusal is held for REJECT_DELAY_MS before its 429, so clients that do not back off cannot flood the server', async (t) => {
+  const model = heldModel('held');
+  const app = await testApp(t, { models: [model], maxConcurrentPerModel: 1, maxQueuePerModel: 0, rejectDelayMs: 300 });
+  const url = await listen(app);
+  const running = postCompletion(url, model.id, 1);
+  await until('the first request runs', () => model.started.length === 1);
+  for (const body of [completionBody(model.id, 2), 'not json']) {
+    const started = performance.now();
+    const refused = await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    const waited = performance.now() - started;
+    t.equal(refused.status, 429);
+    await refused.arrayBuffer();
+    t.ok(waited >= 290, `answered after ${waited.toFixed(0)} ms, not at once`);
+  }
+  const health = performance.now();
+  t.equal((await fetch(`${url}/health`)).status, 200);
+  t.ok(performance.now() - health < 290, 'other routes are not held');
+  model.finish(1);
+  t.equal((await running).status, 200);
 });
