@@ -8,10 +8,11 @@
  *   and the returned release function when done (a streamed answer releases when it ends).
  * A reservation the request never used (a 4xx, a hang-up) is given back when it ends.
  *
- * A refusal is answered after `rejectDelayMs`. Clients that do not back off send their next
- * request as soon as the 429 arrives, so an immediate answer lets a few thousand connections
- * keep the event loop busy with refusals, and every token of the requests being served waits
- * behind them. Held for a second, each such connection costs one refusal per second.
+ * A refusal is answered after its Retry-After, up to `rejectDelayMs`. Clients that do not back
+ * off send their next request as soon as the 429 arrives, so an immediate answer lets a few
+ * thousand connections keep the event loop busy with refusals, and every token of the requests
+ * being served waits behind them. Held for 2 s, each such connection costs one refusal per 2 s;
+ * a client that honours Retry-After loses nothing, since it would wait that long anyway.
  */
 import fp from 'fastify-plugin';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
@@ -23,13 +24,13 @@ export interface BackpressureOptions {
   maxConcurrentPerModel?: number;
   /** Requests waiting per model beyond those; default 32 (0: none wait, all beyond get 429). */
   maxQueuePerModel?: number;
-  /** How long a refused request waits before its 429 is sent (REJECT_DELAY_MS); default 1000. */
+  /** Longest a refused request waits before its 429 is sent (REJECT_DELAY_MS; never beyond its Retry-After); default 2000. */
   rejectDelayMs?: number;
 }
 
 export const DEFAULT_MAX_CONCURRENT_PER_MODEL = 1;
 export const DEFAULT_MAX_QUEUE_PER_MODEL = 32;
-export const DEFAULT_REJECT_DELAY_MS = 1000;
+export const DEFAULT_REJECT_DELAY_MS = 2000;
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -54,8 +55,10 @@ const backpressurePlugin: FastifyPluginAsync<BackpressureOptions> = async (fasti
   fastify.decorate('admission', admission);
 
   const rejectDelayMs = opts.rejectDelayMs ?? DEFAULT_REJECT_DELAY_MS;
-  const refuse = async (err: unknown): Promise<never> => {
-    if (rejectDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, rejectDelayMs));
+  const refuse = async (err: ApiError): Promise<never> => {
+    // Never longer than the Retry-After it carries: a client that honours it waits that long anyway.
+    const delayMs = Math.min(rejectDelayMs, 1000 * Number(err.headers['retry-after'] ?? 0));
+    if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs));
     throw err;
   };
 
@@ -86,6 +89,7 @@ const backpressurePlugin: FastifyPluginAsync<BackpressureOptions> = async (fasti
     try {
       tickets.set(request, admission.reserve(name));
     } catch (err) {
+      if (!(err instanceof ApiError)) throw err;
       return refuse(err);
     }
   });

@@ -202,21 +202,22 @@ const metricsPlugin: FastifyPluginAsync = async (fastify) => {
   const metrics = new ServerMetrics();
   fastify.decorate('metrics', metrics);
 
-  // Each request is counted once: when its answer is complete (onResponse), or when its client
-  // hangs up first, as nginx logs it (499), which onResponse never sees for a cut stream.
+  // Each request is counted once: when its answer is complete (onResponse), or, when its client
+  // hung up first, as nginx logs it (499): a cut stream never reaches onResponse. A complete
+  // answer's onResponse hooks are all microtasks after 'finish', so they have run by the
+  // setImmediate after 'close'.
   const counted = new WeakSet<FastifyRequest>();
-  const count = (request: FastifyRequest, reply: FastifyReply): void => {
+  const count = (request: FastifyRequest, reply: FastifyReply, status: number): void => {
     const endpoint = request.routeOptions.config.metricsEndpoint;
     if (endpoint === undefined || counted.has(request)) return;
     counted.add(request);
-    const status = reply.raw.writableFinished ? reply.statusCode : CLIENT_CLOSED;
     const ran = metrics.ranBy(request);
     metrics.recordRequest({ model: ran?.model ?? requestedModel(request, fastify.models), tier: ran?.tier ?? NO_TIER, endpoint, status }, reply.elapsedTime / 1000);
   };
   fastify.addHook('onRequest', async (request, reply) => {
-    reply.raw.once('close', () => count(request, reply));
+    reply.raw.once('close', () => setImmediate(() => count(request, reply, CLIENT_CLOSED)));
   });
-  fastify.addHook('onResponse', async (request, reply) => count(request, reply));
+  fastify.addHook('onResponse', async (request, reply) => count(request, reply, reply.statusCode));
 
   // The activation cache (plugins/activation-cache.ts) publishes its events; count them once
   // every plugin is loaded, whichever loaded first.

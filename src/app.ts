@@ -36,7 +36,7 @@ export interface AppOptions {
   maxConcurrentPerModel?: number;
   /** Requests waiting per model (default 32); beyond, 429 with Retry-After. */
   maxQueuePerModel?: number;
-  /** How long a refused request is held before its 429 (default 1000 ms). */
+  /** Longest a refused request is held before its 429, never beyond its Retry-After (default 2000 ms). */
   rejectDelayMs?: number;
   /** Activation-cache settings (REDIS_URL...); without them, an in-process LRU. */
   cache?: ActivationCacheSettings;

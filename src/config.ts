@@ -31,7 +31,7 @@ export interface Config {
   maxConcurrentPerModel: number;
   /** Requests waiting per model; beyond, 429 with Retry-After. */
   maxQueuePerModel: number;
-  /** How long a refused request is held before its 429, so that clients that do not back off cannot flood the event loop. */
+  /** Longest a refused request is held before its 429 (never beyond its Retry-After), so that clients that do not back off cannot flood the event loop. */
   rejectDelayMs: number;
   /** Redis for the activation-score cache; undefined keeps the cache in-process. */
   redisUrl: string | undefined;
@@ -162,7 +162,7 @@ export function loadConfig(env: Env = process.env): Config {
     // One by default: generations on one model share the same cores, so more at once only interleave.
     maxConcurrentPerModel: integer('MAX_CONCURRENT_PER_MODEL', 1, 1, 1024),
     maxQueuePerModel: integer('MAX_QUEUE_PER_MODEL', 32, 0, 100_000),
-    rejectDelayMs: integer('REJECT_DELAY_MS', 1000, 0, 60_000),
+    rejectDelayMs: integer('REJECT_DELAY_MS', 2000, 0, 60_000),
     redisUrl,
     cachePrefix,
     // Redis's EX takes whole seconds; a year is far beyond any use of a per-prompt cache.

@@ -16,7 +16,7 @@ t.test('defaults', async (t) => {
     shutdownTimeoutMs: 10_000,
     maxConcurrentPerModel: 1,
     maxQueuePerModel: 32,
-    rejectDelayMs: 1000,
+    rejectDelayMs: 2000,
     poolMemoryBytes: Infinity,
     poolPreload: true,
     redisUrl: undefined,
