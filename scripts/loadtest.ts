@@ -14,6 +14,8 @@ import { writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { Command, InvalidArgumentError } from 'commander';
 import { markdownTable, runPhase, warmUp, type TableRow } from './lib/load.js';
+
+const WARM_UP_S = 5;
 import { startServer } from './lib/server-process.js';
 
 interface Options {
@@ -58,8 +60,18 @@ const program = new Command('loadtest')
       const model = models.data[0].id;
       await warmUp(server.url, model);
       const unit = 1 + opts.queue;
+      // An unreported phase at 1x first: JIT, allocator and caches settle, so that the baseline
+      // is not the slowest phase for reasons of its own. The same load again at the end shows
+      // how far the machine drifted over the run.
+      process.stderr.write(`warm-up: ${unit} connections for ${WARM_UP_S} s...\n`);
+      await runPhase({ url: server.url, model, connections: unit, durationS: WARM_UP_S, maxTokens: opts.maxTokens });
+      await new Promise((r) => setTimeout(r, opts.settle * 1000));
       const rows: TableRow[] = [];
-      const phases: [string, number][] = [['1x (baseline)', unit], ...opts.multipliers.map((m): [string, number] => [`${m}x`, Math.round(m * unit)])];
+      const phases: [string, number][] = [
+        ['1x (baseline)', unit],
+        ...opts.multipliers.map((m): [string, number] => [`${m}x`, Math.round(m * unit)]),
+        ['1x (again)', unit],
+      ];
       let baseline = NaN;
       for (const [index, [phase, connections]] of phases.entries()) {
         if (index > 0) await new Promise((r) => setTimeout(r, opts.settle * 1000));
@@ -99,7 +111,8 @@ the load generator share the machine (loopback).
 Model \`${model}\`, one running request and ${opts.queue} queued per model (MAX_CONCURRENT_PER_MODEL=1, MAX_QUEUE_PER_MODEL=${opts.queue}),
 completions of \`max_tokens\` ${opts.maxTokens} at temperature 0 with a different prompt each, ${opts.duration} s per phase.
 The baseline (1x) has 1 + ${opts.queue} connections, each sending its next request once answered; an N× phase has N times as
-many, which ignore 429 and Retry-After. A separate connection GETs /health every 50 ms throughout; a failure is an answer
+many, which ignore 429 and Retry-After. An unreported ${WARM_UP_S} s phase at 1x comes first, and the last row runs 1x again:
+the two 1x rows bound how much the shared machine drifted during the run. A separate connection GETs /health every 50 ms throughout; a failure is an answer
 other than 200 or one slower than 1 s. See [reliability.md](reliability.md) for what must hold.
 
 ${table}
