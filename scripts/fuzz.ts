@@ -9,7 +9,8 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, relative } from 'node:path';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
+import { parseNonNegativeInt, parsePositiveInt } from '../src/cli/options.js';
 import { FUZZ_SERVER_ENV } from './lib/fuzz-env.js';
 import { runFuzz, type FuzzSummary } from './lib/fuzz.js';
 import { ROOT, startServer } from './lib/server-process.js';
@@ -23,25 +24,13 @@ interface Options {
   violations?: string;
 }
 
-function nonNegativeInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError('expected an integer >= 0');
-  return n;
-}
-
-function positiveInt(value: string): number {
-  const n = nonNegativeInt(value);
-  if (n < 1) throw new InvalidArgumentError('expected an integer >= 1');
-  return n;
-}
-
 const program = new Command('fuzz')
   .description('Send seeded, mutated requests to every route of the server and check that none gets a 5xx, a malformed error or an unbounded message, and that /health keeps answering')
-  .option('--seed <n>', 'seed of the run', nonNegativeInt, 1)
-  .option('--count <n>', 'requests to send', positiveInt, 10_000)
+  .option('--seed <n>', 'seed of the run', parseNonNegativeInt, 1)
+  .option('--count <n>', 'requests to send', parsePositiveInt, 10_000)
   .option('--model <dir>', 'model directory to serve', 'models/stories260K')
-  .option('--concurrency <n>', 'requests in flight at once', positiveInt, 8)
-  .option('--index <list>', 'only these cases of the run (comma-separated), to reproduce a violation', (v) => v.split(',').map((i) => nonNegativeInt(i.trim())))
+  .option('--concurrency <n>', 'requests in flight at once', parsePositiveInt, 8)
+  .option('--index <list>', 'only these cases of the run (comma-separated), to reproduce a violation', (v) => v.split(',').map((i) => parseNonNegativeInt(i.trim())))
   .option('--violations <file>', 'where violations go, with their requests (default .cache/fuzz/violations-seed-<seed>.jsonl)')
   .action(async (opts: Options) => {
     const server = await startServer({ modelDir: opts.model, maxQueue: 32, maxConcurrent: 1, env: FUZZ_SERVER_ENV });

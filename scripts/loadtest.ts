@@ -12,7 +12,8 @@
 import { execSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
+import { parseNonNegativeInt, parsePositiveNumber } from '../src/cli/options.js';
 import { markdownTable, runPhase, warmUp, type TableRow } from './lib/load.js';
 
 const WARM_UP_S = 5;
@@ -28,30 +29,18 @@ interface Options {
   out?: string;
 }
 
-function nonNegativeInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('expected an integer >= 0');
-  return n;
-}
-
-function positiveNumber(value: string): number {
-  const n = Number(value);
-  if (!(n > 0) || !Number.isFinite(n)) throw new InvalidArgumentError('expected a positive number');
-  return n;
-}
-
 function multipliers(value: string): number[] {
-  return value.split(',').map((v) => positiveNumber(v.trim()));
+  return value.split(',').map((v) => parsePositiveNumber(v.trim()));
 }
 
 const program = new Command('loadtest')
   .description('Measure successful throughput and /health latency of the server at 1x and overloaded, from clients that ignore 429')
   .option('--model <dir>', 'model directory to serve', 'models/stories260K')
-  .option('--queue <n>', 'MAX_QUEUE_PER_MODEL (one request runs per model)', nonNegativeInt, 32)
-  .option('--duration <s>', 'seconds per phase', positiveNumber, 15)
+  .option('--queue <n>', 'MAX_QUEUE_PER_MODEL (one request runs per model)', parseNonNegativeInt, 32)
+  .option('--duration <s>', 'seconds per phase', parsePositiveNumber, 15)
   .option('--multipliers <list>', 'overload phases, as multiples of the 1x load (1 + queue connections)', multipliers, [2, 10, 50])
-  .option('--max-tokens <n>', 'max_tokens of every completion', nonNegativeInt, 16)
-  .option('--settle <s>', 'seconds of quiet between phases, so one phase\'s abandoned requests do not count in the next', positiveNumber, 2)
+  .option('--max-tokens <n>', 'max_tokens of every completion', parseNonNegativeInt, 16)
+  .option('--settle <s>', 'seconds of quiet between phases, so one phase\'s abandoned requests do not count in the next', parsePositiveNumber, 2)
   .option('--out <file>', 'also write the table, with a header saying what was run, to this Markdown file')
   .action(async (opts: Options) => {
     const server = await startServer({ modelDir: opts.model, maxQueue: opts.queue, maxConcurrent: 1 });

@@ -14,6 +14,7 @@ import { testApp } from '../helpers/app.js';
 import { calibratedModelDir } from '../helpers/calibrated-model.js';
 import { RedisChild, SHARED_REDIS_URL, uniquePrefix, waitFor } from '../helpers/redis-server.js';
 import { StallingRedis } from '../cache/stalling-redis.js';
+import { metricSample } from '../helpers/metrics.js';
 
 const key: ActivationKey = { modelHash: 'm', metric: 'gxo', tokens: [1, 2] };
 
@@ -83,33 +84,21 @@ t.test('Redis unreachable at start-up does not stop the app', async (t) => {
   t.equal(await app.activationStore.get(key), null);
 });
 
-/** A sample's value, by metric name and exact labels; undefined when absent. */
-function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
-  const wanted = Object.entries(labels);
-  for (const line of text.split('\n')) {
-    const match = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (match === null || match[1] !== name) continue;
-    const have = new Map([...(match[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((m) => [m[1], m[2]]));
-    if (have.size === wanted.length && wanted.every(([k, v]) => have.get(k) === v)) return Number(match[3]);
-  }
-  return undefined;
-}
-
 t.test('slm_cache_up is absent without Redis, 1 with a Redis that answers, 0 with one that is down', async (t) => {
   const memoryOnly = await testApp(t, { models: [] });
   const text = (await memoryOnly.inject({ method: 'GET', url: '/metrics' })).body;
-  t.equal(sample(text, 'slm_cache_up'), undefined, 'no Redis configured: no gauge to alert on');
-  t.equal(sample(text, 'slm_cache_breaker_opens_total'), undefined);
+  t.equal(metricSample(text, 'slm_cache_up'), undefined, 'no Redis configured: no gauge to alert on');
+  t.equal(metricSample(text, 'slm_cache_breaker_opens_total'), undefined);
 
   const healthy = await testApp(t, { models: [], cache: { redisUrl: SHARED_REDIS_URL, prefix: uniquePrefix(t) } });
-  t.equal(sample((await healthy.inject({ method: 'GET', url: '/metrics' })).body, 'slm_cache_up'), 1);
+  t.equal(metricSample((await healthy.inject({ method: 'GET', url: '/metrics' })).body, 'slm_cache_up'), 1);
 
   const down = await testApp(t, { models: [], cache: { redisUrl: 'redis://127.0.0.1:1' } });
   await down.activationStore.get(key);
   const downText = (await down.inject({ method: 'GET', url: '/metrics' })).body;
-  t.equal(sample(downText, 'slm_cache_up'), 0);
-  t.equal(sample(downText, 'slm_activation_cache_events_total', { event: 'error', op: 'get' }), 1);
-  t.equal(sample(downText, 'slm_activation_cache_errors_total', { op: 'get', reason: 'unavailable' }), 1);
+  t.equal(metricSample(downText, 'slm_cache_up'), 0);
+  t.equal(metricSample(downText, 'slm_activation_cache_events_total', { event: 'error', op: 'get' }), 1);
+  t.equal(metricSample(downText, 'slm_activation_cache_errors_total', { op: 'get', reason: 'unavailable' }), 1);
 });
 
 t.test('completions through HTTP while Redis hangs: all succeed, the breaker opens, slm_cache_up goes 0 then 1', async (t) => {
@@ -122,7 +111,7 @@ t.test('completions through HTTP while Redis hangs: all succeed, the breaker ope
   const complete = async (prompt: string) =>
     app.inject({ method: 'POST', url: '/v1/completions', payload: { model: model.id, prompt, max_tokens: 4, temperature: 0, sparsity: 0.8, activation: 'prompt' } });
 
-  t.equal(sample(await metrics(), 'slm_cache_up'), 1, 'up while Redis answers');
+  t.equal(metricSample(await metrics(), 'slm_cache_up'), 1, 'up while Redis answers');
   proxy.stall();
   const getsBefore = proxy.count('GET');
   const n = 12;
@@ -132,17 +121,17 @@ t.test('completions through HTTP while Redis hangs: all succeed, the breaker ope
     t.equal(res.json<{ sparsity: { activation_source: string } }>().sparsity.activation_source, 'computed', 'its scores computed, as on a miss');
   }
   const hung = await metrics();
-  t.equal(sample(hung, 'slm_cache_up'), 0, 'Redis hung: down');
-  t.ok((sample(hung, 'slm_cache_breaker_opens_total') ?? 0) >= 1, 'the breaker opened');
+  t.equal(metricSample(hung, 'slm_cache_up'), 0, 'Redis hung: down');
+  t.ok((metricSample(hung, 'slm_cache_breaker_opens_total') ?? 0) >= 1, 'the breaker opened');
   const sent = proxy.count('GET') - getsBefore;
   t.ok(sent <= 3, `${sent} of ${n} lookups reached the hung Redis (at most the breaker's threshold)`);
-  t.equal(sample(hung, 'slm_activation_cache_events_total', { event: 'error', op: 'get' }), n, 'every lookup an error, by operation');
-  t.equal(sample(hung, 'slm_activation_cache_errors_total', { op: 'get', reason: 'timeout' }), sent, 'those that were sent timed out');
-  t.equal(sample(hung, 'slm_activation_cache_errors_total', { op: 'get', reason: 'breaker_open' }), n - sent, 'the rest skipped Redis');
-  t.ok((sample(hung, 'slm_activation_cache_errors_total', { op: 'set', reason: 'breaker_open' }) ?? 0) >= n - 3, 'and their writes were dropped');
+  t.equal(metricSample(hung, 'slm_activation_cache_events_total', { event: 'error', op: 'get' }), n, 'every lookup an error, by operation');
+  t.equal(metricSample(hung, 'slm_activation_cache_errors_total', { op: 'get', reason: 'timeout' }), sent, 'those that were sent timed out');
+  t.equal(metricSample(hung, 'slm_activation_cache_errors_total', { op: 'get', reason: 'breaker_open' }), n - sent, 'the rest skipped Redis');
+  t.ok((metricSample(hung, 'slm_activation_cache_errors_total', { op: 'set', reason: 'breaker_open' }) ?? 0) >= n - 3, 'and their writes were dropped');
 
   proxy.resume();
-  t.ok(await waitFor(async () => sample(await metrics(), 'slm_cache_up') === 1, 10 * cooldown, 20), 'up again once Redis answers a trial');
+  t.ok(await waitFor(async () => metricSample(await metrics(), 'slm_cache_up') === 1, 10 * cooldown, 20), 'up again once Redis answers a trial');
   const res = await complete('a prompt never seen before number 0');
   t.equal(res.statusCode, 200);
   t.equal(res.json<{ sparsity: { activation_source: string } }>().sparsity.activation_source, 'cache', 'seen while Redis hung: served from memory');

@@ -7,21 +7,13 @@ import type { Completion, ScoreResponse } from '../../src/openai/schemas.js';
 import { loadServedModel } from '../../src/serve/engine.js';
 import { parseSse, testApp, type SseStream } from '../helpers/app.js';
 import { calibratedModelDir } from '../helpers/calibrated-model.js';
+import { metricSample } from '../helpers/metrics.js';
 
 const model = await loadServedModel(await calibratedModelDir(), { intraOpThreads: 1 });
 t.teardown(() => model.close());
 
 /** A sample's value, by metric name and exact labels (in any order); 0 when absent. */
-function sample(text: string, name: string, labels: Record<string, string> = {}): number {
-  const wanted = Object.entries(labels);
-  for (const line of text.split('\n')) {
-    const match = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (match === null || match[1] !== name) continue;
-    const have = new Map([...(match[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((m) => [m[1], m[2]]));
-    if (have.size === wanted.length && wanted.every(([k, v]) => have.get(k) === v)) return Number(match[3]);
-  }
-  return 0;
-}
+const sample = (text: string, name: string, labels: Record<string, string> = {}): number => metricSample(text, name, labels) ?? 0;
 
 async function scrape(app: Awaited<ReturnType<typeof testApp>>): Promise<string> {
   const res = await app.inject({ method: 'GET', url: '/metrics' });
