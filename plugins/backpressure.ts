@@ -74,7 +74,10 @@ const backpressurePlugin: FastifyPluginAsync<BackpressureOptions> = async (fasti
     const ids = [...fastify.models.keys()];
     if (ids.length === 0 || !ids.every((id) => admission.full(id))) return;
     // Which model the body names is unknown yet, but none has room.
-    if (ids.length === 1) return refuse(queueFull(ids[0], admission.load(ids[0]).waiting, admission.retryAfterSeconds(ids[0])));
+    if (ids.length === 1) {
+      const { waiting, reserved } = admission.load(ids[0]);
+      return refuse(queueFull(ids[0], waiting + reserved, admission.retryAfterSeconds(ids[0])));
+    }
     const retryAfter = Math.min(...ids.map((id) => admission.retryAfterSeconds(id)));
     return refuse(new ApiError(429, `Every model is busy. Retry in about ${retryAfter} s.`, 'rate_limit_error', null, 'queue_full', { 'retry-after': String(retryAfter) }));
   });

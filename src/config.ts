@@ -39,6 +39,12 @@ export interface Config {
   cachePrefix: string;
   /** Lifetime of a cached activation-score value, in seconds. */
   cacheTtlSeconds: number;
+  /** Deadline of a Redis lookup, in ms: the most a lookup adds to a request. */
+  cacheTimeoutMs: number;
+  /** Consecutive Redis failures that open the cache's circuit breaker. */
+  cacheBreakerThreshold: number;
+  /** How long the open breaker skips Redis before one trial, in ms. */
+  cacheBreakerCooldownMs: number;
   /** Estimated weight memory the session pool may hold, in bytes (Infinity: no limit). */
   poolMemoryBytes: number;
   /** Build every tier's sessions (and measure their latency) at start-up, else on first use. */
@@ -167,6 +173,9 @@ export function loadConfig(env: Env = process.env): Config {
     cachePrefix,
     // Redis's EX takes whole seconds; a year is far beyond any use of a per-prompt cache.
     cacheTtlSeconds: integer('CACHE_TTL_SECONDS', 3600, 1, 31_536_000),
+    cacheTimeoutMs: integer('CACHE_TIMEOUT_MS', 25, 1, 60_000),
+    cacheBreakerThreshold: integer('CACHE_BREAKER_THRESHOLD', 3, 1, 1000),
+    cacheBreakerCooldownMs: integer('CACHE_BREAKER_COOLDOWN_MS', 5000, 1, 3_600_000),
     poolMemoryBytes: value('POOL_MEMORY_MB') === undefined ? Infinity : integer('POOL_MEMORY_MB', 0, 1, 1_048_576) * 1024 * 1024,
     poolPreload: boolean('POOL_PRELOAD', true),
     apiKeys,

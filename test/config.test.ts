@@ -22,6 +22,9 @@ t.test('defaults', async (t) => {
     redisUrl: undefined,
     cachePrefix: 'sparse-slm:',
     cacheTtlSeconds: 3600,
+    cacheTimeoutMs: 25,
+    cacheBreakerThreshold: 3,
+    cacheBreakerCooldownMs: 5000,
     apiKeys: [],
     authMetrics: false,
     authDocs: false,
@@ -55,6 +58,9 @@ t.test('values from the environment', async (t) => {
     REDIS_URL: 'redis://cache.internal:6380/2',
     CACHE_PREFIX: 'team-a:',
     CACHE_TTL_SECONDS: '60',
+    CACHE_TIMEOUT_MS: '40',
+    CACHE_BREAKER_THRESHOLD: '5',
+    CACHE_BREAKER_COOLDOWN_MS: '1000',
     API_KEYS: 'key-aaaaaaaaaaaaaaaa, key-bbbbbbbbbbbbbbbb',
     AUTH_METRICS: 'true',
     AUTH_DOCS: '1',
@@ -83,6 +89,9 @@ t.test('values from the environment', async (t) => {
   t.equal(config.redisUrl, 'redis://cache.internal:6380/2');
   t.equal(config.cachePrefix, 'team-a:');
   t.equal(config.cacheTtlSeconds, 60);
+  t.equal(config.cacheTimeoutMs, 40);
+  t.equal(config.cacheBreakerThreshold, 5);
+  t.equal(config.cacheBreakerCooldownMs, 1000);
   t.same(config.apiKeys, ['key-aaaaaaaaaaaaaaaa', 'key-bbbbbbbbbbbbbbbb']);
   t.equal(config.authMetrics, true);
   t.equal(config.authDocs, true);
