@@ -115,6 +115,9 @@ export async function buildApp(options: AppOptions): Promise<App> {
     clientErrorHandler: answerClientError,
     // plugins/models.ts answers 503 in OpenAI's shape while closing.
     return503OnClosing: false,
+    // GET /v1/models/{model}: any model id, however long, reaches resolveModel (a 404 that quotes
+    // an excerpt) instead of the router's 414 past 100 characters; Node's header limit still bounds URLs.
+    routerOptions: { maxParamLength: 16 * 1024 },
     // One line per request, written below at a level that depends on what it was: Fastify's two
     // info lines per request would cost most of a cheap 429's time under overload.
     logController: new LogController({ disableRequestLogging: true }),

@@ -259,6 +259,11 @@ export const ModelList = Type.Object(
 );
 export type ModelList = Static<typeof ModelList>;
 
+export const ModelParams = Type.Object({
+  model: Type.String({ description: 'the id of a served model, URL-encoded ("org/name" as org%2Fname)' }),
+});
+export type ModelParams = Static<typeof ModelParams>;
+
 export const MAX_CONTINUATIONS = 64;
 
 const TokenIds = Type.Array(Type.Integer({ minimum: 0 }), { minItems: 1 });

@@ -1,6 +1,6 @@
 /** GET /v1/models: OpenAI's model list, with vLLM's max_model_len and each model's sparsity tiers. */
 import t from 'tap';
-import type { ModelList } from '../../../src/openai/schemas.js';
+import type { ModelCard, ModelList } from '../../../src/openai/schemas.js';
 import { loadServedModel } from '../../../src/serve/engine.js';
 import { testApp } from '../../helpers/app.js';
 import { calibratedModelDir } from '../../helpers/calibrated-model.js';
@@ -48,4 +48,44 @@ t.test('each tier with its neurons, traffic bound and latency profile', async (t
 t.test('an empty list when no model is loaded', async (t) => {
   const app = await testApp(t, { models: [] });
   t.same((await app.inject({ method: 'GET', url: '/v1/models' })).json(), { object: 'list', data: [] });
+});
+
+t.test('GET /v1/models/{model}: the card the list holds for it', async (t) => {
+  const calibrated = await loadServedModel(await calibratedModelDir(), { intraOpThreads: 1 });
+  t.teardown(() => calibrated.close());
+  const app = await testApp(t, { models: [model, calibrated] });
+  const list = (await app.inject({ method: 'GET', url: '/v1/models' })).json<ModelList>();
+  for (const card of list.data) {
+    const res = await app.inject({ method: 'GET', url: `/v1/models/${encodeURIComponent(card.id)}` });
+    t.equal(res.statusCode, 200);
+    t.same(res.json(), card, `${card.id}: the same card`);
+  }
+});
+
+t.test('GET /v1/models/{model}: an id that needs URL-encoding, however long', async (t) => {
+  const ids = ['HuggingFaceTB/SmolLM2 135M:ft?v=1#2', `org/${'x'.repeat(300)}`];
+  const dir = await calibratedModelDir();
+  const served = await Promise.all(ids.map((id) => loadServedModel(dir, { id, intraOpThreads: 1, preload: false })));
+  t.teardown(() => Promise.all(served.map((m) => m.close())));
+  const app = await testApp(t, { models: served });
+  for (const id of ids) {
+    const res = await app.inject({ method: 'GET', url: `/v1/models/${encodeURIComponent(id)}` });
+    t.equal(res.statusCode, 200, res.body);
+    t.equal(res.json<ModelCard>().id, id);
+  }
+});
+
+t.test("GET /v1/models/{model}: 404 in OpenAI's shape for an unknown id, quoting an excerpt of a long one", async (t) => {
+  const app = await testApp(t, { models: [model] });
+  const res = await app.inject({ method: 'GET', url: '/v1/models/nope' });
+  t.equal(res.statusCode, 404);
+  t.same(res.json(), { error: { message: "The model 'nope' does not exist.", type: 'invalid_request_error', param: 'model', code: 'model_not_found' } });
+
+  const long = 'y'.repeat(5000);
+  const tooLong = await app.inject({ method: 'GET', url: `/v1/models/${long}` });
+  t.equal(tooLong.statusCode, 404);
+  t.match(tooLong.json(), { error: { code: 'model_not_found', message: /^The model 'y{64}… \(5000 characters\)' does not exist\.$/ } });
+
+  const unencoded = await app.inject({ method: 'GET', url: `/v1/models/${model.id}/extra` });
+  t.equal(unencoded.statusCode, 404, 'a slash must be encoded: an unknown URL otherwise');
 });

@@ -13,6 +13,11 @@ t.test('completions through the openai package', async (t) => {
 
   const models = await client.models.list();
   t.same(models.data.map((m) => m.id), [model.id]);
+  const card = await client.models.retrieve(model.id);
+  t.same(card, models.data[0], 'retrieve: the card the list holds');
+  const unknown = await client.models.retrieve('no/such model').then(() => null, (err: unknown) => err);
+  t.ok(unknown instanceof OpenAI.NotFoundError, `an unknown id: the client's NotFoundError (got ${String(unknown)})`);
+  t.match(unknown, { code: 'model_not_found', param: 'model' });
 
   const completion = await client.completions.create({ model: model.id, prompt: 'the cat', max_tokens: 5, temperature: 0, logprobs: 2 });
   t.equal(completion.object, 'text_completion');
