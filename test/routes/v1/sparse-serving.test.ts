@@ -49,7 +49,9 @@ t.test('per-prompt sets: computed, then from Redis; Redis down or back, requests
   // only come from Redis.
   const replica = await loadServedModel(dir, { intraOpThreads: 1, preload: false });
   t.teardown(() => replica.close());
-  const other = await testApp(t, { models: [replica], cache: { redisUrl: redis.url, prefix: 'e2e:' } });
+  // A generous lookup deadline: this is about sharing through Redis, and on a busy machine the
+  // default 25 ms (a miss past it, by design) can pass before the reply is read.
+  const other = await testApp(t, { models: [replica], cache: { redisUrl: redis.url, prefix: 'e2e:', timeoutMs: 2000 } });
   const viaRedis = await other.inject({ method: 'POST', url: '/v1/completions', payload: { model: model.id, prompt: 'the quick brown fox', max_tokens: 6, temperature: 0, sparsity: 0.8, activation: 'prompt' } });
   t.equal((viaRedis.json() as CompletionBody).sparsity.activation_source, 'cache', 'hit in Redis');
 
