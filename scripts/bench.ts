@@ -17,8 +17,9 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { execSync } from 'node:child_process';
 import { relative } from 'node:path';
-import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
+import { Command, InvalidArgumentError } from 'commander';
+import { parseModelDir, parsePositiveInt, runCli } from '../src/cli/options.js';
 import { loadModelDir } from '../src/model/load.js';
 import { SMOLLM2_135M_SHAPE, writeTestModel } from '../src/model/testmodel.js';
 import { createRng } from '../src/random.js';
@@ -32,195 +33,210 @@ import { defaultBlock, type TokenSelection } from '../src/arch/token-mlp.js';
 import { defaultRank } from '../src/sparsity/predictor.js';
 import { keptBlocks, tokenFeeds, tokenKeptUnits, tokenSavedBytes } from '../src/sparsity/selectors.js';
 
-const { values } = parseArgs({
-  options: {
-    model: { type: 'string' },
-    threads: { type: 'string', default: '2' },
-    'prompt-tokens': { type: 'string', default: '128' },
-    'decode-tokens': { type: 'string', default: '64' },
-    repeats: { type: 'string', default: '5' },
-    out: { type: 'string' },
-    spinning: { type: 'string', default: 'run' },
-  },
-});
-const threads = Number(values.threads);
-const promptTokens = Number(values['prompt-tokens']);
-const decodeTokens = Number(values['decode-tokens']);
-const repeats = Number(values.repeats);
-if (!(SPINNING as readonly string[]).includes(values.spinning)) throw new Error(`--spinning: expected one of ${SPINNING.join(', ')}`);
-const ortOptions = { intraOpThreads: threads, interOpThreads: 1, spinning: values.spinning as Spinning };
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-async function medianMs(fn: () => Promise<unknown>, n = repeats): Promise<number> {
-  await fn(); // warm-up
-  const xs: number[] = [];
-  for (let r = 0; r < n; r++) {
-    const t0 = performance.now();
-    await fn();
-    xs.push(performance.now() - t0);
-  }
-  return median(xs);
+interface Options {
+  model?: string;
+  threads: number;
+  promptTokens: number;
+  decodeTokens: number;
+  repeats: number;
+  out?: string;
+  spinning: Spinning;
 }
 
-let dir = values.model;
-if (!dir) {
-  dir = '.cache/bench-smollm2-135m';
-  if (!existsSync(`${dir}/model.safetensors`)) {
-    process.stderr.write(`generating a random model at SmolLM2-135M's shape in ${dir} ...\n`);
-    await writeTestModel(dir, { ...SMOLLM2_135M_SHAPE, seed: 1, dtype: 'BF16' });
-  }
+function parseSpinning(value: string): Spinning {
+  if (!(SPINNING as readonly string[]).includes(value)) throw new InvalidArgumentError(`expected one of ${SPINNING.join(', ')}`);
+  return value as Spinning;
 }
-const model = await loadModelDir(dir);
-const c = model.config;
-const prompt = Array.from({ length: promptTokens }, (_, i) => 3 + ((i * 7919) % Math.min(c.vocabSize - 3, 30000)));
 
-// Dense: prefill, decode, attribution.
-const dense = await LlamaSession.create(c, model.weights, ortOptions);
-const prefillMs = await medianMs(() => dense.forward(prompt, dense.emptyCache()));
-/**
- * Per-token decode times (ms) of each session, its sequences stepped in lockstep: a dense
- * prefill of the prompt for each, then one greedy step of each in turn, `decodeTokens` times,
- * over `decodeRuns` runs after a warm-up run. A tier's step and the dense step beside it are
- * a few milliseconds apart, so this shared machine's drift in speed (which moves its decode
- * time by 20-50% over seconds) falls on both sides of the ratio alike.
- */
-type Stepped = LlamaSession | { session: LlamaSession; inputs: Record<string, ort.Tensor> };
-async function decodeLockstep(stepped: Stepped[]): Promise<number[][]> {
-  const sessions = stepped.map((s) => (s instanceof LlamaSession ? s : s.session));
-  const inputs = stepped.map((s) => (s instanceof LlamaSession ? {} : s.inputs));
-  const times = sessions.map((): number[] => []);
-  for (let r = 0; r <= decodeRuns; r++) {
-    const states: ForwardResult[] = [];
-    while (states.length < sessions.length) states.push(await dense.forward(prompt, dense.emptyCache()));
-    for (let i = 0; i < decodeTokens; i++) {
-      for (const [k, s] of sessions.entries()) {
-        const t0 = performance.now();
-        states[k] = await s.forward([argmax(states[k].logits)], states[k].cache, 1, inputs[k]);
-        if (r > 0) times[k].push(performance.now() - t0);
-      }
+const program = new Command('bench')
+  .description('Benchmark dense prefill and decode, attribution, and decode per sparsity tier and per-token selector, side by side in one run')
+  .option('--model <dir>', "model directory (default: a random model at SmolLM2-135M's shape, generated once into .cache/)", parseModelDir)
+  .option('--threads <n>', 'ONNX Runtime intra-op threads', parsePositiveInt, 2)
+  .option('--prompt-tokens <n>', 'prompt length', parsePositiveInt, 128)
+  .option('--decode-tokens <n>', 'tokens decoded after the prompt', parsePositiveInt, 64)
+  .option('--repeats <n>', 'timed runs after a warm-up (decode: half as many, at least 3)', parsePositiveInt, 5)
+  .option('--spinning <mode>', `ORT pool threads spinning: one of ${SPINNING.join(', ')}`, parseSpinning, 'run' as Spinning)
+  .option('--out <file>', 'also write the tables to this Markdown file')
+  .action(bench);
+
+async function bench(values: Options): Promise<void> {
+  const { threads, promptTokens, decodeTokens, repeats } = values;
+  const ortOptions = { intraOpThreads: threads, interOpThreads: 1, spinning: values.spinning };
+
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  async function medianMs(fn: () => Promise<unknown>, n = repeats): Promise<number> {
+    await fn(); // warm-up
+    const xs: number[] = [];
+    for (let r = 0; r < n; r++) {
+      const t0 = performance.now();
+      await fn();
+      xs.push(performance.now() - t0);
+    }
+    return median(xs);
+  }
+
+  let dir = values.model;
+  if (!dir) {
+    dir = '.cache/bench-smollm2-135m';
+    if (!existsSync(`${dir}/model.safetensors`)) {
+      process.stderr.write(`generating a random model at SmolLM2-135M's shape in ${dir} ...\n`);
+      await writeTestModel(dir, { ...SMOLLM2_135M_SHAPE, seed: 1, dtype: 'BF16' });
     }
   }
-  return times;
-}
-const decodeRuns = Math.max(3, Math.ceil(repeats / 2));
-const denseSteps = (await decodeLockstep([dense]))[0];
+  const model = await loadModelDir(dir);
+  const c = model.config;
+  const prompt = Array.from({ length: promptTokens }, (_, i) => 3 + ((i * 7919) % Math.min(c.vocabSize - 3, 30000)));
 
-const attributor = await Attributor.create(c, model.weights, ortOptions);
-const targets = selfTargets(prompt);
-const attributionMs = await medianMs(() => attributor.run(prompt, targets));
-await attributor.release();
+  // Dense: prefill, decode, attribution.
+  const dense = await LlamaSession.create(c, model.weights, ortOptions);
+  const prefillMs = await medianMs(() => dense.forward(prompt, dense.emptyCache()));
+  /**
+   * Per-token decode times (ms) of each session, its sequences stepped in lockstep: a dense
+   * prefill of the prompt for each, then one greedy step of each in turn, `decodeTokens` times,
+   * over `decodeRuns` runs after a warm-up run. A tier's step and the dense step beside it are
+   * a few milliseconds apart, so this shared machine's drift in speed (which moves its decode
+   * time by 20-50% over seconds) falls on both sides of the ratio alike.
+   */
+  type Stepped = LlamaSession | { session: LlamaSession; inputs: Record<string, ort.Tensor> };
+  async function decodeLockstep(stepped: Stepped[]): Promise<number[][]> {
+    const sessions = stepped.map((s) => (s instanceof LlamaSession ? s : s.session));
+    const inputs = stepped.map((s) => (s instanceof LlamaSession ? {} : s.inputs));
+    const times = sessions.map((): number[] => []);
+    for (let r = 0; r <= decodeRuns; r++) {
+      const states: ForwardResult[] = [];
+      while (states.length < sessions.length) states.push(await dense.forward(prompt, dense.emptyCache()));
+      for (let i = 0; i < decodeTokens; i++) {
+        for (const [k, s] of sessions.entries()) {
+          const t0 = performance.now();
+          states[k] = await s.forward([argmax(states[k].logits)], states[k].cache, 1, inputs[k]);
+          if (r > 0) times[k].push(performance.now() - t0);
+        }
+      }
+    }
+    return times;
+  }
+  const decodeRuns = Math.max(3, Math.ceil(repeats / 2));
+  const denseSteps = (await decodeLockstep([dense]))[0];
 
-// Tiers.
-const masks = readMaskFile(model.dir, model.weightsHash, model.config);
-const rand = createRng(7);
-const randomScores = Array.from({ length: c.numLayers }, () => Array.from({ length: c.intermediateSize }, rand));
-const tiers = (masks?.tiers.map((t) => ({ sparsity: t.sparsity, keep: t.layers.map((l) => l.mlp) })) ??
-  DEFAULT_TIERS.map((s) => ({ sparsity: s, keep: randomScores.map((sc) => keepTop(sc, s)) })));
-const context = promptTokens + decodeTokens / 2;
-const denseFlops = tokenFlops(c, context).total;
-const rows: Record<string, string>[] = [];
-for (const tier of tiers) {
-  const pruned = pruneMlp(model.weights, tier.keep);
-  const session = await LlamaSession.create(c, pruned, ortOptions);
-  const [denseTierSteps, tierSteps] = await decodeLockstep([dense, session]);
-  await session.release();
-  denseSteps.push(...denseTierSteps);
-  const ms = median(tierSteps);
-  const bound = weightBytesPerToken(model.weights) / weightBytesPerToken(pruned);
-  const speedup = median(denseTierSteps) / ms;
-  rows.push({
-    tier: `s${Math.round(tier.sparsity * 100)}`,
-    'decode ms/token': ms.toFixed(2),
-    'tokens/s': (1000 / ms).toFixed(1),
-    // Three decimals: the s80 target (85% of 1.90x is 1.615x) sits between two-decimal steps.
-    speedup: `${speedup.toFixed(3)}x`,
-    'FLOP ratio': (tokenFlops(c, context, tier.keep.map((k) => ({ mlp: k.length }))).total / denseFlops).toFixed(3),
-    'traffic bound': `${bound.toFixed(2)}x`,
-    'speedup ÷ bound': `${((100 * speedup) / bound).toFixed(1)}%`,
-    'speedup / bound': `${((100 * (speedup - 1)) / (bound - 1)).toFixed(1)}%`,
-  });
-}
+  const attributor = await Attributor.create(c, model.weights, ortOptions);
+  const targets = selfTargets(prompt);
+  const attributionMs = await medianMs(() => attributor.run(prompt, targets));
+  await attributor.release();
 
-// Per-token tiers: every token selects its own blocks of neurons inside the graph, one session
-// per selector (the tier is its token_blocks input). An untrained predictor reads the same bytes
-// and runs the same ops as a trained one, so random factors time it.
-const rank = defaultRank(c.hiddenSize);
-const randomFactors = (n: number) => Float32Array.from({ length: n }, () => rand() - 0.5);
-const predictorLayers = model.weights.layers.map(() => ({ a: randomFactors(c.hiddenSize * rank), b: randomFactors(rank * c.intermediateSize), bias: randomFactors(c.intermediateSize) }));
-// What serves (reranked gate-first), single neurons (what keeps the model's quality, docs/eval)
-// and blocks of the model's default size (what the gathers read fastest).
-const selections: { label: string; selection: TokenSelection }[] = [
-  { label: 'gate-rerank/1 (served)', selection: { selector: 'gate', block: 1, rerank: true } },
-  ...[1, defaultBlock(c.intermediateSize)].flatMap((block) => [
-    { label: `gate-first/${block}`, selection: { selector: 'gate', block } as TokenSelection },
-    { label: `predictor r${rank}/${block}`, selection: { selector: 'predictor', block, rank, layers: predictorLayers } as TokenSelection },
-  ]),
-];
-const tokenRows: Record<string, string>[] = [];
-for (const { label, selection } of selections) {
-  const session = await LlamaSession.create(c, model.weights, ortOptions, { tokenSelection: selection });
+  // Tiers.
+  const masks = readMaskFile(model.dir, model.weightsHash, model.config);
+  const rand = createRng(7);
+  const randomScores = Array.from({ length: c.numLayers }, () => Array.from({ length: c.intermediateSize }, rand));
+  const tiers = (masks?.tiers.map((t) => ({ sparsity: t.sparsity, keep: t.layers.map((l) => l.mlp) })) ??
+    DEFAULT_TIERS.map((s) => ({ sparsity: s, keep: randomScores.map((sc) => keepTop(sc, s)) })));
+  const context = promptTokens + decodeTokens / 2;
+  const denseFlops = tokenFlops(c, context).total;
+  const rows: Record<string, string>[] = [];
   for (const tier of tiers) {
-    const { block } = selection;
-    const blocks = keptBlocks(c.intermediateSize, block, tier.sparsity);
-    const inputs = tokenFeeds(c.intermediateSize, selection, blocks);
-    const [denseTierSteps, tierSteps] = await decodeLockstep([dense, { session, inputs }]);
+    const pruned = pruneMlp(model.weights, tier.keep);
+    const session = await LlamaSession.create(c, pruned, ortOptions);
+    const [denseTierSteps, tierSteps] = await decodeLockstep([dense, session]);
+    await session.release();
     denseSteps.push(...denseTierSteps);
     const ms = median(tierSteps);
-    const bound = weightBytesPerToken(model.weights) / (weightBytesPerToken(model.weights) - tokenSavedBytes(c, selection, blocks));
+    const bound = weightBytesPerToken(model.weights) / weightBytesPerToken(pruned);
     const speedup = median(denseTierSteps) / ms;
-    tokenRows.push({
-      selector: label,
+    rows.push({
       tier: `s${Math.round(tier.sparsity * 100)}`,
-      'neurons/token': String(blocks * block),
       'decode ms/token': ms.toFixed(2),
       'tokens/s': (1000 / ms).toFixed(1),
+      // Three decimals: the s80 target (85% of 1.90x is 1.615x) sits between two-decimal steps.
       speedup: `${speedup.toFixed(3)}x`,
-      'FLOP ratio': (tokenFlops(c, context, tokenKeptUnits(c, selection, blocks)).total / denseFlops).toFixed(3),
+      'FLOP ratio': (tokenFlops(c, context, tier.keep.map((k) => ({ mlp: k.length }))).total / denseFlops).toFixed(3),
       'traffic bound': `${bound.toFixed(2)}x`,
       'speedup ÷ bound': `${((100 * speedup) / bound).toFixed(1)}%`,
+      'speedup / bound': `${((100 * (speedup - 1)) / (bound - 1)).toFixed(1)}%`,
     });
   }
-  await session.release();
+
+  // Per-token tiers: every token selects its own blocks of neurons inside the graph, one session
+  // per selector (the tier is its token_blocks input). An untrained predictor reads the same bytes
+  // and runs the same ops as a trained one, so random factors time it.
+  const rank = defaultRank(c.hiddenSize);
+  const randomFactors = (n: number) => Float32Array.from({ length: n }, () => rand() - 0.5);
+  const predictorLayers = model.weights.layers.map(() => ({ a: randomFactors(c.hiddenSize * rank), b: randomFactors(rank * c.intermediateSize), bias: randomFactors(c.intermediateSize) }));
+  // What serves (reranked gate-first), single neurons (what keeps the model's quality, docs/eval)
+  // and blocks of the model's default size (what the gathers read fastest).
+  const selections: { label: string; selection: TokenSelection }[] = [
+    { label: 'gate-rerank/1 (served)', selection: { selector: 'gate', block: 1, rerank: true } },
+    ...[1, defaultBlock(c.intermediateSize)].flatMap((block) => [
+      { label: `gate-first/${block}`, selection: { selector: 'gate', block } as TokenSelection },
+      { label: `predictor r${rank}/${block}`, selection: { selector: 'predictor', block, rank, layers: predictorLayers } as TokenSelection },
+    ]),
+  ];
+  const tokenRows: Record<string, string>[] = [];
+  for (const { label, selection } of selections) {
+    const session = await LlamaSession.create(c, model.weights, ortOptions, { tokenSelection: selection });
+    for (const tier of tiers) {
+      const { block } = selection;
+      const blocks = keptBlocks(c.intermediateSize, block, tier.sparsity);
+      const inputs = tokenFeeds(c.intermediateSize, selection, blocks);
+      const [denseTierSteps, tierSteps] = await decodeLockstep([dense, { session, inputs }]);
+      denseSteps.push(...denseTierSteps);
+      const ms = median(tierSteps);
+      const bound = weightBytesPerToken(model.weights) / (weightBytesPerToken(model.weights) - tokenSavedBytes(c, selection, blocks));
+      const speedup = median(denseTierSteps) / ms;
+      tokenRows.push({
+        selector: label,
+        tier: `s${Math.round(tier.sparsity * 100)}`,
+        'neurons/token': String(blocks * block),
+        'decode ms/token': ms.toFixed(2),
+        'tokens/s': (1000 / ms).toFixed(1),
+        speedup: `${speedup.toFixed(3)}x`,
+        'FLOP ratio': (tokenFlops(c, context, tokenKeptUnits(c, selection, blocks)).total / denseFlops).toFixed(3),
+        'traffic bound': `${bound.toFixed(2)}x`,
+        'speedup ÷ bound': `${((100 * speedup) / bound).toFixed(1)}%`,
+      });
+    }
+    await session.release();
+  }
+
+  const denseDecodeMs = median(denseSteps);
+  rows.unshift({ tier: 'dense', 'decode ms/token': denseDecodeMs.toFixed(2), 'tokens/s': (1000 / denseDecodeMs).toFixed(1), speedup: '1.000x', 'FLOP ratio': '1.000', 'traffic bound': '1.00x', 'speedup ÷ bound': '100%', 'speedup / bound': '100%' });
+  await dense.release();
+
+  const header = [
+    `model: ${relative(process.cwd(), model.dir) || '.'} (${c.numLayers} layers, hidden ${c.hiddenSize}, intermediate ${c.intermediateSize}, ${c.numHeads} heads / ${c.numKvHeads} KV, vocab ${c.vocabSize})`,
+    `ONNX Runtime ${ort.env.versions.common}, CPU execution provider, intra-op threads ${threads}, inter-op 1, graph optimisation "all", float32, weights as initializers`,
+    `prompt ${promptTokens} tokens; decode ${decodeTokens} tokens after it; prefill and attribution: medians of ${repeats} runs after a warm-up; decode: medians of per-token times over ${decodeRuns} runs after a warm-up, each tier's sequence stepped in lockstep with a dense one, against whose steps its speedup is taken; ORT pool threads spinning: ${values.spinning}; tier masks: ${masks ? `calibrated (${masks.metric})` : 'random scores'}`,
+  ];
+  console.log(header.join('\n'), '\n');
+  const denseRows = [
+    { measure: 'prefill', ms: prefillMs.toFixed(1), 'tokens/s': (promptTokens / (prefillMs / 1000)).toFixed(1), 'vs prefill': '1.00x' },
+    { measure: 'decode (per token)', ms: denseDecodeMs.toFixed(2), 'tokens/s': (1000 / denseDecodeMs).toFixed(1), 'vs prefill': '' },
+    { measure: `attribution (${promptTokens} tokens, forward + backward)`, ms: attributionMs.toFixed(1), 'tokens/s': (promptTokens / (attributionMs / 1000)).toFixed(1), 'vs prefill': `${(attributionMs / prefillMs).toFixed(2)}x` },
+  ];
+  console.table(denseRows);
+  console.table(rows);
+  console.table(tokenRows);
+  console.log('speedup ÷ bound: the speedup as a share of the traffic bound; speedup / bound = (speedup - 1) / (bound - 1): the share of the possible saving realised.');
+
+  if (values.out) {
+    const table = (rs: Record<string, string>[]) => [
+      `| ${Object.keys(rs[0]).join(' | ')} |`,
+      `|${Object.keys(rs[0]).map(() => '---').join('|')}|`,
+      ...rs.map((r) => `| ${Object.values(r).join(' | ')} |`),
+    ].join('\n');
+    const dirty = execSync('git status --porcelain --untracked-files=no -- src scripts').toString().trim() !== '';
+    const commit = execSync('git rev-parse --short HEAD').toString().trim();
+    // Hand-written notes below the marker survive a re-run; the tables above it are regenerated.
+    const marker = '<!-- notes: kept by npm run bench -->';
+    const previous = existsSync(values.out) ? readFileSync(values.out, 'utf8') : '';
+    const notes = previous.includes(marker) ? previous.slice(previous.indexOf(marker)) : '';
+    writeFileSync(values.out, [
+      '# Benchmarks', '', `\`npm run bench\` at commit \`${commit}\`${dirty ? ' plus uncommitted changes to src/ and scripts/' : ''}, ${new Date().toISOString().slice(0, 10)}, on this project's CI machine kind (2 cores).`, '',
+      ...header.map((h) => `- ${h}`), '', '## Dense serving and attribution', '', table(denseRows), '',
+      '## Decode per sparsity tier (MLP neurons pruned, attention dense)', '', table(rows), '',
+      '## Per-token decode (each token selects its own blocks of neurons inside the graph)', '', table(tokenRows), '',
+      'Each per-token row is stepped in lockstep with a dense sequence, like the tiers above. Its traffic bound counts the selector\'s bytes: the predictor\'s factors, or gate-first\'s dense gate rows of the neurons it drops.', '',
+      'The FLOP ratio is per decoded token at the mean context of the run; the traffic bound is dense weight bytes read per token over the tier\'s (decode on a CPU is memory-bound, so this bounds the speedup). "speedup ÷ bound" is the speedup as a share of the bound; "speedup / bound" is (speedup - 1) / (bound - 1), the share of the possible time saving realised. The dense row is the median of all dense decode steps.', '',
+    ].join('\n') + (notes ? `\n${notes}` : ''));
+  }
 }
 
-const denseDecodeMs = median(denseSteps);
-rows.unshift({ tier: 'dense', 'decode ms/token': denseDecodeMs.toFixed(2), 'tokens/s': (1000 / denseDecodeMs).toFixed(1), speedup: '1.000x', 'FLOP ratio': '1.000', 'traffic bound': '1.00x', 'speedup ÷ bound': '100%', 'speedup / bound': '100%' });
-await dense.release();
-
-const header = [
-  `model: ${relative(process.cwd(), model.dir) || '.'} (${c.numLayers} layers, hidden ${c.hiddenSize}, intermediate ${c.intermediateSize}, ${c.numHeads} heads / ${c.numKvHeads} KV, vocab ${c.vocabSize})`,
-  `ONNX Runtime ${ort.env.versions.common}, CPU execution provider, intra-op threads ${threads}, inter-op 1, graph optimisation "all", float32, weights as initializers`,
-  `prompt ${promptTokens} tokens; decode ${decodeTokens} tokens after it; prefill and attribution: medians of ${repeats} runs after a warm-up; decode: medians of per-token times over ${decodeRuns} runs after a warm-up, each tier's sequence stepped in lockstep with a dense one, against whose steps its speedup is taken; ORT pool threads spinning: ${values.spinning}; tier masks: ${masks ? `calibrated (${masks.metric})` : 'random scores'}`,
-];
-console.log(header.join('\n'), '\n');
-const denseRows = [
-  { measure: 'prefill', ms: prefillMs.toFixed(1), 'tokens/s': (promptTokens / (prefillMs / 1000)).toFixed(1), 'vs prefill': '1.00x' },
-  { measure: 'decode (per token)', ms: denseDecodeMs.toFixed(2), 'tokens/s': (1000 / denseDecodeMs).toFixed(1), 'vs prefill': '' },
-  { measure: `attribution (${promptTokens} tokens, forward + backward)`, ms: attributionMs.toFixed(1), 'tokens/s': (promptTokens / (attributionMs / 1000)).toFixed(1), 'vs prefill': `${(attributionMs / prefillMs).toFixed(2)}x` },
-];
-console.table(denseRows);
-console.table(rows);
-console.table(tokenRows);
-console.log('speedup ÷ bound: the speedup as a share of the traffic bound; speedup / bound = (speedup - 1) / (bound - 1): the share of the possible saving realised.');
-
-if (values.out) {
-  const table = (rs: Record<string, string>[]) => [
-    `| ${Object.keys(rs[0]).join(' | ')} |`,
-    `|${Object.keys(rs[0]).map(() => '---').join('|')}|`,
-    ...rs.map((r) => `| ${Object.values(r).join(' | ')} |`),
-  ].join('\n');
-  const dirty = execSync('git status --porcelain --untracked-files=no -- src scripts').toString().trim() !== '';
-  const commit = execSync('git rev-parse --short HEAD').toString().trim();
-  // Hand-written notes below the marker survive a re-run; the tables above it are regenerated.
-  const marker = '<!-- notes: kept by npm run bench -->';
-  const previous = existsSync(values.out) ? readFileSync(values.out, 'utf8') : '';
-  const notes = previous.includes(marker) ? previous.slice(previous.indexOf(marker)) : '';
-  writeFileSync(values.out, [
-    '# Benchmarks', '', `\`npm run bench\` at commit \`${commit}\`${dirty ? ' plus uncommitted changes to src/ and scripts/' : ''}, ${new Date().toISOString().slice(0, 10)}, on this project's CI machine kind (2 cores).`, '',
-    ...header.map((h) => `- ${h}`), '', '## Dense serving and attribution', '', table(denseRows), '',
-    '## Decode per sparsity tier (MLP neurons pruned, attention dense)', '', table(rows), '',
-    '## Per-token decode (each token selects its own blocks of neurons inside the graph)', '', table(tokenRows), '',
-    'Each per-token row is stepped in lockstep with a dense sequence, like the tiers above. Its traffic bound counts the selector\'s bytes: the predictor\'s factors, or gate-first\'s dense gate rows of the neurons it drops.', '',
-    'The FLOP ratio is per decoded token at the mean context of the run; the traffic bound is dense weight bytes read per token over the tier\'s (decode on a CPU is memory-bound, so this bounds the speedup). "speedup ÷ bound" is the speedup as a share of the bound; "speedup / bound" is (speedup - 1) / (bound - 1), the share of the possible time saving realised. The dense row is the median of all dense decode steps.', '',
-  ].join('\n') + (notes ? `\n${notes}` : ''));
-}
+await runCli(program);

@@ -10,7 +10,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, relative } from 'node:path';
 import { Command } from 'commander';
-import { parseNonNegativeInt, parsePositiveInt } from '../src/cli/options.js';
+import { parseModelDir, parseNonNegativeInt, parsePositiveInt, runCli } from '../src/cli/options.js';
 import { FUZZ_SERVER_ENV } from './lib/fuzz-env.js';
 import { runFuzz, type FuzzSummary } from './lib/fuzz.js';
 import { ROOT, startServer } from './lib/server-process.js';
@@ -28,7 +28,7 @@ const program = new Command('fuzz')
   .description('Send seeded, mutated requests to every route of the server and check that none gets a 5xx, a malformed error or an unbounded message, and that /health keeps answering')
   .option('--seed <n>', 'seed of the run', parseNonNegativeInt, 1)
   .option('--count <n>', 'requests to send', parsePositiveInt, 10_000)
-  .option('--model <dir>', 'model directory to serve', 'models/stories260K')
+  .option('--model <dir>', 'model directory to serve', parseModelDir, 'models/stories260K')
   .option('--concurrency <n>', 'requests in flight at once', parsePositiveInt, 8)
   .option('--index <list>', 'only these cases of the run (comma-separated), to reproduce a violation', (v) => v.split(',').map((i) => parseNonNegativeInt(i.trim())))
   .option('--violations <file>', 'where violations go, with their requests (default .cache/fuzz/violations-seed-<seed>.jsonl)')
@@ -87,4 +87,4 @@ function report(seed: number, s: FuzzSummary): string {
   return lines.join('\n');
 }
 
-await program.parseAsync();
+await runCli(program);

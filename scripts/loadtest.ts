@@ -13,7 +13,7 @@ import { execSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { Command } from 'commander';
-import { parseNonNegativeInt, parsePositiveNumber } from '../src/cli/options.js';
+import { parseModelDir, parseNonNegativeInt, parsePositiveNumber, runCli } from '../src/cli/options.js';
 import { markdownTable, runPhase, warmUp, type TableRow } from './lib/load.js';
 
 const WARM_UP_S = 5;
@@ -35,7 +35,7 @@ function multipliers(value: string): number[] {
 
 const program = new Command('loadtest')
   .description('Measure successful throughput and /health latency of the server at 1x and overloaded, from clients that ignore 429')
-  .option('--model <dir>', 'model directory to serve', 'models/stories260K')
+  .option('--model <dir>', 'model directory to serve', parseModelDir, 'models/stories260K')
   .option('--queue <n>', 'MAX_QUEUE_PER_MODEL (one request runs per model)', parseNonNegativeInt, 32)
   .option('--duration <s>', 'seconds per phase', parsePositiveNumber, 15)
   .option('--multipliers <list>', 'overload phases, as multiples of the 1x load (1 + queue connections)', multipliers, [2, 10, 50])
@@ -108,4 +108,4 @@ ${table}
 `;
 }
 
-await program.parseAsync();
+await runCli(program);

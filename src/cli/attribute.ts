@@ -12,7 +12,7 @@ import { loadModelDir } from '../model/load.js';
 import { Attributor, continuationTargets, selfTargets } from '../sparsity/attribution.js';
 import { encodeContinuation } from '../sparsity/calibration.js';
 import { meanOverPositions, METRICS, scoreSequence, type Metric } from '../sparsity/metrics.js';
-import { parseMetric, parsePositiveInt } from './options.js';
+import { parseMetric, parseModelDir, parsePositiveInt, runCli } from './options.js';
 
 
 
@@ -23,7 +23,7 @@ function rows(data: Float32Array, units: number): number[][] {
 
 const program = new Command('attribute')
   .description('Score every MLP neuron and attention head of a model by its attribution to the loss on a prompt')
-  .requiredOption('--model <dir>', 'model directory (Hugging Face layout)')
+  .requiredOption('--model <dir>', 'model directory (Hugging Face layout)', parseModelDir)
   .requiredOption('--prompt <text>', 'prompt text')
   .option('--target <text>', 'reference continuation (teacher-forced); without it the prompt predicts itself')
   .option('--metric <name>', `one of ${METRICS.join(', ')}`, parseMetric, 'cor_gxo' as Metric)
@@ -62,7 +62,4 @@ const program = new Command('attribute')
     });
   });
 
-program.parseAsync().catch((err: unknown) => {
-  process.stderr.write(`attribute: ${err instanceof Error ? err.message : String(err)}\n`);
-  process.exit(1);
-});
+await runCli(program);

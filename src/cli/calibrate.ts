@@ -14,11 +14,11 @@ import { Attributor } from '../sparsity/attribution.js';
 import { calibrate, readCalibrationFile } from '../sparsity/calibration.js';
 import { DEFAULT_TIERS, tierMask, writeMaskFile, type MaskFile } from '../sparsity/masks.js';
 import { METRICS, type Metric } from '../sparsity/metrics.js';
-import { parseMetric, parsePositiveInt, parseSparsities } from './options.js';
+import { parseMetric, parseModelDir, parsePositiveInt, parseSparsities, runCli } from './options.js';
 
 const program = new Command('calibrate')
   .description('Compute attribution-based tier masks over a calibration set and store them in the model directory')
-  .requiredOption('--model <dir>', 'model directory (Hugging Face layout); masks go to its sparsity/')
+  .requiredOption('--model <dir>', 'model directory (Hugging Face layout); masks go to its sparsity/', parseModelDir)
   .requiredOption('--data <file>', 'calibration set: JSON lines of {"prompt", "completion"?}')
   .option('--metric <name>', `one of ${METRICS.join(', ')}`, parseMetric, 'cor_gxo' as Metric)
   .option('--tiers <list>', 'comma-separated MLP sparsities', parseSparsities, DEFAULT_TIERS)
@@ -67,7 +67,4 @@ const program = new Command('calibrate')
     );
   });
 
-program.parseAsync().catch((err: unknown) => {
-  process.stderr.write(`calibrate: ${err instanceof Error ? err.message : String(err)}\n`);
-  process.exit(1);
-});
+await runCli(program);

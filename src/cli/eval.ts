@@ -25,7 +25,7 @@ import { MASKS_FILE, readMaskFile } from '../sparsity/masks.js';
 import { METRICS } from '../sparsity/metrics.js';
 import { isSelector, SELECTORS, type Selector } from '../sparsity/selectors.js';
 import { tokenVariants } from '../eval/token.js';
-import { parseMetric, parsePositiveInt, parseSparsities } from './options.js';
+import { parseMetric, parseModelDir, parsePositiveInt, parseSparsities, runCli } from './options.js';
 
 const list =
   <T>(parse: (v: string) => T) =>
@@ -74,7 +74,7 @@ interface Options extends Omit<UnitSettings, 'tokenVariants'> {
 
 const program = new Command('eval')
   .description('Measure how closely sparse activation follows the dense model, per metric, sparsity and activation mode')
-  .option('--model <dir>', 'model directory', 'models/default')
+  .option('--model <dir>', 'model directory', parseModelDir, 'models/default')
   .option('--out <dir>', 'where results go (default: docs/eval/<model directory name>)')
   .option('--prompts <files>', 'comma-separated prompt sets (JSON lines of {"prompt"})', list(String), DEFAULT_PROMPTS)
   .option('--passages <file>', 'held-out text for perplexity (JSON lines of {"text"})', 'data/eval/heldout-text.jsonl')
@@ -149,7 +149,4 @@ const program = new Command('eval')
     console.log(`\n${files.map(rel).join('\n')}\n\nThe computed units stay in ${rel(progress.file)}: the same command renders the report again without recomputing; --fresh recomputes.`);
   });
 
-program.parseAsync().catch((err: unknown) => {
-  process.stderr.write(`eval: ${err instanceof Error ? err.message : String(err)}\n`);
-  process.exit(1);
-});
+await runCli(program);

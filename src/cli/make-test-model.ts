@@ -5,7 +5,8 @@
  *   npm run make-test-model -- --out /tmp/smol --preset smollm2-135m --dtype BF16 --layers 4
  */
 import { writeTestModel } from '../model/testmodel.js';
-import { parseMakeTestModelArgs, USAGE, UsageError } from './test-model-args.js';
+import { exitWithError } from './options.js';
+import { parseMakeTestModelArgs, USAGE } from './test-model-args.js';
 
 async function main(): Promise<void> {
   const { out, options, help } = parseMakeTestModelArgs(process.argv.slice(2));
@@ -21,11 +22,4 @@ async function main(): Promise<void> {
   );
 }
 
-main().catch((err: unknown) => {
-  if (err instanceof UsageError) {
-    process.stderr.write(`make-test-model: ${err.message}\n${USAGE}\n`);
-    process.exit(2);
-  }
-  process.stderr.write(`make-test-model: ${err instanceof Error ? err.message : String(err)}\n`);
-  process.exit(1);
-});
+main().catch(exitWithError);

@@ -21,7 +21,7 @@ export class UsageError extends Error {
 /** --kv-heads for kvHeads and so on. */
 const flag = (field: string): string => field.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 
-export const USAGE = `usage: make-test-model --out DIR [--preset ${Object.keys(PRESETS).join('|')}] [--seed N] [--dtype ${DTYPES.join('|')}]
+export const USAGE = `Usage: make-test-model --out DIR [--preset ${Object.keys(PRESETS).join('|')}] [--seed N] [--dtype ${DTYPES.join('|')}]
   [--architecture ${ARCHITECTURES.join('|')}]
   ${INT_FIELDS.map((f) => `[--${flag(f)} N]`).join(' ')}
   ${NUMBER_FIELDS.map((f) => `[--${flag(f)} X]`).join(' ')} ${BOOL_FIELDS.map((f) => `[--${flag(f)} true|false]`).join(' ')}`;

@@ -22,7 +22,7 @@ import { checkRank, defaultRank, PREDICTOR_LABELS, writePredictor, type Predicto
 import { dataKey, DEFAULT_LABEL_SPARSITIES, labelPassages, selectPassages } from '../sparsity/predictor-data.js';
 import { measureRecall, predictorScoreFn, PREDICTOR_TRAIN_DEFAULTS, trainPredictor, type ScoreFn } from '../sparsity/predictor-train.js';
 import { loadCorpus, splitCorpus } from '../train/corpus.js';
-import { parsePositiveInt, parseSparsities } from './options.js';
+import { parseModelDir, parsePositiveInt, parseSparsities, runCli } from './options.js';
 
 function parseLabels(value: string): PredictorLabels[] {
   if (value === 'both') return [...PREDICTOR_LABELS];
@@ -50,7 +50,7 @@ const bar = (format: string) =>
 
 const program = new Command('train-predictor')
   .description('Train per-token MLP neuron predictors on oracle labels (resumable)')
-  .requiredOption('--model <dir>', 'model directory (Hugging Face layout)')
+  .requiredOption('--model <dir>', 'model directory (Hugging Face layout)', parseModelDir)
   .option('--labels <kind>', 'cor_gxo, magnitude or both', parseLabels, [...PREDICTOR_LABELS])
   .option('--rank <n>', 'predictor rank (default hidden/8, a multiple of 8)', parsePositiveInt)
   .option('--tokens <n>', 'training positions to label', parsePositiveInt, 16384)
@@ -137,7 +137,4 @@ const program = new Command('train-predictor')
     console.log(`total ${((performance.now() - started) / 1000).toFixed(0)} s; labelling ${labelSeconds.toFixed(0)} s`);
   });
 
-program.parseAsync().catch((err: unknown) => {
-  process.stderr.write(`train-predictor: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
-  process.exit(1);
-});
+await runCli(program);

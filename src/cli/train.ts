@@ -11,7 +11,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import cliProgress from 'cli-progress';
 import { Command } from 'commander';
-import { parsePositiveInt, parsePositiveNumber } from './options.js';
+import { parsePositiveInt, parsePositiveNumber, runCli } from './options.js';
 import { ADAMW_DEFAULTS } from '../train/adamw.js';
 import { writeModelCard } from '../train/card.js';
 import { lineChartSvg } from '../plot.js';
@@ -76,7 +76,4 @@ const program = new Command('train')
     console.log(`validation: loss ${result.validation.loss.toFixed(4)} nats/token, ${result.validation.bitsPerByte.toFixed(4)} bits/byte; bigram baseline ${result.baseline.bitsPerByte.toFixed(4)} bits/byte`);
   });
 
-program.parseAsync().catch((err: unknown) => {
-  process.stderr.write(`train: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
-  process.exit(1);
-});
+await runCli(program);
