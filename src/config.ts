@@ -4,7 +4,9 @@
  * Every variable is checked at start-up: a bad value stops the process with a message that
  * names the variable, instead of surfacing later as a confusing runtime failure.
  */
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { Template } from '@huggingface/jinja';
 import { PROJECT_ROOT } from './project.js';
 import { SPINNING, type Spinning } from './runtime/session.js';
 
@@ -73,6 +75,8 @@ export interface Config {
   drainDelayMs: number;
   /** Worker threads that tokenize long texts off the event loop. */
   tokenizerThreads: number;
+  /** Absolute path of a Jinja chat template that replaces every model's own; undefined: each model's. */
+  chatTemplateFile: string | undefined;
 }
 
 /** Relative to the project root, so that the default does not depend on the cwd. */
@@ -154,6 +158,7 @@ export function loadConfig(env: Env = process.env): Config {
     problems.push('API_KEYS: expected comma-separated keys of at least 16 characters, without whitespace');
   }
   const corsOrigins = list('CORS_ORIGINS');
+  const chatTemplate = value('CHAT_TEMPLATE');
 
   const config: Config = {
     port,
@@ -190,9 +195,31 @@ export function loadConfig(env: Env = process.env): Config {
     maxRequestTokens: integer('MAX_REQUEST_TOKENS', 32_768, 1, 1_000_000_000),
     drainDelayMs: integer('DRAIN_DELAY_MS', 5000, 0, 3_600_000),
     tokenizerThreads: integer('TOKENIZER_THREADS', 1, 1, 64),
+    chatTemplateFile: chatTemplate === undefined ? undefined : resolve(chatTemplate),
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
+}
+
+/**
+ * The CHAT_TEMPLATE file's text, parsed once so that a broken template stops the start-up
+ * rather than failing every chat request; a ConfigError naming the variable otherwise.
+ */
+export function readChatTemplateFile(file: string): string {
+  const problem = (what: string) => new ConfigError([`CHAT_TEMPLATE=${JSON.stringify(file)}: ${what}`]);
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw problem(`cannot read the chat template file (${(err as Error).message})`);
+  }
+  if (text.trim() === '') throw problem('the chat template file is empty');
+  try {
+    new Template(text);
+  } catch (err) {
+    throw problem(`not a valid Jinja template (${(err as Error).message})`);
+  }
+  return text;
 }
 
 function isRedisUrl(raw: string): boolean {

@@ -8,7 +8,7 @@
 import { pino } from 'pino';
 import { buildApp, type App } from './app.js';
 import { isLoopbackHost, LOG_REDACT } from './openai/auth.js';
-import { ConfigError, loadConfig, type Config } from './config.js';
+import { ConfigError, loadConfig, readChatTemplateFile, type Config } from './config.js';
 import { loadServedModel } from './serve/engine.js';
 import { drainAndClose } from './serve/shutdown.js';
 import { SessionPool } from './runtime/pool.js';
@@ -16,8 +16,10 @@ import type { ServedModel } from './runtime/types.js';
 
 async function main(): Promise<void> {
   let config: Config;
+  let chatTemplate: string | undefined;
   try {
     config = loadConfig();
+    if (config.chatTemplateFile !== undefined) chatTemplate = readChatTemplateFile(config.chatTemplateFile);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     console.error(err.message);
@@ -40,6 +42,7 @@ async function main(): Promise<void> {
         spinning: config.ortSpinning,
         pool,
         preload: config.poolPreload,
+        chatTemplate,
       }));
     } catch (err) {
       log.fatal({ err, dir }, `cannot load the model in ${dir} (MODEL_DIR)`);

@@ -1,7 +1,8 @@
 /** Configuration from environment variables: defaults, parsing, and clear failures. */
-import { resolve } from 'node:path';
+import { writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import t from 'tap';
-import { DEFAULT_MODEL_DIR, loadConfig } from '../src/config.js';
+import { DEFAULT_MODEL_DIR, loadConfig, readChatTemplateFile } from '../src/config.js';
 
 t.test('defaults', async (t) => {
   t.same(loadConfig({}), {
@@ -37,6 +38,7 @@ t.test('defaults', async (t) => {
     maxRequestTokens: 32_768,
     drainDelayMs: 5000,
     tokenizerThreads: 1,
+    chatTemplateFile: undefined,
   });
   t.match(DEFAULT_MODEL_DIR, /models[/\\]default$/);
 });
@@ -104,6 +106,21 @@ t.test('values from the environment', async (t) => {
   t.equal(config.maxRequestTokens, 4096);
   t.equal(config.drainDelayMs, 0);
   t.equal(config.tokenizerThreads, 2);
+});
+
+t.test('CHAT_TEMPLATE names a file, relative to the cwd, read and parsed at start-up', async (t) => {
+  t.equal(loadConfig({ CHAT_TEMPLATE: 'templates/chat.jinja' }).chatTemplateFile, resolve('templates/chat.jinja'));
+  const dir = t.testdir();
+  const good = join(dir, 'good.jinja');
+  writeFileSync(good, '{% for m in messages %}{{ m.content }}{% endfor %}');
+  t.equal(readChatTemplateFile(good), '{% for m in messages %}{{ m.content }}{% endfor %}');
+  t.throws(() => readChatTemplateFile(join(dir, 'missing.jinja')), { name: 'ConfigError', message: /CHAT_TEMPLATE=.*missing\.jinja.*cannot read/ });
+  const empty = join(dir, 'empty.jinja');
+  writeFileSync(empty, ' \n');
+  t.throws(() => readChatTemplateFile(empty), { name: 'ConfigError', message: /CHAT_TEMPLATE=.*empty/ });
+  const broken = join(dir, 'broken.jinja');
+  writeFileSync(broken, '{% for m in messages %}{{ m.content }}');
+  t.throws(() => readChatTemplateFile(broken), { name: 'ConfigError', message: /CHAT_TEMPLATE=.*not a valid Jinja template/ });
 });
 
 t.test('API keys are checked without being echoed', async (t) => {

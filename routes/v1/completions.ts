@@ -6,13 +6,11 @@
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { GenerationResult } from '../../src/runtime/types.js';
-import { ApiError, internalError } from '../../src/openai/errors.js';
 import { prepareCompletion } from '../../src/openai/completion-request.js';
 import { completionMeta, createCompletion, streamCompletion } from '../../src/openai/completion-run.js';
-import type { Deadline } from '../../src/openai/limits.js';
 import type { Release } from '../../src/serve/admission.js';
 import { Completion, CompletionChunk, CompletionRequest, ErrorResponse } from '../../src/openai/schemas.js';
-import { SSE_HEADERS, writeSse } from '../../src/openai/sse.js';
+import { replyWithStream } from '../../src/openai/sse.js';
 
 const completions: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.post(
@@ -60,29 +58,7 @@ const completions: FastifyPluginAsyncTypebox = async (fastify) => {
           deadline.check();
           return completion;
         }
-
-        // Wait for the first chunk before committing to a 200: most engine failures happen in
-        // prefill, and until now they can still get a proper error status.
-        const chunks = streamCompletion(model, prepared, signal, meta, onResult);
-        const first = await chunks.next();
-        deadline.check();
-        reply.hijack();
-        try {
-          // Hijacked replies skip Fastify's header handling: carry over what hooks set (x-request-id).
-          for (const [name, value] of Object.entries(reply.getHeaders())) {
-            if (value !== undefined) reply.raw.setHeader(name, value);
-          }
-          reply.raw.writeHead(200, SSE_HEADERS);
-          await writeSse(reply.raw, untilDeadline(resume(first, chunks), deadline), (err) => {
-            if (!(err instanceof ApiError)) request.log.error({ err }, 'completion stream failed');
-            return (err instanceof ApiError ? err : internalError()).toBody();
-          });
-        } finally {
-          // Whatever happened, the generation behind the stream must not stay suspended.
-          await chunks.return();
-        }
-        request.log.info({ aborted: signal.aborted, deadlineExceeded: deadline.exceeded }, 'completion stream ended');
-        return reply;
+        return await replyWithStream(request, reply, streamCompletion(model, prepared, signal, meta, onResult), deadline, 'completion');
       } finally {
         release?.();
         deadline.dispose();
@@ -90,18 +66,5 @@ const completions: FastifyPluginAsyncTypebox = async (fastify) => {
     },
   );
 };
-
-/** The stream, then the deadline's error event if the deadline is what ended it. */
-async function* untilDeadline<T>(events: AsyncGenerator<T, void>, deadline: Deadline): AsyncGenerator<T, void> {
-  yield* events;
-  deadline.check();
-}
-
-/** The stream again, its first (already taken) step included. */
-async function* resume<T>(first: IteratorResult<T, void>, rest: AsyncGenerator<T, void>): AsyncGenerator<T, void> {
-  if (first.done === true) return;
-  yield first.value;
-  yield* rest;
-}
 
 export default completions;

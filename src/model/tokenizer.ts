@@ -24,6 +24,8 @@ export class ModelTokenizer {
   readonly maxTokenChars: number;
   readonly bosToken: string | null;
   readonly eosToken: string | null;
+  /** tokenizer_config.json's `chat_template` (the one named "default" when it lists several), or null. */
+  readonly chatTemplate: string | null;
 
   private constructor(
     private readonly inner: Tokenizer,
@@ -40,6 +42,7 @@ export class ModelTokenizer {
     this.maxTokenChars = longest;
     this.bosToken = tokenString(config.bos_token) ?? this.tokenOrNull(ids?.bosTokenId ?? null);
     this.eosToken = tokenString(config.eos_token) ?? this.tokenOrNull(ids?.eosTokenIds[0] ?? null);
+    this.chatTemplate = chatTemplateOf(config.chat_template);
   }
 
   /** Loads `dir/tokenizer.json` and, when present, `dir/tokenizer_config.json`. */
@@ -123,6 +126,17 @@ export class ModelTokenizer {
   private tokenOrNull(id: number | null): string | null {
     return id === null ? null : this.inner.id_to_token(id) ?? null;
   }
+}
+
+/**
+ * transformers stores one template as a string, several as [{name, template}] of which
+ * "default" is the one apply_chat_template uses unless told otherwise.
+ */
+function chatTemplateOf(value: unknown): string | null {
+  if (typeof value === 'string') return value;
+  if (!Array.isArray(value)) return null;
+  const named = value.find((entry): entry is { name: string; template: string } => isRecord(entry) && entry.name === 'default' && typeof entry.template === 'string');
+  return named?.template ?? null;
 }
 
 function tokenString(value: unknown): string | null {

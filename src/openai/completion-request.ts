@@ -50,7 +50,7 @@ export async function prepareCompletion(
   const execution = executionOptions(body);
   checkExecution(model, execution);
   const prompts = await tokenizePrompts(model, body.prompt, encode);
-  prompts.forEach((ids, i) => checkPrompt(model, ids, params.maxTokens, prompts.length > 1 ? i : null));
+  prompts.forEach((ids, i) => checkPrompt(model, ids, params.maxTokens, prompts.length > 1 ? `prompt ${i}` : 'the prompt'));
   return { prompts, n, params, execution, stream, includeUsage: stream && body.stream_options?.include_usage === true };
 }
 
@@ -98,16 +98,28 @@ function isIdArray(value: unknown[]): value is number[] {
   return typeof value[0] === 'number';
 }
 
-function checkPrompt(model: ServedModel, ids: number[], maxTokens: number, index: number | null): void {
-  const which = index === null ? 'the prompt' : `prompt ${index}`;
+/** The request fields a prompt check blames: where the prompt came from, and the token budget. */
+export interface PromptParams {
+  prompt: string;
+  maxTokens: string;
+}
+
+/** Refuses a tokenized prompt that is empty, has ids outside the vocabulary, or leaves no room for `maxTokens`. */
+export function checkPrompt(
+  model: ServedModel,
+  ids: number[],
+  maxTokens: number,
+  which: string,
+  param: PromptParams = { prompt: 'prompt', maxTokens: 'max_tokens' },
+): void {
   if (ids.length === 0) {
-    throw invalidRequest(`${capitalize(which)} is empty after tokenization; send at least one token.`, 'prompt');
+    throw invalidRequest(`${capitalize(which)} is empty after tokenization; send at least one token.`, param.prompt);
   }
   const bad = ids.findIndex((id) => id < 0 || id >= model.vocabSize);
   if (bad >= 0) {
     throw invalidRequest(
       `Token id ${ids[bad]} at position ${bad} of ${which} is outside the vocabulary; ids must be in [0, ${model.vocabSize}).`,
-      'prompt',
+      param.prompt,
       'invalid_token_id',
     );
   }
@@ -115,15 +127,15 @@ function checkPrompt(model: ServedModel, ids: number[], maxTokens: number, index
   if (ids.length > limit) {
     throw invalidRequest(
       `This model's maximum context length is ${limit} tokens; ${which} has ${ids.length} tokens.`,
-      'prompt',
+      param.prompt,
       'context_length_exceeded',
     );
   }
   if (ids.length + maxTokens > limit) {
     throw invalidRequest(
-      `This model's maximum context length is ${limit} tokens; ${which} has ${ids.length} and max_tokens is ${maxTokens} ` +
-        `(${ids.length + maxTokens} in total). Reduce the prompt or max_tokens.`,
-      'max_tokens',
+      `This model's maximum context length is ${limit} tokens; ${which} has ${ids.length} and ${param.maxTokens} is ${maxTokens} ` +
+        `(${ids.length + maxTokens} in total). Reduce the ${param.prompt} or ${param.maxTokens}.`,
+      param.maxTokens,
       'context_length_exceeded',
     );
   }

@@ -6,16 +6,18 @@
  * Choices run one after the other: index = promptIndex * n + j, as OpenAI numbers them.
  */
 import { randomUUID } from 'node:crypto';
-import type { FinishReason, GenerationDelta, GenerationResult, ServedModel } from '../runtime/types.js';
+import type { FinishReason, GenerationDelta, GenerationResult, ServedModel, TokenInfo } from '../runtime/types.js';
 import type { PreparedCompletion } from './completion-request.js';
 import { ExecutionSummary, sparsityInfo } from './execution.js';
 import { appendLogprobs, emptyLogprobs, LogprobsBuilder } from './logprobs.js';
 import type { Completion, CompletionChoice, CompletionChunk, CompletionLogprobs, SparsityInfo, Usage } from './schemas.js';
 
 /** A piece of one choice: text as it became final, then (once) how the choice finished. */
-interface ChoiceEvent {
+export interface ChoiceEvent {
   index: number;
   text: string;
+  /** The engine's tokens behind `text` (with their logprobs when asked for): chat shapes its own logprobs from them. */
+  tokens: readonly TokenInfo[];
   logprobs: CompletionLogprobs | null;
   finishReason: FinishReason | null;
   /** With the finish: what this choice ran, when the engine reported it. */
@@ -45,7 +47,7 @@ export function completionMeta(model: ServedModel): CompletionMeta {
  * gone). Consumers iterate with for-await, so that when they stop early the engine's
  * generator is closed too.
  */
-async function* runChoices(
+export async function* runChoices(
   model: ServedModel,
   prepared: PreparedCompletion,
   signal: AbortSignal,
@@ -69,7 +71,7 @@ async function* runChoices(
         for (step = await generation.next(); !step.done; step = await generation.next()) {
           const delta = step.value;
           if (delta.text !== '' || (builder !== null && delta.tokens.length > 0)) {
-            yield { index, text: delta.text, logprobs: builder?.next(delta.tokens) ?? null, finishReason: null };
+            yield { index, text: delta.text, tokens: delta.tokens, logprobs: builder?.next(delta.tokens) ?? null, finishReason: null };
           }
           // Do not rely on the engine alone to notice the abort between tokens.
           if (signal.aborted) break;
@@ -85,14 +87,14 @@ async function* runChoices(
       summary.add(result);
       onResult?.(result);
       if (signal.aborted) return;
-      const finish: ChoiceEvent = { index, text: '', logprobs: null, finishReason: result.finishReason };
+      const finish: ChoiceEvent = { index, text: '', tokens: [], logprobs: null, finishReason: result.finishReason };
       if (result.sparsity !== undefined) finish.sparsity = sparsityInfo(result.sparsity);
       yield finish;
     }
   }
 }
 
-function emptyUsage(): Usage {
+export function emptyUsage(): Usage {
   return { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 };
 }
 

@@ -196,6 +196,146 @@ export const CompletionChunk = Type.Object({
 });
 export type CompletionChunk = Static<typeof CompletionChunk>;
 
+export const ChatRole = Type.Union([Type.Literal('system'), Type.Literal('developer'), Type.Literal('user'), Type.Literal('assistant')]);
+
+export const ChatMessage = Type.Object(
+  {
+    role: ChatRole,
+    content: Type.Union(
+      [
+        Type.String(),
+        Type.Array(
+          Type.Object({ type: Type.String(), text: Type.Optional(Type.String()) }),
+          { description: 'content parts; only {"type": "text", "text": ...} is supported' },
+        ),
+      ],
+      { description: 'a string, or an array of {"type": "text", "text": string} parts (joined)' },
+    ),
+    name: nullable(Type.String({ description: 'a participant name, passed to the chat template' })),
+  },
+  { description: 'a message {role, content}: role "system", "developer", "user" or "assistant"' },
+);
+export type ChatMessage = Static<typeof ChatMessage>;
+
+const unsupportedList = (what: string) =>
+  nullable(Type.Array(Type.Unknown(), { description: `null or an empty array (${what} is not supported)` }));
+
+// The descriptions double as the "expected ..." part of validation error messages.
+export const ChatCompletionRequest = Type.Object(
+  {
+    model: Type.String({ description: 'the id of a served model, as listed by GET /v1/models' }),
+    messages: Type.Array(ChatMessage, {
+      minItems: 1,
+      description: 'a non-empty array of messages {role, content}, rendered into the prompt by the model\'s chat template',
+    }),
+    max_completion_tokens: nullable(
+      Type.Integer({ minimum: 0, description: `an integer >= 0 (default ${COMPLETION_DEFAULTS.maxTokens}); wins over max_tokens` }),
+    ),
+    max_tokens: nullable(
+      Type.Integer({ minimum: 0, description: `an integer >= 0 (default ${COMPLETION_DEFAULTS.maxTokens}; deprecated by OpenAI for max_completion_tokens)` }),
+    ),
+    temperature: nullable(
+      Type.Number({ minimum: 0, maximum: 2, default: COMPLETION_DEFAULTS.temperature, description: `a number from 0 to 2 (default ${COMPLETION_DEFAULTS.temperature}; 0 is greedy)` }),
+    ),
+    top_p: nullable(
+      Type.Number({ exclusiveMinimum: 0, maximum: 1, default: COMPLETION_DEFAULTS.topP, description: `a number in (0, 1] (default ${COMPLETION_DEFAULTS.topP})` }),
+    ),
+    seed: nullable(
+      Type.Integer({ minimum: Number.MIN_SAFE_INTEGER, maximum: Number.MAX_SAFE_INTEGER, description: 'an integer; the same seed and request give the same output' }),
+    ),
+    stop: nullable(
+      Type.Union(
+        [Type.String({ minLength: 1 }), Type.Array(Type.String({ minLength: 1 }), { maxItems: MAX_STOP })],
+        { description: `a non-empty string or an array of up to ${MAX_STOP} non-empty strings` },
+      ),
+    ),
+    n: nullable(Type.Integer({ minimum: 1, maximum: MAX_N, default: COMPLETION_DEFAULTS.n, description: `an integer from 1 to ${MAX_N} (default ${COMPLETION_DEFAULTS.n})` })),
+    stream: nullable(Type.Boolean({ default: false, description: 'a boolean; true streams server-sent events' })),
+    stream_options: nullable(
+      Type.Object(
+        { include_usage: nullable(Type.Boolean({ description: 'send a final chunk with usage and no choices' })) },
+        { description: 'an object {include_usage: boolean}, only with stream: true' },
+      ),
+    ),
+    logprobs: nullable(Type.Boolean({ default: false, description: 'a boolean; true returns the log-probability of each output token' })),
+    top_logprobs: nullable(
+      Type.Integer({ minimum: 0, maximum: MAX_LOGPROBS, description: `an integer from 0 to ${MAX_LOGPROBS}, the most likely alternatives per token; needs logprobs: true` }),
+    ),
+    presence_penalty: nullable(Type.Number({ minimum: -2, maximum: 2, description: '0 or null (penalties are not supported)' })),
+    frequency_penalty: nullable(Type.Number({ minimum: -2, maximum: 2, description: '0 or null (penalties are not supported)' })),
+    logit_bias: nullable(
+      Type.Object({}, { additionalProperties: Type.Number(), description: 'null or an empty object (logit biases are not supported)' }),
+    ),
+    response_format: nullable(
+      Type.Object({ type: Type.String() }, { description: 'null or {"type": "text"} (structured output is not supported)' }),
+    ),
+    tools: unsupportedList('tool calling'),
+    functions: unsupportedList('function calling'),
+    tool_choice: nullable(Type.Unknown({ description: 'null or "none" (tool calling is not supported)' })),
+    function_call: nullable(Type.Unknown({ description: 'null or "none" (function calling is not supported)' })),
+    user: nullable(Type.String({ description: 'a string identifying the end user (ignored)' })),
+    ...ExecutionFields,
+  },
+  { description: 'An OpenAI chat completions request, plus the sparse-serving fields `sparsity`, `latency_budget_ms`, `activation` and `sparse_prefill`. Unknown fields are ignored.' },
+);
+export type ChatCompletionRequest = Static<typeof ChatCompletionRequest>;
+
+const ChatTopLogprob = Type.Object({
+  token: Type.String({ description: "the token's text (may be empty for part of a UTF-8 character)" }),
+  logprob: Type.Number(),
+  bytes: Type.Union([Type.Array(Type.Integer()), Type.Null()], { description: "the UTF-8 bytes of `token`" }),
+});
+
+export const ChatTokenLogprob = Type.Object({
+  ...ChatTopLogprob.properties,
+  top_logprobs: Type.Array(ChatTopLogprob, { description: 'the `top_logprobs` most likely tokens at this position, most likely first' }),
+});
+export type ChatTokenLogprob = Static<typeof ChatTokenLogprob>;
+
+export const ChatLogprobs = Type.Object({ content: Type.Union([Type.Array(ChatTokenLogprob), Type.Null()]) });
+export type ChatLogprobs = Static<typeof ChatLogprobs>;
+
+export const ChatCompletionChoice = Type.Object({
+  index: Type.Integer(),
+  message: Type.Object({ role: Type.Literal('assistant'), content: Type.String() }),
+  logprobs: Type.Union([ChatLogprobs, Type.Null()]),
+  finish_reason: FinishReason,
+});
+export type ChatCompletionChoice = Static<typeof ChatCompletionChoice>;
+
+export const ChatCompletion = Type.Object({
+  id: Type.String({ description: 'chatcmpl-<hex>' }),
+  object: Type.Literal('chat.completion'),
+  created: Type.Integer(),
+  model: Type.String(),
+  choices: Type.Array(ChatCompletionChoice),
+  usage: Usage,
+  sparsity: Type.Optional(SparsityInfo),
+});
+export type ChatCompletion = Static<typeof ChatCompletion>;
+
+/** One server-sent event of a streamed chat completion (`data: <chunk>`), documented, never serialised by Fastify. */
+export const ChatCompletionChunk = Type.Object({
+  id: Type.String(),
+  object: Type.Literal('chat.completion.chunk'),
+  created: Type.Integer(),
+  model: Type.String(),
+  choices: Type.Array(
+    Type.Object({
+      index: Type.Integer(),
+      delta: Type.Object(
+        { role: Type.Optional(Type.Literal('assistant')), content: Type.Optional(Type.String()) },
+        { description: 'the first chunk of a choice has {role, content: ""}, then {content} pieces, and {} with the finish_reason' },
+      ),
+      logprobs: Type.Union([ChatLogprobs, Type.Null()]),
+      finish_reason: Type.Union([FinishReason, Type.Null()]),
+    }),
+  ),
+  usage: Type.Optional(Type.Union([Usage, Type.Null()])),
+  sparsity: Type.Optional(SparsityInfo),
+});
+export type ChatCompletionChunk = Static<typeof ChatCompletionChunk>;
+
 export const ErrorResponse = Type.Object(
   {
     error: Type.Object({

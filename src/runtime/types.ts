@@ -155,6 +155,8 @@ export interface ServedModel {
   readonly tokenizerDir?: string;
   /** Characters of the longest vocabulary entry: a text of c characters has at least c / maxTokenChars tokens. */
   readonly maxTokenChars?: number;
+  /** The Jinja chat template /v1/chat/completions renders messages with; null or absent: none. */
+  readonly chatTemplate?: string | null;
   /**
    * Generates `params.maxTokens` tokens at most after `promptIds`.
    * Yields deltas as they are final; returns how it finished. Stops early when `signal` aborts

@@ -46,6 +46,8 @@ export interface ServeOptions extends OrtOptions {
   store?: ActivationStore;
   /** Build every tier's session and measure its latency profile at load (else on first use). */
   preload?: boolean;
+  /** A chat template that replaces the one in tokenizer_config.json (CHAT_TEMPLATE). */
+  chatTemplate?: string;
 }
 
 /** A tier's latency profile: per-token tiers have their own; "prompt" decodes as fast as "static". */
@@ -87,6 +89,7 @@ export class Engine implements ServedModel, DecodingModel {
   readonly bosToken: string | null;
   readonly tokenizerDir: string;
   readonly maxTokenChars: number;
+  readonly chatTemplate: string | null;
   readonly eosTokenIds: ReadonlySet<number>;
   /** The metric per-prompt sets are scored with: the calibration's, else Corrected GxO. */
   readonly metric: Metric;
@@ -121,6 +124,7 @@ export class Engine implements ServedModel, DecodingModel {
     this.bosToken = model.tokenizer.bosToken;
     this.tokenizerDir = model.dir;
     this.maxTokenChars = model.tokenizer.maxTokenChars;
+    this.chatTemplate = options.chatTemplate ?? model.tokenizer.chatTemplate;
     this.eosTokenIds = new Set(model.config.eosTokenIds);
     const masks = readMaskFile(model.dir, model.weightsHash, model.config);
     this.metric = masks && isMetric(masks.metric) ? masks.metric : 'cor_gxo';
