@@ -10,7 +10,6 @@ import { prepareCompletion } from '../../src/openai/completion-request.js';
 import { completionMeta, createCompletion, streamCompletion } from '../../src/openai/completion-run.js';
 import type { Release } from '../../src/serve/admission.js';
 import { Completion, CompletionChunk, CompletionRequest, ErrorResponse } from '../../src/openai/schemas.js';
-import { replyWithStream } from '../../src/openai/sse.js';
 
 const completions: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.post(
@@ -58,7 +57,7 @@ const completions: FastifyPluginAsyncTypebox = async (fastify) => {
           deadline.check();
           return completion;
         }
-        return await replyWithStream(request, reply, streamCompletion(model, prepared, signal, meta, onResult), deadline, 'completion');
+        return await reply.sendEvents(streamCompletion(model, prepared, signal, meta, onResult), deadline, 'completion');
       } finally {
         release?.();
         deadline.dispose();

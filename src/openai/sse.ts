@@ -4,9 +4,7 @@
  */
 import { once } from 'node:events';
 import type { ServerResponse } from 'node:http';
-import type { FastifyReply, FastifyRequest } from 'fastify';
-import { ApiError, internalError, type ApiErrorBody } from './errors.js';
-import type { Deadline } from './limits.js';
+import type { ApiErrorBody } from './errors.js';
 
 export const SSE_HEADERS = {
   'content-type': 'text/event-stream; charset=utf-8',
@@ -55,50 +53,4 @@ async function write(res: ServerResponse, text: string): Promise<boolean> {
     settled.abort();
   }
   return !res.destroyed;
-}
-
-/**
- * Answers with `chunks` as a 200 event stream, or throws before anything is sent. It waits
- * for the first chunk before committing to the 200: most engine failures happen in prefill,
- * and until then they can still get a proper error status. `what` names the stream in logs.
- */
-export async function replyWithStream(
-  request: FastifyRequest,
-  reply: FastifyReply,
-  chunks: AsyncGenerator<unknown, void>,
-  deadline: Deadline,
-  what: string,
-): Promise<FastifyReply> {
-  const first = await chunks.next();
-  deadline.check();
-  reply.hijack();
-  try {
-    // Hijacked replies skip Fastify's header handling: carry over what hooks set (x-request-id).
-    for (const [name, value] of Object.entries(reply.getHeaders())) {
-      if (value !== undefined) reply.raw.setHeader(name, value);
-    }
-    reply.raw.writeHead(200, SSE_HEADERS);
-    await writeSse(reply.raw, untilDeadline(resume(first, chunks), deadline), (err) => {
-      if (!(err instanceof ApiError)) request.log.error({ err }, `${what} stream failed`);
-      return (err instanceof ApiError ? err : internalError()).toBody();
-    });
-  } finally {
-    // Whatever happened, the generation behind the stream must not stay suspended.
-    await chunks.return();
-  }
-  request.log.info({ aborted: deadline.signal.aborted, deadlineExceeded: deadline.exceeded }, `${what} stream ended`);
-  return reply;
-}
-
-/** The stream, then the deadline's error event if the deadline is what ended it. */
-async function* untilDeadline<T>(events: AsyncGenerator<T, void>, deadline: Deadline): AsyncGenerator<T, void> {
-  yield* events;
-  deadline.check();
-}
-
-/** The stream again, its first (already taken) step included. */
-async function* resume<T>(first: IteratorResult<T, void>, rest: AsyncGenerator<T, void>): AsyncGenerator<T, void> {
-  if (first.done === true) return;
-  yield first.value;
-  yield* rest;
 }

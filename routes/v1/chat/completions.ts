@@ -10,7 +10,6 @@ import { prepareChat } from '../../../src/openai/chat-request.js';
 import { chatCompletionMeta, createChatCompletion, streamChatCompletion } from '../../../src/openai/chat-run.js';
 import type { Release } from '../../../src/serve/admission.js';
 import { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ErrorResponse } from '../../../src/openai/schemas.js';
-import { replyWithStream } from '../../../src/openai/sse.js';
 
 const chatCompletions: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.post(
@@ -60,7 +59,7 @@ const chatCompletions: FastifyPluginAsyncTypebox = async (fastify) => {
           deadline.check();
           return completion;
         }
-        return await replyWithStream(request, reply, streamChatCompletion(model, prepared, signal, meta, onResult), deadline, 'chat completion');
+        return await reply.sendEvents(streamChatCompletion(model, prepared, signal, meta, onResult), deadline, 'chat completion');
       } finally {
         release?.();
         deadline.dispose();
