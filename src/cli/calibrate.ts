@@ -1,18 +1,20 @@
 /**
  * Calibrates tier masks for a model directory:
  *
- *   npm run calibrate -- --model DIR --data FILE.jsonl [--metric cor_gxo] [--tiers 0.25,0.5,0.7,0.8,0.9]
+ *   npm run calibrate -- --model DIR --data FILE.jsonl [--metric cor_gxo] [--tiers 0.25,0.5,0.7,0.8,0.9] [--force]
  *
  * Scores every unit over the calibration samples and writes DIR/sparsity/masks.json with the
- * metric, the calibration file's hash and the weights' hash.
+ * metric, the calibration file's hash and the weights' hash. The masks a model already has are
+ * the tiers it serves (shipped models have theirs): replacing them takes --force.
  */
-import { basename } from 'node:path';
+import { existsSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import cliProgress from 'cli-progress';
 import { Command } from 'commander';
 import { loadModelDir } from '../model/load.js';
 import { Attributor } from '../sparsity/attribution.js';
 import { calibrate, readCalibrationFile } from '../sparsity/calibration.js';
-import { DEFAULT_TIERS, tierMask, writeMaskFile, type MaskFile } from '../sparsity/masks.js';
+import { DEFAULT_TIERS, MASKS_FILE, tierMask, writeMaskFile, type MaskFile } from '../sparsity/masks.js';
 import { METRICS, type Metric } from '../sparsity/metrics.js';
 import { parseMetric, parseModelDir, parsePositiveInt, parseSparsities, runCli } from './options.js';
 
@@ -25,7 +27,11 @@ const program = new Command('calibrate')
   .option('--prune-heads', 'drop attention heads at the same per-layer sparsity too')
   .option('--max-length <n>', 'tokens per sample at most', parsePositiveInt, 256)
   .option('--ig-steps <n>', 'Integrated Gradients steps', parsePositiveInt, 8)
-  .action(async (opts: { model: string; data: string; metric: Metric; tiers: number[]; pruneHeads?: boolean; maxLength: number; igSteps: number }) => {
+  .option('--force', `replace the model's ${MASKS_FILE} when it has one`)
+  .action(async (opts: { model: string; data: string; metric: Metric; tiers: number[]; pruneHeads?: boolean; maxLength: number; igSteps: number; force?: boolean }) => {
+    // Checked before the (long) calibration, not after it.
+    const existing = join(opts.model, MASKS_FILE);
+    if (existsSync(existing) && opts.force !== true) throw new Error(`${existing} exists (the tiers this model serves); pass --force to replace it`);
     const set = readCalibrationFile(opts.data); // before the model: a bad file fails at once
     const model = await loadModelDir(opts.model);
     const attributor = await Attributor.create(model.config, model.weights);

@@ -99,7 +99,7 @@ export function readMaskFile(modelDir: string, weightsSha256: string, shape: Mas
   if (masks.weightsSha256 !== weightsSha256) {
     throw new Error(
       `${file}: these masks were calibrated for weights ${masks.weightsSha256.slice(0, 12)}…, ` +
-        `but the model's weights hash is ${weightsSha256.slice(0, 12)}…; run \`npm run calibrate\` again for this model`,
+        `but the model's weights hash is ${weightsSha256.slice(0, 12)}…; run \`npm run calibrate -- --force\` again for this model`,
     );
   }
   return masks;

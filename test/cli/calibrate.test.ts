@@ -13,11 +13,18 @@ import { STORIES_DIR } from '../helpers/stories.js';
 const DATA = fileURLToPath(new URL('../../data/calibration/stories.jsonl', import.meta.url));
 const sha256 = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
 
-t.test('calibrate writes tier masks tied to the weights and the calibration set (stories260K)', async (t) => {
+t.test('calibrate replaces a model\'s masks only with --force, with masks tied to the weights and the calibration set (stories260K)', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'calibrate-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   cpSync(STORIES_DIR, dir, { recursive: true });
-  const r = runCli('calibrate', ['--model', dir, '--data', DATA]);
+  const shipped = join(dir, 'sparsity', 'masks.json');
+  const before = sha256(shipped);
+  const refused = runCli('calibrate', ['--model', dir, '--data', DATA]);
+  t.equal(refused.status, 1);
+  t.equal(refused.stderr, `error: ${shipped} exists (the tiers this model serves); pass --force to replace it\n`);
+  t.equal(sha256(shipped), before, 'the shipped masks are left as they were');
+
+  const r = runCli('calibrate', ['--model', dir, '--data', DATA, '--force']);
   t.equal(r.status, 0, r.stderr);
   t.match(r.stdout, /FLOP-weighted sparsity/, 'a summary table');
   const model = await loadModelDir(dir);
@@ -56,7 +63,8 @@ t.test('calibrate reports a bad calibration line by its number', async (t) => {
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const bad = join(dir, 'bad.jsonl');
   await import('node:fs').then((fs) => fs.writeFileSync(bad, '{"prompt": "fine"}\n{"completion": "no prompt"}\n'));
-  const r = runCli('calibrate', ['--model', fileURLToPath(new URL('../../models/stories260K', import.meta.url)), '--data', bad]);
+  // --force past the shipped masks: the file is read, and refused, before anything is written.
+  const r = runCli('calibrate', ['--model', fileURLToPath(new URL('../../models/stories260K', import.meta.url)), '--data', bad, '--force']);
   t.not(r.status, 0);
   t.match(r.stderr, /bad\.jsonl:2: "prompt" must be a non-empty string/);
 });
