@@ -5,12 +5,40 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Test } from 'tap';
 import { Redis } from 'ioredis';
 
-export const SHARED_REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
+
+/** Whether something accepts TCP connections at `url`'s host and port (within half a second). */
+async function listening(url: string): Promise<boolean> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve) => {
+    const socket = connect({ host: hostname, port: Number(port || 6379), timeout: 500 }, () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+    socket.once('timeout', () => {
+      socket.destroy();
+      resolve(false);
+    });
+  });
+}
+
+/**
+ * The Redis that tests share: TEST_REDIS_URL, else the one on 127.0.0.1:6379, else a
+ * redis-server of this test process's own (stopped when it exits), so that a machine without a
+ * running Redis runs the suite instead of stalling on it.
+ */
+async function sharedRedisUrl(): Promise<string> {
+  if (process.env.TEST_REDIS_URL !== undefined) return process.env.TEST_REDIS_URL;
+  if (await listening(DEFAULT_REDIS_URL)) return DEFAULT_REDIS_URL;
+  const own = await RedisChild.startForProcess();
+  return own.url;
+}
 
 /** A port nobody listens on right now. */
 export async function freePort(): Promise<number> {
@@ -47,6 +75,16 @@ export class RedisChild {
     return server;
   }
 
+  /** One that lives as long as this process. */
+  static async startForProcess(): Promise<RedisChild> {
+    const server = new RedisChild(await freePort());
+    process.once('exit', () => server.child?.kill('SIGKILL'));
+    await server.restart();
+    // It must not keep the test process alive: the process ends when its tests do, and kills it.
+    server.child?.unref();
+    return server;
+  }
+
   get url(): string {
     return `redis://127.0.0.1:${this.port}`;
   }
@@ -54,10 +92,12 @@ export class RedisChild {
   /** Starts (again) on the same port; resolves once it answers PING. */
   async restart(): Promise<void> {
     if (this.child !== undefined) throw new Error('already running');
-    const child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no'], {
+    const child = spawn(REDIS_SERVER, ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no'], {
       stdio: 'ignore',
     });
     this.child = child;
+    let failed: Error | undefined;
+    child.once('error', (err) => (failed = err));
     child.once('exit', () => {
       if (this.child === child) this.child = undefined;
     });
@@ -71,6 +111,7 @@ export class RedisChild {
     });
     probe.on('error', () => {});
     const up = await waitFor(async () => {
+      if (failed !== undefined) return false;
       try {
         if (probe.status !== 'ready') await probe.connect();
         return (await probe.ping()) === 'PONG';
@@ -80,6 +121,9 @@ export class RedisChild {
       }
     }, 5000);
     probe.disconnect();
+    if (failed !== undefined) {
+      throw new Error(`cannot start ${REDIS_SERVER} (${failed.message}): the tests need Debian's redis-server package, a Redis on 127.0.0.1:6379, or TEST_REDIS_URL`);
+    }
     if (!up) throw new Error(`redis-server on port ${this.port} did not start`);
   }
 
@@ -111,3 +155,7 @@ export function uniquePrefix(t: Test): string {
   });
   return prefix;
 }
+
+const REDIS_SERVER = 'redis-server';
+
+export const SHARED_REDIS_URL = await sharedRedisUrl();
