@@ -5,10 +5,8 @@
  * its generation in both modes, or leaves the queue if it was still waiting.
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import type { GenerationResult } from '../../src/runtime/types.js';
 import { prepareCompletion } from '../../src/openai/completion-request.js';
 import { completionMeta, createCompletion, streamCompletion } from '../../src/openai/completion-run.js';
-import type { Release } from '../../src/serve/admission.js';
 import { Completion, CompletionChunk, CompletionRequest, ErrorResponse } from '../../src/openai/schemas.js';
 
 const completions: FastifyPluginAsyncTypebox = async (fastify) => {
@@ -41,27 +39,13 @@ const completions: FastifyPluginAsyncTypebox = async (fastify) => {
     },
     async (request, reply) => {
       const model = fastify.resolveModel(request.body.model);
-      const deadline = fastify.deadline(request, reply);
-      const signal = deadline.signal;
       const meta = completionMeta(model);
-      const onResult = (result: GenerationResult): void => fastify.metrics.recordGeneration(request, model.id, result);
-      let release: Release | undefined;
-      try {
-        const prepared = await prepareCompletion(model, request.body, fastify.limits, fastify.encoder(model, signal));
-        release = await fastify.admit(request, model.id, signal).catch((err: unknown) => {
-          deadline.check();
-          throw err;
-        });
-        if (!prepared.stream) {
-          const completion = await createCompletion(model, prepared, signal, meta, onResult);
-          deadline.check();
-          return completion;
-        }
-        return await reply.sendEvents(streamCompletion(model, prepared, signal, meta, onResult), deadline, 'completion');
-      } finally {
-        release?.();
-        deadline.dispose();
-      }
+      return fastify.serveGeneration(request, reply, model, {
+        what: 'completion',
+        prepare: (encode) => prepareCompletion(model, request.body, fastify.limits, encode),
+        create: (prepared, signal, onResult) => createCompletion(model, prepared, signal, meta, onResult),
+        stream: (prepared, signal, onResult) => streamCompletion(model, prepared, signal, meta, onResult),
+      });
     },
   );
 };

@@ -5,10 +5,8 @@
  * its turn (429 when its queue is full), generate; a client that disconnects aborts it.
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import type { GenerationResult } from '../../../src/runtime/types.js';
 import { prepareChat } from '../../../src/openai/chat-request.js';
 import { chatCompletionMeta, createChatCompletion, streamChatCompletion } from '../../../src/openai/chat-run.js';
-import type { Release } from '../../../src/serve/admission.js';
 import { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ErrorResponse } from '../../../src/openai/schemas.js';
 
 const chatCompletions: FastifyPluginAsyncTypebox = async (fastify) => {
@@ -43,27 +41,13 @@ const chatCompletions: FastifyPluginAsyncTypebox = async (fastify) => {
     },
     async (request, reply) => {
       const model = fastify.resolveModel(request.body.model);
-      const deadline = fastify.deadline(request, reply);
-      const signal = deadline.signal;
       const meta = chatCompletionMeta(model);
-      const onResult = (result: GenerationResult): void => fastify.metrics.recordGeneration(request, model.id, result);
-      let release: Release | undefined;
-      try {
-        const prepared = await prepareChat(model, request.body, fastify.limits, fastify.encoder(model, signal));
-        release = await fastify.admit(request, model.id, signal).catch((err: unknown) => {
-          deadline.check();
-          throw err;
-        });
-        if (!prepared.stream) {
-          const completion = await createChatCompletion(model, prepared, signal, meta, onResult);
-          deadline.check();
-          return completion;
-        }
-        return await reply.sendEvents(streamChatCompletion(model, prepared, signal, meta, onResult), deadline, 'chat completion');
-      } finally {
-        release?.();
-        deadline.dispose();
-      }
+      return fastify.serveGeneration(request, reply, model, {
+        what: 'chat completion',
+        prepare: (encode) => prepareChat(model, request.body, fastify.limits, encode),
+        create: (prepared, signal, onResult) => createChatCompletion(model, prepared, signal, meta, onResult),
+        stream: (prepared, signal, onResult) => streamChatCompletion(model, prepared, signal, meta, onResult),
+      });
     },
   );
 };
