@@ -6,7 +6,7 @@
  */
 import type { SamplingParams, ServedModel } from '../runtime/types.js';
 import { renderChatTemplate, TemplateSyntaxError, type TemplateMessage } from './chat-template.js';
-import { checkPrompt, type PreparedCompletion } from './completion-request.js';
+import { checkPrompt, rejectUnsupportedSampling, type PreparedCompletion } from './completion-request.js';
 import { checkTextFits, textEncoder, type Encoder } from './encoding.js';
 import { ApiError, invalidRequest } from './errors.js';
 import { checkExecution, executionOptions } from './execution.js';
@@ -59,15 +59,7 @@ export async function prepareChat(
 }
 
 function rejectUnsupported(body: ChatCompletionRequest): void {
-  for (const param of ['presence_penalty', 'frequency_penalty'] as const) {
-    const value = body[param];
-    if (value != null && value !== 0) {
-      throw invalidRequest(`'${param}' is not supported by this server; omit it or send 0.`, param);
-    }
-  }
-  if (body.logit_bias != null && Object.keys(body.logit_bias).length > 0) {
-    throw invalidRequest("'logit_bias' is not supported by this server; omit it or send an empty object.", 'logit_bias');
-  }
+  rejectUnsupportedSampling(body);
   for (const param of ['tools', 'functions'] as const) {
     const value = body[param];
     if (value != null && value.length > 0) {

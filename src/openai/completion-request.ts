@@ -54,10 +54,12 @@ export async function prepareCompletion(
   return { prompts, n, params, execution, stream, includeUsage: stream && body.stream_options?.include_usage === true };
 }
 
-function rejectUnsupported(body: CompletionRequest): void {
-  if (body.suffix != null && body.suffix !== '') {
-    throw invalidRequest("'suffix' is not supported by this server; omit it or send null.", 'suffix');
-  }
+/** The sampling fields both completions APIs accept but this server does not implement. */
+export function rejectUnsupportedSampling(body: {
+  presence_penalty?: number | null;
+  frequency_penalty?: number | null;
+  logit_bias?: object | null;
+}): void {
   for (const param of ['presence_penalty', 'frequency_penalty'] as const) {
     const value = body[param];
     if (value != null && value !== 0) {
@@ -67,6 +69,13 @@ function rejectUnsupported(body: CompletionRequest): void {
   if (body.logit_bias != null && Object.keys(body.logit_bias).length > 0) {
     throw invalidRequest("'logit_bias' is not supported by this server; omit it or send an empty object.", 'logit_bias');
   }
+}
+
+function rejectUnsupported(body: CompletionRequest): void {
+  if (body.suffix != null && body.suffix !== '') {
+    throw invalidRequest("'suffix' is not supported by this server; omit it or send null.", 'suffix');
+  }
+  rejectUnsupportedSampling(body);
   // best_of > n would mean ranking candidates by likelihood, which we do not do.
   if (body.best_of != null && body.best_of !== (body.n ?? COMPLETION_DEFAULTS.n)) {
     throw invalidRequest("'best_of' is not supported by this server unless it equals 'n'.", 'best_of');
