@@ -12,7 +12,7 @@ import { LayeredStore, MemoryStore, RedisStore } from '../../src/cache/index.js'
 import type { CacheEventInfo } from '../../src/cache/events.js';
 import type { ActivationKey, CacheEvent, LayerScores } from '../../src/cache/types.js';
 import { freePort, SHARED_REDIS_URL, uniquePrefix, waitFor } from '../helpers/redis-server.js';
-import { StallingRedis } from './stalling-redis.js';
+import { StallingRedis } from '../helpers/stalling-redis.js';
 
 const scores: LayerScores = [Float32Array.from([1, 2, 3])];
 let serial = 0;

@@ -13,7 +13,7 @@ import { loadServedModel } from '../../src/serve/engine.js';
 import { testApp } from '../helpers/app.js';
 import { calibratedModelDir } from '../helpers/calibrated-model.js';
 import { RedisChild, SHARED_REDIS_URL, uniquePrefix, waitFor } from '../helpers/redis-server.js';
-import { StallingRedis } from '../cache/stalling-redis.js';
+import { StallingRedis } from '../helpers/stalling-redis.js';
 import { metricSample } from '../helpers/metrics.js';
 
 const key: ActivationKey = { modelHash: 'm', metric: 'gxo', tokens: [1, 2] };
