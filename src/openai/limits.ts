@@ -50,13 +50,13 @@ export function deadlineExceeded(timeoutMs: number): ApiError {
  * a stream's last error event) tells the client why it ended.
  */
 export class Deadline {
-  readonly signal: AbortSignal;
   private readonly controller = new AbortController();
   private readonly timer: NodeJS.Timeout;
   private expired = false;
+  private readonly stop = (): void => this.controller.abort();
 
   constructor(
-    client: AbortSignal,
+    private readonly client: AbortSignal,
     remainingMs: number,
     private readonly timeoutMs: number,
     private readonly cut: AbortSignal = new AbortController().signal,
@@ -65,7 +65,16 @@ export class Deadline {
       this.expired = true;
       this.controller.abort();
     }, Math.max(0, remainingMs));
-    this.signal = AbortSignal.any([client, this.controller.signal, cut]);
+    // Listeners removed in dispose(), not AbortSignal.any: on Node 20 every signal that any()
+    // makes from the app-lifetime `cut` stays reachable from it, about 50 bytes per request.
+    if (client.aborted || cut.aborted) this.controller.abort();
+    client.addEventListener('abort', this.stop, { once: true });
+    cut.addEventListener('abort', this.stop, { once: true });
+  }
+
+  /** Aborts when the client hangs up, the deadline passes or the server cuts the request. */
+  get signal(): AbortSignal {
+    return this.controller.signal;
   }
 
   /** Whether the deadline (not the client) ended the request. */
@@ -78,8 +87,10 @@ export class Deadline {
     if (this.cut.aborted) throw shuttingDown();
   }
 
-  /** Stops the timer once the request is answered. */
+  /** Stops the timer and lets go of the client's and the server's signals once the request is answered. */
   dispose(): void {
     clearTimeout(this.timer);
+    this.client.removeEventListener('abort', this.stop);
+    this.cut.removeEventListener('abort', this.stop);
   }
 }
