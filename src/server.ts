@@ -1,5 +1,6 @@
 /**
- * Entry point (`npm start`): reads the configuration, loads every MODEL_DIR, serves them, and
+ * Entry point (`npm start`): reads the configuration, opens the port (answering /health 200 and
+ * /ready 503 while loading: src/serve/loading-server.ts), loads every MODEL_DIR, serves them, and
  * shuts down gracefully on SIGTERM/SIGINT (src/serve/shutdown.ts): on SIGTERM /ready turns 503
  * for DRAIN_DELAY_MS while requests are still served; then new requests get 503, running and
  * queued ones get SHUTDOWN_TIMEOUT_MS to finish, and what is left is ended with a 503 or a
@@ -10,6 +11,7 @@ import { buildApp, type App } from './app.js';
 import { isLoopbackHost, LOG_REDACT } from './openai/auth.js';
 import { ConfigError, loadConfig, readChatTemplateFile, type Config } from './config.js';
 import { loadServedModel } from './serve/engine.js';
+import { startLoadingServer, type LoadingServer } from './serve/loading-server.js';
 import { drainAndClose } from './serve/shutdown.js';
 import { SessionPool } from './runtime/pool.js';
 import type { ServedModel } from './runtime/types.js';
@@ -29,6 +31,15 @@ async function main(): Promise<void> {
   if (config.apiKeys.length === 0 && !isLoopbackHost(config.host)) {
     log.warn({ host: config.host }, `no API_KEYS: anyone who can reach ${config.host}:${config.port} may use every route; set API_KEYS, or HOST=127.0.0.1 behind a proxy that authenticates`);
   }
+
+  let loading: LoadingServer;
+  try {
+    loading = await startLoadingServer(config.port, config.host);
+  } catch (err) {
+    log.fatal({ err }, `cannot listen on ${config.host}:${config.port} (HOST, PORT): ${(err as Error).message}`);
+    process.exit(1);
+  }
+  log.info({ port: loading.port }, 'listening while the models load: /health 200, /ready 503');
 
   const models: ServedModel[] = [];
   // One pool for every model's sessions, so that one memory budget covers them all.
@@ -75,7 +86,8 @@ async function main(): Promise<void> {
     limits: { maxRequestTokens: config.maxRequestTokens, requestTimeoutMs: config.requestTimeoutMs },
     connections: { receiveTimeoutMs: config.receiveTimeoutMs, maxConnections: config.maxConnections, maxRequestsPerSocket: config.maxRequestsPerSocket },
   });
-  const address = await app.listen({ port: config.port, host: config.host });
+  await loading.close();
+  const address = await app.listen({ port: loading.port, host: config.host });
   log.info({ address, models: models.map((m) => m.id) }, `serving ${models.map((m) => m.id).join(', ')} at ${address}`);
 
   let stopping = false;

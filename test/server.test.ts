@@ -3,6 +3,8 @@
  * SIGTERM lets in-flight requests finish, then the process exits 0.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
@@ -53,6 +55,34 @@ t.test('a model directory that cannot be loaded stops the server, naming it', as
   child.stdout?.on('data', (data: Buffer) => (stdout += data.toString()));
   t.equal(await exited(child), 1);
   t.match(stdout, /nonexistent\/model-dir/);
+});
+
+t.test('the port opens before the models load, and the app takes it over', async (t) => {
+  const child = start({ MODEL_DIR, PORT: '0', HOST: '127.0.0.1' });
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  let stdout = '';
+  child.stdout?.on('data', (data: Buffer) => (stdout += data.toString()));
+  const base = await listening(child);
+  const events = stdout.split('\n').filter((line) => line !== '').map((line) => JSON.parse(line) as { msg: string; port?: number });
+  const order = events.map((event) => event.msg).filter((msg) => /^(listening while|model loaded|serving)/.test(msg));
+  t.match(order, [/^listening while the models load/, 'model loaded', /^serving/]);
+  t.equal(`http://127.0.0.1:${events.find((event) => event.port !== undefined)?.port}`, base, 'the app listens on the port the loading server held');
+  t.equal((await fetch(`${base}/ready`)).status, 200);
+});
+
+t.test('a port in use stops the server, naming it', async (t) => {
+  const holder = createServer();
+  holder.listen(0, '127.0.0.1');
+  await once(holder, 'listening');
+  t.teardown(() => holder.close());
+  const port = String((holder.address() as AddressInfo).port);
+  const child = start({ MODEL_DIR, PORT: port, HOST: '127.0.0.1' });
+  let stdout = '';
+  child.stdout?.on('data', (data: Buffer) => (stdout += data.toString()));
+  t.equal(await exited(child), 1);
+  t.match(stdout, new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port}.*EADDRINUSE`));
 });
 
 t.test('SIGTERM finishes in-flight requests, then exits 0', async (t) => {
