@@ -77,6 +77,18 @@ t.test('streamed: role first, content pieces, a finish chunk, usage, [DONE]', as
   t.equal(last.usage?.prompt_tokens, whole.usage?.prompt_tokens);
 });
 
+t.test("the client's stream helper assembles the chunks into the same completion", async (t) => {
+  const whole = await client.chat.completions.create({ model: model.id, messages, max_completion_tokens: 12, temperature: 0, logprobs: true, top_logprobs: 2 });
+  const runner = client.chat.completions.stream({ model: model.id, messages, max_completion_tokens: 12, temperature: 0, logprobs: true, top_logprobs: 2 });
+  let deltas = '';
+  runner.on('content', (delta) => (deltas += delta));
+  const final = await runner.finalChatCompletion();
+  t.equal(final.choices[0].message.content, whole.choices[0].message.content);
+  t.equal(deltas, whole.choices[0].message.content, 'content events add up to the message');
+  t.equal(final.choices[0].finish_reason, whole.choices[0].finish_reason);
+  t.same(final.choices[0].logprobs?.content?.map((entry) => entry.token), whole.choices[0].logprobs?.content?.map((entry) => entry.token));
+});
+
 t.test('n choices, stop strings, max_completion_tokens over max_tokens', async (t) => {
   const chat = await client.chat.completions.create({ model: model.id, messages, n: 2, max_tokens: 3, max_completion_tokens: 6, temperature: 0 });
   t.same(chat.choices.map((c) => c.index), [0, 1]);
