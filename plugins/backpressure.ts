@@ -18,6 +18,7 @@ import fp from 'fastify-plugin';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { ApiError, queueFull } from '../src/openai/errors.js';
 import { Admission, type Release, type Ticket } from '../src/serve/admission.js';
+import { DEFAULT_MAX_BATCH_SIZE } from '../src/serve/decode-batch.js';
 
 export interface BackpressureOptions {
   /** Requests generating at once on one model; default 1. */
@@ -28,7 +29,7 @@ export interface BackpressureOptions {
   rejectDelayMs?: number;
 }
 
-export const DEFAULT_MAX_CONCURRENT_PER_MODEL = 1;
+export const DEFAULT_MAX_CONCURRENT_PER_MODEL = DEFAULT_MAX_BATCH_SIZE;
 export const DEFAULT_MAX_QUEUE_PER_MODEL = 32;
 export const DEFAULT_REJECT_DELAY_MS = 2000;
 

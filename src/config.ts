@@ -9,6 +9,7 @@ import { resolve } from 'node:path';
 import { Template } from '@huggingface/jinja';
 import { PROJECT_ROOT } from './project.js';
 import { SPINNING, type Spinning } from './runtime/session.js';
+import { DEFAULT_MAX_BATCH_SIZE, DEFAULT_PREFILL_CHUNK_TOKENS } from './serve/decode-batch.js';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
@@ -31,6 +32,10 @@ export interface Config {
   shutdownTimeoutMs: number;
   /** Requests generating at once on one model; more wait in its queue. */
   maxConcurrentPerModel: number;
+  /** Sequences that decode together in one graph run, at most (continuous batching). */
+  maxBatchSize: number;
+  /** Prompt tokens per prefill run at most: a longer prompt is chunked so that running sequences step in between. */
+  prefillChunkTokens: number;
   /** Requests waiting per model; beyond, 429 with Retry-After. */
   maxQueuePerModel: number;
   /** Longest a refused request is held before its 429 (never beyond its Retry-After), so that clients that do not back off cannot flood the event loop. */
@@ -170,8 +175,10 @@ export function loadConfig(env: Env = process.env): Config {
     ortSpinning: oneOf('ORT_SPINNING', SPINNING, 'run'),
     bodyLimitBytes: integer('BODY_LIMIT_BYTES', 1024 * 1024, 1, 1024 * 1024 * 1024),
     shutdownTimeoutMs: integer('SHUTDOWN_TIMEOUT_MS', 10_000, 0, 3_600_000),
-    // One by default: generations on one model share the same cores, so more at once only interleave.
-    maxConcurrentPerModel: integer('MAX_CONCURRENT_PER_MODEL', 1, 1, 1024),
+    // As many as decode together: running requests of one model share each step's weight reads.
+    maxConcurrentPerModel: integer('MAX_CONCURRENT_PER_MODEL', DEFAULT_MAX_BATCH_SIZE, 1, 1024),
+    maxBatchSize: integer('MAX_BATCH_SIZE', DEFAULT_MAX_BATCH_SIZE, 1, 256),
+    prefillChunkTokens: integer('PREFILL_CHUNK_TOKENS', DEFAULT_PREFILL_CHUNK_TOKENS, 1, 1_000_000),
     maxQueuePerModel: integer('MAX_QUEUE_PER_MODEL', 32, 0, 100_000),
     rejectDelayMs: integer('REJECT_DELAY_MS', 2000, 0, 60_000),
     redisUrl,

@@ -54,6 +54,8 @@ async function main(): Promise<void> {
         pool,
         preload: config.poolPreload,
         chatTemplate,
+        maxBatchSize: config.maxBatchSize,
+        prefillChunkTokens: config.prefillChunkTokens,
       }));
     } catch (err) {
       log.fatal({ err, dir }, `cannot load the model in ${dir} (MODEL_DIR)`);

@@ -15,7 +15,9 @@ t.test('defaults', async (t) => {
     ortSpinning: 'run',
     bodyLimitBytes: 1024 * 1024,
     shutdownTimeoutMs: 10_000,
-    maxConcurrentPerModel: 1,
+    maxConcurrentPerModel: 8,
+    maxBatchSize: 8,
+    prefillChunkTokens: 64,
     maxQueuePerModel: 32,
     rejectDelayMs: 2000,
     poolMemoryBytes: Infinity,
@@ -55,6 +57,8 @@ t.test('values from the environment', async (t) => {
     BODY_LIMIT_BYTES: '2048',
     SHUTDOWN_TIMEOUT_MS: '500',
     MAX_CONCURRENT_PER_MODEL: '2',
+    MAX_BATCH_SIZE: '4',
+    PREFILL_CHUNK_TOKENS: '16',
     MAX_QUEUE_PER_MODEL: '0',
     REJECT_DELAY_MS: '0',
     REDIS_URL: 'redis://cache.internal:6380/2',
@@ -86,6 +90,8 @@ t.test('values from the environment', async (t) => {
   t.equal(config.bodyLimitBytes, 2048);
   t.equal(config.shutdownTimeoutMs, 500);
   t.equal(config.maxConcurrentPerModel, 2);
+  t.equal(config.maxBatchSize, 4);
+  t.equal(config.prefillChunkTokens, 16);
   t.equal(config.maxQueuePerModel, 0, 'a queue of 0: requests beyond the running ones are refused');
   t.equal(config.rejectDelayMs, 0);
   t.equal(config.redisUrl, 'redis://cache.internal:6380/2');
@@ -157,6 +163,8 @@ const bad: Array<[string, string]> = [
   ['SHUTDOWN_TIMEOUT_MS', 'soon'],
   ['MAX_CONCURRENT_PER_MODEL', '0'],
   ['MAX_CONCURRENT_PER_MODEL', 'two'],
+  ['MAX_BATCH_SIZE', '0'],
+  ['PREFILL_CHUNK_TOKENS', '-1'],
   ['MAX_QUEUE_PER_MODEL', '-1'],
   ['MAX_QUEUE_PER_MODEL', '1e3'],
   ['CACHE_PREFIX', 'has space:'],

@@ -471,10 +471,11 @@ export class LlamaBuilder {
       past,
     };
     if (this.fused && past && attendsWithGqa(config)) {
-      // Serving runs one sequence per call: seqlens_k is [1], the index of its last key, which
-      // is its last position.
+      // One sequence per batch row, each at its own length (a batch of decode steps): seqlens_k
+      // is [batch], the index of each row's last key, which is its last position; the kernel's
+      // total length is the longest row's.
       const last = g.gather(positionIds, g.const(-1), 1);
-      ctx.gqa = { seqlensK: g.cast(last, 'int32'), total: g.cast(g.add(last, g.const(1)), 'int32'), rotates: gqaRotates(config) };
+      ctx.gqa = { seqlensK: g.cast(last, 'int32'), total: g.cast(g.add(g.reduceMax(last, [0]), g.const(1)), 'int32'), rotates: gqaRotates(config) };
     } else {
       // Keys attended = what the cache holds (all of it, here) + the new tokens.
       const seq = g.gather(g.shape(inputIds), g.const(1));

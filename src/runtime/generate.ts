@@ -2,8 +2,6 @@
 import { IncrementalDecoder } from './detokenizer.js';
 import { createRng, randomSeed } from '../random.js';
 import { logSoftmax, sampleToken, topIndices } from './sampling.js';
-import type { KvCache } from './kv-cache.js';
-import type { ForwardResult } from './session.js';
 import { StopMatcher } from './stops.js';
 import type { FinishReason, GenerationDelta, GenerationResult, SamplingParams, TokenInfo } from './types.js';
 
@@ -17,11 +15,15 @@ export interface DecodingModel {
   tokenLabel(id: number): string;
 }
 
-/** How one generation runs its forward passes (which sessions, which neurons). */
+/**
+ * How one sequence runs its forward passes (which sessions, which neurons, alone or in a batch):
+ * it holds the sequence's KV cache, so each call continues where the last one ended.
+ */
 export interface Runner {
-  /** Logits of the prompt's last `logitsToKeep` positions and the cache after it. */
-  prefill(promptIds: number[], logitsToKeep: number): Promise<ForwardResult>;
-  step(id: number, cache: KvCache): Promise<ForwardResult>;
+  /** Logits of the prompt's last `logitsToKeep` positions ([logitsToKeep, vocab], row after row). */
+  prefill(promptIds: number[], logitsToKeep: number): Promise<Float32Array>;
+  /** Logits after `id`, appended to the sequence. */
+  step(id: number): Promise<Float32Array>;
 }
 
 /** Logprob of `id` and the `k` most likely alternatives (plus `id` itself, as OpenAI reports). */
@@ -37,12 +39,12 @@ function labeller(model: DecodingModel, decoder: IncrementalDecoder) {
 }
 
 /** The prompt's tokens with the logprob of each given what precedes it (the first has none). */
-function echoPrompt(model: DecodingModel, promptIds: number[], prefill: ForwardResult, k: number | null): GenerationDelta {
+function echoPrompt(model: DecodingModel, promptIds: number[], logits: Float32Array, k: number | null): GenerationDelta {
   const decoder = new IncrementalDecoder((ids) => model.decode(ids));
   const V = model.vocabSize;
   const tokens = promptIds.map((id, i): TokenInfo => {
     const scored = k !== null && i > 0
-      ? scoreToken(prefill.logits.subarray((i - 1) * V, i * V), id, k, labeller(model, decoder))
+      ? scoreToken(logits.subarray((i - 1) * V, i * V), id, k, labeller(model, decoder))
       : { logprob: null, top: null };
     return { id, text: decoder.push(id), ...scored };
   });
@@ -58,8 +60,8 @@ export async function* generate(
 ): AsyncGenerator<GenerationDelta, GenerationResult> {
   const V = model.vocabSize;
   const promptLogprobs = params.echo && params.logprobs !== null;
-  let { logits, cache } = await runner.prefill(promptIds, promptLogprobs ? promptIds.length : 1);
-  if (params.echo) yield echoPrompt(model, promptIds, { logits, cache }, params.logprobs);
+  let logits = await runner.prefill(promptIds, promptLogprobs ? promptIds.length : 1);
+  if (params.echo) yield echoPrompt(model, promptIds, logits, params.logprobs);
   logits = logits.subarray(logits.length - V);
 
   const rand = createRng(params.seed ?? randomSeed());
@@ -111,8 +113,9 @@ export async function* generate(
     if (delta) yield delta;
 
     if (completionTokens >= params.maxTokens) break;
-    if (cache.length >= model.contextLength) break;
-    ({ logits, cache } = await runner.step(id, cache));
+    // The cache holds the prompt and every sampled token but this one.
+    if (promptIds.length + completionTokens - 1 >= model.contextLength) break;
+    logits = await runner.step(id);
   }
   const rest = release(Infinity);
   if (rest) yield rest;

@@ -22,7 +22,7 @@ import type { LlamaConfig } from '../model/types.js';
  * costs about 3 times what a step pays for a spare one. With s spare positions, a step pays for s/2 of them on average and for a growth's copy
  * every s steps: s = sqrt(2 * 3 * need) minimises the sum.
  */
-function grownCapacity(need: number, maxPositions: number): number {
+export function grownCapacity(need: number, maxPositions: number): number {
   return Math.min(need + Math.ceil(Math.sqrt(6 * need)), maxPositions);
 }
 

@@ -6,6 +6,7 @@ import { Graph } from '../graph/graph.js';
 import { toOnnx } from '../graph/onnx.js';
 import type { Value } from '../graph/types.js';
 import type { LlamaConfig, LlamaWeights } from '../model/types.js';
+import type { KvArena } from './kv-arena.js';
 import { KvCache } from './kv-cache.js';
 
 export interface OrtOptions {
@@ -134,7 +135,8 @@ export class LlamaSession {
     const out = await this.session.run(feeds);
     const layers = Array.from({ length: this.config.numLayers }, (_, l) => l);
     if (this.gqaRope) {
-      this.appendProjections(next, cache.length, layers.map((l) => out[projectionsName(l)].data as Float32Array), this.gqaRope);
+      const positions = Array.from({ length: n }, (_, i) => cache.length + i);
+      this.appendProjections(out, positions, (layer, i, keys, values) => next.writePosition(layer, positions[i], keys, values));
     } else {
       next.write(cache.length, layers.map((l) => out[presentKeyName(l)]), layers.map((l) => out[presentValueName(l)]));
     }
@@ -143,22 +145,51 @@ export class LlamaSession {
   }
 
   /**
-   * Writes positions [from, cache.length) of every layer from its packed q/k/v projections
-   * (rows of q + k + v): the keys with RoPE at their positions, as the graph's attention used
-   * them, and the values as they are.
+   * One decode step of a batch of sequences whose caches are the first rows of `arena`: row i
+   * runs `tokens[i]` at `positions[i]` (its length so far) and gets that position written.
+   * Returns the logits, [rows, vocab]. Needs GroupQueryAttention, which reads each row up to
+   * its own length; the op-table attention would attend to the other rows' padding.
    */
-  private appendProjections(cache: KvCache, from: number, projections: Float32Array[], rope: RopeTables): void {
-    const { numHeads, numKvHeads, headDim } = this.config;
+  async step(tokens: number[], positions: number[], arena: KvArena, inputs: Record<string, ort.Tensor> = {}): Promise<Float32Array> {
+    if (!this.gqaRope) throw new Error('batched decode needs GroupQueryAttention (a head size that is a multiple of 8)');
+    const rows = tokens.length;
+    arena.reserve(rows, Math.max(...positions) + 1);
+    const past = arena.past(rows);
+    const feeds: Record<string, ort.Tensor> = {
+      input_ids: new ort.Tensor('int64', BigInt64Array.from(tokens, BigInt), [rows, 1]),
+      position_ids: new ort.Tensor('int64', BigInt64Array.from(positions, BigInt), [rows, 1]),
+      logits_to_keep: new ort.Tensor('int64', BigInt64Array.of(1n), [1]),
+      ...inputs,
+    };
+    for (let l = 0; l < this.config.numLayers; l++) {
+      feeds[pastKeyName(l)] = past.keys[l];
+      feeds[pastValueName(l)] = past.values[l];
+    }
+    const out = await this.session.run(feeds);
+    this.appendProjections(out, positions, (layer, row, keys, values) => arena.writePosition(row, layer, positions[row], keys, values));
+    return out.logits.data as Float32Array;
+  }
+
+  /**
+   * Hands `write` the keys and values of every new position of every layer, from the packed
+   * q/k/v projections the graph returns (rows of q + k + v, position after position, `i`
+   * counting them): the keys with RoPE at their positions, as the graph's attention used them,
+   * and the values as they are.
+   */
+  private appendProjections(out: ort.InferenceSession.ReturnType, positions: number[], write: (layer: number, i: number, keys: Float32Array, values: Float32Array) => void): void {
+    const rope = this.gqaRope!;
+    const { numHeads, numKvHeads, headDim, numLayers } = this.config;
     const qWidth = numHeads * headDim;
     const kvWidth = numKvHeads * headDim;
     const width = qWidth + 2 * kvWidth;
     const key = new Float32Array(kvWidth);
-    for (const [layer, y] of projections.entries()) {
-      for (let position = from; position < cache.length; position++) {
-        const row = (position - from) * width;
+    for (let layer = 0; layer < numLayers; layer++) {
+      const y = out[projectionsName(layer)].data as Float32Array;
+      for (const [i, position] of positions.entries()) {
+        const row = i * width;
         key.set(y.subarray(row + qWidth, row + qWidth + kvWidth));
         for (let h = 0; h < numKvHeads; h++) rotateHalf(key, h * headDim, position, rope, headDim);
-        cache.writePosition(layer, position, key, y.subarray(row + qWidth + kvWidth, row + width));
+        write(layer, i, key, y.subarray(row + qWidth + kvWidth, row + width));
       }
     }
   }

@@ -53,6 +53,15 @@ export interface ExecutionOptions {
   sparsePrefill?: boolean;
 }
 
+/** Decode steps a model has run (each steps a batch of sequences together). */
+export interface DecodeStats {
+  steps: number;
+  /** Sequence steps: the batches' rows, summed over steps. */
+  rows: number;
+  /** The largest batch so far. */
+  maxRows: number;
+}
+
 /** What ran, reported in the response's `sparsity` object. */
 export interface SparsityReport {
   /** Tier name: "dense" or "s" + percent, e.g. "s80". */
@@ -172,6 +181,8 @@ export interface ServedModel {
   tiers(): TierInfo[];
   /** Per-token activation, when the model serves it. */
   tokenActivation?(): TokenActivationInfo;
+  /** Its decode steps so far, when it batches them. */
+  batching?(): DecodeStats;
   /** Checks execution options before any work; throws ParameterError naming the parameter. */
   checkExecution(execution: ExecutionOptions): void;
   /** Where per-prompt activation scores are cached from now on (the app's store). */

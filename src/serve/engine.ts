@@ -20,9 +20,11 @@ import { gatherLayerMlp, pruneMlp } from '../sparsity/prune.js';
 import { availableSelectors, keptBlocks, servedSelector, tokenFeeds, tokenKeptUnits, tokenSavedBytes, tokenSelection, type Selector } from '../sparsity/selectors.js';
 import { selectTier, tierName, tiersOf, type Tier } from '../sparsity/tiers.js';
 import type { TokenSelection } from '../arch/token-mlp.js';
-import { generate, type DecodingModel, type Runner } from '../runtime/generate.js';
+import { generate, type DecodingModel } from '../runtime/generate.js';
+import { DecodeBatch, DEFAULT_MAX_BATCH_SIZE, DEFAULT_PREFILL_CHUNK_TOKENS, RunQueue, type BatchStats } from './decode-batch.js';
+import { Sequence } from './sequence.js';
 import { SessionPool, type Lease } from '../runtime/pool.js';
-import type { KvCache } from '../runtime/kv-cache.js';
+import { KvCache } from '../runtime/kv-cache.js';
 import { LlamaSession, type ForwardResult, type OrtOptions } from '../runtime/session.js';
 import {
   ParameterError,
@@ -30,6 +32,7 @@ import {
   type GenerationDelta,
   type GenerationResult,
   type SamplingParams,
+  type DecodeStats,
   type ServedModel,
   type SparsityReport,
   type TierInfo,
@@ -48,7 +51,12 @@ export interface ServeOptions extends OrtOptions {
   preload?: boolean;
   /** A chat template that replaces the one in tokenizer_config.json (CHAT_TEMPLATE). */
   chatTemplate?: string;
+  /** Sequences that decode together in one step at most (MAX_BATCH_SIZE). */
+  maxBatchSize?: number;
+  /** Prompt tokens per prefill run at most, so that running sequences step in between (PREFILL_CHUNK_TOKENS). */
+  prefillChunkTokens?: number;
 }
+
 
 /** A tier's latency profile: per-token tiers have their own; "prompt" decodes as fast as "static". */
 const profileKey = (tier: Tier, activation: Activation) => (activation === 'token' && tier.sparsity > 0 ? `token:${tier.name}` : tier.name);
@@ -111,6 +119,14 @@ export class Engine implements ServedModel, DecodingModel {
    * in place, later ones copy it first (KvCache.append).
    */
   private lastPrefill: { key: string; result: Promise<ForwardResult> } | null = null;
+  /** Every graph run of this model's requests, one at a time. */
+  private readonly queue = new RunQueue();
+  /** The running decode batches, by tier and activation (per-prompt sets each have their own). */
+  private readonly batches = new Map<string, { session: LlamaSession; batch: DecodeBatch }>();
+  private promptBatches = 0;
+  private readonly decodeStats = { steps: 0, rows: 0, maxRows: 0 };
+  private readonly maxBatchSize: number;
+  private readonly prefillChunk: number;
   private store: ActivationStore | undefined;
 
   constructor(
@@ -142,6 +158,13 @@ export class Engine implements ServedModel, DecodingModel {
     this.denseBytesPerToken = weightBytesPerToken(model.weights);
     this.denseSessionBytes = floatBytes(model.weights);
     this.store = options.store;
+    this.maxBatchSize = options.maxBatchSize ?? DEFAULT_MAX_BATCH_SIZE;
+    this.prefillChunk = options.prefillChunkTokens ?? DEFAULT_PREFILL_CHUNK_TOKENS;
+  }
+
+  /** Decode steps run so far, the sequences they stepped in all, and the most in one. */
+  batching(): DecodeStats {
+    return { ...this.decodeStats };
   }
 
   useActivationStore(store: ActivationStore): void {
@@ -346,10 +369,32 @@ export class Engine implements ServedModel, DecodingModel {
 
   // Generation.
 
+  /**
+   * The prompt through `session` in chunks of at most `prefillChunk` tokens, each its own run in
+   * the model's queue, so that a long prompt lets the running sequences step in between.
+   * Returns the logits of the last `logitsToKeep` positions.
+   */
+  private async chunkedPrefill(session: LlamaSession, promptIds: number[], logitsToKeep: number, inputs: Record<string, ort.Tensor>): Promise<ForwardResult> {
+    const n = promptIds.length;
+    let cache = KvCache.empty(this.model.config, n + 1);
+    const logits: Float32Array[] = [];
+    for (let start = 0; start < n; start += this.prefillChunk) {
+      const end = Math.min(start + this.prefillChunk, n);
+      const wanted = end - Math.max(start, n - logitsToKeep); // this chunk's positions among the last logitsToKeep
+      const from = cache;
+      const result = await this.queue.run(() => session.forward(promptIds.slice(start, end), from, Math.max(1, wanted), inputs));
+      cache = result.cache;
+      if (wanted > 0) logits.push(result.logits);
+    }
+    const all = new Float32Array(logits.reduce((sum, l) => sum + l.length, 0));
+    logits.reduce((at, l) => (all.set(l, at), at + l.length), 0);
+    return { logits: all, cache };
+  }
+
   /** A prefill through `session`; `shared` is told whether an earlier choice's pass was reused. */
-  private prefillWith(session: LlamaSession, sessionKey: string, inputs: Record<string, ort.Tensor>, memo: boolean, shared: (reused: boolean) => void) {
-    return (promptIds: number[], logitsToKeep: number): Promise<ForwardResult> => {
-      const run = () => session.forward(promptIds, session.emptyCache(), logitsToKeep, inputs);
+  private prefillWith(session: LlamaSession, sessionKey: string, inputs: Record<string, ort.Tensor>, memo: boolean) {
+    return (promptIds: number[], logitsToKeep: number, shared: (reused: boolean) => void): Promise<ForwardResult> => {
+      const run = () => this.chunkedPrefill(session, promptIds, logitsToKeep, inputs);
       if (!memo) return run();
       const key = `${sessionKey}:${logitsToKeep}:${promptIds.join(',')}`;
       shared(this.lastPrefill?.key === key);
@@ -363,6 +408,27 @@ export class Engine implements ServedModel, DecodingModel {
       }
       return this.lastPrefill.result;
     };
+  }
+
+  /**
+   * The decode batch of `session` with `inputs`, named by `key` (a tier's session and its
+   * inputs; a per-prompt neuron set's own key). A session rebuilt after eviction starts a new
+   * batch; the old one ends with its last member.
+   */
+  private decodeBatch(key: string, session: LlamaSession, inputs: Record<string, ort.Tensor>): DecodeBatch {
+    const existing = this.batches.get(key);
+    if (existing && existing.session === session) return existing.batch;
+    const onEmpty = () => {
+      if (this.batches.get(key)?.batch === batch) this.batches.delete(key);
+    };
+    const onStep = ({ rows }: BatchStats) => {
+      this.decodeStats.steps++;
+      this.decodeStats.rows += rows;
+      this.decodeStats.maxRows = Math.max(this.decodeStats.maxRows, rows);
+    };
+    const batch = new DecodeBatch(session, inputs, this.queue, this.maxBatchSize, this.vocabSize, onEmpty, onStep);
+    this.batches.set(key, { session, batch });
+    return batch;
   }
 
   generate(
@@ -389,6 +455,7 @@ export class Engine implements ServedModel, DecodingModel {
     const plan = await this.plan(promptIds.length, params.maxTokens, execution);
     const { tier } = plan;
     const leases: Lease<LlamaSession>[] = [];
+    let sequence: Sequence | undefined;
     const hold = async (pending: Promise<Lease<LlamaSession>>) => {
       const l = await pending;
       leases.push(l);
@@ -424,34 +491,23 @@ export class Engine implements ServedModel, DecodingModel {
       const prefillKey = sparsePrefill ? `${tier.name}:${source}` : 'dense';
       // Per-prompt inputs differ per request; only sessions with fixed weights share a prefill.
       const memo = !(sparsePrefill && plan.activation === 'prompt');
-      let prefillMs = 0;
-      let decodeSteps = 0;
-      let promptLogits = 1;
-      let prefillRan = true;
-      const runner: Runner = {
-        prefill: async (ids, keep) => {
-          const t0 = performance.now();
-          promptLogits = keep;
-          const r = await this.prefillWith(prefillSession, prefillKey, sparsePrefill ? inputs : {}, memo, (reused) => (prefillRan = !reused))(ids, keep);
-          prefillMs = performance.now() - t0;
-          return r;
-        },
-        step: (id: number, cache: KvCache) => {
-          decodeSteps++;
-          return decodeSession.forward([id], cache, 1, inputs);
-        },
-      };
-
+      const batchKey = plan.activation === 'prompt' && !isDense ? `prompt:${++this.promptBatches}` : `${tier.name}:${plan.activation}`;
+      sequence = new Sequence({
+        prefill: this.prefillWith(prefillSession, prefillKey, sparsePrefill ? inputs : {}, memo),
+        batch: () => this.decodeBatch(batchKey, decodeSession, inputs),
+      });
       let firstTokenMs: number | null = null;
       let echo = params.echo; // the echoed prompt comes first and is not a new token
-      const it = generate(this, runner, promptIds, params, signal);
+      const it = generate(this, sequence, promptIds, params, signal);
       let r = await it.next();
       for (; !r.done; r = await it.next()) {
         if (echo) echo = false;
         else firstTokenMs ??= performance.now() - start;
         yield r.value;
       }
+      sequence.finish();
       const totalMs = performance.now() - start;
+      const { prefillMs, decodeSteps, promptLogits, prefillRan } = sequence;
       const shape = { promptTokens: promptIds.length, decodeSteps, promptLogits, prefillRan };
       const flopsDense = generationFlops(this.model.config, shape, [], []);
       const flopsExecuted = generationFlops(this.model.config, shape, sparsePrefill ? decodeUnits : [], decodeUnits);
@@ -474,6 +530,7 @@ export class Engine implements ServedModel, DecodingModel {
         },
       };
     } finally {
+      sequence?.finish();
       for (const l of leases) l.done();
     }
   }
