@@ -19,7 +19,7 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { CacheEventInfo } from '../src/cache/events.js';
 import type { CacheBackendStatus, CacheEvent } from '../src/cache/types.js';
-import type { GenerationResult } from '../src/runtime/types.js';
+import type { DecodeStats, GenerationResult, ServedModel } from '../src/runtime/types.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -188,6 +188,25 @@ export class ServerMetrics {
     });
   }
 
+  /**
+   * Exposes continuous batching, read at each scrape from the models that batch:
+   * `slm_decode_steps_total` (graph runs of decode steps) and `slm_decode_sequence_steps_total`
+   * (the sequences those runs stepped); their rates' ratio is the mean batch size.
+   */
+  watchBatching(models: ReadonlyMap<string, ServedModel>): void {
+    const registers = [this.registry];
+    const mirror = (read: (stats: DecodeStats) => number) =>
+      function (this: Counter<'model'>) {
+        this.reset();
+        for (const [id, model] of models) {
+          const stats = model.batching?.();
+          if (stats) this.inc({ model: id }, read(stats));
+        }
+      };
+    new Counter({ name: 'slm_decode_steps_total', help: 'Decode steps run: one graph run each, for every sequence in its batch', labelNames: ['model'], registers, collect: mirror((s) => s.steps) });
+    new Counter({ name: 'slm_decode_sequence_steps_total', help: 'Sequences stepped by the decode steps (each step counts its batch size)', labelNames: ['model'], registers, collect: mirror((s) => s.sequenceSteps) });
+  }
+
   setQueueDepth(model: string, depth: number): void {
     this.queueDepth.set({ model }, depth);
   }
@@ -201,6 +220,7 @@ export class ServerMetrics {
 const metricsPlugin: FastifyPluginAsync = async (fastify) => {
   const metrics = new ServerMetrics();
   fastify.decorate('metrics', metrics);
+  metrics.watchBatching(fastify.models);
 
   // Each request is counted once: when its answer is complete (onResponse), or, when its client
   // hung up first, as nginx logs it (499): a cut stream never reaches onResponse. A complete

@@ -56,9 +56,9 @@ export interface ExecutionOptions {
 /** Decode steps a model has run (each steps a batch of sequences together). */
 export interface DecodeStats {
   steps: number;
-  /** Sequence steps: the batches' rows, summed over steps. */
-  rows: number;
-  /** The largest batch so far. */
+  /** Sequences those steps advanced, summed over steps (their mean batch is sequenceSteps / steps). */
+  sequenceSteps: number;
+  /** The most rows one step ran. */
   maxRows: number;
 }
 

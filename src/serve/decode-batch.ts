@@ -75,8 +75,12 @@ export class BatchMember {
 }
 
 export interface BatchStats {
-  /** Rows of the step that just ran. */
+  /** Rows of the step that just ran: its sequences, and any seated one that had not asked yet. */
   rows: number;
+  /** Sequences it stepped. */
+  stepped: number;
+  /** How long the graph run took. */
+  ms: number;
 }
 
 export class DecodeBatch {
@@ -109,16 +113,17 @@ export class DecodeBatch {
     return member;
   }
 
-  /**
-   * Queues a step after the current macrotask: by then, members whose previous step has just
-   * returned have sampled their next token and asked again, so they share the run.
-   */
+  /** Queues a step, unless one is queued that has not yet taken its members. */
   schedule(): void {
     if (this.scheduled) return;
     this.scheduled = true;
-    setImmediate(() => {
+    void this.queue.run(async () => {
+      // The run's members are taken after the current macrotask: by then, members whose
+      // previous step has just returned have sampled their next token and asked again, so
+      // they share this run instead of forming a second batch that alternates with it.
+      await new Promise((resolve) => setImmediate(resolve));
       this.scheduled = false;
-      void this.queue.run(() => this.runStep());
+      await this.runStep();
     });
   }
 
@@ -158,13 +163,14 @@ export class DecodeBatch {
     const steps = seated.map((m) => m.pending);
     for (const m of asking) m.pending = null;
     try {
+      const t0 = performance.now();
       const logits = await this.session.step(
         steps.map((s) => s?.token ?? 0),
         seated.map((m) => m.length),
         this.arena,
         this.inputs,
       );
-      this.onStep({ rows: seated.length });
+      this.onStep({ rows: seated.length, stepped: asking.length, ms: performance.now() - t0 });
       const V = this.vocabSize;
       seated.forEach((member, row) => {
         const step = steps[row];

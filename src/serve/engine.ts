@@ -124,7 +124,7 @@ export class Engine implements ServedModel, DecodingModel {
   /** The running decode batches, by tier and activation (per-prompt sets each have their own). */
   private readonly batches = new Map<string, { session: LlamaSession; batch: DecodeBatch }>();
   private promptBatches = 0;
-  private readonly decodeStats = { steps: 0, rows: 0, maxRows: 0 };
+  private readonly decodeStats: DecodeStats = { steps: 0, sequenceSteps: 0, maxRows: 0 };
   private readonly maxBatchSize: number;
   private readonly prefillChunk: number;
   private store: ActivationStore | undefined;
@@ -421,9 +421,9 @@ export class Engine implements ServedModel, DecodingModel {
     const onEmpty = () => {
       if (this.batches.get(key)?.batch === batch) this.batches.delete(key);
     };
-    const onStep = ({ rows }: BatchStats) => {
+    const onStep = ({ rows, stepped }: BatchStats) => {
       this.decodeStats.steps++;
-      this.decodeStats.rows += rows;
+      this.decodeStats.sequenceSteps += stepped;
       this.decodeStats.maxRows = Math.max(this.decodeStats.maxRows, rows);
     };
     const batch = new DecodeBatch(session, inputs, this.queue, this.maxBatchSize, this.vocabSize, onEmpty, onStep);

@@ -63,6 +63,20 @@ t.test('a completion is counted under its model and tier, as its response report
   t.equal(sample(text, 'slm_flops_dense_total', { model: model.id, tier: 'dense' }), 0, 'nothing under other tiers');
 });
 
+t.test('decode steps and the sequences they stepped: concurrent completions share steps', async (t) => {
+  const app = await testApp(t, { models: [model] });
+  const before = await scrape(app);
+  const labels = { model: model.id };
+  const bodies = ['the cat sat', 'a dog ran far', 'once'].map((prompt) => ({ model: model.id, prompt, max_tokens: 8, temperature: 0 }));
+  const answers = await Promise.all(bodies.map((payload) => app.inject({ method: 'POST', url: '/v1/completions', payload })));
+  const generated = answers.map((res) => res.json<Completion>().usage.completion_tokens);
+  const after = await scrape(app);
+  const delta = (name: string) => sample(after, name, labels) - sample(before, name, labels);
+  // A completion of c tokens steps c - 1 times (the first comes from the prompt pass), unless it stopped at EOS.
+  t.equal(delta('slm_decode_sequence_steps_total'), generated.reduce((sum, c) => sum + c - 1, 0), `completions of ${generated.join(', ')} tokens`);
+  t.ok(delta('slm_decode_steps_total') < delta('slm_decode_sequence_steps_total'), `fewer runs (${delta('slm_decode_steps_total')}) than sequence steps`);
+});
+
 t.test('streamed completions, scores and refusals are counted too', async (t) => {
   const app = await testApp(t, { models: [model] });
   const streamed = await app.inject({

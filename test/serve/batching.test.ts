@@ -57,7 +57,7 @@ for (const name of ['default', 'stories260K']) {
       t.same(together, alone, `${JSON.stringify(execution)}: token for token`);
       const after = batched.batching();
       const steps = after.steps - before.steps;
-      const rows = after.rows - before.rows;
+      const rows = after.sequenceSteps - before.sequenceSteps;
       t.ok(rows > steps, `${JSON.stringify(execution)}: steps ran several sequences (${rows} sequence steps in ${steps} runs)`);
       t.ok(after.maxRows <= 3, 'never more rows than MAX_BATCH_SIZE');
     }
