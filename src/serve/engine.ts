@@ -22,6 +22,7 @@ import { selectTier, tierName, tiersOf, type Tier } from '../sparsity/tiers.js';
 import type { TokenSelection } from '../arch/token-mlp.js';
 import { generate, type DecodingModel } from '../runtime/generate.js';
 import { DecodeBatch, DEFAULT_MAX_BATCH_SIZE, DEFAULT_PREFILL_CHUNK_TOKENS, RunQueue, type BatchStats } from './decode-batch.js';
+import { LatencyModel } from './latency.js';
 import { Sequence } from './sequence.js';
 import { SessionPool, type Lease } from '../runtime/pool.js';
 import { KvCache } from '../runtime/kv-cache.js';
@@ -36,7 +37,6 @@ import {
   type ServedModel,
   type SparsityReport,
   type TierInfo,
-  type TierProfile,
   type TokenActivationInfo,
 } from '../runtime/types.js';
 
@@ -61,8 +61,6 @@ export interface ServeOptions extends OrtOptions {
 /** A tier's latency profile: per-token tiers have their own; "prompt" decodes as fast as "static". */
 const profileKey = (tier: Tier, activation: Activation) => (activation === 'token' && tier.sparsity > 0 ? `token:${tier.name}` : tier.name);
 
-/** Exponential moving average weight of a new request's timing in a tier's profile. */
-const PROFILE_EMA = 0.2;
 /** Tokens of the start-up latency measurement: a prompt, then decode steps. */
 const WARMUP_PROMPT = 16;
 const WARMUP_DECODE = 8;
@@ -108,7 +106,7 @@ export class Engine implements ServedModel, DecodingModel {
   private readonly selector: Selector;
   private readonly selectors: Selector[];
   private readonly selection: TokenSelection;
-  private readonly profiles = new Map<string, TierProfile>();
+  private readonly latency = new LatencyModel();
   private readonly pool: SessionPool;
   private readonly ownsPool: boolean;
   private readonly denseBytesPerToken: number;
@@ -122,7 +120,7 @@ export class Engine implements ServedModel, DecodingModel {
   /** Every graph run of this model's requests, one at a time. */
   private readonly queue = new RunQueue();
   /** The running decode batches, by tier and activation (per-prompt sets each have their own). */
-  private readonly batches = new Map<string, { session: LlamaSession; batch: DecodeBatch }>();
+  private readonly batches = new Map<string, { session: LlamaSession; batch: DecodeBatch; profile: string }>();
   private promptBatches = 0;
   private readonly decodeStats: DecodeStats = { steps: 0, sequenceSteps: 0, maxRows: 0 };
   private readonly maxBatchSize: number;
@@ -193,7 +191,7 @@ export class Engine implements ServedModel, DecodingModel {
       sparsity: t.sparsity,
       neuronsPerLayer: t.neuronsPerLayer,
       trafficBound: this.denseBytesPerToken / (this.denseBytesPerToken - droppedBytes(this.model.config, t)),
-      profile: this.profiles.get(t.name) ?? null,
+      profile: this.latency.get(t.name),
       loaded: this.pool.has(this.sessionKey(t, 'static')),
       memoryBytes: this.pool.bytesOf(this.sessionKey(t, 'static')) + this.pool.bytesOf(this.sessionKey(t, 'prompt')),
     }));
@@ -209,7 +207,7 @@ export class Engine implements ServedModel, DecodingModel {
         sparsity: t.sparsity,
         neuronsPerLayer: t.neuronsPerLayer,
         trafficBound: this.denseBytesPerToken / (this.denseBytesPerToken - tokenSavedBytes(this.model.config, this.selection, this.tokenBlocks(t))),
-        profile: this.profiles.get(profileKey(t, 'token')) ?? null,
+        profile: this.latency.get(profileKey(t, 'token')),
         loaded: this.pool.has(this.tokenSessionKey()),
         memoryBytes: this.pool.bytesOf(this.tokenSessionKey()),
       })),
@@ -245,7 +243,7 @@ export class Engine implements ServedModel, DecodingModel {
   /** A per-token tier's session, its latency profile measured on first use. */
   private async tokenTierSession(tier: Tier): Promise<Lease<LlamaSession>> {
     const lease = await this.tokenSession();
-    if (!this.profiles.has(profileKey(tier, 'token'))) await this.measure(tier, lease.value, 'token', this.tokenInputs(tier));
+    if (!this.latency.has(profileKey(tier, 'token'))) await this.measure(tier, lease.value, 'token', this.tokenInputs(tier));
     return lease;
   }
 
@@ -262,7 +260,7 @@ export class Engine implements ServedModel, DecodingModel {
     const bytes = this.denseSessionBytes - droppedBytes(this.model.config, tier);
     const lease = await this.pool.acquire(this.sessionKey(tier, kind), bytes, () =>
       LlamaSession.create(this.model.config, this.tierWeights(tier, kind), this.options, { mlpInputs: kind === 'prompt' }));
-    if (kind === 'static' && !this.profiles.has(tier.name)) await this.measure(tier, lease.value);
+    if (kind === 'static' && !this.latency.has(tier.name)) await this.measure(tier, lease.value);
     return lease;
   }
 
@@ -276,7 +274,7 @@ export class Engine implements ServedModel, DecodingModel {
     t0 = performance.now();
     for (let i = 0; i < WARMUP_DECODE; i++) ({ cache } = await session.forward([i % this.vocabSize], cache, 1, inputs));
     const decodeMs = performance.now() - t0;
-    this.profiles.set(profileKey(tier, activation), { prefillMsPerToken: prefillMs / prompt.length, decodeMsPerToken: decodeMs / WARMUP_DECODE, samples: 0 });
+    this.latency.set(profileKey(tier, activation), prefillMs / prompt.length, decodeMs / WARMUP_DECODE);
   }
 
   /** Builds the sessions of every tier, static and per-token (or of dense only), and measures their profiles. */
@@ -302,10 +300,17 @@ export class Engine implements ServedModel, DecodingModel {
     return activation === 'token' ? this.tokenTierList : this.tierList;
   }
 
+  /** What a request at `tier` would take, with the batches running now. */
   private predictMs(tier: Tier, activation: Activation, promptTokens: number, maxTokens: number, sparsePrefill: boolean): number {
-    const decode = this.profiles.get(profileKey(tier, activation))!;
-    const prefill = sparsePrefill ? decode : this.profiles.get('dense')!;
-    return promptTokens * prefill.prefillMsPerToken + maxTokens * decode.decodeMsPerToken;
+    const decodeProfile = profileKey(tier, activation);
+    return this.latency.predictMs({
+      decodeProfile,
+      prefillProfile: sparsePrefill ? decodeProfile : 'dense',
+      promptTokens,
+      maxTokens,
+      prefillChunk: this.prefillChunk,
+      running: [...this.batches.values()].map((b) => ({ profile: b.profile, rows: b.batch.size })),
+    });
   }
 
   private async plan(promptTokens: number, maxTokens: number, execution: ExecutionOptions): Promise<Plan> {
@@ -318,7 +323,7 @@ export class Engine implements ServedModel, DecodingModel {
     }
     // Every tier needs a profile to be compared; building one measures it.
     for (const tier of tiers) {
-      if (this.profiles.has(profileKey(tier, activation))) continue;
+      if (this.latency.has(profileKey(tier, activation))) continue;
       (await (activation === 'token' && tier.sparsity > 0 ? this.tokenTierSession(tier) : this.session(tier, 'static'))).done();
     }
     const budgetMs = execution.latencyBudgetMs;
@@ -415,19 +420,20 @@ export class Engine implements ServedModel, DecodingModel {
    * inputs; a per-prompt neuron set's own key). A session rebuilt after eviction starts a new
    * batch; the old one ends with its last member.
    */
-  private decodeBatch(key: string, session: LlamaSession, inputs: Record<string, ort.Tensor>): DecodeBatch {
+  private decodeBatch(key: string, profile: string, session: LlamaSession, inputs: Record<string, ort.Tensor>): DecodeBatch {
     const existing = this.batches.get(key);
     if (existing && existing.session === session) return existing.batch;
     const onEmpty = () => {
       if (this.batches.get(key)?.batch === batch) this.batches.delete(key);
     };
-    const onStep = ({ rows, stepped }: BatchStats) => {
+    const onStep = ({ rows, stepped, ms }: BatchStats) => {
       this.decodeStats.steps++;
       this.decodeStats.sequenceSteps += stepped;
       this.decodeStats.maxRows = Math.max(this.decodeStats.maxRows, rows);
+      this.latency.recordStep(profile, rows, ms);
     };
     const batch = new DecodeBatch(session, inputs, this.queue, this.maxBatchSize, this.vocabSize, onEmpty, onStep);
-    this.batches.set(key, { session, batch });
+    this.batches.set(key, { session, batch, profile });
     return batch;
   }
 
@@ -494,7 +500,7 @@ export class Engine implements ServedModel, DecodingModel {
       const batchKey = plan.activation === 'prompt' && !isDense ? `prompt:${++this.promptBatches}` : `${tier.name}:${plan.activation}`;
       sequence = new Sequence({
         prefill: this.prefillWith(prefillSession, prefillKey, sparsePrefill ? inputs : {}, memo),
-        batch: () => this.decodeBatch(batchKey, decodeSession, inputs),
+        batch: () => this.decodeBatch(batchKey, profileKey(tier, plan.activation), decodeSession, inputs),
       });
       let firstTokenMs: number | null = null;
       let echo = params.echo; // the echoed prompt comes first and is not a new token
@@ -511,7 +517,7 @@ export class Engine implements ServedModel, DecodingModel {
       const shape = { promptTokens: promptIds.length, decodeSteps, promptLogits, prefillRan };
       const flopsDense = generationFlops(this.model.config, shape, [], []);
       const flopsExecuted = generationFlops(this.model.config, shape, sparsePrefill ? decodeUnits : [], decodeUnits);
-      if (plan.activation !== 'prompt' || isDense) this.learn(profileKey(tier, plan.activation), sparsePrefill, prefillRan ? promptIds.length : 0, prefillMs, decodeSteps, totalMs - prefillMs);
+      if (prefillRan) this.latency.recordPrefill(profileKey(tier, plan.activation), sparsePrefill ? profileKey(tier, plan.activation) : 'dense', promptIds.length, prefillMs);
       return {
         ...r.value,
         flopsDense,
@@ -533,19 +539,6 @@ export class Engine implements ServedModel, DecodingModel {
       sequence?.finish();
       for (const l of leases) l.done();
     }
-  }
-
-  /** Folds a request's timings into the tiers' profiles. */
-  private learn(profile: string, sparsePrefill: boolean, promptTokens: number, prefillMs: number, decodeSteps: number, decodeMs: number): void {
-    const update = (name: string, field: 'prefillMsPerToken' | 'decodeMsPerToken', value: number) => {
-      const p = this.profiles.get(name);
-      if (!p) return;
-      p[field] = (1 - PROFILE_EMA) * p[field] + PROFILE_EMA * value;
-      p.samples++;
-    };
-    // A prefill shared with an earlier choice (promptTokens 0) says nothing about its cost.
-    if (promptTokens > 0) update(sparsePrefill ? profile : 'dense', 'prefillMsPerToken', prefillMs / promptTokens);
-    if (decodeSteps > 0) update(profile, 'decodeMsPerToken', decodeMs / decodeSteps);
   }
 
   async close(): Promise<void> {
