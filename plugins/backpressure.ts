@@ -1,5 +1,5 @@
 /**
- * Backpressure (src/serve/admission.ts): a bounded queue per model, decided before the
+ * Backpressure (src/http/admission.ts): a bounded queue per model, decided before the
  * expensive work. Routes that generate set `config.admission`; for them
  * - onRequest, before the body is read: when every served model's queue is full, 429 at once;
  * - preValidation, once the JSON is parsed but before schema validation and tokenization: the
@@ -17,7 +17,7 @@
 import fp from 'fastify-plugin';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { ApiError, queueFull } from '../src/openai/errors.js';
-import { Admission, type Release, type Ticket } from '../src/serve/admission.js';
+import { Admission, type Release, type Ticket } from '../src/http/admission.js';
 import { DEFAULT_MAX_BATCH_SIZE } from '../src/serve/decode-batch.js';
 
 export interface BackpressureOptions {

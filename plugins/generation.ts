@@ -16,7 +16,7 @@ import { ApiError, internalError } from '../src/openai/errors.js';
 import type { Deadline } from '../src/openai/limits.js';
 import { SSE_HEADERS, writeSse } from '../src/openai/sse.js';
 import type { GenerationResult, ServedModel } from '../src/runtime/types.js';
-import type { Release } from '../src/serve/admission.js';
+import type { Release } from '../src/http/admission.js';
 
 /** What a generating route supplies: how to prepare its request, and how to answer it whole or streamed. */
 export interface GenerationSteps<P extends { stream: boolean }, A> {

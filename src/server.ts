@@ -1,7 +1,7 @@
 /**
  * Entry point (`npm start`): reads the configuration, opens the port (answering /health 200 and
- * /ready 503 while loading: src/serve/loading-server.ts), loads every MODEL_DIR, serves them, and
- * shuts down gracefully on SIGTERM/SIGINT (src/serve/shutdown.ts): on SIGTERM /ready turns 503
+ * /ready 503 while loading: src/http/loading-server.ts), loads every MODEL_DIR, serves them, and
+ * shuts down gracefully on SIGTERM/SIGINT (src/http/shutdown.ts): on SIGTERM /ready turns 503
  * for DRAIN_DELAY_MS while requests are still served; then new requests get 503, running and
  * queued ones get SHUTDOWN_TIMEOUT_MS to finish, and what is left is ended with a 503 or a
  * stream error event. The models are closed and the process exits 0.
@@ -11,8 +11,8 @@ import { buildApp, type App } from './app.js';
 import { isLoopbackHost, LOG_REDACT } from './openai/auth.js';
 import { ConfigError, loadConfig, readChatTemplateFile, type Config } from './config.js';
 import { loadServedModel } from './serve/engine.js';
-import { startLoadingServer, type LoadingServer } from './serve/loading-server.js';
-import { drainAndClose } from './serve/shutdown.js';
+import { startLoadingServer, type LoadingServer } from './http/loading-server.js';
+import { drainAndClose } from './http/shutdown.js';
 import { SessionPool } from './runtime/pool.js';
 import type { ServedModel } from './runtime/types.js';
 

@@ -7,7 +7,7 @@ import { clientClosed } from '../../src/openai/errors.js';
 import { ErrorResponse, ScoreRequest, ScoreResponse } from '../../src/openai/schemas.js';
 import { prepareScore, runScore, scoreMeta } from '../../src/openai/score.js';
 import type { GenerationResult } from '../../src/runtime/types.js';
-import type { Release } from '../../src/serve/admission.js';
+import type { Release } from '../../src/http/admission.js';
 
 const score: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.post(

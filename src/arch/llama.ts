@@ -135,7 +135,7 @@ function computeRopeTables(config: LlamaConfig): RopeTables {
   const sin = new Float64Array(maxPositions * headDim);
   for (let p = 0; p < maxPositions; p++) {
     for (let i = 0; i < half; i++) {
-      const angle = p * Math.pow(ropeTheta, (-2 * i) / headDim);
+      const angle = p * ropeTheta ** ((-2 * i) / headDim);
       // Dimension i and i + half form one rotating pair.
       cos[p * headDim + i] = cos[p * headDim + i + half] = Math.cos(angle);
       sin[p * headDim + i] = sin[p * headDim + i + half] = Math.sin(angle);

@@ -10,7 +10,7 @@ import type { LoadedModel } from '../model/load.js';
 import type { OrtOptions } from '../runtime/session.js';
 import { readCalibrationFile, type CalibrationSet } from '../sparsity/calibration.js';
 import { Evaluator, type CalibrationUnit, type PassageUnit, type PromptUnit, type Unit, type UnitSettings } from './evaluator.js';
-import { ProgressFile } from './progress.js';
+import type { ProgressFile } from './progress.js';
 import { predictorHashes } from './token.js';
 
 export interface InputFile {

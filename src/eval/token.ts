@@ -11,7 +11,7 @@
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import * as ort from 'onnxruntime-node';
+import type * as ort from 'onnxruntime-node';
 import { defaultBlock, type TokenSelection } from '../arch/token-mlp.js';
 import type { LoadedModel } from '../model/load.js';
 import type { KvCache } from '../runtime/kv-cache.js';

@@ -14,7 +14,7 @@
  * Token types are llama.cpp's: CONTROL and UNKNOWN pieces become special added tokens,
  * USER_DEFINED ones non-special added tokens, BYTE pieces the byte-fallback tokens.
  */
-import { GgufFields } from './gguf.js';
+import type { GgufFields } from './gguf.js';
 
 /** llama.cpp's token types (tokenizer.ggml.token_type). */
 export const TokenType = { NORMAL: 1, UNKNOWN: 2, CONTROL: 3, USER_DEFINED: 4, UNUSED: 5, BYTE: 6 } as const;

@@ -2,7 +2,7 @@
  * Turns JSON-schema validation failures (Ajv's error objects, as Fastify reports them) into
  * one OpenAI-style 400 that names the offending parameter and says what was expected.
  */
-import { ApiError, excerpt, invalidRequest } from './errors.js';
+import { type ApiError, excerpt, invalidRequest } from './errors.js';
 
 /** The part of an Ajv error object we read. */
 export interface SchemaViolation {

@@ -116,7 +116,7 @@ t.test('a hypothesis sharing no 4-gram gets an exp-smoothed, small but non-zero 
   // 'exp' smoothing (bleu.py compute_bleu): the first order without a match gets 100 / (2 * total).
   near(t, b.precisions[3], 100 / (2 * 3), 1e-12, 'smoothed 4-gram precision');
   // BLEU = BP * geometric mean of the precisions, BP = exp(1 - ref/hyp) as hyp < ref.
-  const expected = Math.exp(1 - 8 / 6) * Math.pow((400 / 6) * (200 / 5) * (100 / 4) * (100 / 6), 1 / 4);
+  const expected = Math.exp(1 - 8 / 6) * ((400 / 6) * (200 / 5) * (100 / 4) * (100 / 6)) ** (1 / 4);
   near(t, b.score, expected, 1e-9, 'score');
   t.ok(b.score > 0 && b.score < 30, 'small but not 0');
 });

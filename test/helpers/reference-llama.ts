@@ -44,7 +44,7 @@ function rope(vec: Float64Array, numHeads: number, headDim: number, pos: number,
   for (let h = 0; h < numHeads; h++) {
     const base = h * headDim;
     for (let i = 0; i < half; i++) {
-      const angle = pos * Math.pow(theta, (-2 * i) / headDim);
+      const angle = pos * theta ** ((-2 * i) / headDim);
       const cos = Math.cos(angle);
       const sin = Math.sin(angle);
       const a = vec[base + i];

@@ -6,7 +6,7 @@
 import { request as httpRequest } from 'node:http';
 import t from 'tap';
 import { wrap } from '../helpers/models.js';
-import { Admission } from '../../src/serve/admission.js';
+import { Admission } from '../../src/http/admission.js';
 import { ApiError, type ApiErrorBody } from '../../src/openai/errors.js';
 import type { GenerationDelta, GenerationResult, ServedModel } from '../../src/runtime/types.js';
 import { listen, testApp } from '../helpers/app.js';
@@ -69,7 +69,7 @@ t.test('a full queue answers 429 with Retry-After, in OpenAI error shape; then t
   const queued = postCompletion(url, model.id, 2);
   await until('the second request waits', () => app.admission.load(model.id).waiting === 1);
   const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body;
-  t.match(metrics, new RegExp(`^slm_queue_depth\\{model="held"\\} 1$`, 'm'), 'the queue depth gauge shows it');
+  t.match(metrics, /^slm_queue_depth\{model="held"\} 1$/m, 'the queue depth gauge shows it');
 
   for (const path of ['/v1/completions', '/v1/score']) {
     const body = path === '/v1/score' ? JSON.stringify({ model: model.id, prompt: [3], continuations: [[4]] }) : completionBody(model.id, 3);

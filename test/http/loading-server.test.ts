@@ -6,7 +6,7 @@
 import { createServer } from 'node:net';
 import { once } from 'node:events';
 import t from 'tap';
-import { startLoadingServer } from '../../src/serve/loading-server.js';
+import { startLoadingServer } from '../../src/http/loading-server.js';
 
 t.test('answers probes and refuses requests until closed', async (t) => {
   const loading = await startLoadingServer(0, '127.0.0.1');
