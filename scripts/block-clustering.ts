@@ -43,9 +43,18 @@ function clusterUnits(activity: Float32Array, units: number, block: number, iter
   const profiles = Array.from({ length: units }, (_, u) => {
     const v = new Float32Array(tokens);
     let mean = 0;
-    for (let t = 0; t < tokens; t++) mean += (v[t] = activity[t * units + u]) / tokens;
+    for (let t = 0; t < tokens; t++) {
+      const a = activity[t * units + u];
+      v[t] = a;
+      mean += a / tokens;
+    }
     let norm = 0;
-    for (let t = 0; t < tokens; t++) norm += (v[t] -= mean) ** 2;
+    for (let t = 0; t < tokens; t++) {
+      // The unrounded difference, as squared before the Float32Array stores it.
+      const centred = v[t] - mean;
+      v[t] = centred;
+      norm += centred ** 2;
+    }
     norm = Math.sqrt(norm) || 1;
     for (let t = 0; t < tokens; t++) v[t] /= norm;
     return v;
@@ -115,7 +124,7 @@ async function mlpActivity(model: LoadedModel, sequences: number[][], options: O
         input_ids: new ort.Tensor('int64', BigInt64Array.from(ids, BigInt), [1, n]),
         position_ids: new ort.Tensor('int64', BigInt64Array.from(ids, (_, i) => BigInt(i)), [1, n]),
       });
-      rows.forEach((layer, l) => layer.push(out[`activity.${l}`].data as Float32Array));
+      for (const [l, layer] of rows.entries()) layer.push(out[`activity.${l}`].data as Float32Array);
     }
   } finally {
     await session.release();
@@ -123,7 +132,10 @@ async function mlpActivity(model: LoadedModel, sequences: number[][], options: O
   return rows.map((layer) => {
     const all = new Float32Array(layer.reduce((a, r) => a + r.length, 0));
     let offset = 0;
-    for (const r of layer) all.set(r, (offset += r.length) - r.length);
+    for (const r of layer) {
+      all.set(r, offset);
+      offset += r.length;
+    }
     return all;
   });
 }

@@ -63,7 +63,7 @@ const program = new Command('fuzz')
     if (summary.violations.length > 0) {
       const file = opts.violations ?? `${ROOT}/.cache/fuzz/violations-seed-${opts.seed}.jsonl`;
       mkdirSync(dirname(file), { recursive: true });
-      writeFileSync(file, summary.violations.map((v) => JSON.stringify(v)).join('\n') + '\n');
+      writeFileSync(file, `${summary.violations.map((v) => JSON.stringify(v)).join('\n')}\n`);
       console.log(`\n${summary.violations.length} violations; their requests are in ${relative(process.cwd(), file)}`);
       process.exitCode = 1;
     }

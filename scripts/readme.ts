@@ -374,7 +374,7 @@ export function sectionsOf(readme: string): Section[] {
 export function replaceSections(readme: string, generated: Map<string, string>): string {
   const missing = [...generated.keys()].filter((key) => !sectionsOf(readme).some((s) => `${s.kind}:${s.name}` === key));
   if (missing.length > 0) throw new Error(`README.md has no markers for ${missing.join(', ')}`);
-  return readme.replace(SECTION, (whole, kind: string, name: string) => {
+  return readme.replace(SECTION, (_whole, kind: string, name: string) => {
     const content = generated.get(`${kind}:${name}`);
     if (content === undefined) throw new Error(`README.md marks ${kind} ${name}, which scripts/readme.ts does not generate`);
     return `<!-- readme:${kind} ${name} -->\n${content}\n<!-- /readme:${kind} -->`;

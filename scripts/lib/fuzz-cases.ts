@@ -73,6 +73,7 @@ class Draw {
 }
 
 const WORDS = ['Once', 'upon', 'a', 'time', 'there', 'was', 'little', 'dog', 'named', 'Lily', 'she', 'liked', 'to', 'play', 'in', 'the', 'park', 'sun', 'happy', 'big'];
+// biome-ignore lint/suspicious/noTemplateCurlyInString: '${x}' is a deliberate fuzz payload, a plain string that looks like a template placeholder
 const ODD_PIECES = ['é', 'e\u0301', '日本語', '🙂', '👩‍👩‍👧', '\u202e', '\ufeff', '\u0000', '\u0007', '\ud800', '\udc00', '\udfff\ud800', '\uffff', '\t\n\r', '"', '\\', '</script>', '%s%n', '${x}', "' OR 1=1 --", '\u2028'];
 const NUMBER_LITERALS = ['1e999', '-1e999', '-0', '1E+2', '0.0000001', '123456789012345678901234567890', '9007199254740993', '-9007199254740993', '1.0', '5e-324'];
 const WEIRD_STRINGS = ['', ' ', '0', '0.5', '-1', 'NaN', 'Infinity', '-Infinity', 'null', 'true', 'undefined', '[]', '{}', '1e999', 's', 's999', 's-1', 'dense ', 'DENSE', 'static', 'token'];
@@ -103,7 +104,7 @@ function longString(d: Draw): string {
 
 function deepNesting(d: Draw): Raw {
   const depth = d.pick([10, 100, 1000, 10_000, 50_000]);
-  return d.chance(0.5) ? new Raw('['.repeat(depth) + ']'.repeat(depth)) : new Raw('{"a":'.repeat(depth) + '1' + '}'.repeat(depth));
+  return d.chance(0.5) ? new Raw('['.repeat(depth) + ']'.repeat(depth)) : new Raw(`${'{"a":'.repeat(depth)}1${'}'.repeat(depth)}`);
 }
 
 function weirdValue(d: Draw, ctx: FuzzContext): Json {
@@ -188,7 +189,7 @@ function validScore(d: Draw, ctx: FuzzContext): Record<string, Json | undefined>
   const body: Record<string, Json | undefined> = {
     model: ctx.model,
     prompt: strings || d.chance(0.3) ? text(d, d.int(1, 8)) : tokenIds(d, ctx),
-    continuations: Array.from({ length: d.int(1, 4) }, () => (strings ? ' ' + text(d, d.int(1, 3)) : tokenIds(d, ctx, 4))),
+    continuations: Array.from({ length: d.int(1, 4) }, () => (strings ? ` ${text(d, d.int(1, 3))}` : tokenIds(d, ctx, 4))),
   };
   executionFields(d, body);
   return body;
@@ -219,7 +220,7 @@ function targetedMutation(d: Draw, path: string, body: Record<string, Json | und
   const outOfRange = (): number => d.pick([ctx.vocabSize, ctx.vocabSize + 1, 2 ** 31 - 1, 2 ** 32, 2 ** 53]);
   switch (d.int(0, 7)) {
     case 0:
-      body.model = d.pick<Json>(['nope', '', ctx.model.toUpperCase(), ctx.model + ' ', longString(d), oddString(d)]);
+      body.model = d.pick<Json>(['nope', '', ctx.model.toUpperCase(), `${ctx.model} `, longString(d), oddString(d)]);
       return 'model: unknown';
     case 1:
       if (path === '/detokenize') {
@@ -234,7 +235,7 @@ function targetedMutation(d: Draw, path: string, body: Record<string, Json | und
       return 'prompt: token id out of range';
     case 2:
       if (path === '/v1/score') {
-        body.continuations = Array.from({ length: d.pick([64, 65, 200]) }, () => ' ' + text(d, d.int(1, 3)));
+        body.continuations = Array.from({ length: d.pick([64, 65, 200]) }, () => ` ${text(d, d.int(1, 3))}`);
         return 'continuations: many';
       }
       body.prompt = Array.from({ length: d.pick([20, 100, 300]) }, () => text(d, d.int(1, 5)));
@@ -303,7 +304,7 @@ function mutateBody(d: Draw, json: string, headers: Record<string, string>, note
       return Buffer.from(json.slice(0, at));
     }
     case 1: {
-      const broken = d.pick([json + '}', json + ',', json.replace(/"/g, "'"), json.replace(/,/, ',,'), json.replace(/:/, ''), '{' + json, json + '\u0000', json.replace(/}$/, ',}')]);
+      const broken = d.pick([`${json}}`, `${json},`, json.replace(/"/g, "'"), json.replace(/,/, ',,'), json.replace(/:/, ''), `{${json}`, `${json}\u0000`, json.replace(/}$/, ',}')]);
       notes.push('invalid JSON');
       return Buffer.from(broken);
     }
@@ -311,7 +312,7 @@ function mutateBody(d: Draw, json: string, headers: Record<string, string>, note
       notes.push('empty body');
       return Buffer.alloc(0);
     case 3: {
-      const top = d.pick(['[]', '"x"', '1', 'null', 'true', '[' + json + ']', '{}']);
+      const top = d.pick(['[]', '"x"', '1', 'null', 'true', `[${json}]`, '{}']);
       notes.push(`top-level ${top.slice(0, 20)}`);
       return Buffer.from(top);
     }
@@ -344,7 +345,7 @@ function mutateBody(d: Draw, json: string, headers: Record<string, string>, note
     }
     case 8:
       notes.push('whitespace and BOM');
-      return Buffer.from(d.pick(['\ufeff', '   \n\t', '']) + json + '\n\n  ');
+      return Buffer.from(`${d.pick(['\ufeff', '   \n\t', ''])}${json}\n\n  `);
     default:
       notes.push('gzip content-encoding (not compressed)');
       headers['content-encoding'] = 'gzip';
@@ -363,7 +364,7 @@ function percentEncoded(s: string): string {
 
 function query(d: Draw, ctx: FuzzContext): string {
   const value = d.pick([ctx.model, 'nope', '', percentEncoded(oddString(d)), 'a'.repeat(d.pick([100, 5000])), `${ctx.model}&model=${ctx.model}`, '%ZZ', '%00']);
-  return d.pick(['?model=', '?model[]=', '?x=', '?model=' + ctx.model + '&x=']) + value;
+  return d.pick(['?model=', '?model[]=', '?x=', `?model=${ctx.model}&x=`]) + value;
 }
 
 /** The case `index` of the run seeded `seed`. */
@@ -379,7 +380,7 @@ export function generateCase(seed: number, index: number, ctx: FuzzContext): Fuz
     return { seed, index, route: `GET ${path}`, method: 'GET', path: path + (withQuery ? query(d, ctx) : ''), headers, notes: withQuery ? ['query'] : [] };
   }
   if (kind === 'unknown') {
-    const path = d.chance(0.1) ? '/' + 'x'.repeat(d.pick([1000, 7000])) : d.pick(UNKNOWN_PATHS);
+    const path = d.chance(0.1) ? `/${'x'.repeat(d.pick([1000, 7000]))}` : d.pick(UNKNOWN_PATHS);
     const method = d.pick(['GET', 'POST']);
     if (method === 'POST') headers['content-type'] = 'application/json';
     return { seed, index, route: `${method} (unknown route)`, method, path, headers, body: method === 'POST' ? Buffer.from('{"model":"x"}') : undefined, notes: ['unknown route'] };

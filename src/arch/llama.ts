@@ -124,7 +124,10 @@ const ropeTablesOf = new WeakMap<LlamaConfig, RopeTables>();
 
 export function ropeTables(config: LlamaConfig): RopeTables {
   let tables = ropeTablesOf.get(config);
-  if (!tables) ropeTablesOf.set(config, (tables = computeRopeTables(config)));
+  if (!tables) {
+    tables = computeRopeTables(config);
+    ropeTablesOf.set(config, tables);
+  }
   return tables;
 }
 

@@ -44,7 +44,10 @@ const program = new Command('calibrate')
     const { scores, tokens } = await calibrate(attributor, model.tokenizer, set, opts.metric, {
       maxLength: Math.min(opts.maxLength, model.config.maxPositions),
       igSteps: opts.igSteps,
-      onSample: (n) => bar.increment(1, { tokens: (seen += n) }),
+      onSample: (n) => {
+        seen += n;
+        bar.increment(1, { tokens: seen });
+      },
     });
     bar.stop();
     await attributor.release();

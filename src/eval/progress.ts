@@ -46,15 +46,15 @@ export class ProgressFile<Unit> {
       }
       const kept: Origin = { commit: header.commit ?? null, dirty: header.dirty ?? true, started: header.started ?? 'unknown' };
       // Rewrite without the torn line, so that appends start on a clean line.
-      writeFileSync(file, [JSON.stringify({ key, ...kept }), ...units.map((u) => JSON.stringify(u))].join('\n') + '\n');
+      writeFileSync(file, `${[JSON.stringify({ key, ...kept }), ...units.map((u) => JSON.stringify(u))].join('\n')}\n`);
       return new ProgressFile(file, kept, units);
     }
-    writeFileSync(file, JSON.stringify({ key, ...origin }) + '\n');
+    writeFileSync(file, `${JSON.stringify({ key, ...origin })}\n`);
     return new ProgressFile(file, origin, []);
   }
 
   append(unit: Unit): void {
-    appendFileSync(this.file, JSON.stringify(unit) + '\n');
+    appendFileSync(this.file, `${JSON.stringify(unit)}\n`);
     this.units.push(unit);
   }
 }

@@ -222,7 +222,7 @@ export async function writeReport(dir: string, r: EvalResults): Promise<string[]
     writeFileSync(join(dir, name), text);
     files.push(join(dir, name));
   };
-  write('results.json', JSON.stringify(r, null, 2) + '\n');
+  write('results.json', `${JSON.stringify(r, null, 2)}\n`);
 
   const { settings } = r;
   const sets = r.inputs.promptSets.map((s) => s.name);

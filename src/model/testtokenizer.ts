@@ -35,8 +35,8 @@ export function buildByteLevelTokenizer(vocabSize: number, maxLength: number): B
   }
   const symbols = byteToSymbol();
   const vocab = new Map<string, number>();
-  SPECIALS.forEach((s, i) => vocab.set(s, i));
-  symbols.forEach((s, b) => vocab.set(s, BYTE_BASE + b));
+  for (const [i, s] of SPECIALS.entries()) vocab.set(s, i);
+  for (const [b, s] of symbols.entries()) vocab.set(s, BYTE_BASE + b);
   const merges: [string, string][] = [];
 
   const addMerge = (left: string, right: string): void => {

@@ -50,7 +50,7 @@ export async function prepareCompletion(
   const execution = executionOptions(body);
   checkExecution(model, execution);
   const prompts = await tokenizePrompts(model, body.prompt, encode);
-  prompts.forEach((ids, i) => checkPrompt(model, ids, params.maxTokens, prompts.length > 1 ? `prompt ${i}` : 'the prompt'));
+  for (const [i, ids] of prompts.entries()) checkPrompt(model, ids, params.maxTokens, prompts.length > 1 ? `prompt ${i}` : 'the prompt');
   return { prompts, n, params, execution, stream, includeUsage: stream && body.stream_options?.include_usage === true };
 }
 
@@ -92,7 +92,7 @@ async function tokenizePrompts(model: ServedModel, prompt: CompletionRequest['pr
     return encode([prompt]);
   }
   if (isStringArray(prompt)) {
-    prompt.forEach((text, i) => checkTextFits(model, text, 'prompt', `prompt ${i}`));
+    for (const [i, text] of prompt.entries()) checkTextFits(model, text, 'prompt', `prompt ${i}`);
     return encode(prompt);
   }
   if (isIdArray(prompt)) return [prompt];

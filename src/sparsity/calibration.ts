@@ -61,8 +61,12 @@ export class ScoreAccumulator {
     const perUnit = layers.map((l) => ({ mlp: meanOverPositions(l.mlp, neurons), heads: meanOverPositions(l.heads, heads) }));
     this.sums ??= perUnit.map((l) => ({ mlp: new Float64Array(l.mlp.length), heads: new Float64Array(l.heads.length) }));
     perUnit.forEach((l, i) => {
-      l.mlp.forEach((v, j) => (this.sums![i].mlp[j] += v));
-      l.heads.forEach((v, j) => (this.sums![i].heads[j] += v));
+      l.mlp.forEach((v, j) => {
+        this.sums![i].mlp[j] += v;
+      });
+      l.heads.forEach((v, j) => {
+        this.sums![i].heads[j] += v;
+      });
     });
     this.count++;
   }

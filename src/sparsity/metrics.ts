@@ -79,7 +79,11 @@ function averageGradients(runs: Attribution[]): Attribution {
   const last = runs[runs.length - 1];
   const mean = (pick: (r: Attribution) => Float32Array) => {
     const out = new Float32Array(pick(last).length);
-    for (const r of runs) pick(r).forEach((v, i) => (out[i] += v / runs.length));
+    for (const r of runs) {
+      pick(r).forEach((v, i) => {
+        out[i] += v / runs.length;
+      });
+    }
     return out;
   };
   return {

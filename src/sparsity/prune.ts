@@ -8,7 +8,7 @@ import type { HostTensor, LayerWeights, LlamaWeights } from '../model/types.js';
 function rows(t: HostTensor, keep: readonly number[]): HostTensor {
   const cols = t.shape[1];
   const data = new Float32Array(keep.length * cols);
-  keep.forEach((r, i) => data.set(t.data.subarray(r * cols, (r + 1) * cols), i * cols));
+  for (const [i, r] of keep.entries()) data.set(t.data.subarray(r * cols, (r + 1) * cols), i * cols);
   return { shape: [keep.length, cols], data };
 }
 

@@ -20,7 +20,10 @@ export class BigramModel {
         const v = stream[i];
         this.contexts[v]++;
         let row = this.pairs.get(v);
-        if (!row) this.pairs.set(v, (row = new Map()));
+        if (!row) {
+          row = new Map();
+          this.pairs.set(v, row);
+        }
         row.set(stream[i + 1], (row.get(stream[i + 1]) ?? 0) + 1);
       }
     }

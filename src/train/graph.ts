@@ -37,7 +37,7 @@ export function buildTrainingGraph(
   if (withGradients) {
     const names = [...builder.parameters.keys()];
     const grads = grad(g, loss, names.map((n) => builder.parameters.get(n)!.value));
-    names.forEach((n, i) => g.output(grads[i], gradName(n)));
+    for (const [i, n] of names.entries()) g.output(grads[i], gradName(n));
   }
   return { graph: g, parameters: builder.parameters };
 }

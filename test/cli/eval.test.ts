@@ -52,7 +52,7 @@ t.test('a small run writes results, a report and plots, and keeps its units to r
   t.match(report, /Best per-token served variant by held-out perplexity: at 50%, `token:gate\/\d+` \(perplexity \d+\.\d\d, \+\d+\.\d% against dense\); at 80%/);
   t.match(report, /\| `token:gate\/4` \| \d+\.\d\d \(\d\.\d{3}\) \| \d+\.\d\d \(\d\.\d{3}\) \|/, 'perplexity (bits per byte) of a variant at 50% and 80%');
   t.match(report, /\| oracle, Corrected GxO \| \d+\.\d\d \(/, 'beside the masked modes');
-  t.match(report, /### Recall of the oracle's Corrected GxO sets\n[^]*\| `token:gate\/1` \| \d+% \| \d+% \|/);
+  t.match(report, /### Recall of the oracle's Corrected GxO sets\n[\s\S]*\| `token:gate\/1` \| \d+% \| \d+% \|/);
   for (const set of ['validation-prompts', 'instruct-prompts']) {
     for (const mode of ['oracle', 'prompt', 'static']) t.match(readFileSync(join(out, `bleu-${set}-${mode}.svg`), 'utf8'), /^<svg/);
   }

@@ -56,7 +56,7 @@ t.test('kernels outside the op table carry their domain; op-table ops are refuse
   for (let r = 0; r < 2; r++) {
     const row = sums.slice(4 * r, 4 * r + 4);
     const rms = Math.sqrt(row.reduce((a, v) => a + v * v, 0) / 4 + 1e-6);
-    row.forEach((v, i) => t.ok(Math.abs((out.normed.data as Float32Array)[4 * r + i] - v / rms) < 1e-5));
+    for (const [i, v] of row.entries()) t.ok(Math.abs((out.normed.data as Float32Array)[4 * r + i] - v / rms) < 1e-5);
   }
   await s.release();
 });

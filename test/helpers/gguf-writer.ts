@@ -78,18 +78,18 @@ class Sink {
 
   value(type: number, v: GgufValue): void {
     switch (type) {
-      case GgufType.UINT8: return this.fixed(1, (b) => b.writeUInt8(v as number));
-      case GgufType.INT8: return this.fixed(1, (b) => b.writeInt8(v as number));
-      case GgufType.UINT16: return this.fixed(2, (b) => b.writeUInt16LE(v as number));
-      case GgufType.INT16: return this.fixed(2, (b) => b.writeInt16LE(v as number));
-      case GgufType.UINT32: return this.fixed(4, (b) => b.writeUInt32LE(v as number));
-      case GgufType.INT32: return this.fixed(4, (b) => b.writeInt32LE(v as number));
-      case GgufType.FLOAT32: return this.fixed(4, (b) => b.writeFloatLE(v as number));
-      case GgufType.FLOAT64: return this.fixed(8, (b) => b.writeDoubleLE(v as number));
-      case GgufType.UINT64: return this.fixed(8, (b) => b.writeBigUInt64LE(v as bigint));
-      case GgufType.INT64: return this.fixed(8, (b) => b.writeBigInt64LE(v as bigint));
-      case GgufType.BOOL: return this.fixed(1, (b) => b.writeUInt8(v ? 1 : 0));
-      case GgufType.STRING: return this.string(v as string);
+      case GgufType.UINT8: this.fixed(1, (b) => b.writeUInt8(v as number)); return;
+      case GgufType.INT8: this.fixed(1, (b) => b.writeInt8(v as number)); return;
+      case GgufType.UINT16: this.fixed(2, (b) => b.writeUInt16LE(v as number)); return;
+      case GgufType.INT16: this.fixed(2, (b) => b.writeInt16LE(v as number)); return;
+      case GgufType.UINT32: this.fixed(4, (b) => b.writeUInt32LE(v as number)); return;
+      case GgufType.INT32: this.fixed(4, (b) => b.writeInt32LE(v as number)); return;
+      case GgufType.FLOAT32: this.fixed(4, (b) => b.writeFloatLE(v as number)); return;
+      case GgufType.FLOAT64: this.fixed(8, (b) => b.writeDoubleLE(v as number)); return;
+      case GgufType.UINT64: this.fixed(8, (b) => b.writeBigUInt64LE(v as bigint)); return;
+      case GgufType.INT64: this.fixed(8, (b) => b.writeBigInt64LE(v as bigint)); return;
+      case GgufType.BOOL: this.fixed(1, (b) => b.writeUInt8(v ? 1 : 0)); return;
+      case GgufType.STRING: this.string(v as string); return;
       case GgufType.ARRAY: {
         const { itemType, items } = v as { itemType: number; items: GgufValue[] };
         this.u32(itemType);

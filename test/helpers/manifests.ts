@@ -12,6 +12,7 @@ export const COMPOSE_FILE = join(DOCKER_DIR, 'docker-compose.yml');
 export const K8S_DIR = join(PROJECT_ROOT, 'deploy', 'k8s');
 
 // Loose shapes: the tests check the fields they use, and a missing one fails an assertion.
+// biome-ignore lint/suspicious/noExplicitAny: parsed YAML of any shape, walked field by field by test/deploy/*.test.ts; the assertions are its type check
 export type Doc = Record<string, any>;
 
 export function readCompose(): Doc {

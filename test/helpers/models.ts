@@ -25,6 +25,7 @@ export function wrap(base: ServedModel, id: string, generate: ServedModel['gener
 
 /** Throws from the first step of every generation (e.g. a failing ONNX Runtime run). */
 export function failingModel(base: ServedModel, id = 'failing'): ServedModel {
+  // biome-ignore lint/correctness/useYield: the error must come from the first next(), as an engine's would, not from the generate() call
   return wrap(base, id, async function* (): AsyncGenerator<GenerationDelta, GenerationResult> {
     throw new Error('simulated engine failure');
   });

@@ -5,7 +5,7 @@ import { LogprobsBuilder } from '../../src/openai/logprobs.js';
 import type { TokenInfo } from '../../src/runtime/types.js';
 
 const token = (id: number, text: string, logprob: number | null, top: [string, number][] | null = null): TokenInfo => ({
-  id, text, logprob, top: top && top.map(([alt, lp]) => ({ token: alt, logprob: lp })),
+  id, text, logprob, top: top?.map(([alt, lp]) => ({ token: alt, logprob: lp })) ?? null,
 });
 
 t.test('offsets count code points across calls', async (t) => {

@@ -36,7 +36,7 @@ t.test('whole-model gradients match central finite differences (float64)', async
   const { graph } = built;
   // Gradients with respect to the scale and gate inputs themselves, so they can be perturbed.
   const wrt = [...built.mlpScales, ...built.headGates];
-  grad(graph, built.loss, wrt).forEach((d, i) => graph.output(d, `d_input_${i}`));
+  for (const [i, d] of grad(graph, built.loss, wrt).entries()) graph.output(d, `d_input_${i}`);
   const s = await session(graph);
 
   const S = tokens.length;
@@ -165,7 +165,10 @@ t.test('scoreEveryMetric gives each metric the scores scoreSequence gives it, fr
   const attributor = await Attributor.create(config, weights, { intraOpThreads: 1 });
   const targets = selfTargets(tokens);
   let runs = 0;
-  const all = await scoreEveryMetric((o) => (runs++, attributor.run(tokens, targets, o)), config.intermediateSize, 4);
+  const all = await scoreEveryMetric((o) => {
+    runs++;
+    return attributor.run(tokens, targets, o);
+  }, config.intermediateSize, 4);
   t.equal(runs, 4, 'n runs for all six metrics');
   for (const metric of METRICS) {
     const one = await scoreSequence(attributor, tokens, targets, metric, { igSteps: 4 });

@@ -83,8 +83,17 @@ t.test('a mask file is checked field by field; each problem is named with the fi
   const read = () => readMaskFile(dir, 'a'.repeat(64), config);
   writeMaskFile(dir, validMasks());
   t.ok(read(), 'the valid file reads');
-  // The edits write values of wrong types on purpose, so the clone is untyped.
-  type Json = Record<string, any>;
+  // The edits write values of wrong types on purpose, so the clone's leaves are unknown.
+  type Units = { mlp: unknown[]; heads: unknown[] };
+  type Json = {
+    format?: unknown;
+    metric?: unknown;
+    weightsSha256?: unknown;
+    pruneHeads?: unknown;
+    calibration: { sha256?: unknown };
+    scores: Units[];
+    tiers: { sparsity: unknown; layers: Units[] }[];
+  };
   const cases: [string, (m: Json) => void, string[]][] = [
     ['an index past the intermediate size', (m) => (m.tiers[0].layers[1].mlp[2] = 99999), ['"tiers[0].layers[1].mlp"', 'index 99999 at position 2', 'outside [0, 10)']],
     ['a negative index', (m) => (m.tiers[1].layers[0].mlp[0] = -1), ['"tiers[1].layers[0].mlp"', 'index -1 at position 0', 'outside [0, 10)']],
@@ -105,7 +114,7 @@ t.test('a mask file is checked field by field; each problem is named with the fi
     ['two tiers of one name', (m) => (m.tiers[1] = { ...m.tiers[0], sparsity: 0.501 }), ['tiers[1] (sparsity 0.501) is tier s50, as tiers[0] already is']],
     ['an unknown metric', (m) => (m.metric = 'vibes'), ['"metric"', 'one of magnitude', '"vibes"']],
     ['an unknown format', (m) => (m.format = 2), ['unknown format 2, expected 1']],
-    ['no tiers array', (m) => delete m.tiers, ['"tiers"', 'an array of tiers']],
+    ['no tiers array', (m) => delete (m as Partial<Json>).tiers, ['"tiers"', 'an array of tiers']],
     ['a calibration without its hash', (m) => delete m.calibration.sha256, ['"calibration.sha256"', 'must be a string']],
     ['pruneHeads that is not a boolean', (m) => (m.pruneHeads = 'no'), ['"pruneHeads"', 'true or false']],
   ];

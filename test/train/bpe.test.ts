@@ -183,7 +183,7 @@ t.test('the tokenizer on a training subset: loads in @huggingface/tokenizers, ad
     if (mine.length !== ids.length - 1 || mine.some((id, i) => id !== ids[i + 1])) mismatched++;
     if (tok.decode(ids) !== text) lossy++;
   }
-  t.ok(validation.some((text) => /[^\x00-\x7f]/.test(text)), 'the validation text holds non-ASCII characters');
+  t.ok(validation.some((text) => /\P{ASCII}/u.test(text)), 'the validation text holds non-ASCII characters');
   t.equal(mismatched, 0, `our encoding equals the library's on all ${validation.length} validation documents`);
   t.equal(lossy, 0, 'decode(encode(x)) == x on every validation document');
   for (const s of samples) t.equal(tok.decode(tok.encode(s)), s, `round trip: ${JSON.stringify(s)}`);

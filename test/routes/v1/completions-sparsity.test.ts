@@ -172,6 +172,7 @@ t.test('a model without calibrated tiers refuses a sparsity, but accepts "dense"
 
 t.test('a ParameterError from the engine, up front or while generating, is a 400 naming the snake_case field', async (t) => {
   const refusing = (id: string, when: 'check' | 'generate'): ServedModel =>
+    // biome-ignore lint/correctness/useYield: the error must come from the first next(), as an engine's would, not from the generate() call
     wrap(model, id, async function* (): AsyncGenerator<GenerationDelta, GenerationResult> {
       throw new ParameterError('sparsePrefill', 'Not with this tier.');
     }, {

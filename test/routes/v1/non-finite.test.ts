@@ -21,7 +21,9 @@ const file = join(root, 'overflow', 'model.safetensors');
 const tensors = readSafetensors(file);
 // Finite (float32's largest is 3.4e38), so the load-time check passes; a dot product of 32 of
 // them with the unit-size final hidden state is far beyond it.
-tensors['lm_head.weight'].data.forEach((w, i, data) => (data[i] = w < 0 ? -3e38 : 3e38));
+tensors['lm_head.weight'].data.forEach((w, i, data) => {
+  data[i] = w < 0 ? -3e38 : 3e38;
+});
 writeSafetensors(file, tensors);
 
 const sound = await loadServedModel(join(root, 'sound'), { intraOpThreads: 1, preload: false });

@@ -46,7 +46,7 @@ t.test('each continuation gets its tokens, logprobs, their sum and perplexity', 
   const promptIds = model.encode('the cat sat on the');
   for (const [i, text] of [' mat', ' dog and the park'].entries()) {
     const d = res.data[i];
-    const joined = model.encode('the cat sat on the' + text);
+    const joined = model.encode(`the cat sat on the${text}`);
     t.same(d.token_ids, joined.slice(promptIds.length), 'the tokens of the joined text after the prompt');
     t.equal(d.tokens.length, d.token_ids.length);
     t.equal(d.tokens.join(''), model.decode(joined).slice(model.decode(promptIds).length), 'the tokens spell the continuation');
