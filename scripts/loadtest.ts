@@ -21,14 +21,15 @@
  *   npm run loadtest -- --sweep [--model DIR] [--concurrency 1,2,4,8] [--modes dense,s50,token:s50] [--requests-per-stream 3] [--max-tokens 64] [--prompt-tokens 32] [--threads 2] [--cycles 1] [--llama-server PATH | --no-llama-server] [--out docs/batching.md]
  */
 import { execSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
+import { relative, resolve } from 'node:path';
 import { Command } from 'commander';
 import { parseModelDir, parseNonNegativeInt, parsePositiveInt, parsePositiveNumber, runCli } from '../src/cli/options.js';
 import { type CpuLoad, watchCpu } from './lib/cpu-load.js';
 import { ensureGguf, findLlamaServer, type LlamaServerProcess, llamaServerVersion, startLlamaServer } from './lib/llama-server.js';
 import { markdownTable, runPhase, type TableRow, warmUp } from './lib/load.js';
-import { startServer } from './lib/server-process.js';
+import { ROOT, startServer } from './lib/server-process.js';
 import {
   checkTargets,
   hasMode,
@@ -65,6 +66,7 @@ interface Options {
   promptTokens: number;
   threads: number;
   cycles: number;
+  maxOtherLoad: number;
   llamaServer?: string | false;
 }
 
@@ -107,6 +109,12 @@ const program = new Command('loadtest')
   .option('--prompt-tokens <n>', 'sweep: prompt length, about (unique prompts of words)', parsePositiveInt, 32)
   .option('--threads <n>', 'sweep: ORT_INTRA_OP_THREADS of the server, -t of llama-server', parsePositiveInt, 2)
   .option('--cycles <n>', 'sweep: times the sweep runs (interleaved); tokens/s is the median, latencies pool every cycle', parsePositiveInt, 1)
+  .option(
+    '--max-other-load <cores>',
+    'sweep: run a point again (twice at most) when processes other than the servers and the client used more than this many cores during it',
+    parsePositiveNumber,
+    0.2,
+  )
   .option('--llama-server <path>', "sweep: llama.cpp's llama-server binary to run side by side (default: llama-server on PATH, if any)")
   .option('--no-llama-server', 'sweep: do not run llama-server even if one is on PATH')
   .action(async (opts: Options) => (opts.sweep ? sweep(opts) : overload(opts)));
@@ -248,7 +256,12 @@ async function sweep(opts: Options): Promise<void> {
       targets.push({ server: 'llama-server', url: llama.url, model: served.id, modes: [parseMode('dense')] });
     }
     const startedAt = new Date();
-    const cpu = watchCpu(() => [server.child.pid, llama?.pid]);
+    const pids = () => [server.child.pid, llama?.pid];
+    const cpu = watchCpu(pids);
+    // Every run's raw results, as they come: a long sweep that fails late still leaves them.
+    mkdirSync(resolve(ROOT, '.cache/loadtest'), { recursive: true });
+    const rawFile = resolve(ROOT, '.cache/loadtest', `sweep-${startedAt.toISOString().replace(/[:.]/g, '-')}.jsonl`);
+    log(`raw results: ${relative(process.cwd(), rawFile)}`);
     const { rows, promptWords } = await runSweep({
       targets,
       concurrencies: opts.concurrency,
@@ -257,6 +270,13 @@ async function sweep(opts: Options): Promise<void> {
       promptTokens: opts.promptTokens,
       cycles: opts.cycles,
       settleMs: 500,
+      watch: () => {
+        const w = watchCpu(pids);
+        return { stop: () => w.stop()?.otherCores ?? null };
+      },
+      maxOtherCores: opts.maxOtherLoad,
+      maxReruns: 2,
+      onRun: (run) => appendFileSync(rawFile, `${JSON.stringify(run)}\n`),
       log,
     });
     const load = cpu.stop();
@@ -344,7 +364,7 @@ function comparisonTable(rows: SweepRow[], concurrencyList: number[]): string {
 function sweepReport(opts: Options, run: SweepRun): string {
   const command =
     `npm run loadtest -- --sweep${opts.model !== undefined ? ` --model ${opts.model}` : ''} --concurrency ${opts.concurrency.join(',')} --modes ${opts.modes.map((m) => m.name).join(',')}` +
-    ` --requests-per-stream ${opts.requestsPerStream} --max-tokens ${run.maxTokens} --prompt-tokens ${opts.promptTokens} --threads ${opts.threads} --cycles ${opts.cycles}` +
+    ` --requests-per-stream ${opts.requestsPerStream} --max-tokens ${run.maxTokens} --prompt-tokens ${opts.promptTokens} --threads ${opts.threads} --cycles ${opts.cycles} --max-other-load ${opts.maxOtherLoad}` +
     (opts.llamaServer === false ? ' --no-llama-server' : opts.llamaServer !== undefined ? ` --llama-server ${opts.llamaServer}` : '') +
     ` --out ${opts.out}`;
   const randomModel = opts.model === undefined;
@@ -361,6 +381,9 @@ function sweepReport(opts: Options, run: SweepRun): string {
             .join(', ') || 'not reported'
         }`,
     );
+  const failures = run.rows
+    .filter((r) => r.failed > 0)
+    .map((r) => `${r.server} ${r.mode} c=${r.concurrency}: ${r.failed} (${r.failures.map((f) => `\`${f.replaceAll('`', "'")}\``).join(', ')})`);
   const ranByMode = [...new Map(ran.map((line) => [line.split(' c=')[0], line.split(': ')[1]])).entries()].map(([mode, what]) => `${mode} ran ${what}`);
   return `# Continuous batching under load: a concurrency sweep
 
@@ -385,7 +408,7 @@ serving at a time (both are up for the whole run; the other idles meanwhile).
   What the server reported running: ${ranByMode.join('; ')}.
 - llama-server: ${
     run.llama
-      ? `${run.llama.version}, built from source for this run (never a dependency), on an F32 GGUF of the same weights written by test/helpers/gguf-writer.ts; \`llama-server ${run.llama.args.map((a, i, all) => (a === run.llama!.gguf ? '<model>.f32.gguf' : all[i - 1] === '--port' ? '<port>' : a)).join(' ')}\`, dense only.`
+      ? `llama.cpp ${run.llama.version.replace(/^version:?\s*/, 'version ')}, built from source for this run (never a dependency), on an F32 GGUF of the same weights written by test/helpers/gguf-writer.ts; \`llama-server ${run.llama.args.map((a, i, all) => (a === run.llama!.gguf ? '<model>.f32.gguf' : all[i - 1] === '--port' ? '<port>' : a)).join(' ')}\`, dense only.`
       : `${run.llamaNote}.`
   }
 - Client: at concurrency c, c streams, each sending ${opts.requestsPerStream} streamed greedy completions one after another
@@ -399,7 +422,9 @@ serving at a time (both are up for the whole run; the other idles meanwhile).
 
 - tokens/s: completion tokens generated / wall time of the point (first request sent to last stream's end), median over cycles (range in brackets); vs c=1: over the same server and mode at one stream.
 - decode tokens/s: c × a stream's decode rate (its tokens after the first / time after the first token), median over cycles.
-- TTFT: from sending a request to the first chunk with text. Latency: to the end of its stream. Percentiles are nearest-rank over every request of every cycle (with few requests, p99 is the slowest).
+- TTFT: from sending a request to the first chunk with text. Latency: to the end of its stream. Percentiles are nearest-rank over every completed request of every cycle (with few requests, p99 is the slowest).
+- requests: completed requests; failed: requests that ended in an error (left out of every other column)${failures.length > 0 ? `: ${failures.join('; ')}` : ''}.
+- other load: the most CPU (in cores' worth) that processes other than the two servers and the client used during one of the point's runs; a run during which they used more than ${opts.maxOtherLoad} cores was run again (twice at most; the last run counts).
 
 ## Results
 

@@ -177,37 +177,37 @@ export interface PointOptions {
 export interface PointRun {
   /** From the first request sent to the last stream's end. */
   wallS: number;
+  /** The requests that completed. */
   samples: RequestSample[];
+  /** The requests that failed (an error status, an error event in the stream, a reset), by message. */
+  errors: string[];
+  /** Cores' worth of CPU that processes other than the servers and the client used during the point, when measured. */
+  otherCores?: number;
+  /** Times the point was run again because other processes loaded the machine. */
+  reruns?: number;
 }
 
-/** One sweep point: `concurrency` streams, each sending `requestsPerStream` completions back to back. */
+/**
+ * One sweep point: `concurrency` streams, each sending `requestsPerStream` completions back to
+ * back. A request that fails is counted, and its stream goes on with the next.
+ */
 export async function runPoint(options: PointOptions): Promise<PointRun> {
   let next = options.firstPrompt;
   const samples: RequestSample[] = [];
-  const controller = new AbortController();
+  const errors: string[] = [];
   const stream = async (): Promise<void> => {
     for (let i = 0; i < options.requestsPerStream; i++) {
       const prompt = uniquePrompt(next++, options.promptWords);
-      samples.push(
-        await streamedCompletion({
-          url: options.url,
-          model: options.model,
-          prompt,
-          maxTokens: options.maxTokens,
-          fields: options.mode.fields,
-          signal: controller.signal,
-        }),
-      );
+      try {
+        samples.push(await streamedCompletion({ url: options.url, model: options.model, prompt, maxTokens: options.maxTokens, fields: options.mode.fields }));
+      } catch (err) {
+        errors.push(err instanceof Error ? err.message : String(err));
+      }
     }
   };
   const start = performance.now();
-  try {
-    await Promise.all(Array.from({ length: options.concurrency }, stream));
-  } catch (err) {
-    controller.abort();
-    throw err;
-  }
-  return { wallS: (performance.now() - start) / 1000, samples };
+  await Promise.all(Array.from({ length: options.concurrency }, stream));
+  return { wallS: (performance.now() - start) / 1000, samples, errors };
 }
 
 /** The nearest-rank percentile of `xs` (NaN when empty). */
@@ -242,12 +242,20 @@ export interface SweepRow {
   latencyMs: { p50: number; p95: number; p99: number };
   /** The tiers and activation sources this server reported running, with counts (empty for llama-server). */
   ran: Record<string, number>;
+  /** Failed requests over every cycle, and their messages (each once). */
+  failed: number;
+  failures: string[];
+  /** The most cores' worth of CPU other processes used during one of the cycles' runs (NaN when not measured). */
+  otherCoresMax: number;
+  /** Runs repeated because other processes loaded the machine. */
+  reruns: number;
 }
 
 /** Folds the cycles' runs of one point into a row (ratios are filled in by `withRatios`). */
 export function summarisePoint(server: string, mode: string, concurrency: number, runs: PointRun[]): SweepRow {
   const samples = runs.flatMap((r) => r.samples);
   const tps = runs.map((r) => r.samples.reduce((n, s) => n + s.completionTokens, 0) / r.wallS);
+  const meanOf = (xs: number[]) => (xs.length > 0 ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN);
   const decode = runs.map((r) => {
     let tokens = 0;
     let ms = 0;
@@ -273,7 +281,7 @@ export function summarisePoint(server: string, mode: string, concurrency: number
     concurrency,
     runs,
     requests: samples.length,
-    meanTokens: samples.reduce((n, s) => n + s.completionTokens, 0) / samples.length,
+    meanTokens: meanOf(samples.map((s) => s.completionTokens)),
     meanPromptTokens: prompts.length > 0 ? prompts.reduce((a, b) => a + b, 0) / prompts.length : null,
     tokensPerS: median(tps),
     tokensPerSRange: [Math.min(...tps), Math.max(...tps)],
@@ -283,6 +291,10 @@ export function summarisePoint(server: string, mode: string, concurrency: number
     ttftMs: { p50: percentile(ttft, 50), p95: percentile(ttft, 95) },
     latencyMs: { p50: percentile(latency, 50), p95: percentile(latency, 95), p99: percentile(latency, 99) },
     ran,
+    failed: runs.reduce((n, r) => n + r.errors.length, 0),
+    failures: [...new Set(runs.flatMap((r) => r.errors))],
+    otherCoresMax: runs.every((r) => r.otherCores === undefined) ? NaN : Math.max(...runs.map((r) => r.otherCores ?? 0)),
+    reruns: runs.reduce((n, r) => n + (r.reruns ?? 0), 0),
   };
 }
 
@@ -301,13 +313,13 @@ const ms = (x: number): string => (Number.isFinite(x) ? x.toFixed(0) : '-');
 /** The sweep's Markdown table: one row per server, mode and concurrency. */
 export function sweepTable(rows: SweepRow[]): string {
   const lines = [
-    '| server | mode | concurrency | requests | tokens/request | tokens/s (range over cycles) | vs c=1 | decode tokens/s | vs c=1 | TTFT p50 ms | TTFT p95 ms | latency p50 ms | p95 ms | p99 ms |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+    '| server | mode | concurrency | requests | tokens/request | tokens/s (range over cycles) | vs c=1 | decode tokens/s | vs c=1 | TTFT p50 ms | TTFT p95 ms | latency p50 ms | p95 ms | p99 ms | failed | other load, cores |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const r of rows) {
     const range = r.runs.length > 1 ? ` (${f1(r.tokensPerSRange[0])}–${f1(r.tokensPerSRange[1])})` : '';
     lines.push(
-      `| ${r.server} | ${r.mode} | ${r.concurrency} | ${r.requests} | ${f1(r.meanTokens)} | ${f1(r.tokensPerS)}${range} | ${f2(r.ratio)}x | ${f1(r.decodePerS)} | ${f2(r.decodeRatio)}x | ${ms(r.ttftMs.p50)} | ${ms(r.ttftMs.p95)} | ${ms(r.latencyMs.p50)} | ${ms(r.latencyMs.p95)} | ${ms(r.latencyMs.p99)} |`,
+      `| ${r.server} | ${r.mode} | ${r.concurrency} | ${r.requests} | ${f1(r.meanTokens)} | ${f1(r.tokensPerS)}${range} | ${f2(r.ratio)}x | ${f1(r.decodePerS)} | ${f2(r.decodeRatio)}x | ${ms(r.ttftMs.p50)} | ${ms(r.ttftMs.p95)} | ${ms(r.latencyMs.p50)} | ${ms(r.latencyMs.p95)} | ${ms(r.latencyMs.p99)} | ${r.failed} | ${f2(r.otherCoresMax)}${r.reruns > 0 ? ` (${r.reruns} rerun${r.reruns > 1 ? 's' : ''})` : ''} |`,
     );
   }
   return lines.join('\n');
@@ -382,6 +394,15 @@ export interface SweepOptions {
   warmUp?: boolean;
   /** Pause between points, in ms. */
   settleMs?: number;
+  /**
+   * Measures the CPU other processes use during each point (cores' worth); with `maxOtherCores`,
+   * a point during which they used more is run again, up to `maxReruns` times (the last run counts).
+   */
+  watch?: () => { stop(): number | null };
+  maxOtherCores?: number;
+  maxReruns?: number;
+  /** Told every run as it ends (to keep the raw results of a long sweep). */
+  onRun?: (run: PointRun & { server: string; mode: string; concurrency: number; cycle: number }) => void;
   log?: (line: string) => void;
 }
 
@@ -442,25 +463,39 @@ export async function runSweep(options: SweepOptions): Promise<SweepResult> {
     for (const target of options.targets) {
       for (const mode of target.modes) {
         for (const concurrency of options.concurrencies) {
-          if (options.settleMs) await new Promise((r) => setTimeout(r, options.settleMs));
-          const run = await runPoint({
-            url: target.url,
-            model: target.model,
-            mode,
-            concurrency,
-            requestsPerStream: options.requestsPerStream,
-            maxTokens: options.maxTokens,
-            promptWords,
-            firstPrompt: counter.next,
-          });
-          counter.next += concurrency * options.requestsPerStream;
+          let run: PointRun | undefined;
+          for (let attempt = 0; ; attempt++) {
+            if (options.settleMs) await new Promise((r) => setTimeout(r, options.settleMs));
+            const watch = options.watch?.();
+            run = await runPoint({
+              url: target.url,
+              model: target.model,
+              mode,
+              concurrency,
+              requestsPerStream: options.requestsPerStream,
+              maxTokens: options.maxTokens,
+              promptWords,
+              firstPrompt: counter.next,
+            });
+            counter.next += concurrency * options.requestsPerStream;
+            const other = watch?.stop() ?? null;
+            if (other !== null) run.otherCores = other;
+            run.reruns = attempt;
+            options.onRun?.({ ...run, server: target.server, mode: mode.name, concurrency, cycle });
+            if (other === null || options.maxOtherCores === undefined || other <= options.maxOtherCores || attempt >= (options.maxReruns ?? 2)) break;
+            log(`cycle ${cycle}: ${target.server}, ${mode.name}, c=${concurrency}: other processes used ${other.toFixed(2)} cores; running it again`);
+          }
           const key = `${target.server}\0${mode.name}\0${concurrency}`;
           const entry = runs.get(key) ?? { server: target.server, mode: mode.name, concurrency, runs: [] };
           entry.runs.push(run);
           runs.set(key, entry);
           const tokens = run.samples.reduce((n, s) => n + s.completionTokens, 0);
+          const extra = [
+            run.errors.length > 0 ? `${run.errors.length} failed (${[...new Set(run.errors)].join('; ')})` : '',
+            run.otherCores !== undefined ? `other load ${run.otherCores.toFixed(2)} cores` : '',
+          ].filter((x) => x !== '');
           log(
-            `cycle ${cycle}: ${target.server}, ${mode.name}, c=${concurrency}: ${tokens} tokens in ${run.wallS.toFixed(2)} s = ${(tokens / run.wallS).toFixed(1)} tokens/s`,
+            `cycle ${cycle}: ${target.server}, ${mode.name}, c=${concurrency}: ${tokens} tokens in ${run.wallS.toFixed(2)} s = ${(tokens / run.wallS).toFixed(1)} tokens/s${extra.length > 0 ? `; ${extra.join(', ')}` : ''}`,
           );
         }
       }

@@ -155,12 +155,24 @@ t.test("sweep summaries: percentiles, ratios and the issue's targets", async (t)
   // One stream: 10 tokens a second; four: 30; eight: 32. TTFT p95 100 ms alone, 350 ms at four.
   const sample = (ttftMs: number, latencyMs: number) => ({ ttftMs, latencyMs, completionTokens: 10, promptTokens: 8, finishReason: 'length' });
   const point = (c: number, wallS: number, ttftMs: number) =>
-    summarisePoint('this server', 'dense', c, [{ wallS, samples: Array.from({ length: c }, () => sample(ttftMs, 1000)) }]);
+    summarisePoint('this server', 'dense', c, [
+      { wallS, samples: Array.from({ length: c }, () => sample(ttftMs, 1000)), errors: c === 8 ? ['500', '500'] : [] },
+    ]);
   const rows = withRatios([point(1, 1, 100), point(4, 4 / 3, 350), point(8, 2.5, 400)]);
   t.same(
     rows.map((r) => Number(r.ratio.toFixed(2))),
     [1, 3, 3.2],
   );
+  t.same(
+    rows.map((r) => [r.failed, r.failures]),
+    [
+      [0, []],
+      [0, []],
+      [2, ['500']],
+    ],
+    'failed requests are counted, each message once',
+  );
+  t.ok(Number.isNaN(rows[0].otherCoresMax), 'the other load is not known when not measured');
   const checks = checkTargets(rows, 'this server');
   // A stream decodes its 9 tokens after the first in 1000 ms - TTFT: 10 tokens/s alone, 4 x 9 / 0.65 s at four, 8 x 9 / 0.6 s at eight.
   t.same(
