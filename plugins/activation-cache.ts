@@ -10,12 +10,14 @@
  * (src/cache/redis.ts); writes never make a request wait. Cache events go to `fastify.activationCacheEvents` subscribers, which
  * is where a metrics plugin counts them.
  *
- * A store passed in (`activationStore`, for tests) is used as it is: its creator wired its
- * events and closes it. A store this plugin creates is closed when the app closes.
+ * The server opens the store itself (src/server.ts), because the models it serves are built
+ * with it, and passes it in with its events; its creator closes it. Without one (an app built
+ * from `cache` settings, as some tests do) this plugin opens it and closes it with the app;
+ * models use a store only when they are built with it.
  */
 import fp from 'fastify-plugin';
 import type { FastifyPluginAsync } from 'fastify';
-import { createActivationStore, type CacheEventListener } from '../src/cache/index.js';
+import { CacheEventHub, type CacheEventListener, openActivationStore } from '../src/cache/index.js';
 import type { ActivationStore } from '../src/cache/types.js';
 
 /**
@@ -40,8 +42,10 @@ export interface ActivationCacheSettings {
 export interface ActivationCachePluginOptions {
   /** Settings for the store this plugin creates; without them, an in-process LRU with defaults. */
   cache?: ActivationCacheSettings;
-  /** A ready-made store to use instead (tests); not closed by the app. */
+  /** A ready-made store to use instead (the server's, which its models were built with); not closed by the app. */
   activationStore?: ActivationStore;
+  /** The events of that store, for the metrics. */
+  activationCacheEvents?: ActivationCacheEvents;
 }
 
 /** Fan-out of cache events to whoever subscribes (a metrics plugin); returns an unsubscribe. */
@@ -56,46 +60,19 @@ declare module 'fastify' {
   }
 }
 
-/** Long enough for a reachable Redis to connect, short enough not to hold up a start-up without one. */
-const STARTUP_WAIT_MS = 1000;
-
 const activationCachePlugin: FastifyPluginAsync<ActivationCachePluginOptions> = async (fastify, opts) => {
-  const listeners = new Set<CacheEventListener>();
-  fastify.decorate('activationCacheEvents', {
-    subscribe(listener: CacheEventListener): () => void {
-      listeners.add(listener);
-      return () => listeners.delete(listener);
-    },
-  });
-
   if (opts.activationStore !== undefined) {
+    // The server's own store (the models it serves were built with it), or a test's.
     fastify.decorate('activationStore', opts.activationStore);
+    fastify.decorate('activationCacheEvents', opts.activationCacheEvents ?? new CacheEventHub());
     return;
   }
-
-  const log = fastify.log.child({ component: 'activation-cache' });
-  const store = createActivationStore({
-    ...opts.cache,
-    logger: log,
-    onEvent: (event, info) => {
-      for (const listener of listeners) {
-        try {
-          listener(event, info);
-        } catch (err) {
-          // One broken subscriber must neither fail the request nor starve the others.
-          log.error({ err }, 'activation-cache event listener failed');
-        }
-      }
-    },
-  });
+  const { store, events } = await openActivationStore(opts.cache ?? {}, fastify.log.child({ component: 'activation-cache' }));
   fastify.decorate('activationStore', store);
+  fastify.decorate('activationCacheEvents', events);
   fastify.addHook('onClose', async () => {
     await store.close();
   });
-  if (store.kind === 'redis' && !(await store.ready(STARTUP_WAIT_MS))) {
-    // The store has already warned if Redis refused; this only says start-up did not wait longer.
-    log.info({ waitedMs: STARTUP_WAIT_MS }, 'starting without Redis: the activation cache connects in the background');
-  }
 };
 
 export default fp(activationCachePlugin, { name: 'activation-cache', fastify: '5.x' });

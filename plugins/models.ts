@@ -31,7 +31,6 @@ const modelsPlugin: FastifyPluginAsync<ModelsPluginOptions> = async (fastify, op
     models.set(model.id, model);
   }
   // Per-prompt activation sets are cached in the app's store (plugins/activation-cache.ts).
-  for (const model of models.values()) model.useActivationStore?.(fastify.activationStore);
   fastify.decorate('models', models);
   fastify.decorate('resolveModel', (name: string): ServedModel => {
     const model = models.get(name);

@@ -11,7 +11,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions, type RawServerDefault } from 'fastify';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { ActivationCachePluginOptions, ActivationCacheSettings } from '../plugins/activation-cache.js';
+import type { ActivationCacheEvents, ActivationCachePluginOptions, ActivationCacheSettings } from '../plugins/activation-cache.js';
 import type { AuthPluginOptions, AuthSettings } from '../plugins/auth.js';
 import type { BackpressureOptions } from '../plugins/backpressure.js';
 import type { LimitsPluginOptions } from '../plugins/limits.js';
@@ -40,8 +40,10 @@ export interface AppOptions {
   rejectDelayMs?: number;
   /** Activation-cache settings (REDIS_URL...); without them, an in-process LRU. */
   cache?: ActivationCacheSettings;
-  /** A ready-made activation store (tests); used instead of creating one, and not closed by the app. */
+  /** The activation store the models were built with; used instead of creating one, and not closed by the app. */
   activationStore?: ActivationStore;
+  /** That store's events, counted in /metrics. */
+  activationCacheEvents?: ActivationCacheEvents;
   /** Bearer keys (API_KEYS) and whether /metrics and the docs need one too; without keys, no authentication. */
   auth?: AuthSettings;
   /** Requests per minute per API key, or per client address without keys (RATE_LIMIT_PER_MINUTE); 0 or absent: none. */
@@ -158,6 +160,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
     rejectDelayMs: options.rejectDelayMs,
     cache: options.cache,
     activationStore: options.activationStore,
+    activationCacheEvents: options.activationCacheEvents,
     auth: options.auth,
     rateLimitPerMinute: options.rateLimitPerMinute,
     corsOrigins: options.corsOrigins,

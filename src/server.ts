@@ -13,6 +13,7 @@ import { ConfigError, loadConfig, readChatTemplateFile, type Config } from './co
 import { loadServedModel } from './serve/engine.js';
 import { startLoadingServer, type LoadingServer } from './http/loading-server.js';
 import { drainAndClose } from './http/shutdown.js';
+import { openActivationStore } from './cache/index.js';
 import { SessionPool } from './runtime/pool.js';
 import type { ServedModel } from './runtime/types.js';
 
@@ -41,9 +42,21 @@ async function main(): Promise<void> {
   }
   log.info({ port: loading.port }, 'listening while the models load: /health 200, /ready 503');
 
-  const models: ServedModel[] = [];
-  // One pool for every model's sessions, so that one memory budget covers them all.
+  // What the models are built with: one pool for every model's sessions, so that one memory
+  // budget covers them all, and the activation store of their per-prompt neuron sets.
   const pool = new SessionPool(config.poolMemoryBytes);
+  const { store, events: cacheEvents } = await openActivationStore(
+    {
+      redisUrl: config.redisUrl,
+      prefix: config.cachePrefix,
+      ttlSeconds: config.cacheTtlSeconds,
+      timeoutMs: config.cacheTimeoutMs,
+      breakerThreshold: config.cacheBreakerThreshold,
+      breakerCooldownMs: config.cacheBreakerCooldownMs,
+    },
+    log.child({ component: 'activation-cache' }),
+  );
+  const models: ServedModel[] = [];
   for (const dir of config.modelDirs) {
     const started = Date.now();
     try {
@@ -52,6 +65,7 @@ async function main(): Promise<void> {
         interOpThreads: config.ortInterOpThreads,
         spinning: config.ortSpinning,
         pool,
+        store,
         preload: config.poolPreload,
         chatTemplate,
         maxBatchSize: config.maxBatchSize,
@@ -59,7 +73,7 @@ async function main(): Promise<void> {
       }));
     } catch (err) {
       log.fatal({ err, dir }, `cannot load the model in ${dir} (MODEL_DIR)`);
-      await Promise.allSettled(models.map((m) => m.close()));
+      await Promise.allSettled([...models.map((m) => m.close()), store.close()]);
       process.exit(1);
     }
     const model = models[models.length - 1];
@@ -73,14 +87,8 @@ async function main(): Promise<void> {
     maxConcurrentPerModel: config.maxConcurrentPerModel,
     maxQueuePerModel: config.maxQueuePerModel,
     rejectDelayMs: config.rejectDelayMs,
-    cache: {
-      redisUrl: config.redisUrl,
-      prefix: config.cachePrefix,
-      ttlSeconds: config.cacheTtlSeconds,
-      timeoutMs: config.cacheTimeoutMs,
-      breakerThreshold: config.cacheBreakerThreshold,
-      breakerCooldownMs: config.cacheBreakerCooldownMs,
-    },
+    activationStore: store,
+    activationCacheEvents: cacheEvents,
     auth: { apiKeys: config.apiKeys, metrics: config.authMetrics, docs: config.authDocs },
     rateLimitPerMinute: config.rateLimitPerMinute,
     corsOrigins: config.corsOrigins,
@@ -99,13 +107,14 @@ async function main(): Promise<void> {
       process.exit(1);
     }
     stopping = true;
-    void shutdown(app, models, pool, config, signal);
+    void shutdown(app, models, [pool, store], config, signal);
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
 }
 
-async function shutdown(app: App, models: ServedModel[], pool: SessionPool, config: Config, signal: NodeJS.Signals): Promise<void> {
+/** Drains and closes the app, then the models and what they were built with. */
+async function shutdown(app: App, models: ServedModel[], shared: { close(): Promise<void> }[], config: Config, signal: NodeJS.Signals): Promise<void> {
   app.log.info({ signal }, 'shutting down');
   try {
     await drainAndClose(app, {
@@ -117,7 +126,7 @@ async function shutdown(app: App, models: ServedModel[], pool: SessionPool, conf
   } catch (err) {
     app.log.error({ err }, 'error while closing the server');
   }
-  const closed = await Promise.allSettled([...models.map((m) => m.close()), pool.close()]);
+  const closed = await Promise.allSettled([...models.map((m) => m.close()), ...shared.map((s) => s.close())]);
   for (const result of closed) {
     if (result.status === 'rejected') app.log.error({ err: result.reason }, 'error while closing a model');
   }

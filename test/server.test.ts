@@ -58,13 +58,16 @@ t.test('a model directory that cannot be loaded stops the server, naming it', as
 });
 
 t.test('the port opens before the models load, and the app takes it over', async (t) => {
-  const child = start({ MODEL_DIR, PORT: '0', HOST: '127.0.0.1' });
-  t.teardown(() => {
-    if (child.exitCode === null) child.kill('SIGKILL');
-  });
+  const child = start({ MODEL_DIR, PORT: '0', HOST: '127.0.0.1', DRAIN_DELAY_MS: '0' });
+  const exit = exited(child);
   let stdout = '';
   child.stdout?.on('data', (data: Buffer) => (stdout += data.toString()));
   const base = await listening(child);
+  // SIGTERM, which tsx passes on to the server (a SIGKILL to tsx would leave the server running).
+  t.teardown(async () => {
+    child.kill('SIGTERM');
+    await exit;
+  });
   const events = stdout.split('\n').filter((line) => line !== '').map((line) => JSON.parse(line) as { msg: string; port?: number });
   const order = events.map((event) => event.msg).filter((msg) => /^(listening while|model loaded|serving)/.test(msg));
   t.match(order, [/^listening while the models load/, 'model loaded', /^serving/]);
@@ -112,7 +115,8 @@ t.test('SIGTERM finishes in-flight requests, then exits 0', async (t) => {
 });
 
 t.test('SIGTERM under load: /ready turns 503 while requests are still served, then what is cut is told so, never reset', async (t) => {
-  const child = start({ MODEL_DIR, PORT: '0', HOST: '127.0.0.1', DRAIN_DELAY_MS: '1500', SHUTDOWN_TIMEOUT_MS: '1000', MAX_QUEUE_PER_MODEL: '4' });
+  // One request runs at a time, so that the later ones wait in the queue.
+  const child = start({ MODEL_DIR, PORT: '0', HOST: '127.0.0.1', DRAIN_DELAY_MS: '1500', SHUTDOWN_TIMEOUT_MS: '1000', MAX_CONCURRENT_PER_MODEL: '1', MAX_QUEUE_PER_MODEL: '4' });
   const exit = exited(child);
   t.teardown(() => {
     if (child.exitCode === null) child.kill('SIGKILL');

@@ -45,3 +45,30 @@ export function emit(listener: CacheEventListener | undefined, event: CacheEvent
     // Deliberately ignored: see above.
   }
 }
+
+/**
+ * Fan-out of a store's events to whoever subscribes (a metrics registry), so that the store can
+ * be created before its subscribers exist. One failing subscriber neither fails the request nor
+ * starves the others.
+ */
+export class CacheEventHub {
+  private readonly listeners = new Set<CacheEventListener>();
+
+  constructor(private readonly onListenerError: (err: unknown) => void = () => {}) {}
+
+  subscribe(listener: CacheEventListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** The listener to give the store. */
+  readonly emit: CacheEventListener = (event, info) => {
+    for (const listener of this.listeners) {
+      try {
+        listener(event, info);
+      } catch (err) {
+        this.onListenerError(err);
+      }
+    }
+  };
+}

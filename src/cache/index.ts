@@ -31,12 +31,12 @@
  * - The memory LRU evicting or expiring an entry reports nothing; it shows as a later miss.
  */
 import type { CacheEventListener, CacheLogger } from './events.js';
-import { emit } from './events.js';
+import { CacheEventHub, emit } from './events.js';
 import { MemoryStore } from './memory.js';
 import { RedisStore } from './redis.js';
 import type { ActivationKey, ActivationStore, CacheBackendStatus, LayerScores } from './types.js';
 
-export type { CacheEventInfo, CacheEventListener, CacheLogger } from './events.js';
+export { CacheEventHub, type CacheEventInfo, type CacheEventListener, type CacheLogger } from './events.js';
 export { DEFAULT_MEMORY_BYTES, DEFAULT_TTL_SECONDS, MemoryStore } from './memory.js';
 export { DEFAULT_PREFIX, DEFAULT_TIMEOUT_MS, DEFAULT_WRITE_TIMEOUT_MS, RedisStore } from './redis.js';
 export { CircuitBreaker, DEFAULT_COOLDOWN_MS, DEFAULT_FAILURE_THRESHOLD, type BreakerState } from './breaker.js';
@@ -152,4 +152,28 @@ export function createActivationStore(options: ActivationStoreOptions = {}): Man
     logger: options.logger,
   });
   return new LayeredStore(memory, redis, options.onEvent);
+}
+
+/** Long enough for a reachable Redis to connect, short enough not to hold up a start-up without one. */
+export const STARTUP_WAIT_MS = 1000;
+
+export interface OpenedActivationStore {
+  store: ManagedActivationStore;
+  /** Its events, for subscribers that come later (a metrics registry). */
+  events: CacheEventHub;
+}
+
+/**
+ * The activation store the server runs with, and its event hub. Start-up waits briefly for
+ * Redis so that the first requests can use it, but never fails on it: Redis is a cache, and the
+ * store reconnects by itself.
+ */
+export async function openActivationStore(options: Omit<ActivationStoreOptions, 'onEvent'>, logger: CacheLogger & { error(obj: object, msg: string): void }): Promise<OpenedActivationStore> {
+  const events = new CacheEventHub((err) => logger.error({ err }, 'activation-cache event listener failed'));
+  const store = createActivationStore({ ...options, logger, onEvent: events.emit });
+  if (store.kind === 'redis' && !(await store.ready(STARTUP_WAIT_MS))) {
+    // The store has already warned if Redis refused; this only says start-up did not wait longer.
+    logger.info?.({ waitedMs: STARTUP_WAIT_MS }, 'starting without Redis: the activation cache connects in the background');
+  }
+  return { store, events };
 }

@@ -1,5 +1,4 @@
 /** What the HTTP layer asks of a served model. Implemented in src/serve/engine.ts. */
-import type { ActivationStore } from '../cache/types.js';
 
 export interface SamplingParams {
   /** New tokens to generate at most (0 is allowed: with `echo` it scores the prompt only). */
@@ -185,7 +184,5 @@ export interface ServedModel {
   batching?(): DecodeStats;
   /** Checks execution options before any work; throws ParameterError naming the parameter. */
   checkExecution(execution: ExecutionOptions): void;
-  /** Where per-prompt activation scores are cached from now on (the app's store). */
-  useActivationStore?(store: ActivationStore): void;
   close(): Promise<void>;
 }

@@ -1,12 +1,25 @@
 /** Builds the app for route tests and listens on a real socket when a test needs one. */
 import type { Test } from 'tap';
+import type { ActivationCacheSettings } from '../../plugins/activation-cache.js';
 import { buildApp, type App, type AppOptions } from '../../src/app.js';
+import { openActivationStore, type OpenedActivationStore } from '../../src/cache/index.js';
 
 export async function testApp(t: Test, options: AppOptions): Promise<App> {
   const app = await buildApp(options);
   t.teardown(() => app.close());
   await app.ready();
   return app;
+}
+
+/**
+ * An activation store as src/server.ts opens one (its models are built with it, and the app is
+ * given it with its events), closed at teardown.
+ */
+export async function testStore(t: Test, cache: ActivationCacheSettings): Promise<OpenedActivationStore> {
+  const quiet = { warn() {}, info() {}, error() {} };
+  const opened = await openActivationStore(cache, quiet);
+  t.teardown(() => opened.store.close());
+  return opened;
 }
 
 /** Listens on 127.0.0.1 on a free port; returns the base URL. */

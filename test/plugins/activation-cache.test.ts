@@ -10,7 +10,7 @@ import type { ManagedActivationStore } from '../../src/cache/index.js';
 import type { CacheEventInfo } from '../../src/cache/events.js';
 import type { ActivationKey, ActivationStore, CacheEvent } from '../../src/cache/types.js';
 import { loadServedModel } from '../../src/serve/engine.js';
-import { testApp } from '../helpers/app.js';
+import { testApp, testStore } from '../helpers/app.js';
 import { calibratedModelDir } from '../helpers/calibrated-model.js';
 import { RedisChild, SHARED_REDIS_URL, uniquePrefix, waitFor } from '../helpers/redis-server.js';
 import { StallingRedis } from '../helpers/stalling-redis.js';
@@ -102,11 +102,12 @@ t.test('slm_cache_up is absent without Redis, 1 with a Redis that answers, 0 wit
 });
 
 t.test('completions through HTTP while Redis hangs: all succeed, the breaker opens, slm_cache_up goes 0 then 1', async (t) => {
-  const model = await loadServedModel(await calibratedModelDir(), { intraOpThreads: 1 });
-  t.teardown(() => model.close());
   const proxy = await StallingRedis.start(t, SHARED_REDIS_URL);
   const cooldown = 300;
-  const app = await testApp(t, { models: [model], cache: { redisUrl: proxy.url, prefix: uniquePrefix(t), breakerCooldownMs: cooldown } });
+  const { store, events } = await testStore(t, { redisUrl: proxy.url, prefix: uniquePrefix(t), breakerCooldownMs: cooldown });
+  const model = await loadServedModel(await calibratedModelDir(), { intraOpThreads: 1, store });
+  t.teardown(() => model.close());
+  const app = await testApp(t, { models: [model], activationStore: store, activationCacheEvents: events });
   const metrics = async (): Promise<string> => (await app.inject({ method: 'GET', url: '/metrics' })).body;
   const complete = async (prompt: string) =>
     app.inject({ method: 'POST', url: '/v1/completions', payload: { model: model.id, prompt, max_tokens: 4, temperature: 0, sparsity: 0.8, activation: 'prompt' } });

@@ -6,7 +6,7 @@
 import t from 'tap';
 import { Redis } from 'ioredis';
 import { loadServedModel } from '../../../src/serve/engine.js';
-import { testApp } from '../../helpers/app.js';
+import { testApp, testStore } from '../../helpers/app.js';
 import { calibratedModelDir } from '../../helpers/calibrated-model.js';
 import { RedisChild } from '../../helpers/redis-server.js';
 
@@ -22,7 +22,10 @@ interface CompletionBody {
 
 t.test('per-prompt sets: computed, then from Redis; Redis down or back, requests succeed', async (t) => {
   const redis = await RedisChild.start(t);
-  const app = await testApp(t, { models: [model], cache: { redisUrl: redis.url, prefix: 'e2e:' } });
+  const { store, events } = await testStore(t, { redisUrl: redis.url, prefix: 'e2e:' });
+  const model = await loadServedModel(dir, { intraOpThreads: 1, store, preload: false });
+  t.teardown(() => model.close());
+  const app = await testApp(t, { models: [model], activationStore: store, activationCacheEvents: events });
   const complete = async (prompt: string, extra: Record<string, unknown> = {}) => {
     const res = await app.inject({
       method: 'POST',
@@ -47,11 +50,12 @@ t.test('per-prompt sets: computed, then from Redis; Redis down or back, requests
 
   // Another replica (its own engine and empty in-process layer) sharing the Redis: its hit can
   // only come from Redis.
-  const replica = await loadServedModel(dir, { intraOpThreads: 1, preload: false });
-  t.teardown(() => replica.close());
   // A generous lookup deadline: this is about sharing through Redis, and on a busy machine the
   // default 25 ms (a miss past it, by design) can pass before the reply is read.
-  const other = await testApp(t, { models: [replica], cache: { redisUrl: redis.url, prefix: 'e2e:', timeoutMs: 2000 } });
+  const shared = await testStore(t, { redisUrl: redis.url, prefix: 'e2e:', timeoutMs: 2000 });
+  const replica = await loadServedModel(dir, { intraOpThreads: 1, preload: false, store: shared.store });
+  t.teardown(() => replica.close());
+  const other = await testApp(t, { models: [replica], activationStore: shared.store, activationCacheEvents: shared.events });
   const viaRedis = await other.inject({ method: 'POST', url: '/v1/completions', payload: { model: model.id, prompt: 'the quick brown fox', max_tokens: 6, temperature: 0, sparsity: 0.8, activation: 'prompt' } });
   t.equal((viaRedis.json() as CompletionBody).sparsity.activation_source, 'cache', 'hit in Redis');
 
