@@ -18,6 +18,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Command } from 'commander';
+import { runCli } from '../src/cli/options.js';
 import { buildApp } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
 import { PROJECT_ROOT } from '../src/project.js';
@@ -502,19 +504,11 @@ export function drifted(readme: string, generated: Map<string, string>): { key: 
   return out;
 }
 
-async function main(args: string[]): Promise<number> {
-  if (args.includes('--help') || args.includes('-h')) {
-    console.log('usage: npm run readme [-- --check]\n  rewrites the README\'s generated examples and tier table from real runs;\n  --check compares them with README.md instead (volatile fields ignored) and exits 1 on drift');
-    return 0;
-  }
-  const unknown = args.filter((a) => a !== '--check');
-  if (unknown.length > 0) {
-    console.error(`unknown argument ${unknown[0]} (try --help)`);
-    return 2;
-  }
+/** Writes the generated sections into README.md, or with `check` compares them; returns the exit code. */
+async function main(check: boolean): Promise<number> {
   const readme = readFileSync(README_PATH, 'utf8');
   const generated = await generate();
-  if (args.includes('--check')) {
+  if (check) {
     const drift = drifted(readme, generated);
     for (const d of drift) {
       console.error(`README.md ${d.key.replace(':', ' ')} drifted:\n  README: ${d.committed}\n  fresh:  ${d.fresh}`);
@@ -534,10 +528,11 @@ async function main(args: string[]): Promise<number> {
 
 // Only run when invoked as a script, so that the test can import the tables.
 if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
-  try {
-    process.exitCode = await main(process.argv.slice(2));
-  } catch (err) {
-    console.error(`npm run readme: ${err instanceof Error ? err.message : String(err)}`);
-    process.exitCode = 1;
-  }
+  const program = new Command('readme')
+    .description("Rewrite the README's generated examples and tier table from real runs")
+    .option('--check', 'compare them with README.md instead (volatile fields ignored) and exit 1 on drift', false)
+    .action(async (opts: { check: boolean }) => {
+      process.exitCode = await main(opts.check);
+    });
+  await runCli(program);
 }

@@ -21,6 +21,8 @@ const CLIS: Record<string, Record<string, string[]>> = {
   'src/cli/train.ts': { 'bad value': ['--lr', '-1'] },
   'src/cli/train-predictor.ts': { 'bad value': ['--model', 'models/stories260K', '--rank', 'x'], 'missing model': NO_MODEL },
   'src/cli/make-test-model.ts': { 'missing option': [], 'bad value': ['--out', '/tmp/never', '--layers', 'two'] },
+  'src/cli/import.ts': { 'missing option': ['--out', '/tmp/never'], 'missing file': ['--from', '/nonexistent/model.gguf', '--out', '/tmp/never-imported'] },
+  'scripts/readme.ts': { 'unknown option': ['--bogus'] },
   'scripts/bench.ts': { 'bad value': ['--spinning', 'sometimes'], 'missing model': NO_MODEL },
   'scripts/loadtest.ts': { 'bad value': ['--duration', '-1'], 'missing model': NO_MODEL },
   'scripts/fuzz.ts': { 'unknown option': ['--bogus'], 'missing model': NO_MODEL },
