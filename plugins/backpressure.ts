@@ -80,7 +80,9 @@ const backpressurePlugin: FastifyPluginAsync<BackpressureOptions> = async (fasti
       return refuse(queueFull(ids[0], waiting + reserved, admission.retryAfterSeconds(ids[0])));
     }
     const retryAfter = Math.min(...ids.map((id) => admission.retryAfterSeconds(id)));
-    return refuse(new ApiError(429, `Every model is busy. Retry in about ${retryAfter} s.`, 'rate_limit_error', null, 'queue_full', { 'retry-after': String(retryAfter) }));
+    return refuse(
+      new ApiError(429, `Every model is busy. Retry in about ${retryAfter} s.`, 'rate_limit_error', null, 'queue_full', { 'retry-after': String(retryAfter) }),
+    );
   });
 
   fastify.addHook('preValidation', async (request) => {

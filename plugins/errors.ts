@@ -38,7 +38,13 @@ function toApiError(err: FastifyError, request: FastifyRequest, bodyLimit: numbe
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return new ApiError(413, `The request body is too large; the limit is ${bodyLimit} bytes.`, 'invalid_request_error', null, 'request_too_large');
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return new ApiError(415, `Unsupported content type '${excerpt(request.headers['content-type'] ?? '')}'; send application/json.`, 'invalid_request_error', null, 'unsupported_media_type');
+      return new ApiError(
+        415,
+        `Unsupported content type '${excerpt(request.headers['content-type'] ?? '')}'; send application/json.`,
+        'invalid_request_error',
+        null,
+        'unsupported_media_type',
+      );
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
       return invalidRequest('The request body is not valid JSON.', null, 'invalid_json');

@@ -30,7 +30,12 @@ export interface GenerationSteps<P extends { stream: boolean }, A> {
 declare module 'fastify' {
   interface FastifyInstance {
     /** The whole answer, or the reply once its stream has ended. */
-    serveGeneration<P extends { stream: boolean }, A>(request: FastifyRequest, reply: FastifyReply, model: ServedModel, steps: GenerationSteps<P, A>): Promise<A | FastifyReply>;
+    serveGeneration<P extends { stream: boolean }, A>(
+      request: FastifyRequest,
+      reply: FastifyReply,
+      model: ServedModel,
+      steps: GenerationSteps<P, A>,
+    ): Promise<A | FastifyReply>;
   }
 }
 

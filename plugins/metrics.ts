@@ -78,10 +78,25 @@ export class ServerMetrics {
   constructor() {
     const registers = [this.registry];
     const modelTier = ['model', 'tier'] as const;
-    this.flopsDense = new Counter({ name: 'slm_flops_dense_total', help: 'Analytic FLOPs of the generations had they run dense', labelNames: modelTier, registers });
-    this.flopsExecuted = new Counter({ name: 'slm_flops_executed_total', help: 'Analytic FLOPs of the generations as executed', labelNames: modelTier, registers });
+    this.flopsDense = new Counter({
+      name: 'slm_flops_dense_total',
+      help: 'Analytic FLOPs of the generations had they run dense',
+      labelNames: modelTier,
+      registers,
+    });
+    this.flopsExecuted = new Counter({
+      name: 'slm_flops_executed_total',
+      help: 'Analytic FLOPs of the generations as executed',
+      labelNames: modelTier,
+      registers,
+    });
     this.tokensGenerated = new Counter({ name: 'slm_tokens_generated_total', help: 'Tokens generated', labelNames: modelTier, registers });
-    this.promptTokens = new Counter({ name: 'slm_prompt_tokens_total', help: 'Prompt tokens processed (once per generation)', labelNames: modelTier, registers });
+    this.promptTokens = new Counter({
+      name: 'slm_prompt_tokens_total',
+      help: 'Prompt tokens processed (once per generation)',
+      labelNames: modelTier,
+      registers,
+    });
     this.requests = new Counter({
       name: 'slm_requests_total',
       help: 'Requests to the generating endpoints, by the tier that ran and the HTTP status',
@@ -170,7 +185,7 @@ export class ServerMetrics {
     const registers = [this.registry];
     new Gauge({
       name: 'slm_cache_up',
-      help: 'Whether the activation cache\'s Redis answers: 1 when connected and the circuit breaker is closed, 0 otherwise (absent without REDIS_URL)',
+      help: "Whether the activation cache's Redis answers: 1 when connected and the circuit breaker is closed, 0 otherwise (absent without REDIS_URL)",
       registers,
       collect() {
         this.set(status()?.up === true ? 1 : 0);
@@ -178,7 +193,7 @@ export class ServerMetrics {
     });
     new Counter({
       name: 'slm_cache_breaker_opens_total',
-      help: 'Times the activation cache\'s circuit breaker opened (Redis skipped after consecutive failures or timeouts)',
+      help: "Times the activation cache's circuit breaker opened (Redis skipped after consecutive failures or timeouts)",
       registers,
       collect() {
         // The store counts; mirror its (monotonic) total.
@@ -203,8 +218,20 @@ export class ServerMetrics {
           if (stats) this.inc({ model: id }, read(stats));
         }
       };
-    new Counter({ name: 'slm_decode_steps_total', help: 'Decode steps run: one graph run each, for every sequence in its batch', labelNames: ['model'], registers, collect: mirror((s) => s.steps) });
-    new Counter({ name: 'slm_decode_sequence_steps_total', help: 'Sequences stepped by the decode steps (each step counts its batch size)', labelNames: ['model'], registers, collect: mirror((s) => s.sequenceSteps) });
+    new Counter({
+      name: 'slm_decode_steps_total',
+      help: 'Decode steps run: one graph run each, for every sequence in its batch',
+      labelNames: ['model'],
+      registers,
+      collect: mirror((s) => s.steps),
+    });
+    new Counter({
+      name: 'slm_decode_sequence_steps_total',
+      help: 'Sequences stepped by the decode steps (each step counts its batch size)',
+      labelNames: ['model'],
+      registers,
+      collect: mirror((s) => s.sequenceSteps),
+    });
   }
 
   setQueueDepth(model: string, depth: number): void {
@@ -232,7 +259,10 @@ const metricsPlugin: FastifyPluginAsync = async (fastify) => {
     if (endpoint === undefined || counted.has(request)) return;
     counted.add(request);
     const ran = metrics.ranBy(request);
-    metrics.recordRequest({ model: ran?.model ?? requestedModel(request, fastify.models), tier: ran?.tier ?? NO_TIER, endpoint, status }, reply.elapsedTime / 1000);
+    metrics.recordRequest(
+      { model: ran?.model ?? requestedModel(request, fastify.models), tier: ran?.tier ?? NO_TIER, endpoint, status },
+      reply.elapsedTime / 1000,
+    );
   };
   fastify.addHook('onRequest', async (request, reply) => {
     reply.raw.once('close', () => setImmediate(() => count(request, reply, CLIENT_CLOSED)));

@@ -127,8 +127,9 @@ async function bench(values: Options): Promise<void> {
   const masks = readMaskFile(model.dir, model.weightsHash, model.config);
   const rand = createRng(7);
   const randomScores = Array.from({ length: c.numLayers }, () => Array.from({ length: c.intermediateSize }, rand));
-  const tiers = (masks?.tiers.map((t) => ({ sparsity: t.sparsity, keep: t.layers.map((l) => l.mlp) })) ??
-    DEFAULT_TIERS.map((s) => ({ sparsity: s, keep: randomScores.map((sc) => keepTop(sc, s)) })));
+  const tiers =
+    masks?.tiers.map((t) => ({ sparsity: t.sparsity, keep: t.layers.map((l) => l.mlp) })) ??
+    DEFAULT_TIERS.map((s) => ({ sparsity: s, keep: randomScores.map((sc) => keepTop(sc, s)) }));
   const context = promptTokens + decodeTokens / 2;
   const denseFlops = tokenFlops(c, context).total;
   const rows: Record<string, string>[] = [];
@@ -147,7 +148,13 @@ async function bench(values: Options): Promise<void> {
       'tokens/s': (1000 / ms).toFixed(1),
       // Three decimals: the s80 target (85% of 1.90x is 1.615x) sits between two-decimal steps.
       speedup: `${speedup.toFixed(3)}x`,
-      'FLOP ratio': (tokenFlops(c, context, tier.keep.map((k) => ({ mlp: k.length }))).total / denseFlops).toFixed(3),
+      'FLOP ratio': (
+        tokenFlops(
+          c,
+          context,
+          tier.keep.map((k) => ({ mlp: k.length })),
+        ).total / denseFlops
+      ).toFixed(3),
       'traffic bound': `${bound.toFixed(2)}x`,
       'speedup ÷ bound': `${((100 * speedup) / bound).toFixed(1)}%`,
       'speedup / bound': `${((100 * (speedup - 1)) / (bound - 1)).toFixed(1)}%`,
@@ -159,7 +166,11 @@ async function bench(values: Options): Promise<void> {
   // and runs the same ops as a trained one, so random factors time it.
   const rank = defaultRank(c.hiddenSize);
   const randomFactors = (n: number) => Float32Array.from({ length: n }, () => rand() - 0.5);
-  const predictorLayers = model.weights.layers.map(() => ({ a: randomFactors(c.hiddenSize * rank), b: randomFactors(rank * c.intermediateSize), bias: randomFactors(c.intermediateSize) }));
+  const predictorLayers = model.weights.layers.map(() => ({
+    a: randomFactors(c.hiddenSize * rank),
+    b: randomFactors(rank * c.intermediateSize),
+    bias: randomFactors(c.intermediateSize),
+  }));
   // What serves (reranked gate-first), single neurons (what keeps the model's quality, docs/eval)
   // and blocks of the model's default size (what the gathers read fastest).
   const selections: { label: string; selection: TokenSelection }[] = [
@@ -197,7 +208,16 @@ async function bench(values: Options): Promise<void> {
   }
 
   const denseDecodeMs = median(denseSteps);
-  rows.unshift({ tier: 'dense', 'decode ms/token': denseDecodeMs.toFixed(2), 'tokens/s': (1000 / denseDecodeMs).toFixed(1), speedup: '1.000x', 'FLOP ratio': '1.000', 'traffic bound': '1.00x', 'speedup ÷ bound': '100%', 'speedup / bound': '100%' });
+  rows.unshift({
+    tier: 'dense',
+    'decode ms/token': denseDecodeMs.toFixed(2),
+    'tokens/s': (1000 / denseDecodeMs).toFixed(1),
+    speedup: '1.000x',
+    'FLOP ratio': '1.000',
+    'traffic bound': '1.00x',
+    'speedup ÷ bound': '100%',
+    'speedup / bound': '100%',
+  });
   await dense.release();
 
   const header = [
@@ -209,33 +229,62 @@ async function bench(values: Options): Promise<void> {
   const denseRows = [
     { measure: 'prefill', ms: prefillMs.toFixed(1), 'tokens/s': (promptTokens / (prefillMs / 1000)).toFixed(1), 'vs prefill': '1.00x' },
     { measure: 'decode (per token)', ms: denseDecodeMs.toFixed(2), 'tokens/s': (1000 / denseDecodeMs).toFixed(1), 'vs prefill': '' },
-    { measure: `attribution (${promptTokens} tokens, forward + backward)`, ms: attributionMs.toFixed(1), 'tokens/s': (promptTokens / (attributionMs / 1000)).toFixed(1), 'vs prefill': `${(attributionMs / prefillMs).toFixed(2)}x` },
+    {
+      measure: `attribution (${promptTokens} tokens, forward + backward)`,
+      ms: attributionMs.toFixed(1),
+      'tokens/s': (promptTokens / (attributionMs / 1000)).toFixed(1),
+      'vs prefill': `${(attributionMs / prefillMs).toFixed(2)}x`,
+    },
   ];
   console.table(denseRows);
   console.table(rows);
   console.table(tokenRows);
-  console.log('speedup ÷ bound: the speedup as a share of the traffic bound; speedup / bound = (speedup - 1) / (bound - 1): the share of the possible saving realised.');
+  console.log(
+    'speedup ÷ bound: the speedup as a share of the traffic bound; speedup / bound = (speedup - 1) / (bound - 1): the share of the possible saving realised.',
+  );
 
   if (values.out) {
-    const table = (rs: Record<string, string>[]) => [
-      `| ${Object.keys(rs[0]).join(' | ')} |`,
-      `|${Object.keys(rs[0]).map(() => '---').join('|')}|`,
-      ...rs.map((r) => `| ${Object.values(r).join(' | ')} |`),
-    ].join('\n');
+    const table = (rs: Record<string, string>[]) =>
+      [
+        `| ${Object.keys(rs[0]).join(' | ')} |`,
+        `|${Object.keys(rs[0])
+          .map(() => '---')
+          .join('|')}|`,
+        ...rs.map((r) => `| ${Object.values(r).join(' | ')} |`),
+      ].join('\n');
     const dirty = execSync('git status --porcelain --untracked-files=no -- src scripts').toString().trim() !== '';
     const commit = execSync('git rev-parse --short HEAD').toString().trim();
     // Hand-written notes below the marker survive a re-run; the tables above it are regenerated.
     const marker = '<!-- notes: kept by npm run bench -->';
     const previous = existsSync(values.out) ? readFileSync(values.out, 'utf8') : '';
     const notes = previous.includes(marker) ? previous.slice(previous.indexOf(marker)) : '';
-    writeFileSync(values.out, [
-      '# Benchmarks', '', `\`npm run bench\` at commit \`${commit}\`${dirty ? ' plus uncommitted changes to src/ and scripts/' : ''}, ${new Date().toISOString().slice(0, 10)}, on this project's CI machine kind (2 cores).`, '',
-      ...header.map((h) => `- ${h}`), '', '## Dense serving and attribution', '', table(denseRows), '',
-      '## Decode per sparsity tier (MLP neurons pruned, attention dense)', '', table(rows), '',
-      '## Per-token decode (each token selects its own blocks of neurons inside the graph)', '', table(tokenRows), '',
-      'Each per-token row is stepped in lockstep with a dense sequence, like the tiers above. Its traffic bound counts the selector\'s bytes: the predictor\'s factors, or gate-first\'s dense gate rows of the neurons it drops.', '',
-      'The FLOP ratio is per decoded token at the mean context of the run; the traffic bound is dense weight bytes read per token over the tier\'s (decode on a CPU is memory-bound, so this bounds the speedup). "speedup ÷ bound" is the speedup as a share of the bound; "speedup / bound" is (speedup - 1) / (bound - 1), the share of the possible time saving realised. The dense row is the median of all dense decode steps.', '',
-    ].join('\n') + (notes ? `\n${notes}` : ''));
+    writeFileSync(
+      values.out,
+      [
+        '# Benchmarks',
+        '',
+        `\`npm run bench\` at commit \`${commit}\`${dirty ? ' plus uncommitted changes to src/ and scripts/' : ''}, ${new Date().toISOString().slice(0, 10)}, on this project's CI machine kind (2 cores).`,
+        '',
+        ...header.map((h) => `- ${h}`),
+        '',
+        '## Dense serving and attribution',
+        '',
+        table(denseRows),
+        '',
+        '## Decode per sparsity tier (MLP neurons pruned, attention dense)',
+        '',
+        table(rows),
+        '',
+        '## Per-token decode (each token selects its own blocks of neurons inside the graph)',
+        '',
+        table(tokenRows),
+        '',
+        "Each per-token row is stepped in lockstep with a dense sequence, like the tiers above. Its traffic bound counts the selector's bytes: the predictor's factors, or gate-first's dense gate rows of the neurons it drops.",
+        '',
+        'The FLOP ratio is per decoded token at the mean context of the run; the traffic bound is dense weight bytes read per token over the tier\'s (decode on a CPU is memory-bound, so this bounds the speedup). "speedup ÷ bound" is the speedup as a share of the bound; "speedup / bound" is (speedup - 1) / (bound - 1), the share of the possible time saving realised. The dense row is the median of all dense decode steps.',
+        '',
+      ].join('\n') + (notes ? `\n${notes}` : ''),
+    );
   }
 }
 

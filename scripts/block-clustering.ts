@@ -29,7 +29,9 @@ import { readMaskFile } from '../src/sparsity/masks.js';
 import { pruneMlp } from '../src/sparsity/prune.js';
 import { keptBlocks, tokenFeeds } from '../src/sparsity/selectors.js';
 
-const { values } = parseArgs({ options: { model: { type: 'string', default: 'models/default' }, blocks: { type: 'string', default: '16,8,4' }, threads: { type: 'string', default: '1' } } });
+const { values } = parseArgs({
+  options: { model: { type: 'string', default: 'models/default' }, blocks: { type: 'string', default: '16,8,4' }, threads: { type: 'string', default: '1' } },
+});
 
 /**
  * `activity` is [tokens, units] row-major (|activation| of each unit at each token). Returns a
@@ -61,7 +63,10 @@ function clusterUnits(activity: Float32Array, units: number, block: number, iter
   });
   const rand = createRng(seed);
   // Start from random units' profiles as centroids.
-  let centroids = [...Array(units).keys()].sort(() => rand() - 0.5).slice(0, clusters).map((u) => Float32Array.from(profiles[u]));
+  let centroids = [...Array(units).keys()]
+    .sort(() => rand() - 0.5)
+    .slice(0, clusters)
+    .map((u) => Float32Array.from(profiles[u]));
   let assignment: number[] = [];
   for (let it = 0; it < iterations; it++) {
     assignment = balancedAssign(profiles, centroids, block);
@@ -122,7 +127,11 @@ async function mlpActivity(model: LoadedModel, sequences: number[][], options: O
       const n = ids.length;
       const out = await session.run({
         input_ids: new ort.Tensor('int64', BigInt64Array.from(ids, BigInt), [1, n]),
-        position_ids: new ort.Tensor('int64', BigInt64Array.from(ids, (_, i) => BigInt(i)), [1, n]),
+        position_ids: new ort.Tensor(
+          'int64',
+          BigInt64Array.from(ids, (_, i) => BigInt(i)),
+          [1, n],
+        ),
       });
       for (const [l, layer] of rows.entries()) layer.push(out[`activity.${l}`].data as Float32Array);
     }
@@ -140,14 +149,17 @@ async function mlpActivity(model: LoadedModel, sequences: number[][], options: O
   });
 }
 
-
 const model = await loadModelDir(values.model);
 const { config } = model;
 const F = config.intermediateSize;
 const options = { intraOpThreads: Number(values.threads) };
 const masks = readMaskFile(model.dir, model.weightsHash, model.config);
 const calibration = readCalibrationFile(`data/calibration/${masks?.calibration.file ?? 'default-model.jsonl'}`);
-const activity = await mlpActivity(model, calibration.samples.map((s) => model.tokenizer.encode(s.prompt).slice(0, 256)), options);
+const activity = await mlpActivity(
+  model,
+  calibration.samples.map((s) => model.tokenizer.encode(s.prompt).slice(0, 256)),
+  options,
+);
 const passages = readPassages('data/eval/heldout-text.jsonl', null).texts.map((t) => model.tokenizer.encode(t).slice(0, 128));
 const dense = await LlamaSession.create(config, model.weights, options);
 const context = 32;
@@ -189,5 +201,7 @@ for (const block of values.blocks.split(',').map(Number)) {
   const order = activity.map((a) => clusterUnits(a, F, block));
   await row(`blocks of ${block}, clustered`, pruneMlp(model.weights, order), block);
 }
-console.log(`${model.dir}: held-out perplexity of gate-first selection (dense ${densePpl.toFixed(2)}), ${passages.length} passages after ${context} dense tokens; clusters from ${activity[0].length / F} calibration tokens`);
+console.log(
+  `${model.dir}: held-out perplexity of gate-first selection (dense ${densePpl.toFixed(2)}), ${passages.length} passages after ${context} dense tokens; clusters from ${activity[0].length / F} calibration tokens`,
+);
 console.table(rows);

@@ -32,12 +32,14 @@ const INTERROGATIVE =
  * nlp-corpus is offensive in places by design (src/train/corpus.ts); evaluation text shown in
  * reports should not be. Sentences and passages with these words are left out.
  */
-const UNSUITABLE = /\b(dildos?|suicide|\w*fuck\w*|shit\w*|bitch\w*|cunts?|nigg\w*|rape[ds]?|rapist|porn\w*|sex|sexy|shoot|kill(s|ed)?|blind|retard\w*|whores?|sluts?|dick|cock|pussy|fags?|damn|bastards?|ass|asshole)\b/i;
+const UNSUITABLE =
+  /\b(dildos?|suicide|\w*fuck\w*|shit\w*|bitch\w*|cunts?|nigg\w*|rape[ds]?|rapist|porn\w*|sex|sexy|shoot|kill(s|ed)?|blind|retard\w*|whores?|sluts?|dick|cock|pussy|fags?|damn|bastards?|ass|asshole)\b/i;
 
 /** A period after these (or after a single letter, or inside `U.S.`) does not end a sentence. */
 const ABBREVIATIONS = new Set(
-  ('Mr Mrs Ms Dr St Jr Sr Mt Ft Gen Gov Sen Rep Col Lt Capt Sgt Rev Prof Co Inc Corp Ltd No vs etc ' +
-    'Jan Feb Mar Apr Aug Sept Sep Oct Nov Dec Ave Fig Vol').split(' '),
+  (
+    'Mr Mrs Ms Dr St Jr Sr Mt Ft Gen Gov Sen Rep Col Lt Capt Sgt Rev Prof Co Inc Corp Ltd No vs etc ' + 'Jan Feb Mar Apr Aug Sept Sep Oct Nov Dec Ave Fig Vol'
+  ).split(' '),
 );
 
 /**

@@ -25,12 +25,16 @@ interface Options {
 }
 
 const program = new Command('fuzz')
-  .description('Send seeded, mutated requests to every route of the server and check that none gets a 5xx, a malformed error or an unbounded message, and that /health keeps answering')
+  .description(
+    'Send seeded, mutated requests to every route of the server and check that none gets a 5xx, a malformed error or an unbounded message, and that /health keeps answering',
+  )
   .option('--seed <n>', 'seed of the run', parseNonNegativeInt, 1)
   .option('--count <n>', 'requests to send', parsePositiveInt, 10_000)
   .option('--model <dir>', 'model directory to serve', parseModelDir, 'models/stories260K')
   .option('--concurrency <n>', 'requests in flight at once', parsePositiveInt, 8)
-  .option('--index <list>', 'only these cases of the run (comma-separated), to reproduce a violation', (v) => v.split(',').map((i) => parseNonNegativeInt(i.trim())))
+  .option('--index <list>', 'only these cases of the run (comma-separated), to reproduce a violation', (v) =>
+    v.split(',').map((i) => parseNonNegativeInt(i.trim())),
+  )
   .option('--violations <file>', 'where violations go, with their requests (default .cache/fuzz/violations-seed-<seed>.jsonl)')
   .action(async (opts: Options) => {
     const server = await startServer({ modelDir: opts.model, maxQueue: 32, maxConcurrent: 1, env: FUZZ_SERVER_ENV });
@@ -72,15 +76,25 @@ const program = new Command('fuzz')
 function report(seed: number, s: FuzzSummary): string {
   const lines = [`${s.requests} requests in ${s.durationS.toFixed(1)} s (seed ${seed})`, '', '| route | answers by status |', '|---|---|'];
   for (const [route, statuses] of Object.entries(s.byRoute).sort()) {
-    lines.push(`| ${route} | ${Object.entries(statuses).sort().map(([status, n]) => `${status}: ${n}`).join(', ')} |`);
+    lines.push(
+      `| ${route} | ${Object.entries(statuses)
+        .sort()
+        .map(([status, n]) => `${status}: ${n}`)
+        .join(', ')} |`,
+    );
   }
   const h = s.health;
   lines.push('', `/health: ${h.probes} probes, p50 ${h.p50Ms.toFixed(1)} ms, p99 ${h.p99Ms.toFixed(1)} ms, max ${h.maxMs.toFixed(1)} ms, ${h.failures} failed`);
   const longest = s.longestErrorMessage;
-  lines.push(longest === null ? 'no error message' : `longest error message: ${longest.length} characters (#${longest.index} ${longest.route}: ${longest.notes.join('; ')})`);
+  lines.push(
+    longest === null
+      ? 'no error message'
+      : `longest error message: ${longest.length} characters (#${longest.index} ${longest.route}: ${longest.notes.join('; ')})`,
+  );
   if (s.violations.length > 0) {
     lines.push('', 'violations:');
-    for (const v of s.violations) lines.push(`- seed ${v.seed} #${v.index} ${v.route} ${v.kind}${v.status !== undefined ? ` (${v.status})` : ''} [${v.notes.join('; ')}]: ${v.detail}`);
+    for (const v of s.violations)
+      lines.push(`- seed ${v.seed} #${v.index} ${v.route} ${v.kind}${v.status !== undefined ? ` (${v.status})` : ''} [${v.notes.join('; ')}]: ${v.detail}`);
   } else {
     lines.push('', 'no violations');
   }

@@ -117,7 +117,15 @@ function dense({ d, F }: Shape, layers: Mlp[]): Build {
       }
     }
     const y = g.matmul(x, g.constant(gu, [d, 2 * F], f32, `gu${l}`));
-    const [gate, up] = g.kernel('Split', [y, g.const([F, F])], [{ dtype: f32, shape: ['n', F] }, { dtype: f32, shape: ['n', F] }], { axis: -1 });
+    const [gate, up] = g.kernel(
+      'Split',
+      [y, g.const([F, F])],
+      [
+        { dtype: f32, shape: ['n', F] },
+        { dtype: f32, shape: ['n', F] },
+      ],
+      { axis: -1 },
+    );
     return g.matmul(g.mul(g.mul(gate, g.sigmoid(gate)), up), g.constant(transpose(w.down, d, F), [F, d], f32, `down${l}`));
   };
 }
@@ -125,7 +133,15 @@ function dense({ d, F }: Shape, layers: Mlp[]): Build {
 /** Block scores x @ router [n, E]; TopK's indices [n, kb] and values [n, kb]. */
 function route(g: Graph, x: Value, router: Float32Array, d: number, E: number, kb: number, l: number) {
   const scores = g.matmul(x, g.constant(router, [d, E], f32, `router${l}`));
-  const [vals, idx] = g.kernel('TopK', [scores, g.const([kb])], [{ dtype: f32, shape: ['n', kb] }, { dtype: 'int64', shape: ['n', kb] }], { axis: -1, largest: 1, sorted: 0 });
+  const [vals, idx] = g.kernel(
+    'TopK',
+    [scores, g.const([kb])],
+    [
+      { dtype: f32, shape: ['n', kb] },
+      { dtype: 'int64', shape: ['n', kb] },
+    ],
+    { axis: -1, largest: 1, sorted: 0 },
+  );
   return { scores, vals, idx };
 }
 
@@ -175,7 +191,15 @@ function gather({ d, F }: Shape, layers: Mlp[], routers: Float32Array[], B: numb
     const { idx } = route(g, x, routers[l], d, E, kb, l);
     const gu = g.reshape(g.gather(g.constant(interleaved(w, d, F), [E, B * 2 * d], f32, `gu${l}`), idx), [0, kb * B * 2, d]);
     const y = g.reshape(g.matmul(gu, g.unsqueeze(x, [-1])), [0, kb * B, 2]);
-    const [gate, up] = g.kernel('Split', [y, g.const([1, 1])], [{ dtype: f32, shape: ['n', kb * B, 1] }, { dtype: f32, shape: ['n', kb * B, 1] }], { axis: 2 });
+    const [gate, up] = g.kernel(
+      'Split',
+      [y, g.const([1, 1])],
+      [
+        { dtype: f32, shape: ['n', kb * B, 1] },
+        { dtype: f32, shape: ['n', kb * B, 1] },
+      ],
+      { axis: 2 },
+    );
     const h = g.reshape(g.mul(g.mul(gate, g.sigmoid(gate)), up), [0, 1, kb * B]);
     const down = g.reshape(g.gather(g.constant(neuronMajorDown(w, d, F), [E, B * d], f32, `down${l}`), idx), [0, kb * B, d]);
     return g.reshape(g.matmul(h, down), [0, d]);
@@ -235,7 +259,17 @@ async function session(build: Build, d: number, L: number, residual: boolean, ex
 // 1. Correctness.
 
 /** Float64 reference: one MLP over each token's top-kb blocks (by x @ router), each with weight 1. */
-function reference(x: Float32Array, n: number, d: number, F: number, B: number, kb: number, w: Mlp, router: Float32Array, act: (g: number, u: number) => number): Float64Array {
+function reference(
+  x: Float32Array,
+  n: number,
+  d: number,
+  F: number,
+  B: number,
+  kb: number,
+  w: Mlp,
+  router: Float32Array,
+  act: (g: number, u: number) => number,
+): Float64Array {
   const E = F / B;
   const out = new Float64Array(n * d);
   for (let t = 0; t < n; t++) {
@@ -289,12 +323,30 @@ async function correctness(): Promise<void> {
   // `scale`: the weight the kernel gives each selected expert when that is not 1.
   const cases: { name: string; build: Build; act: (g: number, u: number) => number; scale?: number }[] = [
     { name: 'softmax 0/-inf, defaults, *k', build: moe(shape, layers, routers, B, kb, { router: 'softmax', rescale: true }), act: silu },
-    { name: 'softmax 0/-inf, alpha 1 beta 0, *k', build: moe(shape, layers, routers, B, kb, { router: 'softmax', alpha: 1, beta: 0, rescale: true }), act: silu },
+    {
+      name: 'softmax 0/-inf, alpha 1 beta 0, *k',
+      build: moe(shape, layers, routers, B, kb, { router: 'softmax', alpha: 1, beta: 0, rescale: true }),
+      act: silu,
+    },
     { name: 'softmax 0/-inf, normalize 1, *k', build: moe(shape, layers, routers, B, kb, { router: 'softmax', normalize: 1, rescale: true }), act: silu },
-    { name: 'softmax 0/-inf, defaults, no *k (expect 1/k)', build: moe(shape, layers, routers, B, kb, { router: 'softmax', rescale: false }), act: silu, scale: 1 / kb },
+    {
+      name: 'softmax 0/-inf, defaults, no *k (expect 1/k)',
+      build: moe(shape, layers, routers, B, kb, { router: 'softmax', rescale: false }),
+      act: silu,
+      scale: 1 / kb,
+    },
     // Raw 1/0 logits are softmaxed too: each kept expert weighs e / (k e + E - k).
-    { name: 'raw 1/0, defaults (expect softmax weight)', build: moe(shape, layers, routers, B, kb, { router: 'raw', rescale: false }), act: silu, scale: Math.E / (kb * Math.E + E - kb) },
-    { name: 'softmax, GPT-OSS 1.702/1/7, *k', build: moe(shape, layers, routers, B, kb, { router: 'softmax', alpha: 1.702, beta: 1, limit: 7, rescale: true }), act: swiglu(1.702, 1, 7) },
+    {
+      name: 'raw 1/0, defaults (expect softmax weight)',
+      build: moe(shape, layers, routers, B, kb, { router: 'raw', rescale: false }),
+      act: silu,
+      scale: Math.E / (kb * Math.E + E - kb),
+    },
+    {
+      name: 'softmax, GPT-OSS 1.702/1/7, *k',
+      build: moe(shape, layers, routers, B, kb, { router: 'softmax', alpha: 1.702, beta: 1, limit: 7, rescale: true }),
+      act: swiglu(1.702, 1, 7),
+    },
     { name: 'hand Gather', build: gather(shape, layers, routers, B, kb), act: silu },
   ];
   console.log(`correctness: d ${d}, F ${F}, B ${B} (${E} experts, k ${kb}), ${n} tokens; reference: float64 JS SwiGLU over the selected blocks`);
@@ -310,7 +362,12 @@ async function correctness(): Promise<void> {
         diff = Math.max(diff, Math.abs(y[i] - ref[i]));
         diffPlain = Math.max(diffPlain, Math.abs(y[i] - plain[i]));
       }
-      rows.push({ case: c.name, 'max |ref|': Math.max(...ref.map(Math.abs)).toFixed(3), 'max diff vs its formula': diff.toExponential(2), 'max diff vs plain SwiGLU': diffPlain.toExponential(2) });
+      rows.push({
+        case: c.name,
+        'max |ref|': Math.max(...ref.map(Math.abs)).toFixed(3),
+        'max diff vs its formula': diff.toExponential(2),
+        'max diff vs plain SwiGLU': diffPlain.toExponential(2),
+      });
       await s.release();
     } catch (e) {
       rows.push({ case: c.name, 'max |ref|': '-', 'max diff vs its formula': `error: ${(e as Error).message.slice(-200)}`, 'max diff vs plain SwiGLU': '-' });
@@ -355,7 +412,11 @@ async function speed(): Promise<void> {
   const sessions: ort.InferenceSession[] = [];
   const feeds: Record<string, ort.Tensor>[] = [];
   const rand = createRng(5);
-  const x = new ort.Tensor(f32, Float32Array.from({ length: d }, () => rand() * 2 - 1), [1, d]);
+  const x = new ort.Tensor(
+    f32,
+    Float32Array.from({ length: d }, () => rand() * 2 - 1),
+    [1, d],
+  );
   for (const name of names) {
     const v = all[name]();
     sessions.push(await session(v.build, d, L, true, v.extra));
@@ -388,7 +449,9 @@ async function speed(): Promise<void> {
   }
   const quantile = (xs: number[], q: number) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length * q)];
   const denseMs = times[names.indexOf('dense')] ? quantile(times[names.indexOf('dense')], 0.5) : NaN;
-  console.log(`speed: d ${d}, F ${F}, ${L} chained MLPs, 1 token, keep ${keep} of blocks, ${threads} intra-op threads, ${runs} interleaved runs after ${warmup} warm-up`);
+  console.log(
+    `speed: d ${d}, F ${F}, ${L} chained MLPs, 1 token, keep ${keep} of blocks, ${threads} intra-op threads, ${runs} interleaved runs after ${warmup} warm-up`,
+  );
   console.table(
     names.map((n, i) => {
       const B = Number(n.replace(/\D/g, '')) || F;

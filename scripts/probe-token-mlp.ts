@@ -12,7 +12,14 @@ import type { Value } from '../src/graph/types.js';
 import { createRng } from '../src/random.js';
 import { sessionOptions } from '../src/runtime/session.js';
 
-const { values } = parseArgs({ options: { threads: { type: 'string', default: '2' }, sparsity: { type: 'string', default: '0.8' }, runs: { type: 'string', default: '200' }, only: { type: 'string' } } });
+const { values } = parseArgs({
+  options: {
+    threads: { type: 'string', default: '2' },
+    sparsity: { type: 'string', default: '0.8' },
+    runs: { type: 'string', default: '200' },
+    only: { type: 'string' },
+  },
+});
 const d = 576;
 const F = 1536;
 const L = 30;
@@ -27,19 +34,43 @@ type Variant = (g: Graph, x: Value, l: number) => Value;
 const f32 = 'float32' as const;
 
 function topk(g: Graph, scores: Value, kk: number): Value {
-  const [, idx] = g.kernel('TopK', [scores, g.const([kk])], [{ dtype: f32, shape: ['n', kk] }, { dtype: 'int64', shape: ['n', kk] }], { axis: -1, largest: 1, sorted: 0 });
+  const [, idx] = g.kernel(
+    'TopK',
+    [scores, g.const([kk])],
+    [
+      { dtype: f32, shape: ['n', kk] },
+      { dtype: 'int64', shape: ['n', kk] },
+    ],
+    { axis: -1, largest: 1, sorted: 0 },
+  );
   return idx;
 }
 
 const variants: Record<string, Variant> = {
   dense: (g, x, l) => {
     const gu = g.matmul(x, g.constant(randn(d * 2 * F, 0.04), [d, 2 * F], f32, `gu${l}`));
-    const [gate, up] = g.kernel('Split', [gu, g.const([F, F])], [{ dtype: f32, shape: ['n', F] }, { dtype: f32, shape: ['n', F] }], { axis: -1 });
+    const [gate, up] = g.kernel(
+      'Split',
+      [gu, g.const([F, F])],
+      [
+        { dtype: f32, shape: ['n', F] },
+        { dtype: f32, shape: ['n', F] },
+      ],
+      { axis: -1 },
+    );
     return g.matmul(g.mul(g.mul(gate, g.sigmoid(gate)), up), g.constant(randn(F * d, 0.04), [F, d], f32, `down${l}`));
   },
   static: (g, x, l) => {
     const gu = g.matmul(x, g.constant(randn(d * 2 * k, 0.04), [d, 2 * k], f32, `gu${l}`));
-    const [gate, up] = g.kernel('Split', [gu, g.const([k, k])], [{ dtype: f32, shape: ['n', k] }, { dtype: f32, shape: ['n', k] }], { axis: -1 });
+    const [gate, up] = g.kernel(
+      'Split',
+      [gu, g.const([k, k])],
+      [
+        { dtype: f32, shape: ['n', k] },
+        { dtype: f32, shape: ['n', k] },
+      ],
+      { axis: -1 },
+    );
     return g.matmul(g.mul(g.mul(gate, g.sigmoid(gate)), up), g.constant(randn(k * d, 0.04), [k, d], f32, `down${l}`));
   },
   // Gate dense; up and down rows gathered separately (two Gathers), batched matvecs.
@@ -74,11 +105,22 @@ const variants: Record<string, Variant> = {
   },
   // Low-rank predictor; gate|up rows packed [F, 2d] (one Gather) and down rows [F, d] (another).
   predictor2: (g, x, l) => {
-    const score = g.matmul(g.matmul(x, g.constant(randn(d * rank, 0.04), [d, rank], f32, `pa${l}`)), g.constant(randn(rank * F, 0.1), [rank, F], f32, `pb${l}`));
+    const score = g.matmul(
+      g.matmul(x, g.constant(randn(d * rank, 0.04), [d, rank], f32, `pa${l}`)),
+      g.constant(randn(rank * F, 0.1), [rank, F], f32, `pb${l}`),
+    );
     const idx = topk(g, score, k);
     const gu = g.reshape(g.gather(g.constant(randn(F * 2 * d, 0.04), [F, 2 * d], f32, `gu${l}`), idx), [0, 2 * k, d]);
     const y = g.reshape(g.matmul(gu, g.unsqueeze(x, [-1])), [0, k, 2]);
-    const [gate, up] = g.kernel('Split', [y, g.const([1, 1])], [{ dtype: f32, shape: ['n', k, 1] }, { dtype: f32, shape: ['n', k, 1] }], { axis: 2 });
+    const [gate, up] = g.kernel(
+      'Split',
+      [y, g.const([1, 1])],
+      [
+        { dtype: f32, shape: ['n', k, 1] },
+        { dtype: f32, shape: ['n', k, 1] },
+      ],
+      { axis: 2 },
+    );
     const h = g.reshape(g.mul(g.mul(gate, g.sigmoid(gate)), up), [0, 1, k]);
     const down = g.gather(g.constant(randn(F * d, 0.04), [F, d], f32, `down${l}`), idx);
     return g.reshape(g.matmul(h, down), [0, d]);
@@ -90,23 +132,53 @@ for (const B of [8, 16, 32]) {
   const nb = F / B;
   const kb = Math.round(k / B);
   variants[`predictorBlock${B}`] = (g, x, l) => {
-    const score = g.matmul(g.matmul(x, g.constant(randn(d * rank, 0.04), [d, rank], f32, `pa${l}`)), g.constant(randn(rank * nb, 0.1), [rank, nb], f32, `pb${l}`));
+    const score = g.matmul(
+      g.matmul(x, g.constant(randn(d * rank, 0.04), [d, rank], f32, `pa${l}`)),
+      g.constant(randn(rank * nb, 0.1), [rank, nb], f32, `pb${l}`),
+    );
     const idx = topk(g, score, kb); // [n, kb]
     const gu = g.reshape(g.gather(g.constant(randn(nb * B * 2 * d, 0.04), [nb, B * 2 * d], f32, `gu${l}`), idx), [0, kb * B * 2, d]);
     const y = g.reshape(g.matmul(gu, g.unsqueeze(x, [-1])), [0, kb * B, 2]);
-    const [gate, up] = g.kernel('Split', [y, g.const([1, 1])], [{ dtype: f32, shape: ['n', kb * B, 1] }, { dtype: f32, shape: ['n', kb * B, 1] }], { axis: 2 });
+    const [gate, up] = g.kernel(
+      'Split',
+      [y, g.const([1, 1])],
+      [
+        { dtype: f32, shape: ['n', kb * B, 1] },
+        { dtype: f32, shape: ['n', kb * B, 1] },
+      ],
+      { axis: 2 },
+    );
     const h = g.reshape(g.mul(g.mul(gate, g.sigmoid(gate)), up), [0, 1, kb * B]);
     const down = g.reshape(g.gather(g.constant(randn(nb * B * d, 0.04), [nb, B * d], f32, `down${l}`), idx), [0, kb * B, d]);
     return g.reshape(g.matmul(h, down), [0, d]);
   };
   // The same with k a graph input (one graph for every tier): shapes after TopK are symbolic.
   variants[`predictorBlock${B}kIn`] = (g, x, l) => {
-    const score = g.matmul(g.matmul(x, g.constant(randn(d * rank, 0.04), [d, rank], f32, `pa${l}`)), g.constant(randn(rank * nb, 0.1), [rank, nb], f32, `pb${l}`));
+    const score = g.matmul(
+      g.matmul(x, g.constant(randn(d * rank, 0.04), [d, rank], f32, `pa${l}`)),
+      g.constant(randn(rank * nb, 0.1), [rank, nb], f32, `pb${l}`),
+    );
     kInput ??= g.input('k', 'int64', [1]);
-    const [, idx] = g.kernel('TopK', [score, kInput], [{ dtype: f32, shape: ['n', 'k'] }, { dtype: 'int64', shape: ['n', 'k'] }], { axis: -1, largest: 1, sorted: 0 });
+    const [, idx] = g.kernel(
+      'TopK',
+      [score, kInput],
+      [
+        { dtype: f32, shape: ['n', 'k'] },
+        { dtype: 'int64', shape: ['n', 'k'] },
+      ],
+      { axis: -1, largest: 1, sorted: 0 },
+    );
     const gu = g.reshape(g.gather(g.constant(randn(nb * B * 2 * d, 0.04), [nb, B * 2 * d], f32, `gu${l}`), idx), [0, -1, d]);
     const y = g.reshape(g.matmul(gu, g.unsqueeze(x, [-1])), [0, -1, 2]);
-    const [gate, up] = g.kernel('Split', [y, g.const([1, 1])], [{ dtype: f32, shape: ['n', 'kb', 1] }, { dtype: f32, shape: ['n', 'kb', 1] }], { axis: 2 });
+    const [gate, up] = g.kernel(
+      'Split',
+      [y, g.const([1, 1])],
+      [
+        { dtype: f32, shape: ['n', 'kb', 1] },
+        { dtype: f32, shape: ['n', 'kb', 1] },
+      ],
+      { axis: 2 },
+    );
     const h = g.reshape(g.mul(g.mul(gate, g.sigmoid(gate)), up), [0, 1, -1]);
     const down = g.reshape(g.gather(g.constant(randn(nb * B * d, 0.04), [nb, B * d], f32, `down${l}`), idx), [0, -1, d]);
     return g.reshape(g.matmul(h, down), [0, d]);

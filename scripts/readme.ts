@@ -141,7 +141,9 @@ export const EXAMPLES: Example[] = [
     // The README says this is the dense output (the first example's), token for token.
     expect: (response, earlier) => {
       const text = (r: JsonObject | undefined) => ((r?.choices as JsonObject[] | undefined)?.[0]?.text as string | undefined) ?? '';
-      return text(earlier.get('completion')).startsWith(text(response)) && text(response) !== '' ? null : 'per token at 50% no longer gives the dense output; rewrite the README prose around it';
+      return text(earlier.get('completion')).startsWith(text(response)) && text(response) !== ''
+        ? null
+        : 'per token at 50% no longer gives the dense output; rewrite the README prose around it';
     },
   },
   {
@@ -185,7 +187,10 @@ const isScalar = (v: Json): boolean => v === null || typeof v !== 'object';
 /** JSON as a person would type it in a command: `{"a": 1, "b": [1, 2]}`. */
 function spaced(v: Json): string {
   if (Array.isArray(v)) return `[${v.map(spaced).join(', ')}]`;
-  if (v !== null && typeof v === 'object') return `{${Object.entries(v).map(([k, x]) => `${JSON.stringify(k)}: ${spaced(x)}`).join(', ')}}`;
+  if (v !== null && typeof v === 'object')
+    return `{${Object.entries(v)
+      .map(([k, x]) => `${JSON.stringify(k)}: ${spaced(x)}`)
+      .join(', ')}}`;
   return JSON.stringify(v);
 }
 
@@ -330,13 +335,29 @@ export function renderTierTable(models: TableModel[]): string {
     const modes: { label: string; ppl: (s: number) => number; bleu: (s: number) => number }[] = [
       {
         label: `\`"token"\` (\`${m.selector}\`)`,
-        ppl: (s) => one(token.perplexity.filter((p) => p.variant === variant && near(p.sparsity, s)), `${m.id} ${variant} ${s}`).perplexity,
-        bleu: (s) => one(token.generation.filter((g) => g.variant === variant && g.set === BLEU_SET && near(g.sparsity, s)), `${m.id} ${variant} ${s}`).bleu,
+        ppl: (s) =>
+          one(
+            token.perplexity.filter((p) => p.variant === variant && near(p.sparsity, s)),
+            `${m.id} ${variant} ${s}`,
+          ).perplexity,
+        bleu: (s) =>
+          one(
+            token.generation.filter((g) => g.variant === variant && g.set === BLEU_SET && near(g.sparsity, s)),
+            `${m.id} ${variant} ${s}`,
+          ).bleu,
       },
       ...(['prompt', 'static'] as const).map((mode) => ({
         label: `\`"${mode}"\` (${metric})`,
-        ppl: (s: number) => one(r.perplexity.filter((p) => p.mode === mode && p.metric === m.metric && near(p.sparsity, s)), `${m.id} ${mode} ${s}`).perplexity,
-        bleu: (s: number) => one(r.generation.filter((g) => g.mode === mode && g.metric === m.metric && g.set === BLEU_SET && near(g.sparsity, s)), `${m.id} ${mode} ${s}`).bleu,
+        ppl: (s: number) =>
+          one(
+            r.perplexity.filter((p) => p.mode === mode && p.metric === m.metric && near(p.sparsity, s)),
+            `${m.id} ${mode} ${s}`,
+          ).perplexity,
+        bleu: (s: number) =>
+          one(
+            r.generation.filter((g) => g.mode === mode && g.metric === m.metric && g.set === BLEU_SET && near(g.sparsity, s)),
+            `${m.id} ${mode} ${s}`,
+          ).bleu,
       })),
     ];
     for (const mode of modes) {
@@ -403,13 +424,15 @@ async function serve(): Promise<{ url: string; engines: Engine[]; close: () => P
   const pool = new SessionPool(config.poolMemoryBytes);
   const engines: Engine[] = [];
   for (const dir of config.modelDirs) {
-    engines.push(await loadServedModel(dir, {
-      intraOpThreads: config.ortIntraOpThreads,
-      interOpThreads: config.ortInterOpThreads,
-      spinning: config.ortSpinning,
-      pool,
-      preload: config.poolPreload,
-    }));
+    engines.push(
+      await loadServedModel(dir, {
+        intraOpThreads: config.ortIntraOpThreads,
+        interOpThreads: config.ortInterOpThreads,
+        spinning: config.ortSpinning,
+        pool,
+        preload: config.poolPreload,
+      }),
+    );
   }
   const app = await buildApp({
     models: engines,
@@ -459,7 +482,8 @@ export async function generate(): Promise<Map<string, string>> {
         ...(example.body !== undefined && { headers: { 'content-type': 'application/json' }, body: JSON.stringify(example.body) }),
       });
       const body = await response.text();
-      if (response.status !== 200) throw new Error(`example ${example.name}: ${example.method} ${example.path} answered ${response.status}: ${body.slice(0, 500)}`);
+      if (response.status !== 200)
+        throw new Error(`example ${example.name}: ${example.method} ${example.path} answered ${response.status}: ${body.slice(0, 500)}`);
       if (example.show.kind === 'json' || example.show.kind === 'field' || example.show.kind === 'text') {
         const parsed = JSON.parse(body) as JsonObject;
         const problem = example.expect?.(parsed, responses);

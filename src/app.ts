@@ -89,7 +89,9 @@ function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
   const [status, reason] = timeout ? [408, 'Request Timeout'] : [400, 'Bad Request'];
   const message = timeout ? 'The request was not received within the time allowed.' : 'The request is not valid HTTP.';
   const body = JSON.stringify(new ApiError(status, message, 'invalid_request_error', null, timeout ? 'request_timeout' : 'bad_request').toBody());
-  socket.end(`HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+  socket.end(
+    `HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+  );
 }
 
 // When this file runs as TypeScript, some loader is compiling it, so plugins/ and routes/
@@ -152,7 +154,12 @@ export async function buildApp(options: AppOptions): Promise<App> {
   });
 
   // autoload hands the same options to every plugin; each reads its own fields.
-  const pluginOptions: ModelsPluginOptions & ActivationCachePluginOptions & BackpressureOptions & AuthPluginOptions & LimitsPluginOptions & TokenizerPoolOptions = {
+  const pluginOptions: ModelsPluginOptions &
+    ActivationCachePluginOptions &
+    BackpressureOptions &
+    AuthPluginOptions &
+    LimitsPluginOptions &
+    TokenizerPoolOptions = {
     models: options.models,
     ready: options.ready,
     maxConcurrentPerModel: options.maxConcurrentPerModel,

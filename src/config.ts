@@ -156,7 +156,10 @@ export function loadConfig(env: Env = process.env): Config {
   }
 
   const list = (name: string): string[] =>
-    (value(name) ?? '').split(',').map((item) => item.trim()).filter((item) => item !== '');
+    (value(name) ?? '')
+      .split(',')
+      .map((item) => item.trim())
+      .filter((item) => item !== '');
   const apiKeys = list('API_KEYS');
   if (apiKeys.some((key) => key.length < 16 || /\s/.test(key))) {
     // The keys are not echoed: this message is logged.

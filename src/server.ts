@@ -30,7 +30,10 @@ async function main(): Promise<void> {
   }
   const log = pino({ level: config.logLevel, redact: LOG_REDACT });
   if (config.apiKeys.length === 0 && !isLoopbackHost(config.host)) {
-    log.warn({ host: config.host }, `no API_KEYS: anyone who can reach ${config.host}:${config.port} may use every route; set API_KEYS, or HOST=127.0.0.1 behind a proxy that authenticates`);
+    log.warn(
+      { host: config.host },
+      `no API_KEYS: anyone who can reach ${config.host}:${config.port} may use every route; set API_KEYS, or HOST=127.0.0.1 behind a proxy that authenticates`,
+    );
   }
 
   let loading: LoadingServer;
@@ -60,17 +63,19 @@ async function main(): Promise<void> {
   for (const dir of config.modelDirs) {
     const started = Date.now();
     try {
-      models.push(await loadServedModel(dir, {
-        intraOpThreads: config.ortIntraOpThreads,
-        interOpThreads: config.ortInterOpThreads,
-        spinning: config.ortSpinning,
-        pool,
-        store,
-        preload: config.poolPreload,
-        chatTemplate,
-        maxBatchSize: config.maxBatchSize,
-        prefillChunkTokens: config.prefillChunkTokens,
-      }));
+      models.push(
+        await loadServedModel(dir, {
+          intraOpThreads: config.ortIntraOpThreads,
+          interOpThreads: config.ortInterOpThreads,
+          spinning: config.ortSpinning,
+          pool,
+          store,
+          preload: config.poolPreload,
+          chatTemplate,
+          maxBatchSize: config.maxBatchSize,
+          prefillChunkTokens: config.prefillChunkTokens,
+        }),
+      );
     } catch (err) {
       log.fatal({ err, dir }, `cannot load the model in ${dir} (MODEL_DIR)`);
       await Promise.allSettled([...models.map((m) => m.close()), store.close()]);

@@ -49,7 +49,10 @@ t.test('unknown routes get 404 in OpenAI error shape', async (t) => {
 });
 
 t.test('two models under one id are refused at start', async (t) => {
-  await t.rejects(buildApp({ models: [model, model] }).then((a) => a.ready()), /same id/);
+  await t.rejects(
+    buildApp({ models: [model, model] }).then((a) => a.ready()),
+    /same id/,
+  );
 });
 
 t.test('while closing, in-flight requests finish and new ones get 503 in OpenAI shape', async (t) => {
@@ -63,9 +66,7 @@ t.test('while closing, in-flight requests finish and new ones get 503 in OpenAI 
   // Listened for from the start: the socket may close before app.close() resolves.
   const socketClosed = new Promise((resolve) => socket.once('close', resolve));
   const body = JSON.stringify({ model: gated.id, prompt: 'Hi', max_tokens: 1 });
-  socket.write(
-    `POST /v1/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
-  );
+  socket.write(`POST /v1/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`);
   await gated.waiting;
   const closed = closing.close();
   while (closing.readiness.ready) await new Promise((resolve) => setTimeout(resolve, 1));

@@ -68,7 +68,10 @@ t.test('the port opens before the models load, and the app takes it over', async
     child.kill('SIGTERM');
     await exit;
   });
-  const events = stdout.split('\n').filter((line) => line !== '').map((line) => JSON.parse(line) as { msg: string; port?: number });
+  const events = stdout
+    .split('\n')
+    .filter((line) => line !== '')
+    .map((line) => JSON.parse(line) as { msg: string; port?: number });
   const order = events.map((event) => event.msg).filter((msg) => /^(listening while|model loaded|serving)/.test(msg));
   t.match(order, [/^listening while the models load/, 'model loaded', /^serving/]);
   t.equal(`http://127.0.0.1:${events.find((event) => event.port !== undefined)?.port}`, base, 'the app listens on the port the loading server held');
@@ -116,14 +119,26 @@ t.test('SIGTERM finishes in-flight requests, then exits 0', async (t) => {
 
 t.test('SIGTERM under load: /ready turns 503 while requests are still served, then what is cut is told so, never reset', async (t) => {
   // One request runs at a time, so that the later ones wait in the queue.
-  const child = start({ MODEL_DIR, PORT: '0', HOST: '127.0.0.1', DRAIN_DELAY_MS: '1500', SHUTDOWN_TIMEOUT_MS: '1000', MAX_CONCURRENT_PER_MODEL: '1', MAX_QUEUE_PER_MODEL: '4' });
+  const child = start({
+    MODEL_DIR,
+    PORT: '0',
+    HOST: '127.0.0.1',
+    DRAIN_DELAY_MS: '1500',
+    SHUTDOWN_TIMEOUT_MS: '1000',
+    MAX_CONCURRENT_PER_MODEL: '1',
+    MAX_QUEUE_PER_MODEL: '4',
+  });
   const exit = exited(child);
   t.teardown(() => {
     if (child.exitCode === null) child.kill('SIGKILL');
   });
   const base = await listening(child);
   const post = (body: Record<string, unknown>): Promise<Response> =>
-    fetch(`${base}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'stories260K', ...body }) });
+    fetch(`${base}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'stories260K', ...body }),
+    });
 
   // 16 choices of 400 tokens: several seconds of work, longer than drain and timeout together.
   const long = await post({ prompt: 'Once upon a time', n: 16, max_tokens: 400, stream: true, temperature: 1, seed: 1 });
@@ -142,7 +157,10 @@ t.test('SIGTERM under load: /ready turns 503 while requests are still served, th
   for (let step = await reader.read(); !step.done; step = await reader.read()) body += new TextDecoder().decode(step.value);
   t.ok(body.endsWith('data: [DONE]\n\n'), 'the cut stream still ends with [DONE]');
   t.match(body, /data: \{"error":\{[^\n]*"code":"shutting_down"/, 'after an error event that says the server is shutting down');
-  for (const [what, pending] of [['queued before SIGTERM', queued], ['sent during the drain', duringDrain]] as const) {
+  for (const [what, pending] of [
+    ['queued before SIGTERM', queued],
+    ['sent during the drain', duringDrain],
+  ] as const) {
     const res = await pending;
     const answer = (await res.json()) as { error?: { code: string } };
     t.equal(res.status, 503, `the request ${what} and cut at the timeout gets a 503`);

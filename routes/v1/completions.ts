@@ -19,7 +19,7 @@ const completions: FastifyPluginAsyncTypebox = async (fastify) => {
         summary: 'Create a completion (OpenAI legacy completions API)',
         description:
           'With `stream: true` the answer is `text/event-stream`: one `data: <chunk>` event per piece of text, ' +
-          'a chunk with `finish_reason` (and that choice\'s `sparsity`) per choice, a usage chunk when ' +
+          "a chunk with `finish_reason` (and that choice's `sparsity`) per choice, a usage chunk when " +
           '`stream_options.include_usage` (with the FLOPs and the `sparsity` object), then `data: [DONE]`. ' +
           '`sparsity`, `latency_budget_ms`, `activation` and `sparse_prefill` choose how sparse it runs; ' +
           'a model whose queue is full answers 429 with Retry-After.',

@@ -72,11 +72,87 @@ class Draw {
   }
 }
 
-const WORDS = ['Once', 'upon', 'a', 'time', 'there', 'was', 'little', 'dog', 'named', 'Lily', 'she', 'liked', 'to', 'play', 'in', 'the', 'park', 'sun', 'happy', 'big'];
-// biome-ignore lint/suspicious/noTemplateCurlyInString: '${x}' is a deliberate fuzz payload, a plain string that looks like a template placeholder
-const ODD_PIECES = ['é', 'e\u0301', '日本語', '🙂', '👩‍👩‍👧', '\u202e', '\ufeff', '\u0000', '\u0007', '\ud800', '\udc00', '\udfff\ud800', '\uffff', '\t\n\r', '"', '\\', '</script>', '%s%n', '${x}', "' OR 1=1 --", '\u2028'];
-const NUMBER_LITERALS = ['1e999', '-1e999', '-0', '1E+2', '0.0000001', '123456789012345678901234567890', '9007199254740993', '-9007199254740993', '1.0', '5e-324'];
-const WEIRD_STRINGS = ['', ' ', '0', '0.5', '-1', 'NaN', 'Infinity', '-Infinity', 'null', 'true', 'undefined', '[]', '{}', '1e999', 's', 's999', 's-1', 'dense ', 'DENSE', 'static', 'token'];
+const WORDS = [
+  'Once',
+  'upon',
+  'a',
+  'time',
+  'there',
+  'was',
+  'little',
+  'dog',
+  'named',
+  'Lily',
+  'she',
+  'liked',
+  'to',
+  'play',
+  'in',
+  'the',
+  'park',
+  'sun',
+  'happy',
+  'big',
+];
+const ODD_PIECES = [
+  'é',
+  'e\u0301',
+  '日本語',
+  '🙂',
+  '👩‍👩‍👧',
+  '\u202e',
+  '\ufeff',
+  '\u0000',
+  '\u0007',
+  '\ud800',
+  '\udc00',
+  '\udfff\ud800',
+  '\uffff',
+  '\t\n\r',
+  '"',
+  '\\',
+  '</script>',
+  '%s%n',
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: a deliberate fuzz payload, a plain string that looks like a template placeholder
+  '${x}',
+  "' OR 1=1 --",
+  '\u2028',
+];
+const NUMBER_LITERALS = [
+  '1e999',
+  '-1e999',
+  '-0',
+  '1E+2',
+  '0.0000001',
+  '123456789012345678901234567890',
+  '9007199254740993',
+  '-9007199254740993',
+  '1.0',
+  '5e-324',
+];
+const WEIRD_STRINGS = [
+  '',
+  ' ',
+  '0',
+  '0.5',
+  '-1',
+  'NaN',
+  'Infinity',
+  '-Infinity',
+  'null',
+  'true',
+  'undefined',
+  '[]',
+  '{}',
+  '1e999',
+  's',
+  's999',
+  's-1',
+  'dense ',
+  'DENSE',
+  'static',
+  'token',
+];
 
 function text(d: Draw, words: number): string {
   const out: string[] = [];
@@ -209,7 +285,31 @@ function validDetokenize(d: Draw, ctx: FuzzContext): Record<string, Json | undef
 }
 
 const FIELDS: Record<string, string[]> = {
-  '/v1/completions': ['model', 'prompt', 'max_tokens', 'temperature', 'top_p', 'top_k', 'seed', 'stop', 'n', 'best_of', 'stream', 'stream_options', 'logprobs', 'echo', 'suffix', 'presence_penalty', 'frequency_penalty', 'logit_bias', 'user', 'sparsity', 'latency_budget_ms', 'activation', 'sparse_prefill'],
+  '/v1/completions': [
+    'model',
+    'prompt',
+    'max_tokens',
+    'temperature',
+    'top_p',
+    'top_k',
+    'seed',
+    'stop',
+    'n',
+    'best_of',
+    'stream',
+    'stream_options',
+    'logprobs',
+    'echo',
+    'suffix',
+    'presence_penalty',
+    'frequency_penalty',
+    'logit_bias',
+    'user',
+    'sparsity',
+    'latency_budget_ms',
+    'activation',
+    'sparse_prefill',
+  ],
   '/v1/score': ['model', 'prompt', 'continuations', 'sparsity', 'latency_budget_ms', 'activation', 'sparse_prefill'],
   '/tokenize': ['model', 'prompt', 'add_special_tokens'],
   '/detokenize': ['model', 'tokens'],
@@ -241,7 +341,8 @@ function targetedMutation(d: Draw, path: string, body: Record<string, Json | und
       body.prompt = Array.from({ length: d.pick([20, 100, 300]) }, () => text(d, d.int(1, 5)));
       return 'prompt: many prompts';
     case 3:
-      body.prompt = path === '/tokenize' || d.chance(0.5) ? longString(d) : Array.from({ length: ctx.contextLength + d.int(-2, 50) }, () => d.int(1, ctx.vocabSize - 1));
+      body.prompt =
+        path === '/tokenize' || d.chance(0.5) ? longString(d) : Array.from({ length: ctx.contextLength + d.int(-2, 50) }, () => d.int(1, ctx.vocabSize - 1));
       return 'prompt: long';
     case 4:
       body.max_tokens = d.pick([ctx.contextLength, ctx.contextLength + 1, 1e6, -1, 2 ** 53, 0]);
@@ -262,7 +363,12 @@ function targetedMutation(d: Draw, path: string, body: Record<string, Json | und
 }
 
 function mutateFields(d: Draw, path: string, body: Record<string, Json | undefined>, ctx: FuzzContext, notes: string[]): void {
-  const count = d.weighted<number>([[0, 15], [1, 45], [2, 25], [3, 15]]);
+  const count = d.weighted<number>([
+    [0, 15],
+    [1, 45],
+    [2, 25],
+    [3, 15],
+  ]);
   const fields = FIELDS[path];
   for (let i = 0; i < count; i++) {
     const kind = d.int(0, 4);
@@ -304,7 +410,16 @@ function mutateBody(d: Draw, json: string, headers: Record<string, string>, note
       return Buffer.from(json.slice(0, at));
     }
     case 1: {
-      const broken = d.pick([`${json}}`, `${json},`, json.replace(/"/g, "'"), json.replace(/,/, ',,'), json.replace(/:/, ''), `{${json}`, `${json}\u0000`, json.replace(/}$/, ',}')]);
+      const broken = d.pick([
+        `${json}}`,
+        `${json},`,
+        json.replace(/"/g, "'"),
+        json.replace(/,/, ',,'),
+        json.replace(/:/, ''),
+        `{${json}`,
+        `${json}\u0000`,
+        json.replace(/}$/, ',}'),
+      ]);
       notes.push('invalid JSON');
       return Buffer.from(broken);
     }
@@ -317,7 +432,17 @@ function mutateBody(d: Draw, json: string, headers: Record<string, string>, note
       return Buffer.from(top);
     }
     case 4: {
-      const type = d.pick(['text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'application/json; charset=utf-16', 'application/jsonx', 'application/json, text/plain', 'APPLICATION/JSON', '', '*/*']);
+      const type = d.pick([
+        'text/plain',
+        'application/x-www-form-urlencoded',
+        'multipart/form-data; boundary=x',
+        'application/json; charset=utf-16',
+        'application/jsonx',
+        'application/json, text/plain',
+        'APPLICATION/JSON',
+        '',
+        '*/*',
+      ]);
       if (type === '') delete headers['content-type'];
       else headers['content-type'] = type;
       notes.push(`content-type ${JSON.stringify(type)}`);
@@ -355,7 +480,22 @@ function mutateBody(d: Draw, json: string, headers: Record<string, string>, note
 
 const GET_ROUTES = ['/v1/models', '/tokenizer_info', '/health', '/ready', '/metrics', '/openapi.json', '/docs', '/docs/'];
 const POST_ROUTES = ['/v1/completions', '/v1/score', '/tokenize', '/detokenize'];
-const UNKNOWN_PATHS = ['/', '/v1/chat/completions', '/v1/embeddings', '/v1/completions/', '/V1/COMPLETIONS', '/v1//completions', '/v1/models/x', '/%00', '/..%2f..%2fetc%2fpasswd', '/docs/../../etc/passwd', '/docs/nope.js', '/tokenize/', '/v2/completions', '/favicon.ico'];
+const UNKNOWN_PATHS = [
+  '/',
+  '/v1/chat/completions',
+  '/v1/embeddings',
+  '/v1/completions/',
+  '/V1/COMPLETIONS',
+  '/v1//completions',
+  '/v1/models/x',
+  '/%00',
+  '/..%2f..%2fetc%2fpasswd',
+  '/docs/../../etc/passwd',
+  '/docs/nope.js',
+  '/tokenize/',
+  '/v2/completions',
+  '/favicon.ico',
+];
 
 /** Every byte of the string's UTF-8 (lone surrogates become U+FFFD, which encodeURIComponent refuses). */
 function percentEncoded(s: string): string {
@@ -372,7 +512,12 @@ export function generateCase(seed: number, index: number, ctx: FuzzContext): Fuz
   const d = new Draw(Prng.forLabel(seed, `case ${index}`));
   const notes: string[] = [];
   const headers: Record<string, string> = {};
-  const kind = d.weighted<'post' | 'get' | 'unknown' | 'method'>([['post', 70], ['get', 16], ['unknown', 7], ['method', 7]]);
+  const kind = d.weighted<'post' | 'get' | 'unknown' | 'method'>([
+    ['post', 70],
+    ['get', 16],
+    ['unknown', 7],
+    ['method', 7],
+  ]);
 
   if (kind === 'get') {
     const path = d.pick(GET_ROUTES);
@@ -383,19 +528,50 @@ export function generateCase(seed: number, index: number, ctx: FuzzContext): Fuz
     const path = d.chance(0.1) ? `/${'x'.repeat(d.pick([1000, 7000]))}` : d.pick(UNKNOWN_PATHS);
     const method = d.pick(['GET', 'POST']);
     if (method === 'POST') headers['content-type'] = 'application/json';
-    return { seed, index, route: `${method} (unknown route)`, method, path, headers, body: method === 'POST' ? Buffer.from('{"model":"x"}') : undefined, notes: ['unknown route'] };
+    return {
+      seed,
+      index,
+      route: `${method} (unknown route)`,
+      method,
+      path,
+      headers,
+      body: method === 'POST' ? Buffer.from('{"model":"x"}') : undefined,
+      notes: ['unknown route'],
+    };
   }
   if (kind === 'method') {
     const path = d.pick([...GET_ROUTES, ...POST_ROUTES]);
-    const method = POST_ROUTES.includes(path) ? d.pick(['GET', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'HEAD']) : d.pick(['POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'HEAD']);
+    const method = POST_ROUTES.includes(path)
+      ? d.pick(['GET', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'HEAD'])
+      : d.pick(['POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'HEAD']);
     const hasBody = !['GET', 'HEAD', 'OPTIONS'].includes(method);
     if (hasBody) headers['content-type'] = 'application/json';
-    return { seed, index, route: `${method} ${path} (wrong method)`, method, path, headers, body: hasBody ? Buffer.from('{}') : undefined, notes: ['wrong method'] };
+    return {
+      seed,
+      index,
+      route: `${method} ${path} (wrong method)`,
+      method,
+      path,
+      headers,
+      body: hasBody ? Buffer.from('{}') : undefined,
+      notes: ['wrong method'],
+    };
   }
 
-  const path = d.weighted<string>([['/v1/completions', 45], ['/v1/score', 20], ['/tokenize', 20], ['/detokenize', 15]]);
+  const path = d.weighted<string>([
+    ['/v1/completions', 45],
+    ['/v1/score', 20],
+    ['/tokenize', 20],
+    ['/detokenize', 15],
+  ]);
   const body =
-    path === '/v1/completions' ? validCompletion(d, ctx) : path === '/v1/score' ? validScore(d, ctx) : path === '/tokenize' ? validTokenize(d, ctx) : validDetokenize(d, ctx);
+    path === '/v1/completions'
+      ? validCompletion(d, ctx)
+      : path === '/v1/score'
+        ? validScore(d, ctx)
+        : path === '/tokenize'
+          ? validTokenize(d, ctx)
+          : validDetokenize(d, ctx);
   mutateFields(d, path, body, ctx, notes);
   headers['content-type'] = 'application/json';
   const json = serialize(body);

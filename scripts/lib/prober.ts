@@ -83,11 +83,13 @@ export function startProber(url: string, options: { intervalMs?: number; limitMs
     eval: true,
     workerData: { url, intervalMs: options.intervalMs ?? 50, limitMs: options.limitMs ?? 1000, giveUpMs: options.giveUpMs ?? 60_000 },
   });
-  const done = new Promise<{ latencies: number[]; failures: number; failureKinds: Record<string, number>; failed: ProbeSummary['failed'] }>((resolveDone, reject) => {
-    worker.once('message', resolveDone);
-    worker.once('error', reject);
-    worker.once('exit', (code) => reject(new Error(`the /health prober exited (${code}) without a result`)));
-  });
+  const done = new Promise<{ latencies: number[]; failures: number; failureKinds: Record<string, number>; failed: ProbeSummary['failed'] }>(
+    (resolveDone, reject) => {
+      worker.once('message', resolveDone);
+      worker.once('error', reject);
+      worker.once('exit', (code) => reject(new Error(`the /health prober exited (${code}) without a result`)));
+    },
+  );
   return {
     async stop() {
       worker.postMessage('stop');

@@ -54,7 +54,10 @@ export async function startServer(options: ServerOptions): Promise<ServerProcess
   const port = await freePort();
   const env: Record<string, string> = {
     ...(process.env as Record<string, string>),
-    MODEL_DIR: options.modelDir.split(',').map((dir) => resolve(ROOT, dir.trim())).join(','),
+    MODEL_DIR: options.modelDir
+      .split(',')
+      .map((dir) => resolve(ROOT, dir.trim()))
+      .join(','),
     PORT: String(port),
     HOST: '127.0.0.1',
     LOG_LEVEL: 'warn',

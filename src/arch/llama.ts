@@ -322,7 +322,9 @@ export class LlamaBuilder {
 
   /** Fused: RoPE on [batch, seq, heads*headDim] by ONNX Runtime's RotaryEmbedding kernel (rotate-half pairing). */
   rotary(x: Value, rotary: NonNullable<AttentionContext['rotary']>): Value {
-    return this.g.kernel('com.microsoft.RotaryEmbedding', [x, rotary.positions, rotary.cos, rotary.sin], [{ dtype: x.dtype, shape: x.shape }], { interleaved: 0 })[0];
+    return this.g.kernel('com.microsoft.RotaryEmbedding', [x, rotary.positions, rotary.cos, rotary.sin], [{ dtype: x.dtype, shape: x.shape }], {
+      interleaved: 0,
+    })[0];
   }
 
   /**
@@ -464,7 +466,11 @@ export class LlamaBuilder {
     // RotaryEmbedding's tables hold each rotating pair once: [maxPositions, headDim / 2].
     const halfDim = config.headDim / 2;
     const halfTable = (t: Float64Array, name: string) =>
-      this.constant(Float32Array.from({ length: config.maxPositions * halfDim }, (_, i) => t[Math.floor(i / halfDim) * config.headDim + (i % halfDim)]), [config.maxPositions, halfDim], name);
+      this.constant(
+        Float32Array.from({ length: config.maxPositions * halfDim }, (_, i) => t[Math.floor(i / halfDim) * config.headDim + (i % halfDim)]),
+        [config.maxPositions, halfDim],
+        name,
+      );
     const ctx: AttentionContext = {
       cos: this.fused ? null : atPositions(this.constant(tables.cos, ropeShape, 'rope.cos')),
       sin: this.fused ? null : atPositions(this.constant(tables.sin, ropeShape, 'rope.sin')),

@@ -123,7 +123,16 @@ function keptActivations(g: Graph, data: Value, idx: Value, B: number): Value {
  * positions together. It costs kernels: a decode step at SmolLM2-135M's shape ran 609 with
  * gate-first by single neurons, 309 dense (docs/per-token.md).
  */
-export function tokenMlp(g: Graph, config: LlamaConfig, x: Value, w: LayerWeights, layer: number, selection: TokenSelection, inputs: TokenInputs, transposedGate: () => Float32Array): Value {
+export function tokenMlp(
+  g: Graph,
+  config: LlamaConfig,
+  x: Value,
+  w: LayerWeights,
+  layer: number,
+  selection: TokenSelection,
+  inputs: TokenInputs,
+  transposedGate: () => Float32Array,
+): Value {
   const { hiddenSize: d, intermediateSize: F } = config;
   const B = selection.block;
   if (F % B !== 0) throw new Error(`a selection block of ${B} neurons does not divide the MLP's ${F}`);
@@ -143,12 +152,23 @@ export function tokenMlp(g: Graph, config: LlamaConfig, x: Value, w: LayerWeight
   } else {
     const { rank, layers } = selection;
     const pw = layers[layer];
-    const logits = g.add(g.matmul(g.matmul(x, f32(pw.a, [d, rank], `${p}.predictor.a`)), f32(pw.b, [rank, F], `${p}.predictor.b`)), f32(pw.bias, [F], `${p}.predictor.bias`));
+    const logits = g.add(
+      g.matmul(g.matmul(x, f32(pw.a, [d, rank], `${p}.predictor.a`)), f32(pw.b, [rank, F], `${p}.predictor.b`)),
+      f32(pw.bias, [F], `${p}.predictor.bias`),
+    );
     // Per neuron the logits rank as their sigmoids do; a block sums probabilities.
     scores = B === 1 ? logits : g.sigmoid(logits);
   }
   const topK = (s: Value, k: Value) =>
-    g.kernel('TopK', [s, k], [{ dtype: 'float32', shape: [batch, seq, 'kept'] }, { dtype: 'int64', shape: [batch, seq, 'kept'] }], { axis: -1, largest: 1, sorted: 0 })[1];
+    g.kernel(
+      'TopK',
+      [s, k],
+      [
+        { dtype: 'float32', shape: [batch, seq, 'kept'] },
+        { dtype: 'int64', shape: [batch, seq, 'kept'] },
+      ],
+      { axis: -1, largest: 1, sorted: 0 },
+    )[1];
   const atIndices = (data: Value, indices: Value) => g.kernel('GatherElements', [data, indices], [{ dtype: data.dtype, shape: indices.shape }], { axis: 2 })[0];
   // Reranked gate-first: candidates by gate-first score, the kept ones by their exact outputs.
   if (gateAct && inputs.candidates) {
@@ -176,10 +196,7 @@ export function tokenMlp(g: Graph, config: LlamaConfig, x: Value, w: LayerWeight
   let h: Value; // [batch, seq, 1, kept neurons]: the kept neurons' activations, as a row
   if (gateAct) {
     const u = g.matmul(gathered(w.up.data, 1, `${p}.up_proj.packed`), column); // [batch, seq, kB, 1]
-    const kept =
-      B === 1
-        ? atIndices(gateAct, idx)
-        : g.reshape(keptActivations(g, g.reshape(gateAct, [0, 0, nb, B]), idx, B), [0, 0, -1]); // [batch, seq, kB]
+    const kept = B === 1 ? atIndices(gateAct, idx) : g.reshape(keptActivations(g, g.reshape(gateAct, [0, 0, nb, B]), idx, B), [0, 0, -1]); // [batch, seq, kB]
     h = g.mul(g.reshape(u, [0, 0, 1, -1]), g.unsqueeze(kept, [2]));
   } else {
     const both = g.reshape(g.matmul(gathered(interleavedGateUp(w), 2, `${p}.gate_up_proj.packed`), column), [0, 0, -1, 2]); // [batch, seq, kB, 2]: gate, up

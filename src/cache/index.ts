@@ -168,7 +168,10 @@ export interface OpenedActivationStore {
  * Redis so that the first requests can use it, but never fails on it: Redis is a cache, and the
  * store reconnects by itself.
  */
-export async function openActivationStore(options: Omit<ActivationStoreOptions, 'onEvent'>, logger: CacheLogger & { error(obj: object, msg: string): void }): Promise<OpenedActivationStore> {
+export async function openActivationStore(
+  options: Omit<ActivationStoreOptions, 'onEvent'>,
+  logger: CacheLogger & { error(obj: object, msg: string): void },
+): Promise<OpenedActivationStore> {
   const events = new CacheEventHub((err) => logger.error({ err }, 'activation-cache event listener failed'));
   const store = createActivationStore({ ...options, logger, onEvent: events.emit });
   if (store.kind === 'redis' && !(await store.ready(STARTUP_WAIT_MS))) {

@@ -14,8 +14,6 @@ import { encodeContinuation } from '../sparsity/calibration.js';
 import { meanOverPositions, METRICS, scoreSequence, type Metric } from '../sparsity/metrics.js';
 import { parseMetric, parseModelDir, parsePositiveInt, runCli } from './options.js';
 
-
-
 /** [position][unit] rows of a flat array. */
 function rows(data: Float32Array, units: number): number[][] {
   return Array.from({ length: data.length / units }, (_, p) => Array.from(data.subarray(p * units, (p + 1) * units)));
@@ -56,9 +54,21 @@ const program = new Command('attribute')
     }
     console.log(`${model.dir}: ${tokens.length} tokens, loss ${scored.attribution.loss.toFixed(4)}, metric ${opts.metric}`);
     layers.forEach((l, i) => {
-      const top = (s: number[]) => s.map((v, j) => [j, v] as const).sort((a, b) => b[1] - a[1]).slice(0, opts.top);
-      console.log(`layer ${i} neurons: ${top(l.mlp).map(([j, v]) => `${j}:${v.toExponential(2)}`).join(' ')}`);
-      console.log(`layer ${i} heads:   ${top(l.heads).map(([j, v]) => `${j}:${v.toExponential(2)}`).join(' ')}`);
+      const top = (s: number[]) =>
+        s
+          .map((v, j) => [j, v] as const)
+          .sort((a, b) => b[1] - a[1])
+          .slice(0, opts.top);
+      console.log(
+        `layer ${i} neurons: ${top(l.mlp)
+          .map(([j, v]) => `${j}:${v.toExponential(2)}`)
+          .join(' ')}`,
+      );
+      console.log(
+        `layer ${i} heads:   ${top(l.heads)
+          .map(([j, v]) => `${j}:${v.toExponential(2)}`)
+          .join(' ')}`,
+      );
     });
   });
 

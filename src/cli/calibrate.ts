@@ -28,52 +28,68 @@ const program = new Command('calibrate')
   .option('--max-length <n>', 'tokens per sample at most', parsePositiveInt, 256)
   .option('--ig-steps <n>', 'Integrated Gradients steps', parsePositiveInt, 8)
   .option('--force', `replace the model's ${MASKS_FILE} when it has one`)
-  .action(async (opts: { model: string; data: string; metric: Metric; tiers: number[]; pruneHeads?: boolean; maxLength: number; igSteps: number; force?: boolean }) => {
-    // Checked before the (long) calibration, not after it.
-    const existing = join(opts.model, MASKS_FILE);
-    if (existsSync(existing) && opts.force !== true) throw new Error(`${existing} exists (the tiers this model serves); pass --force to replace it`);
-    const set = readCalibrationFile(opts.data); // before the model: a bad file fails at once
-    const model = await loadModelDir(opts.model);
-    const attributor = await Attributor.create(model.config, model.weights);
-    const bar = new cliProgress.SingleBar(
-      { format: 'calibrate |{bar}| {value}/{total} samples | {tokens} tokens | ETA {eta_formatted}', stream: process.stderr, noTTYOutput: true, notTTYSchedule: 10_000 },
-      cliProgress.Presets.shades_classic,
-    );
-    bar.start(set.samples.length, 0, { tokens: 0 });
-    let seen = 0;
-    const { scores, tokens } = await calibrate(attributor, model.tokenizer, set, opts.metric, {
-      maxLength: Math.min(opts.maxLength, model.config.maxPositions),
-      igSteps: opts.igSteps,
-      onSample: (n) => {
-        seen += n;
-        bar.increment(1, { tokens: seen });
-      },
-    });
-    bar.stop();
-    await attributor.release();
+  .action(
+    async (opts: {
+      model: string;
+      data: string;
+      metric: Metric;
+      tiers: number[];
+      pruneHeads?: boolean;
+      maxLength: number;
+      igSteps: number;
+      force?: boolean;
+    }) => {
+      // Checked before the (long) calibration, not after it.
+      const existing = join(opts.model, MASKS_FILE);
+      if (existsSync(existing) && opts.force !== true) throw new Error(`${existing} exists (the tiers this model serves); pass --force to replace it`);
+      const set = readCalibrationFile(opts.data); // before the model: a bad file fails at once
+      const model = await loadModelDir(opts.model);
+      const attributor = await Attributor.create(model.config, model.weights);
+      const bar = new cliProgress.SingleBar(
+        {
+          format: 'calibrate |{bar}| {value}/{total} samples | {tokens} tokens | ETA {eta_formatted}',
+          stream: process.stderr,
+          noTTYOutput: true,
+          notTTYSchedule: 10_000,
+        },
+        cliProgress.Presets.shades_classic,
+      );
+      bar.start(set.samples.length, 0, { tokens: 0 });
+      let seen = 0;
+      const { scores, tokens } = await calibrate(attributor, model.tokenizer, set, opts.metric, {
+        maxLength: Math.min(opts.maxLength, model.config.maxPositions),
+        igSteps: opts.igSteps,
+        onSample: (n) => {
+          seen += n;
+          bar.increment(1, { tokens: seen });
+        },
+      });
+      bar.stop();
+      await attributor.release();
 
-    const pruneHeads = opts.pruneHeads === true;
-    const masks: MaskFile = {
-      format: 1,
-      metric: opts.metric,
-      weightsSha256: model.weightsHash,
-      calibration: { file: basename(set.file), sha256: set.sha256, samples: set.samples.length, tokens },
-      created: new Date().toISOString(),
-      pruneHeads,
-      scores: scores.map((l) => ({ mlp: Array.from(l.mlp), heads: Array.from(l.heads) })),
-      tiers: opts.tiers.map((s) => tierMask(model.config, scores, s, pruneHeads)),
-    };
-    const file = writeMaskFile(model.dir, masks);
+      const pruneHeads = opts.pruneHeads === true;
+      const masks: MaskFile = {
+        format: 1,
+        metric: opts.metric,
+        weightsSha256: model.weightsHash,
+        calibration: { file: basename(set.file), sha256: set.sha256, samples: set.samples.length, tokens },
+        created: new Date().toISOString(),
+        pruneHeads,
+        scores: scores.map((l) => ({ mlp: Array.from(l.mlp), heads: Array.from(l.heads) })),
+        tiers: opts.tiers.map((s) => tierMask(model.config, scores, s, pruneHeads)),
+      };
+      const file = writeMaskFile(model.dir, masks);
 
-    console.log(`\n${file}: metric ${opts.metric}, ${set.samples.length} samples, ${tokens} tokens`);
-    console.table(
-      masks.tiers.map((t) => ({
-        'MLP sparsity': t.sparsity,
-        'neurons kept / layer': `${t.layers[0].mlp.length} / ${model.config.intermediateSize}`,
-        'heads kept / layer': `${t.layers[0].heads.length} / ${model.config.numHeads}`,
-        'FLOP-weighted sparsity': t.flopSparsity.toFixed(3),
-      })),
-    );
-  });
+      console.log(`\n${file}: metric ${opts.metric}, ${set.samples.length} samples, ${tokens} tokens`);
+      console.table(
+        masks.tiers.map((t) => ({
+          'MLP sparsity': t.sparsity,
+          'neurons kept / layer': `${t.layers[0].mlp.length} / ${model.config.intermediateSize}`,
+          'heads kept / layer': `${t.layers[0].heads.length} / ${model.config.numHeads}`,
+          'FLOP-weighted sparsity': t.flopSparsity.toFixed(3),
+        })),
+      );
+    },
+  );
 
 await runCli(program);

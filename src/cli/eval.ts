@@ -81,7 +81,11 @@ const program = new Command('eval')
   .option('--calibration <file>', "calibration set for the static mode (default: the one the model's masks were made from)")
   .option('--metrics <list>', `comma-separated, of ${METRICS.join(', ')}`, list(parseMetric), [...METRICS])
   .option('--modes <list>', `comma-separated, of ${MODES.join(', ')}`, list(parseMode), [...MODES])
-  .option('--selectors <list>', `the token mode's selectors, comma-separated, of ${SELECTORS.join(', ')} (default: every one the model has)`, list(parseSelector))
+  .option(
+    '--selectors <list>',
+    `the token mode's selectors, comma-separated, of ${SELECTORS.join(', ')} (default: every one the model has)`,
+    list(parseSelector),
+  )
   .option('--sparsities <list>', 'comma-separated MLP sparsities', parseSparsities, DEFAULT_SPARSITIES)
   .option('--max-tokens <n>', 'tokens generated per prompt at most', parsePositiveInt, 32)
   .option('--passage-tokens <n>', 'tokens of each held-out passage at most', parsePositiveInt, 128)
@@ -116,11 +120,21 @@ const program = new Command('eval')
     const out = opts.out ?? join(PROJECT_ROOT, 'docs', 'eval', basename(model.dir));
     mkdirSync(out, { recursive: true });
     // Untracked files (a build output, a symlinked node_modules) do not change what runs.
-    const here = { commit: git(['rev-parse', 'HEAD']), dirty: (git(['status', '--porcelain', '--untracked-files=no']) ?? '') !== '', started: started.toISOString() };
+    const here = {
+      commit: git(['rev-parse', 'HEAD']),
+      dirty: (git(['status', '--porcelain', '--untracked-files=no']) ?? '') !== '',
+      started: started.toISOString(),
+    };
     const progress = ProgressFile.open<Unit>(join(out, 'progress.jsonl'), settingsKey(model, settings, inputs), here, opts.fresh);
 
     const bar = new cliProgress.SingleBar(
-      { format: 'eval |{bar}| {value}/{total} units | {unit} | ETA {eta_formatted}', stream: process.stderr, noTTYOutput: true, notTTYSchedule: 10_000, etaBuffer: 4 },
+      {
+        format: 'eval |{bar}| {value}/{total} units | {unit} | ETA {eta_formatted}',
+        stream: process.stderr,
+        noTTYOutput: true,
+        notTTYSchedule: 10_000,
+        etaBuffer: 4,
+      },
       cliProgress.Presets.shades_classic,
     );
     const units = await runEvaluation(model, settings, inputs, progress, {
@@ -131,22 +145,31 @@ const program = new Command('eval')
     bar.stop();
 
     const rel = (f: string) => relative(PROJECT_ROOT, f) || '.';
-    const results = summarize(model, rel(model.dir), settings, {
-      ...inputs,
-      promptSets: inputs.promptSets.map((s) => ({ ...s, file: rel(s.file) })),
-      passages: { ...inputs.passages, file: rel(inputs.passages.file) },
-      calibration: { ...inputs.calibration, file: rel(inputs.calibration.file) },
-    }, units, {
-      command: ['npm run eval --', ...process.argv.slice(2)].join(' '),
-      computed: progress.origin,
-      rendered: { commit: here.commit, dirty: here.dirty },
-      finished: new Date().toISOString(),
-      seconds: (Date.now() - started.getTime()) / 1000,
-      node: process.versions.node,
-      onnxruntime: (await import('onnxruntime-node')).env.versions.common ?? 'unknown',
-    });
+    const results = summarize(
+      model,
+      rel(model.dir),
+      settings,
+      {
+        ...inputs,
+        promptSets: inputs.promptSets.map((s) => ({ ...s, file: rel(s.file) })),
+        passages: { ...inputs.passages, file: rel(inputs.passages.file) },
+        calibration: { ...inputs.calibration, file: rel(inputs.calibration.file) },
+      },
+      units,
+      {
+        command: ['npm run eval --', ...process.argv.slice(2)].join(' '),
+        computed: progress.origin,
+        rendered: { commit: here.commit, dirty: here.dirty },
+        finished: new Date().toISOString(),
+        seconds: (Date.now() - started.getTime()) / 1000,
+        node: process.versions.node,
+        onnxruntime: (await import('onnxruntime-node')).env.versions.common ?? 'unknown',
+      },
+    );
     const files = await writeReport(out, results);
-    console.log(`\n${files.map(rel).join('\n')}\n\nThe computed units stay in ${rel(progress.file)}: the same command renders the report again without recomputing; --fresh recomputes.`);
+    console.log(
+      `\n${files.map(rel).join('\n')}\n\nThe computed units stay in ${rel(progress.file)}: the same command renders the report again without recomputing; --fresh recomputes.`,
+    );
   });
 
 await runCli(program);

@@ -24,7 +24,9 @@ const program = new Command('import')
   .action((opts: { from: string; out: string; force?: boolean }) => {
     const started = Date.now();
     const { config: c, tensorTypes, tokenizer } = importGguf(opts.from, opts.out, { force: opts.force === true });
-    const types = Object.entries(tensorTypes).map(([type, n]) => `${n} ${type}`).join(', ');
+    const types = Object.entries(tensorTypes)
+      .map(([type, n]) => `${n} ${type}`)
+      .join(', ');
     process.stdout.write(
       `wrote ${opts.out} from ${opts.from}: ${c.numLayers} layers, hidden ${c.hiddenSize}, ${c.numHeads}/${c.numKvHeads} heads x ${c.headDim}, ` +
         `intermediate ${c.intermediateSize}, vocab ${c.vocabSize}, context ${c.maxPositions}${c.tieWordEmbeddings ? ', tied embeddings' : ''}; ` +

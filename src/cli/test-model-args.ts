@@ -53,9 +53,7 @@ function pick<T extends string>(name: string, text: string, allowed: readonly T[
 }
 
 export function parseMakeTestModelArgs(argv: string[]): MakeTestModelArgs {
-  const fieldOptions = Object.fromEntries(
-    [...INT_FIELDS, ...NUMBER_FIELDS, ...BOOL_FIELDS, 'architecture'].map((f) => [flag(f), { type: 'string' as const }]),
-  );
+  const fieldOptions = Object.fromEntries([...INT_FIELDS, ...NUMBER_FIELDS, ...BOOL_FIELDS, 'architecture'].map((f) => [flag(f), { type: 'string' as const }]));
   let values: Record<string, string | boolean | undefined>;
   try {
     ({ values } = parseArgs({

@@ -70,9 +70,16 @@ const program = new Command('train-predictor')
     checkRank(rank, config.hiddenSize, config.intermediateSize);
 
     const { train: docs } = splitCorpus(loadCorpus());
-    const passages = selectPassages(docs.map((d) => d.text), (t) => model.tokenizer.encode(t), {
-      trainTokens: o.tokens, validationTokens: o.validationTokens, maxLength: 128, seed: 0,
-    });
+    const passages = selectPassages(
+      docs.map((d) => d.text),
+      (t) => model.tokenizer.encode(t),
+      {
+        trainTokens: o.tokens,
+        validationTokens: o.validationTokens,
+        maxLength: 128,
+        seed: 0,
+      },
+    );
     const work = join(o.work, dataKey(model.weightsHash, passages, o.sparsities));
     if (o.fresh) rmSync(work, { recursive: true, force: true });
     process.stderr.write(`${o.model}: ${passages.length} passages of the corpus's train split; labels and checkpoints in ${work}\n`);
@@ -81,7 +88,9 @@ const program = new Command('train-predictor')
     let labelStarted = false;
     const t0 = performance.now();
     const { train, validation } = await labelPassages(config, weights, passages, {
-      work, sparsities: o.sparsities, ort: { intraOpThreads: o.threads },
+      work,
+      sparsities: o.sparsities,
+      ort: { intraOpThreads: o.threads },
       onProgress: (done, total) => {
         if (!labelStarted) labelBar.start(total, done);
         labelStarted = true;
@@ -114,14 +123,28 @@ const program = new Command('train-predictor')
       });
       trainBar.stop();
       // A run resumed from a finished checkpoint takes no step, so it has no loss of its own to print.
-      timings.push(`${labels}: ${result.seconds.toFixed(0)} s of training, ${Number.isNaN(result.finalLoss) ? 'resumed finished' : `final loss ${result.finalLoss.toFixed(4)}`}`);
+      timings.push(
+        `${labels}: ${result.seconds.toFixed(0)} s of training, ${Number.isNaN(result.finalLoss) ? 'resumed finished' : `final loss ${result.finalLoss.toFixed(4)}`}`,
+      );
       const score = predictorScoreFn(result.layers, rank, F);
       const recall = measureRecall(validation, score, 'cor_gxo');
       writePredictor(model.dir, {
-        labels, rank, hidden: config.hiddenSize, intermediate: F, layers: result.layers,
+        labels,
+        rank,
+        hidden: config.hiddenSize,
+        intermediate: F,
+        layers: result.layers,
         meta: {
-          weightsSha256: model.weightsHash, labels, rank, trainSparsities: o.sparsities, steps: o.steps,
-          trainTokens: train.positions, validationTokens: validation.positions, recall, gateFirstRecall, createdAt: new Date().toISOString(),
+          weightsSha256: model.weightsHash,
+          labels,
+          rank,
+          trainSparsities: o.sparsities,
+          steps: o.steps,
+          trainTokens: train.positions,
+          validationTokens: validation.positions,
+          recall,
+          gateFirstRecall,
+          createdAt: new Date().toISOString(),
         },
       });
       rows.push({ name: `predictor (${labels} labels)`, recall });
@@ -130,7 +153,9 @@ const program = new Command('train-predictor')
     rows.push({ name: 'gate-first |SiLU(gate)|·‖up‖·‖down‖', recall: gateFirstRecall });
 
     const keys = o.sparsities.map(String);
-    console.log(`\nRecall of the Corrected-GxO oracle's per-token top-k (mean over ${config.numLayers} layers and ${validation.positions} held-out positions), ${o.model}, rank ${rank}:`);
+    console.log(
+      `\nRecall of the Corrected-GxO oracle's per-token top-k (mean over ${config.numLayers} layers and ${validation.positions} held-out positions), ${o.model}, rank ${rank}:`,
+    );
     console.log(['selection'.padEnd(40), ...keys.map((k) => `s=${k}`.padStart(8))].join(''));
     for (const r of rows) console.log([r.name.padEnd(40), ...keys.map((k) => r.recall[k].toFixed(3).padStart(8))].join(''));
     for (const t of timings) console.log(t);

@@ -184,9 +184,7 @@ export function corpusBleu(hypotheses: string[], references: string[][]): BleuSc
   if (references.length === 0) throw new RangeError('corpusBleu: no reference streams');
   references.forEach((stream, k) => {
     if (stream.length !== hypotheses.length) {
-      throw new RangeError(
-        `corpusBleu: reference stream ${k} has ${stream.length} segments, hypotheses ${hypotheses.length}`,
-      );
+      throw new RangeError(`corpusBleu: reference stream ${k} has ${stream.length} segments, hypotheses ${hypotheses.length}`);
     }
   });
   const sum: Stats = {

@@ -58,7 +58,12 @@ export class MaskedModel {
   /** Greedy continuation of `prompt`: a dense prompt pass, then one masked step per token. */
   async greedy(prompt: number[], options: GreedyOptions): Promise<number[]> {
     const out: number[] = [];
-    let step = await this.forward(prompt, this.session.emptyCache(), 1, prompt.map(() => null));
+    let step = await this.forward(
+      prompt,
+      this.session.emptyCache(),
+      1,
+      prompt.map(() => null),
+    );
     for (let t = 0; t < options.maxTokens; t++) {
       const token = argmax(step.logits);
       if (options.eos.has(token)) break;
@@ -87,7 +92,12 @@ export class MaskedModel {
 
   /** The dense model's cache after `tokens` and its greedy prediction of the next one. */
   async denseStep(tokens: number[], cache: KvCache): Promise<{ next: number; cache: KvCache }> {
-    const step = await this.forward(tokens, cache, 1, tokens.map(() => null));
+    const step = await this.forward(
+      tokens,
+      cache,
+      1,
+      tokens.map(() => null),
+    );
     return { next: argmax(step.logits), cache: step.cache };
   }
 

@@ -109,7 +109,14 @@ export interface EvalResults {
   };
 }
 
-export function summarize(model: LoadedModel, modelDir: string, settings: UnitSettings, inputs: EvalInputs, units: EvalUnits, provenance: Provenance): EvalResults {
+export function summarize(
+  model: LoadedModel,
+  modelDir: string,
+  settings: UnitSettings,
+  inputs: EvalInputs,
+  units: EvalUnits,
+  provenance: Provenance,
+): EvalResults {
   const { config, tokenizer } = model;
   const keptAt = (s: number) => Array.from({ length: config.numLayers }, () => ({ mlp: keptCount(config.intermediateSize, s) }));
   const sparsityOf = (s: number) => ({
@@ -123,7 +130,11 @@ export function summarize(model: LoadedModel, modelDir: string, settings: UnitSe
   for (const set of inputs.promptSets) {
     const prompts = units.prompts.filter((u) => u.set === set.name);
     const references = prompts.map((u) => tokenizer.decode(u.dense));
-    denseGeneration.push({ set: set.name, meanPromptTokens: mean(prompts.map((u) => u.promptTokens)), meanGeneratedTokens: mean(prompts.map((u) => u.dense.length)) });
+    denseGeneration.push({
+      set: set.name,
+      meanPromptTokens: mean(prompts.map((u) => u.promptTokens)),
+      meanGeneratedTokens: mean(prompts.map((u) => u.dense.length)),
+    });
     for (const mode of setModes(settings.modes)) {
       for (const metric of settings.metrics) {
         for (const sparsity of settings.sparsities) {
@@ -134,7 +145,10 @@ export function summarize(model: LoadedModel, modelDir: string, settings: UnitSe
             metric,
             sparsity,
             ...sparsityOf(sparsity),
-            bleu: corpusBleu(outputs.map((o) => tokenizer.decode(o)), [references]).score,
+            bleu: corpusBleu(
+              outputs.map((o) => tokenizer.decode(o)),
+              [references],
+            ).score,
             tokenAgreement: mean(outputs.map((o, i) => tokenAgreement(prompts[i].dense, o))),
             firstDivergence: mean(outputs.map((o, i) => firstDivergence(prompts[i].dense, o))),
           });
@@ -174,7 +188,10 @@ export function summarize(model: LoadedModel, modelDir: string, settings: UnitSe
             variant: name,
             sparsity,
             mlpSparsity,
-            bleu: corpusBleu(outputs.map((o) => tokenizer.decode(o)), [prompts.map((u) => tokenizer.decode(u.dense))]).score,
+            bleu: corpusBleu(
+              outputs.map((o) => tokenizer.decode(o)),
+              [prompts.map((u) => tokenizer.decode(u.dense))],
+            ).score,
             tokenAgreement: mean(outputs.map((o, i) => tokenAgreement(prompts[i].dense, o))),
             firstDivergence: mean(outputs.map((o, i) => firstDivergence(prompts[i].dense, o))),
           });
@@ -189,7 +206,14 @@ export function summarize(model: LoadedModel, modelDir: string, settings: UnitSe
   }
 
   return {
-    model: { dir: modelDir, weightsHash: model.weightsHash, layers: config.numLayers, intermediateSize: config.intermediateSize, hiddenSize: config.hiddenSize, vocabSize: config.vocabSize },
+    model: {
+      dir: modelDir,
+      weightsHash: model.weightsHash,
+      layers: config.numLayers,
+      intermediateSize: config.intermediateSize,
+      hiddenSize: config.hiddenSize,
+      vocabSize: config.vocabSize,
+    },
     settings,
     inputs: {
       promptSets: inputs.promptSets.map((s) => ({ name: s.name, file: s.file, sha256: s.sha256, prompts: s.prompts.length })),
@@ -227,7 +251,8 @@ export async function writeReport(dir: string, r: EvalResults): Promise<string[]
   const { settings } = r;
   const sets = r.inputs.promptSets.map((s) => s.name);
   const modes = setModes(settings.modes);
-  const at = (set: string, mode: SetMode, metric: Metric, s: number) => r.generation.find((g) => g.set === set && g.mode === mode && g.metric === metric && g.sparsity === s);
+  const at = (set: string, mode: SetMode, metric: Metric, s: number) =>
+    r.generation.find((g) => g.set === set && g.mode === mode && g.metric === metric && g.sparsity === s);
   const nearest = (s: number) => settings.sparsities.reduce((best, x) => (Math.abs(x - s) < Math.abs(best - s) ? x : best));
   const headline = nearest(0.8);
 
@@ -239,7 +264,13 @@ export async function writeReport(dir: string, r: EvalResults): Promise<string[]
         points: settings.sparsities.map((s) => ({ x: 1 - at(set, mode, metric, s)!.mlpSparsity, y: at(set, mode, metric, s)!.bleu })),
       }));
       const name = `bleu-${set}-${mode}.svg`;
-      write(name, await lineChartSvg(`${set}, ${mode} activation: BLEU against the dense output`, 'activation ratio (MLP neurons kept)', 'BLEU', series, { xDomain: [0, 1], yDomain: [0, 100] }));
+      write(
+        name,
+        await lineChartSvg(`${set}, ${mode} activation: BLEU against the dense output`, 'activation ratio (MLP neurons kept)', 'BLEU', series, {
+          xDomain: [0, 1],
+          yDomain: [0, 100],
+        }),
+      );
       plots.push(name);
     }
   }
@@ -249,7 +280,16 @@ export async function writeReport(dir: string, r: EvalResults): Promise<string[]
       points: r.perplexity.filter((p) => p.mode === mode && p.metric === metric).map((p) => ({ x: 1 - p.mlpSparsity, y: p.bitsPerByte })),
     }));
     const name = `bits-per-byte-${mode}.svg`;
-    write(name, await lineChartSvg(`held-out text, ${mode} activation: bits per byte (dense ${r.dense.bitsPerByte.toFixed(3)})`, 'activation ratio (MLP neurons kept)', 'bits per byte', series, { xDomain: [0, 1] }));
+    write(
+      name,
+      await lineChartSvg(
+        `held-out text, ${mode} activation: bits per byte (dense ${r.dense.bitsPerByte.toFixed(3)})`,
+        'activation ratio (MLP neurons kept)',
+        'bits per byte',
+        series,
+        { xDomain: [0, 1] },
+      ),
+    );
     plots.push(name);
   }
 
@@ -269,7 +309,7 @@ export async function writeReport(dir: string, r: EvalResults): Promise<string[]
     `- Settings: up to ${settings.maxTokens} greedy tokens per prompt; ${settings.igSteps} Integrated Gradients steps; held-out passages of up to ${settings.passageTokens} tokens, the first ${settings.passageContext} dense context; calibration samples of up to ${settings.calibrationMaxLength} tokens`,
     `- Prompt sets: ${r.inputs.promptSets.map((s) => `\`${s.file}\` (${s.prompts} prompts)`).join(', ')}; held-out text: \`${r.inputs.passages.file}\` (${r.inputs.passages.passages} passages, ${r.inputs.passages.tokens} scored tokens); calibration: \`${r.inputs.calibration.file}\` (${r.inputs.calibration.samples} samples)`,
     '',
-    'Every run generates greedily with the prompt pass dense and every decode step masked: **oracle** masks each step with the neurons that attribution of that step (against the dense model\'s next token) ranks highest; **prompt** uses one set per prompt from attribution on the prompt itself, as the server does with `activation: "prompt"`; **static** uses the calibrated set, as the server\'s tiers do. Each layer keeps the same share of neurons. BLEU is sacreBLEU-compatible corpus BLEU against the dense model\'s own output (dense = 100).',
+    "Every run generates greedily with the prompt pass dense and every decode step masked: **oracle** masks each step with the neurons that attribution of that step (against the dense model's next token) ranks highest; **prompt** uses one set per prompt from attribution on the prompt itself, as the server does with `activation: \"prompt\"`; **static** uses the calibrated set, as the server's tiers do. Each layer keeps the same share of neurons. BLEU is sacreBLEU-compatible corpus BLEU against the dense model's own output (dense = 100).",
     '',
     `Dense reference: ${r.dense.generation.map((g) => `${g.set}: ${g.meanPromptTokens.toFixed(1)} prompt tokens, ${g.meanGeneratedTokens.toFixed(1)} generated tokens on average`).join('; ')}. Held-out text: perplexity ${r.dense.perplexity.toFixed(2)}, ${r.dense.bitsPerByte.toFixed(3)} bits per byte.`,
     '',
@@ -296,24 +336,44 @@ export async function writeReport(dir: string, r: EvalResults): Promise<string[]
     lines.push(`## ${set}`, '');
     for (const mode of modes) {
       lines.push(`### BLEU, ${mode} activation`, '', `![BLEU against activation ratio, ${set}, ${mode}](bleu-${set}-${mode}.svg)`, '');
-      table(['metric \\ MLP sparsity', ...sparsityHeader], settings.metrics.map((metric) => [METRIC_LABELS[metric], ...settings.sparsities.map((s) => f1(at(set, mode, metric, s)!.bleu))]));
+      table(
+        ['metric \\ MLP sparsity', ...sparsityHeader],
+        settings.metrics.map((metric) => [METRIC_LABELS[metric], ...settings.sparsities.map((s) => f1(at(set, mode, metric, s)!.bleu))]),
+      );
     }
     const shown = [0.5, 0.7, 0.8].map(nearest).filter((s, i, all) => all.indexOf(s) === i);
-    lines.push('### Token agreement and first divergence', '', 'Share of positions with the dense token; in brackets the mean position of the first differing token.', '');
+    lines.push(
+      '### Token agreement and first divergence',
+      '',
+      'Share of positions with the dense token; in brackets the mean position of the first differing token.',
+      '',
+    );
     table(
       ['mode', 'metric', ...shown.map(pct)],
       modes.flatMap((mode) =>
-        settings.metrics.map((metric) => [mode, METRIC_LABELS[metric], ...shown.map((s) => `${pct(at(set, mode, metric, s)!.tokenAgreement)} (${f1(at(set, mode, metric, s)!.firstDivergence)})`)]),
+        settings.metrics.map((metric) => [
+          mode,
+          METRIC_LABELS[metric],
+          ...shown.map((s) => `${pct(at(set, mode, metric, s)!.tokenAgreement)} (${f1(at(set, mode, metric, s)!.firstDivergence)})`),
+        ]),
       ),
     );
   }
 
-  lines.push('## Held-out text', '', `Dense: perplexity ${r.dense.perplexity.toFixed(2)}, ${r.dense.bitsPerByte.toFixed(3)} bits per byte. Each cell: perplexity.`, '');
+  lines.push(
+    '## Held-out text',
+    '',
+    `Dense: perplexity ${r.dense.perplexity.toFixed(2)}, ${r.dense.bitsPerByte.toFixed(3)} bits per byte. Each cell: perplexity.`,
+    '',
+  );
   for (const mode of modes) {
     lines.push(`### ${mode} activation`, '', `![bits per byte against activation ratio, ${mode}](bits-per-byte-${mode}.svg)`, '');
     table(
       ['metric \\ MLP sparsity', ...sparsityHeader],
-      settings.metrics.map((metric) => [METRIC_LABELS[metric], ...settings.sparsities.map((s) => r.perplexity.find((x) => x.mode === mode && x.metric === metric && x.sparsity === s)!.perplexity.toFixed(2))]),
+      settings.metrics.map((metric) => [
+        METRIC_LABELS[metric],
+        ...settings.sparsities.map((s) => r.perplexity.find((x) => x.mode === mode && x.metric === metric && x.sparsity === s)!.perplexity.toFixed(2)),
+      ]),
     );
   }
   if (r.token) tokenSection(r, lines, table);
@@ -369,8 +429,14 @@ function tokenSection(r: EvalResults, lines: string[], table: (header: string[],
   if (best) lines.push(best, '');
 
   const variantRows = (f: (p: TokenPerplexityRow) => string) => token.variants.map((v) => [`\`${v.name}\``, ...shown.map((s) => tokenCell(v.name, s, f))]);
-  const modeRows = (f: (p: PerplexityRow) => string) => modes.flatMap((mode) => compared.map((metric) => [`${mode}, ${METRIC_LABELS[metric]}`, ...shown.map((s) => setCell(mode, metric, s, f))]));
-  lines.push(`### Held-out text: perplexity (bits per byte)`, '', `Dense: perplexity ${r.dense.perplexity.toFixed(2)}, ${r.dense.bitsPerByte.toFixed(3)} bits per byte.`, '');
+  const modeRows = (f: (p: PerplexityRow) => string) =>
+    modes.flatMap((mode) => compared.map((metric) => [`${mode}, ${METRIC_LABELS[metric]}`, ...shown.map((s) => setCell(mode, metric, s, f))]));
+  lines.push(
+    `### Held-out text: perplexity (bits per byte)`,
+    '',
+    `Dense: perplexity ${r.dense.perplexity.toFixed(2)}, ${r.dense.bitsPerByte.toFixed(3)} bits per byte.`,
+    '',
+  );
   const quality = (p: { perplexity: number; bitsPerByte: number }) => `${p.perplexity.toFixed(2)} (${p.bitsPerByte.toFixed(3)})`;
   table(['variant \\ MLP sparsity', ...header.slice(1)], [...variantRows(quality), ...modeRows(quality)]);
 
@@ -380,9 +446,15 @@ function tokenSection(r: EvalResults, lines: string[], table: (header: string[],
     table(
       ['variant \\ MLP sparsity', ...header.slice(1)],
       [
-        ...token.variants.map((v) => [`\`${v.name}\``, ...shown.map((s) => gen(token.generation.find((g) => g.set === set && g.variant === v.name && near(g.sparsity, s))))]),
+        ...token.variants.map((v) => [
+          `\`${v.name}\``,
+          ...shown.map((s) => gen(token.generation.find((g) => g.set === set && g.variant === v.name && near(g.sparsity, s)))),
+        ]),
         ...modes.flatMap((mode) =>
-          compared.map((metric) => [`${mode}, ${METRIC_LABELS[metric]}`, ...shown.map((s) => gen(r.generation.find((g) => g.set === set && g.mode === mode && g.metric === metric && near(g.sparsity, s))))]),
+          compared.map((metric) => [
+            `${mode}, ${METRIC_LABELS[metric]}`,
+            ...shown.map((s) => gen(r.generation.find((g) => g.set === set && g.mode === mode && g.metric === metric && near(g.sparsity, s)))),
+          ]),
         ),
       ],
     );
@@ -390,17 +462,24 @@ function tokenSection(r: EvalResults, lines: string[], table: (header: string[],
 
   if (token.perplexity.some((p) => p.recall !== undefined)) {
     lines.push(
-      '### Recall of the oracle\'s Corrected GxO sets',
+      "### Recall of the oracle's Corrected GxO sets",
       '',
       "On the held-out passages' scored positions (teacher-forced, so every variant sees the same positions as the oracle): the share of the oracle's top Corrected GxO neurons at the same sparsity that the blocks a position selected cover, mean over positions and layers. A block counts as all of its neurons.",
       '',
     );
-    table(['variant \\ MLP sparsity', ...header.slice(1)], variantRows((p) => (p.recall === undefined ? '' : pct(p.recall))));
+    table(
+      ['variant \\ MLP sparsity', ...header.slice(1)],
+      variantRows((p) => (p.recall === undefined ? '' : pct(p.recall))),
+    );
   }
   const blocks = [...new Set(token.variants.map((v) => v.block))].filter((b) => b > 1);
   const removed = (block: number) => {
     const name = token.variants.find((v) => v.block === block)!.name;
     return shown.map((s) => `${pct(s)} → ${(100 * Number(tokenCell(name, s, (p) => String(p.mlpSparsity)))).toFixed(1)}%`).join(', ');
   };
-  if (blocks.length > 0) lines.push(`Whole blocks are kept, so the share of MLP neurons a token leaves out is near the nominal sparsity: ${blocks.map((b) => `blocks of ${b}: ${removed(b)}`).join('; ')}.`, '');
+  if (blocks.length > 0)
+    lines.push(
+      `Whole blocks are kept, so the share of MLP neurons a token leaves out is near the nominal sparsity: ${blocks.map((b) => `blocks of ${b}: ${removed(b)}`).join('; ')}.`,
+      '',
+    );
 }

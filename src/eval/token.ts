@@ -53,7 +53,9 @@ export function predictorHashes(model: LoadedModel, variants: readonly TokenVari
   const out: Record<string, string> = {};
   for (const { selector } of variants) {
     if (!selector.startsWith('predictor-') || out[selector]) continue;
-    out[selector] = createHash('sha256').update(readFileSync(predictorFile(model.dir, selector.slice('predictor-'.length) as 'cor_gxo' | 'magnitude'))).digest('hex');
+    out[selector] = createHash('sha256')
+      .update(readFileSync(predictorFile(model.dir, selector.slice('predictor-'.length) as 'cor_gxo' | 'magnitude')))
+      .digest('hex');
   }
   return out;
 }

@@ -99,24 +99,56 @@ export class Graph {
   }
 
   // Elementwise arithmetic (NumPy broadcasting).
-  add(a: Value, b: Value) { return this.one('Add', [a, b]); }
-  sub(a: Value, b: Value) { return this.one('Sub', [a, b]); }
-  mul(a: Value, b: Value) { return this.one('Mul', [a, b]); }
-  div(a: Value, b: Value) { return this.one('Div', [a, b]); }
-  neg(x: Value) { return this.one('Neg', [x]); }
-  sqrt(x: Value) { return this.one('Sqrt', [x]); }
-  reciprocal(x: Value) { return this.one('Reciprocal', [x]); }
-  exp(x: Value) { return this.one('Exp', [x]); }
-  log(x: Value) { return this.one('Log', [x]); }
-  sigmoid(x: Value) { return this.one('Sigmoid', [x]); }
-  cast(x: Value, to: DType) { return this.one('Cast', [x], { to }); }
-  lessOrEqual(a: Value, b: Value) { return this.one('LessOrEqual', [a, b]); }
-  equal(a: Value, b: Value) { return this.one('Equal', [a, b]); }
-  where(cond: Value, a: Value, b: Value) { return this.one('Where', [cond, a, b]); }
+  add(a: Value, b: Value) {
+    return this.one('Add', [a, b]);
+  }
+  sub(a: Value, b: Value) {
+    return this.one('Sub', [a, b]);
+  }
+  mul(a: Value, b: Value) {
+    return this.one('Mul', [a, b]);
+  }
+  div(a: Value, b: Value) {
+    return this.one('Div', [a, b]);
+  }
+  neg(x: Value) {
+    return this.one('Neg', [x]);
+  }
+  sqrt(x: Value) {
+    return this.one('Sqrt', [x]);
+  }
+  reciprocal(x: Value) {
+    return this.one('Reciprocal', [x]);
+  }
+  exp(x: Value) {
+    return this.one('Exp', [x]);
+  }
+  log(x: Value) {
+    return this.one('Log', [x]);
+  }
+  sigmoid(x: Value) {
+    return this.one('Sigmoid', [x]);
+  }
+  cast(x: Value, to: DType) {
+    return this.one('Cast', [x], { to });
+  }
+  lessOrEqual(a: Value, b: Value) {
+    return this.one('LessOrEqual', [a, b]);
+  }
+  equal(a: Value, b: Value) {
+    return this.one('Equal', [a, b]);
+  }
+  where(cond: Value, a: Value, b: Value) {
+    return this.one('Where', [cond, a, b]);
+  }
 
   // Linear algebra and reductions.
-  matmul(a: Value, b: Value) { return this.one('MatMul', [a, b]); }
-  softmax(x: Value, axis = -1) { return this.one('Softmax', [x], { axis }); }
+  matmul(a: Value, b: Value) {
+    return this.one('MatMul', [a, b]);
+  }
+  softmax(x: Value, axis = -1) {
+    return this.one('Softmax', [x], { axis });
+  }
   reduceMean(x: Value, axes: number[], keepdims = true) {
     return this.one('ReduceMean', [x, this.const(axes)], { keepdims: keepdims ? 1 : 0 });
   }
@@ -130,10 +162,14 @@ export class Graph {
     return this.one('ReduceProd', [x, this.const(axes)], { keepdims: keepdims ? 1 : 0 });
   }
   /** x unchanged, but no gradient flows back through it. */
-  stopGradient(x: Value) { return this.one('StopGradient', [x]); }
+  stopGradient(x: Value) {
+    return this.one('StopGradient', [x]);
+  }
 
   // Shape manipulation.
-  reshape(x: Value, shape: number[]) { return this.one('Reshape', [x, this.const(shape)]); }
+  reshape(x: Value, shape: number[]) {
+    return this.one('Reshape', [x, this.const(shape)]);
+  }
   /** x reshaped to `like`'s shape, read at run time (for shapes with symbolic dims). */
   reshapeAs(x: Value, like: Value) {
     return this.apply('Reshape', [x, this.shape(like)], {}, undefined, [{ dtype: x.dtype, shape: like.shape }])[0];
@@ -142,12 +178,24 @@ export class Graph {
   expandAs(x: Value, like: Value) {
     return this.apply('Expand', [x, this.shape(like)], {}, undefined, [{ dtype: x.dtype, shape: like.shape }])[0];
   }
-  transpose(x: Value, perm: number[]) { return this.one('Transpose', [x], { perm }); }
-  concat(xs: Value[], axis: number) { return this.one('Concat', xs, { axis }); }
-  unsqueeze(x: Value, axes: number[]) { return this.one('Unsqueeze', [x, this.const(axes)]); }
-  gather(data: Value, indices: Value, axis = 0) { return this.one('Gather', [data, indices], { axis }); }
-  shape(x: Value) { return this.one('Shape', [x]); }
-  range(start: Value, limit: Value, delta: Value) { return this.one('Range', [start, limit, delta]); }
+  transpose(x: Value, perm: number[]) {
+    return this.one('Transpose', [x], { perm });
+  }
+  concat(xs: Value[], axis: number) {
+    return this.one('Concat', xs, { axis });
+  }
+  unsqueeze(x: Value, axes: number[]) {
+    return this.one('Unsqueeze', [x, this.const(axes)]);
+  }
+  gather(data: Value, indices: Value, axis = 0) {
+    return this.one('Gather', [data, indices], { axis });
+  }
+  shape(x: Value) {
+    return this.one('Shape', [x]);
+  }
+  range(start: Value, limit: Value, delta: Value) {
+    return this.one('Range', [start, limit, delta]);
+  }
   /** x[..., starts:ends, ...] on `axes`; starts/ends may be run-time values (1-D int64). */
   slice(x: Value, starts: number[] | Value, ends: number[] | Value, axes: number[]) {
     const s = Array.isArray(starts) ? this.const(starts) : starts;

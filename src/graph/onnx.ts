@@ -100,13 +100,15 @@ export function toOnnx(graph: Graph): Uint8Array {
         dataType: ELEM_TYPE[value.dtype],
         rawData: bytes(data),
       })),
-      node: graph.nodes.filter((n) => !dropped.has(n)).map((n, i) => ({
-        name: `${n.op}_${i}`,
-        ...opType(n.op),
-        input: n.inputs.map(named),
-        output: n.outputs.map(named),
-        attribute: Object.entries(n.attrs).map(([k, v]) => attribute(k, v)),
-      })),
+      node: graph.nodes
+        .filter((n) => !dropped.has(n))
+        .map((n, i) => ({
+          name: `${n.op}_${i}`,
+          ...opType(n.op),
+          input: n.inputs.map(named),
+          output: n.outputs.map(named),
+          attribute: Object.entries(n.attrs).map(([k, v]) => attribute(k, v)),
+        })),
     },
   };
   return onnx.ModelProto.encode(model).finish();

@@ -58,12 +58,8 @@ export function unbroadcast(g: Graph, grad: Value, to: Shape): Value {
 
 // Type rules shared by several ops.
 const same = (ctx: InferContext): OutputType[] => [{ dtype: ctx.inputs[0].dtype, shape: ctx.inputs[0].shape }];
-const broadcast = (ctx: InferContext): OutputType[] => [
-  { dtype: ctx.inputs[0].dtype, shape: broadcastShapes(...ctx.inputs.map((v) => v.shape)) },
-];
-const compare = (ctx: InferContext): OutputType[] => [
-  { dtype: 'bool', shape: broadcastShapes(ctx.inputs[0].shape, ctx.inputs[1].shape) },
-];
+const broadcast = (ctx: InferContext): OutputType[] => [{ dtype: ctx.inputs[0].dtype, shape: broadcastShapes(...ctx.inputs.map((v) => v.shape)) }];
+const compare = (ctx: InferContext): OutputType[] => [{ dtype: 'bool', shape: broadcastShapes(ctx.inputs[0].shape, ctx.inputs[1].shape) }];
 function reduce(ctx: InferContext): OutputType[] {
   const x = ctx.inputs[0];
   const axes = intList(ctx.constant(1), 'reduce axes').map((a) => normAxis(a, x.shape.length));
@@ -89,26 +85,45 @@ const lastTwo = (rank: number) => [...Array(rank - 2).keys(), rank - 1, rank - 2
 export const OPS: Record<string, OpDef> = {
   Add: {
     infer: broadcast,
-    vjp: ({ g, node: { inputs: [a, b] }, dy }) => [() => unbroadcast(g, dy, a.shape), () => unbroadcast(g, dy, b.shape)],
+    vjp: ({
+      g,
+      node: {
+        inputs: [a, b],
+      },
+      dy,
+    }) => [() => unbroadcast(g, dy, a.shape), () => unbroadcast(g, dy, b.shape)],
   },
   Sub: {
     infer: broadcast,
-    vjp: ({ g, node: { inputs: [a, b] }, dy }) => [() => unbroadcast(g, dy, a.shape), () => unbroadcast(g, g.neg(dy), b.shape)],
+    vjp: ({
+      g,
+      node: {
+        inputs: [a, b],
+      },
+      dy,
+    }) => [() => unbroadcast(g, dy, a.shape), () => unbroadcast(g, g.neg(dy), b.shape)],
   },
   Mul: {
     infer: broadcast,
-    vjp: ({ g, node: { inputs: [a, b] }, dy }) => [
-      () => unbroadcast(g, g.mul(dy, b), a.shape),
-      () => unbroadcast(g, g.mul(dy, a), b.shape),
-    ],
+    vjp: ({
+      g,
+      node: {
+        inputs: [a, b],
+      },
+      dy,
+    }) => [() => unbroadcast(g, g.mul(dy, b), a.shape), () => unbroadcast(g, g.mul(dy, a), b.shape)],
   },
   Div: {
     infer: broadcast,
     // y = a / b: dy/da = 1 / b, dy/db = -y / b.
-    vjp: ({ g, node: { inputs: [a, b], outputs: [y] }, dy }) => [
-      () => unbroadcast(g, g.div(dy, b), a.shape),
-      () => unbroadcast(g, g.neg(g.div(g.mul(dy, y), b)), b.shape),
-    ],
+    vjp: ({
+      g,
+      node: {
+        inputs: [a, b],
+        outputs: [y],
+      },
+      dy,
+    }) => [() => unbroadcast(g, g.div(dy, b), a.shape), () => unbroadcast(g, g.neg(g.div(g.mul(dy, y), b)), b.shape)],
   },
   Neg: { infer: same, vjp: ({ g, dy }) => [() => g.neg(dy)] },
   Identity: { infer: same, vjp: ({ dy }) => [() => dy] },
@@ -116,33 +131,86 @@ export const OPS: Record<string, OpDef> = {
   StopGradient: { infer: same },
   Sqrt: {
     infer: same,
-    vjp: ({ g, node: { outputs: [y] }, dy }) => [() => g.div(dy, g.mul(y, g.scalar(2, y.dtype)))],
+    vjp: ({
+      g,
+      node: {
+        outputs: [y],
+      },
+      dy,
+    }) => [() => g.div(dy, g.mul(y, g.scalar(2, y.dtype)))],
   },
   Reciprocal: {
     infer: same,
-    vjp: ({ g, node: { outputs: [y] }, dy }) => [() => g.neg(g.mul(dy, g.mul(y, y)))],
+    vjp: ({
+      g,
+      node: {
+        outputs: [y],
+      },
+      dy,
+    }) => [() => g.neg(g.mul(dy, g.mul(y, y)))],
   },
-  Exp: { infer: same, vjp: ({ g, node: { outputs: [y] }, dy }) => [() => g.mul(dy, y)] },
-  Log: { infer: same, vjp: ({ g, node: { inputs: [x] }, dy }) => [() => g.div(dy, x)] },
+  Exp: {
+    infer: same,
+    vjp: ({
+      g,
+      node: {
+        outputs: [y],
+      },
+      dy,
+    }) => [() => g.mul(dy, y)],
+  },
+  Log: {
+    infer: same,
+    vjp: ({
+      g,
+      node: {
+        inputs: [x],
+      },
+      dy,
+    }) => [() => g.div(dy, x)],
+  },
   Sigmoid: {
     infer: same,
-    vjp: ({ g, node: { outputs: [y] }, dy }) => [() => g.mul(dy, g.mul(y, g.sub(g.scalar(1, y.dtype), y)))],
+    vjp: ({
+      g,
+      node: {
+        outputs: [y],
+      },
+      dy,
+    }) => [() => g.mul(dy, g.mul(y, g.sub(g.scalar(1, y.dtype), y)))],
   },
   Softmax: {
     infer: same,
     // dx = y * (dy - sum(dy * y)) along the softmax axis.
-    vjp: ({ g, node: { outputs: [y], attrs }, dy }) => [
-      () => g.mul(y, g.sub(dy, g.reduceSum(g.mul(dy, y), [attrs.axis as number], true))),
-    ],
+    vjp: ({
+      g,
+      node: {
+        outputs: [y],
+        attrs,
+      },
+      dy,
+    }) => [() => g.mul(y, g.sub(dy, g.reduceSum(g.mul(dy, y), [attrs.axis as number], true)))],
   },
   Cast: {
     infer: ({ inputs, attrs }) => [{ dtype: attrs.to as DType, shape: inputs[0].shape }],
-    vjp: ({ g, node: { inputs: [x], outputs: [y] }, dy }) =>
-      [x.dtype.startsWith('float') && y.dtype.startsWith('float') ? () => g.cast(dy, x.dtype) : null],
+    vjp: ({
+      g,
+      node: {
+        inputs: [x],
+        outputs: [y],
+      },
+      dy,
+    }) => [x.dtype.startsWith('float') && y.dtype.startsWith('float') ? () => g.cast(dy, x.dtype) : null],
   },
   Where: {
     infer: (ctx) => [{ dtype: ctx.inputs[1].dtype, shape: broadcastShapes(...ctx.inputs.map((v) => v.shape)) }],
-    vjp: ({ g, node: { inputs: [cond, a, b] }, dy }) => {
+    vjp: ({
+      g,
+      node: {
+        inputs: [cond, a, b],
+      },
+      dy,
+    }) => {
       const zero = () => g.scalar(0, dy.dtype);
       return [null, () => unbroadcast(g, g.where(cond, dy, zero()), a.shape), () => unbroadcast(g, g.where(cond, zero(), dy), b.shape)];
     },
@@ -158,7 +226,10 @@ export const OPS: Record<string, OpDef> = {
         const { axes } = reduction(g, node);
         const dims = axes.map((a) => x.shape[a]);
         const count = dims.every((d) => typeof d === 'number')
-          ? g.scalar((dims as number[]).reduce((p, d) => p * d, 1), x.dtype)
+          ? g.scalar(
+              (dims as number[]).reduce((p, d) => p * d, 1),
+              x.dtype,
+            )
           : g.cast(g.reduceProd(g.gather(g.shape(x), g.const(axes)), [0], false), x.dtype);
         return g.div(spread(g, node, dy), count);
       },
@@ -177,7 +248,13 @@ export const OPS: Record<string, OpDef> = {
       return [{ dtype: a.dtype, shape: [...batch, a.shape[a.shape.length - 2], b.shape[b.shape.length - 1]] }];
     },
     // y = a @ b: da = dy @ b^T, db = a^T @ dy, each summed over the batch axes it was broadcast on.
-    vjp: ({ g, node: { inputs: [a, b] }, dy }) => [
+    vjp: ({
+      g,
+      node: {
+        inputs: [a, b],
+      },
+      dy,
+    }) => [
       () => unbroadcast(g, g.matmul(dy, g.transpose(b, lastTwo(b.shape.length))), a.shape),
       () => unbroadcast(g, g.matmul(g.transpose(a, lastTwo(a.shape.length)), dy), b.shape),
     ],
@@ -204,7 +281,13 @@ export const OPS: Record<string, OpDef> = {
       }
       return [{ dtype: x.dtype, shape }];
     },
-    vjp: ({ g, node: { inputs: [x] }, dy }) => [() => g.reshapeAs(dy, x), null],
+    vjp: ({
+      g,
+      node: {
+        inputs: [x],
+      },
+      dy,
+    }) => [() => g.reshapeAs(dy, x), null],
   },
   Unsqueeze: {
     infer: (ctx) => {
@@ -215,7 +298,13 @@ export const OPS: Record<string, OpDef> = {
       const rest = [...x.shape];
       return [{ dtype: x.dtype, shape: Array.from({ length: rank }, (_, i) => (axes.includes(i) ? 1 : rest.shift()!)) }];
     },
-    vjp: ({ g, node: { inputs: [x] }, dy }) => [() => g.reshapeAs(dy, x), null],
+    vjp: ({
+      g,
+      node: {
+        inputs: [x],
+      },
+      dy,
+    }) => [() => g.reshapeAs(dy, x), null],
   },
   Concat: {
     infer: ({ inputs, attrs }) => {
@@ -234,10 +323,12 @@ export const OPS: Record<string, OpDef> = {
         offsets.push(offset);
         offset = g.add(offset, g.gather(g.shape(x), g.const([axis])));
       }
-      return inputs.map((x, i) => () =>
-        g.apply('Slice', [dy, offsets[i], i + 1 < inputs.length ? offsets[i + 1] : offset, g.const([axis])], {}, undefined, [
-          { dtype: dy.dtype, shape: x.shape },
-        ])[0]);
+      return inputs.map(
+        (x, i) => () =>
+          g.apply('Slice', [dy, offsets[i], i + 1 < inputs.length ? offsets[i + 1] : offset, g.const([axis])], {}, undefined, [
+            { dtype: dy.dtype, shape: x.shape },
+          ])[0],
+      );
     },
   },
   Slice: {
@@ -259,7 +350,13 @@ export const OPS: Record<string, OpDef> = {
       return [{ dtype: x.dtype, shape }];
     },
     // The gradient is dy padded with zeros back to x's shape; needs constant bounds on known dims.
-    vjp: ({ g, node: { inputs: [x, s, e, a] }, dy }) => {
+    vjp: ({
+      g,
+      node: {
+        inputs: [x, s, e, a],
+      },
+      dy,
+    }) => {
       const starts = intList(g.constantData(s), 'Slice starts (for its gradient)');
       const ends = intList(g.constantData(e), 'Slice ends (for its gradient)');
       const axes = intList(g.constantData(a), 'Slice axes').map((ax) => normAxis(ax, x.shape.length));
@@ -275,23 +372,35 @@ export const OPS: Record<string, OpDef> = {
       return [() => g.apply('Pad', [dy, g.const(pads)], {}, undefined, [{ dtype: dy.dtype, shape: x.shape }])[0], null, null, null];
     },
   },
-  Pad: { infer: () => { throw new Error('Pad is only built with an explicit output type'); } },
+  Pad: {
+    infer: () => {
+      throw new Error('Pad is only built with an explicit output type');
+    },
+  },
   Gather: {
     infer: ({ inputs: [data, indices], attrs }) => {
       const axis = normAxis((attrs.axis as number | undefined) ?? 0, data.shape.length);
       return [{ dtype: data.dtype, shape: [...data.shape.slice(0, axis), ...indices.shape, ...data.shape.slice(axis + 1)] }];
     },
     // Rows gathered more than once (a repeated token) get the sum of their gradients.
-    vjp: ({ g, node: { inputs: [data, indices], attrs }, dy }) => {
+    vjp: ({
+      g,
+      node: {
+        inputs: [data, indices],
+        attrs,
+      },
+      dy,
+    }) => {
       if (((attrs.axis as number | undefined) ?? 0) !== 0) throw new Error('the gradient of Gather is built for axis 0 only');
-      return [
-        () => g.apply('ScatterND', [g.expandAs(g.scalar(0, data.dtype), data), g.unsqueeze(indices, [-1]), dy], { reduction: 'add' })[0],
-        null,
-      ];
+      return [() => g.apply('ScatterND', [g.expandAs(g.scalar(0, data.dtype), data), g.unsqueeze(indices, [-1]), dy], { reduction: 'add' })[0], null];
     },
   },
   ScatterND: { infer: same },
-  Expand: { infer: () => { throw new Error('Expand is only built with an explicit output type'); } },
+  Expand: {
+    infer: () => {
+      throw new Error('Expand is only built with an explicit output type');
+    },
+  },
   Shape: { infer: ({ inputs: [x] }) => [{ dtype: 'int64', shape: [x.shape.length] }] },
   Range: { infer: ({ inputs: [start] }) => [{ dtype: start.dtype, shape: [freshDim('range')] }] },
 };

@@ -45,7 +45,13 @@ export interface BpeTokenizerOptions {
 export function bpeTokenizerJson(model: BpeModel, options: BpeTokenizerOptions): Record<string, unknown> {
   const { bos } = specialIds(model, options);
   const added = model.specialTokens.map((content, id) => ({
-    id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true,
+    id,
+    content,
+    single_word: false,
+    lstrip: false,
+    rstrip: false,
+    normalized: false,
+    special: true,
   }));
   const bosPiece = { SpecialToken: { id: model.tokens[bos], type_id: 0 } };
   return {

@@ -183,11 +183,7 @@ function checkSlidingWindow(f: FieldReader, architecture: Architecture, maxPosit
   }
   const window = f.optional('sliding_window', () => f.positiveInt('sliding_window'));
   if (window !== undefined && window < maxPositions) {
-    throw f.error(
-      'sliding_window',
-      `null or >= max_position_embeddings (${maxPositions}); sliding-window attention is not supported`,
-      window,
-    );
+    throw f.error('sliding_window', `null or >= max_position_embeddings (${maxPositions}); sliding-window attention is not supported`, window);
   }
 }
 

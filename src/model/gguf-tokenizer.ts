@@ -32,13 +32,25 @@ const GPT2_PRE_TOKENIZERS: Readonly<Record<string, { preTokenizer: Record<string
   // GPT-2's regex: ByteLevel with use_regex.
   'gpt-2': { preTokenizer: BYTE_LEVEL(true), ignoreMerges: false, addBos: false },
   // SmolLM (and StarCoder): every digit on its own, then GPT-2's regex.
-  smollm: { preTokenizer: { type: 'Sequence', pretokenizers: [{ type: 'Digits', individual_digits: true }, BYTE_LEVEL(true)] }, ignoreMerges: false, addBos: false },
+  smollm: {
+    preTokenizer: { type: 'Sequence', pretokenizers: [{ type: 'Digits', individual_digits: true }, BYTE_LEVEL(true)] },
+    ignoreMerges: false,
+    addBos: false,
+  },
   // Llama 3: its own split regex (numbers in groups of three), whole words kept when in the vocabulary.
-  ...Object.fromEntries(['llama-bpe', 'llama3', 'llama-v3'].map((name) => [name, {
-    preTokenizer: { type: 'Sequence', pretokenizers: [{ type: 'Split', pattern: { Regex: LLAMA3_SPLIT }, behavior: 'Isolated', invert: false }, BYTE_LEVEL(false)] },
-    ignoreMerges: true,
-    addBos: true,
-  }])),
+  ...Object.fromEntries(
+    ['llama-bpe', 'llama3', 'llama-v3'].map((name) => [
+      name,
+      {
+        preTokenizer: {
+          type: 'Sequence',
+          pretokenizers: [{ type: 'Split', pattern: { Regex: LLAMA3_SPLIT }, behavior: 'Isolated', invert: false }, BYTE_LEVEL(false)],
+        },
+        ignoreMerges: true,
+        addBos: true,
+      },
+    ]),
+  ),
 };
 
 export interface ImportedTokenizer {
@@ -67,7 +79,9 @@ export function tokenizerFromGguf(fields: GgufFields, maxLength: number): Import
   const model = fields.optionalString('tokenizer.ggml.model');
   if (model === undefined) throw new Error(`${fields.path}: the file has no tokenizer (metadata "tokenizer.ggml.model" is missing)`);
   if (model !== 'llama' && model !== 'gpt2') {
-    throw new Error(`${fields.path}: tokenizer.ggml.model is "${model}"; only "llama" (SentencePiece BPE) and "gpt2" (byte-level BPE) tokenizers can be imported`);
+    throw new Error(
+      `${fields.path}: tokenizer.ggml.model is "${model}"; only "llama" (SentencePiece BPE) and "gpt2" (byte-level BPE) tokenizers can be imported`,
+    );
   }
   const v = readVocabulary(fields);
   const n = v.tokens.length;
@@ -108,10 +122,7 @@ export function tokenizerFromGguf(fields: GgufFields, maxLength: number): Import
       ...common,
       normalizer: {
         type: 'Sequence',
-        normalizers: [
-          ...(prefix ? [{ type: 'Prepend', prepend: SPACE }] : []),
-          { type: 'Replace', pattern: { String: ' ' }, content: SPACE },
-        ],
+        normalizers: [...(prefix ? [{ type: 'Prepend', prepend: SPACE }] : []), { type: 'Replace', pattern: { String: ' ' }, content: SPACE }],
       },
       pre_tokenizer: null,
       post_processor: postProcessor,
@@ -173,7 +184,16 @@ export function tokenizerFromGguf(fields: GgufFields, maxLength: number): Import
       };
   if (chatTemplate !== undefined) tokenizerConfig.chat_template = chatTemplate;
 
-  return { model, tokenizerJson, tokenizerConfig, tokens: n, merges: merges.length, duplicates: v.duplicates, bosTokenId: bos, eosTokenIds: [...new Set(eosIds)] };
+  return {
+    model,
+    tokenizerJson,
+    tokenizerConfig,
+    tokens: n,
+    merges: merges.length,
+    duplicates: v.duplicates,
+    bosTokenId: bos,
+    eosTokenIds: [...new Set(eosIds)],
+  };
 }
 
 function readVocabulary(fields: GgufFields): Vocabulary {
@@ -191,7 +211,9 @@ function readVocabulary(fields: GgufFields): Vocabulary {
 }
 
 /** Control, unknown and user-defined pieces, matched whole in the input before BPE runs. */
-function addedTokens(v: Vocabulary): { id: number; content: string; single_word: boolean; lstrip: boolean; rstrip: boolean; normalized: boolean; special: boolean }[] {
+function addedTokens(
+  v: Vocabulary,
+): { id: number; content: string; single_word: boolean; lstrip: boolean; rstrip: boolean; normalized: boolean; special: boolean }[] {
   const out = [];
   for (let id = 0; id < v.tokens.length; id++) {
     const type = v.types[id];

@@ -153,16 +153,36 @@ class HeaderReader {
     return at;
   }
 
-  u8(what: string): number { return this.buf.readUInt8(this.take(1, what)); }
-  i8(what: string): number { return this.buf.readInt8(this.take(1, what)); }
-  u16(what: string): number { return this.buf.readUInt16LE(this.take(2, what)); }
-  i16(what: string): number { return this.buf.readInt16LE(this.take(2, what)); }
-  u32(what: string): number { return this.buf.readUInt32LE(this.take(4, what)); }
-  i32(what: string): number { return this.buf.readInt32LE(this.take(4, what)); }
-  f32(what: string): number { return this.buf.readFloatLE(this.take(4, what)); }
-  f64(what: string): number { return this.buf.readDoubleLE(this.take(8, what)); }
-  u64(what: string): bigint { return this.buf.readBigUInt64LE(this.take(8, what)); }
-  i64(what: string): bigint { return this.buf.readBigInt64LE(this.take(8, what)); }
+  u8(what: string): number {
+    return this.buf.readUInt8(this.take(1, what));
+  }
+  i8(what: string): number {
+    return this.buf.readInt8(this.take(1, what));
+  }
+  u16(what: string): number {
+    return this.buf.readUInt16LE(this.take(2, what));
+  }
+  i16(what: string): number {
+    return this.buf.readInt16LE(this.take(2, what));
+  }
+  u32(what: string): number {
+    return this.buf.readUInt32LE(this.take(4, what));
+  }
+  i32(what: string): number {
+    return this.buf.readInt32LE(this.take(4, what));
+  }
+  f32(what: string): number {
+    return this.buf.readFloatLE(this.take(4, what));
+  }
+  f64(what: string): number {
+    return this.buf.readDoubleLE(this.take(8, what));
+  }
+  u64(what: string): bigint {
+    return this.buf.readBigUInt64LE(this.take(8, what));
+  }
+  i64(what: string): bigint {
+    return this.buf.readBigInt64LE(this.take(8, what));
+  }
 
   /** A u64 that must be a count or size within the file. */
   count(what: string, limit = this.size): number {
@@ -185,22 +205,33 @@ class HeaderReader {
 
 function readValue(r: HeaderReader, type: number, what: string): GgufValue {
   switch (type) {
-    case GgufType.UINT8: return r.u8(what);
-    case GgufType.INT8: return r.i8(what);
-    case GgufType.UINT16: return r.u16(what);
-    case GgufType.INT16: return r.i16(what);
-    case GgufType.UINT32: return r.u32(what);
-    case GgufType.INT32: return r.i32(what);
-    case GgufType.FLOAT32: return r.f32(what);
-    case GgufType.FLOAT64: return r.f64(what);
-    case GgufType.UINT64: return r.u64(what);
-    case GgufType.INT64: return r.i64(what);
+    case GgufType.UINT8:
+      return r.u8(what);
+    case GgufType.INT8:
+      return r.i8(what);
+    case GgufType.UINT16:
+      return r.u16(what);
+    case GgufType.INT16:
+      return r.i16(what);
+    case GgufType.UINT32:
+      return r.u32(what);
+    case GgufType.INT32:
+      return r.i32(what);
+    case GgufType.FLOAT32:
+      return r.f32(what);
+    case GgufType.FLOAT64:
+      return r.f64(what);
+    case GgufType.UINT64:
+      return r.u64(what);
+    case GgufType.INT64:
+      return r.i64(what);
     case GgufType.BOOL: {
       const b = r.u8(what);
       if (b > 1) throw new Error(`${what}: a bool must be 0 or 1, got ${b}`);
       return b === 1;
     }
-    case GgufType.STRING: return r.string(what);
+    case GgufType.STRING:
+      return r.string(what);
     case GgufType.ARRAY: {
       const itemType = r.u32(`item type of ${what}`) as GgufType;
       if (TYPE_NAMES[itemType] === undefined) throw new Error(`${what}: unknown array item type ${itemType}`);
@@ -371,7 +402,7 @@ export function checkSupported(path: string, info: GgufTensorInfo): void {
   if ((SUPPORTED_TYPES as readonly string[]).includes(info.typeName)) return;
   throw new Error(
     `${path}: tensor "${info.name}" has type ${info.typeName}, which cannot be imported (supported: ${SUPPORTED_TYPES.join(', ')}); ` +
-      're-quantise the model to one of these with llama.cpp\'s llama-quantize, or convert it from the original checkpoint',
+      "re-quantise the model to one of these with llama.cpp's llama-quantize, or convert it from the original checkpoint",
   );
 }
 
@@ -398,8 +429,10 @@ export function dequantize(type: number, bytes: Uint8Array, count: number): Floa
       new Uint8Array(raw.buffer).set(bytes.subarray(0, count * 2));
       return type === GgmlType.F16 ? f16ToF32(raw) : bf16ToF32(raw);
     }
-    case GgmlType.Q8_0: return dequantizeQ8_0(bytes, count);
-    case GgmlType.Q4_0: return dequantizeQ4_0(bytes, count);
+    case GgmlType.Q8_0:
+      return dequantizeQ8_0(bytes, count);
+    case GgmlType.Q4_0:
+      return dequantizeQ4_0(bytes, count);
     default:
       throw new Error(`cannot dequantise ${ggmlTypeName(type)} (supported: ${SUPPORTED_TYPES.join(', ')})`);
   }
@@ -453,7 +486,16 @@ export function dequantizeQ4_0(bytes: Uint8Array, count: number): Float32Array {
   return out;
 }
 
-const INTEGER_TYPES: readonly number[] = [GgufType.UINT8, GgufType.INT8, GgufType.UINT16, GgufType.INT16, GgufType.UINT32, GgufType.INT32, GgufType.UINT64, GgufType.INT64];
+const INTEGER_TYPES: readonly number[] = [
+  GgufType.UINT8,
+  GgufType.INT8,
+  GgufType.UINT16,
+  GgufType.INT16,
+  GgufType.UINT32,
+  GgufType.INT32,
+  GgufType.UINT64,
+  GgufType.INT64,
+];
 const FLOAT_TYPES: readonly number[] = [GgufType.FLOAT32, GgufType.FLOAT64];
 
 /** Typed access to metadata; every refusal names the file, the key, what was expected and what is there. */

@@ -107,7 +107,10 @@ export function importGguf(from: string, out: string, options: ImportOptions = {
 }
 
 /** config.json, generation_config.json and the tokenizer files from the metadata, all checked. */
-function describeModel(gguf: GgufFile, f: GgufFields): {
+function describeModel(
+  gguf: GgufFile,
+  f: GgufFields,
+): {
   configJson: Record<string, unknown>;
   generationJson: Record<string, unknown>;
   config: LlamaConfig;
@@ -130,11 +133,13 @@ function describeModel(gguf: GgufFile, f: GgufFields): {
   const kvHeads = f.optionalUint(k('attention.head_count_kv')) ?? heads;
   let headDim = f.optionalUint(k('attention.key_length'));
   if (headDim === undefined) {
-    if (heads === 0 || hidden % heads !== 0) throw f.error(k('attention.key_length'), `present, since embedding_length ${hidden} is not a multiple of head_count ${heads}`);
+    if (heads === 0 || hidden % heads !== 0)
+      throw f.error(k('attention.key_length'), `present, since embedding_length ${hidden} is not a multiple of head_count ${heads}`);
     headDim = hidden / heads;
   }
   const valueDim = f.optionalUint(k('attention.value_length')) ?? headDim;
-  if (valueDim !== headDim) throw f.error(k('attention.value_length'), `equal to attention.key_length (${headDim}); different key and value head sizes are not supported`);
+  if (valueDim !== headDim)
+    throw f.error(k('attention.value_length'), `equal to attention.key_length (${headDim}); different key and value head sizes are not supported`);
   const ropeDim = f.optionalUint(k('rope.dimension_count')) ?? headDim;
   if (ropeDim !== headDim) throw f.error(k('rope.dimension_count'), `the head size ${headDim}; partial rotary embeddings are not supported`);
 
@@ -177,7 +182,11 @@ function describeModel(gguf: GgufFile, f: GgufFields): {
     eos_token_id: tokenizer.eosTokenIds.length > 1 ? tokenizer.eosTokenIds : eos,
   };
   // llama.cpp's recommended sampling settings, when the file has them.
-  const sampling: [string, string][] = [['temp', 'temperature'], ['top_p', 'top_p'], ['top_k', 'top_k']];
+  const sampling: [string, string][] = [
+    ['temp', 'temperature'],
+    ['top_p', 'top_p'],
+    ['top_k', 'top_k'],
+  ];
   for (const [key, field] of sampling) {
     if (f.has(`general.sampling.${key}`)) generationJson[field] = float(f, gguf, `general.sampling.${key}`);
   }
@@ -247,7 +256,8 @@ function mapTensor(path: string, name: string, config: LlamaConfig): Mapped {
     const permuteHeads = key === 'q' || key === 'qBias' ? config.numHeads : key === 'k' || key === 'kBias' ? config.numKvHeads : null;
     return { hfName: layerTensorName(layer, key), permuteHeads };
   }
-  if (name === 'rope_freqs.weight') throw new Error(`${path}: tensor "${name}" holds RoPE frequency factors (Llama 3.1-style RoPE scaling), which are not supported`);
+  if (name === 'rope_freqs.weight')
+    throw new Error(`${path}: tensor "${name}" holds RoPE frequency factors (Llama 3.1-style RoPE scaling), which are not supported`);
   if (/_exps?\b|ffn_gate_inp/.test(name)) throw new Error(`${path}: tensor "${name}" belongs to a mixture of experts; only dense LLaMA models can be imported`);
   throw new Error(`${path}: tensor "${name}" has no counterpart in a LLaMA checkpoint`);
 }
@@ -268,7 +278,8 @@ function ggufNameOf(hfName: string): string {
  * row back. `rows` = heads * d; a bias is a matrix of one column.
  */
 export function unpermuteRows(data: Float32Array, rows: number, cols: number, heads: number): Float32Array {
-  if (rows % heads !== 0 || (rows / heads) % 2 !== 0) throw new Error(`cannot unpermute ${rows} rows over ${heads} heads: each head needs an even number of rows`);
+  if (rows % heads !== 0 || (rows / heads) % 2 !== 0)
+    throw new Error(`cannot unpermute ${rows} rows over ${heads} heads: each head needs an even number of rows`);
   const d = rows / heads;
   const half = d / 2;
   const out = new Float32Array(data.length);

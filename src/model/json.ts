@@ -59,7 +59,11 @@ export class FieldReader {
   private readonly obj: Record<string, unknown>;
 
   /** `prefix` qualifies field names of a nested object in messages, e.g. `rope_parameters.`. */
-  constructor(json: unknown, readonly file: string, private readonly prefix = '') {
+  constructor(
+    json: unknown,
+    readonly file: string,
+    private readonly prefix = '',
+  ) {
     if (!isRecord(json)) {
       throw new Error(`${file}: ${prefix === '' ? 'expected a JSON object' : `field "${prefix.slice(0, -1)}" must be an object`}, got ${describe(json)}`);
     }

@@ -34,9 +34,7 @@ export async function loadModelDir(dir: string): Promise<LoadedModel> {
 
   const tokenizer = ModelTokenizer.fromDir(root, config);
   if (tokenizer.vocabSize > config.vocabSize) {
-    throw new Error(
-      `${join(root, 'tokenizer.json')}: the tokenizer knows ${tokenizer.vocabSize} ids but ${configFile} has vocab_size ${config.vocabSize}`,
-    );
+    throw new Error(`${join(root, 'tokenizer.json')}: the tokenizer knows ${tokenizer.vocabSize} ids but ${configFile} has vocab_size ${config.vocabSize}`);
   }
   if (config.eosTokenIds.length === 0 && tokenizer.eosToken !== null) {
     // Without any eos id generation could only stop at max_tokens; the tokenizer's eos is the

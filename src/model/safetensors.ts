@@ -15,10 +15,21 @@ export type SafetensorsDtype = 'F32' | 'F16' | 'BF16';
 
 /** Every dtype of the format, with its size in bytes, so headers can be checked even for those we cannot convert. */
 const DTYPE_SIZES: Readonly<Record<string, number>> = {
-  BOOL: 1, U8: 1, I8: 1, F8_E5M2: 1, F8_E4M3: 1,
-  I16: 2, U16: 2, F16: 2, BF16: 2,
-  I32: 4, U32: 4, F32: 4,
-  I64: 8, U64: 8, F64: 8,
+  BOOL: 1,
+  U8: 1,
+  I8: 1,
+  F8_E5M2: 1,
+  F8_E4M3: 1,
+  I16: 2,
+  U16: 2,
+  F16: 2,
+  BF16: 2,
+  I32: 4,
+  U32: 4,
+  F32: 4,
+  I64: 8,
+  U64: 8,
+  F64: 8,
 };
 
 /** The reference implementation refuses larger headers; so do we, before allocating one. */
@@ -132,9 +143,7 @@ function parseEntry(path: string, name: string, entry: unknown, dataStart: numbe
   }
   const expected = elementCount(shape) * DTYPE_SIZES[dtype];
   if (end - begin !== expected) {
-    throw new Error(
-      `${where}: data_offsets span ${end - begin} bytes but shape [${shape.join(', ')}] of ${dtype} needs ${expected}`,
-    );
+    throw new Error(`${where}: data_offsets span ${end - begin} bytes but shape [${shape.join(', ')}] of ${dtype} needs ${expected}`);
   }
   return { name, dtype, shape: [...shape], begin: dataStart + begin, end: dataStart + end, file: path };
 }
@@ -190,7 +199,12 @@ export interface TensorSource {
 }
 
 /** `metadata` goes into the header's `__metadata__` (string values, as the format requires) beside `format: pt`. */
-export function writeSafetensors(path: string, tensors: Record<string, HostTensor>, dtype: SafetensorsDtype = 'F32', metadata: Record<string, string> = {}): void {
+export function writeSafetensors(
+  path: string,
+  tensors: Record<string, HostTensor>,
+  dtype: SafetensorsDtype = 'F32',
+  metadata: Record<string, string> = {},
+): void {
   writeSafetensorsFrom(
     path,
     Object.entries(tensors).map(([name, t]) => ({ name, shape: t.shape, data: () => t.data })),
@@ -200,7 +214,12 @@ export function writeSafetensors(path: string, tensors: Record<string, HostTenso
 }
 
 /** Writes tensors in the given order, converting float32 data to `dtype`. */
-export function writeSafetensorsFrom(path: string, sources: readonly TensorSource[], dtype: SafetensorsDtype = 'F32', metadata: Record<string, string> = {}): void {
+export function writeSafetensorsFrom(
+  path: string,
+  sources: readonly TensorSource[],
+  dtype: SafetensorsDtype = 'F32',
+  metadata: Record<string, string> = {},
+): void {
   const size = DTYPE_SIZES[dtype];
   const header: Record<string, unknown> = { __metadata__: { format: 'pt', ...metadata } };
   let offset = 0;

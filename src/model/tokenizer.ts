@@ -55,12 +55,7 @@ export class ModelTokenizer {
     return ModelTokenizer.fromJson(readJsonFile(file), config, ids, file);
   }
 
-  static fromJson(
-    tokenizerJson: unknown,
-    tokenizerConfig: Record<string, unknown> = {},
-    ids?: SpecialTokenIds,
-    file = 'tokenizer.json',
-  ): ModelTokenizer {
+  static fromJson(tokenizerJson: unknown, tokenizerConfig: Record<string, unknown> = {}, ids?: SpecialTokenIds, file = 'tokenizer.json'): ModelTokenizer {
     if (!isRecord(tokenizerJson) || !isRecord(tokenizerJson.model)) {
       throw new Error(`${file}: expected a tokenizers JSON object with a "model" field`);
     }
@@ -124,7 +119,7 @@ export class ModelTokenizer {
   }
 
   private tokenOrNull(id: number | null): string | null {
-    return id === null ? null : this.inner.id_to_token(id) ?? null;
+    return id === null ? null : (this.inner.id_to_token(id) ?? null);
   }
 }
 
@@ -135,7 +130,9 @@ export class ModelTokenizer {
 function chatTemplateOf(value: unknown): string | null {
   if (typeof value === 'string') return value;
   if (!Array.isArray(value)) return null;
-  const named = value.find((entry): entry is { name: string; template: string } => isRecord(entry) && entry.name === 'default' && typeof entry.template === 'string');
+  const named = value.find(
+    (entry): entry is { name: string; template: string } => isRecord(entry) && entry.name === 'default' && typeof entry.template === 'string',
+  );
   return named?.template ?? null;
 }
 

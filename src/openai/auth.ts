@@ -28,7 +28,7 @@ export function needsKey(url: string | undefined, scope: AuthScope): boolean {
 }
 
 export type KeyCheck =
-  | { ok: true; /** Index of the matching configured key: an id that says nothing about the key. */ index: number }
+  | { ok: true /** Index of the matching configured key: an id that says nothing about the key. */; index: number }
   | { ok: false; reason: 'missing' | 'malformed' | 'unknown' };
 
 const digest = (key: string): Buffer => createHash('sha256').update(key, 'utf8').digest();

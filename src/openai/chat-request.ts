@@ -43,7 +43,7 @@ export async function prepareChat(
     topK: COMPLETION_DEFAULTS.topK,
     seed: body.seed ?? undefined,
     stop: body.stop == null ? [] : typeof body.stop === 'string' ? [body.stop] : body.stop,
-    logprobs: logprobs ? body.top_logprobs ?? 0 : null,
+    logprobs: logprobs ? (body.top_logprobs ?? 0) : null,
     echo: false,
   };
   // Before rendering and tokenizing: a refused request should cost nothing.
@@ -73,7 +73,7 @@ function rejectUnsupported(body: ChatCompletionRequest): void {
     }
   }
   if (body.response_format != null && body.response_format.type !== 'text') {
-    throw invalidRequest("'response_format' is not supported by this server unless its type is \"text\".", 'response_format');
+    throw invalidRequest('\'response_format\' is not supported by this server unless its type is "text".', 'response_format');
   }
 }
 

@@ -55,11 +55,7 @@ export async function prepareCompletion(
 }
 
 /** The sampling fields both completions APIs accept but this server does not implement. */
-export function rejectUnsupportedSampling(body: {
-  presence_penalty?: number | null;
-  frequency_penalty?: number | null;
-  logit_bias?: object | null;
-}): void {
+export function rejectUnsupportedSampling(body: { presence_penalty?: number | null; frequency_penalty?: number | null; logit_bias?: object | null }): void {
   for (const param of ['presence_penalty', 'frequency_penalty'] as const) {
     const value = body[param];
     if (value != null && value !== 0) {
@@ -134,11 +130,7 @@ export function checkPrompt(
   }
   const limit = model.contextLength;
   if (ids.length > limit) {
-    throw invalidRequest(
-      `This model's maximum context length is ${limit} tokens; ${which} has ${ids.length} tokens.`,
-      param.prompt,
-      'context_length_exceeded',
-    );
+    throw invalidRequest(`This model's maximum context length is ${limit} tokens; ${which} has ${ids.length} tokens.`, param.prompt, 'context_length_exceeded');
   }
   if (ids.length + maxTokens > limit) {
     throw invalidRequest(

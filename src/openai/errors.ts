@@ -69,7 +69,13 @@ export function internalError(): ApiError {
  * nulls or a serializer failure.
  */
 export function nonFiniteLogits(what: string): ApiError {
-  return new ApiError(500, `The model produced non-finite values (${what}); it cannot be scored or served as it is.`, 'server_error', null, 'non_finite_logits');
+  return new ApiError(
+    500,
+    `The model produced non-finite values (${what}); it cannot be scored or served as it is.`,
+    'server_error',
+    null,
+    'non_finite_logits',
+  );
 }
 
 /** The model's queue is full: retry after about `retryAfterSeconds`. */

@@ -61,10 +61,13 @@ export class Deadline {
     private readonly timeoutMs: number,
     private readonly cut: AbortSignal = new AbortController().signal,
   ) {
-    this.timer = setTimeout(() => {
-      this.expired = true;
-      this.controller.abort();
-    }, Math.max(0, remainingMs));
+    this.timer = setTimeout(
+      () => {
+        this.expired = true;
+        this.controller.abort();
+      },
+      Math.max(0, remainingMs),
+    );
     // Listeners removed in dispose(), not AbortSignal.any: on Node 20 every signal that any()
     // makes from the app-lifetime `cut` stays reachable from it, about 50 bytes per request.
     if (client.aborted || cut.aborted) this.controller.abort();

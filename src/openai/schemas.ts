@@ -21,8 +21,7 @@ export const MAX_N = 16;
 export const MAX_STOP = 4;
 export const MAX_LOGPROBS = 20;
 
-const nullable = <T extends TSchema>(schema: T) =>
-  Type.Optional(Type.Union([schema, Type.Null()]));
+const nullable = <T extends TSchema>(schema: T) => Type.Optional(Type.Union([schema, Type.Null()]));
 
 export const MAX_SPARSITY = 0.95;
 
@@ -60,32 +59,55 @@ export const CompletionRequest = Type.Object(
         Type.Array(Type.Array(Type.Integer({ minimum: 0 }), { minItems: 1 }), { minItems: 1 }),
       ],
       {
-        description:
-          'a string, or a non-empty array of strings, of token ids, or of non-empty token-id arrays',
+        description: 'a string, or a non-empty array of strings, of token ids, or of non-empty token-id arrays',
       },
     ),
     max_tokens: nullable(
       Type.Integer({ minimum: 0, default: COMPLETION_DEFAULTS.maxTokens, description: `an integer >= 0 (default ${COMPLETION_DEFAULTS.maxTokens})` }),
     ),
     temperature: nullable(
-      Type.Number({ minimum: 0, maximum: 2, default: COMPLETION_DEFAULTS.temperature, description: `a number from 0 to 2 (default ${COMPLETION_DEFAULTS.temperature}; 0 is greedy)` }),
+      Type.Number({
+        minimum: 0,
+        maximum: 2,
+        default: COMPLETION_DEFAULTS.temperature,
+        description: `a number from 0 to 2 (default ${COMPLETION_DEFAULTS.temperature}; 0 is greedy)`,
+      }),
     ),
     top_p: nullable(
-      Type.Number({ exclusiveMinimum: 0, maximum: 1, default: COMPLETION_DEFAULTS.topP, description: `a number in (0, 1] (default ${COMPLETION_DEFAULTS.topP})` }),
+      Type.Number({
+        exclusiveMinimum: 0,
+        maximum: 1,
+        default: COMPLETION_DEFAULTS.topP,
+        description: `a number in (0, 1] (default ${COMPLETION_DEFAULTS.topP})`,
+      }),
     ),
     top_k: nullable(
-      Type.Integer({ minimum: -1, default: COMPLETION_DEFAULTS.topK, description: `an integer, -1 or 0 to disable, or >= 1 (default ${COMPLETION_DEFAULTS.topK}; a vLLM extension)` }),
+      Type.Integer({
+        minimum: -1,
+        default: COMPLETION_DEFAULTS.topK,
+        description: `an integer, -1 or 0 to disable, or >= 1 (default ${COMPLETION_DEFAULTS.topK}; a vLLM extension)`,
+      }),
     ),
     seed: nullable(
-      Type.Integer({ minimum: Number.MIN_SAFE_INTEGER, maximum: Number.MAX_SAFE_INTEGER, description: 'an integer; the same seed and request give the same output' }),
+      Type.Integer({
+        minimum: Number.MIN_SAFE_INTEGER,
+        maximum: Number.MAX_SAFE_INTEGER,
+        description: 'an integer; the same seed and request give the same output',
+      }),
     ),
     stop: nullable(
-      Type.Union(
-        [Type.String({ minLength: 1 }), Type.Array(Type.String({ minLength: 1 }), { maxItems: MAX_STOP })],
-        { description: `a non-empty string or an array of up to ${MAX_STOP} non-empty strings` },
-      ),
+      Type.Union([Type.String({ minLength: 1 }), Type.Array(Type.String({ minLength: 1 }), { maxItems: MAX_STOP })], {
+        description: `a non-empty string or an array of up to ${MAX_STOP} non-empty strings`,
+      }),
     ),
-    n: nullable(Type.Integer({ minimum: 1, maximum: MAX_N, default: COMPLETION_DEFAULTS.n, description: `an integer from 1 to ${MAX_N} (default ${COMPLETION_DEFAULTS.n})` })),
+    n: nullable(
+      Type.Integer({
+        minimum: 1,
+        maximum: MAX_N,
+        default: COMPLETION_DEFAULTS.n,
+        description: `an integer from 1 to ${MAX_N} (default ${COMPLETION_DEFAULTS.n})`,
+      }),
+    ),
     best_of: nullable(Type.Integer({ minimum: 1, maximum: MAX_N, description: 'null or equal to n (best-of ranking is not supported)' })),
     stream: nullable(Type.Boolean({ default: false, description: 'a boolean; true streams server-sent events' })),
     stream_options: nullable(
@@ -95,19 +117,24 @@ export const CompletionRequest = Type.Object(
       ),
     ),
     logprobs: nullable(
-      Type.Integer({ minimum: 0, maximum: MAX_LOGPROBS, description: `an integer from 0 to ${MAX_LOGPROBS}, the number of top alternatives per token, or null` }),
+      Type.Integer({
+        minimum: 0,
+        maximum: MAX_LOGPROBS,
+        description: `an integer from 0 to ${MAX_LOGPROBS}, the number of top alternatives per token, or null`,
+      }),
     ),
     echo: nullable(Type.Boolean({ default: false, description: 'a boolean; true returns the prompt before the completion' })),
     suffix: nullable(Type.String({ description: 'null or an empty string (suffixes are not supported)' })),
     presence_penalty: nullable(Type.Number({ minimum: -2, maximum: 2, description: '0 or null (penalties are not supported)' })),
     frequency_penalty: nullable(Type.Number({ minimum: -2, maximum: 2, description: '0 or null (penalties are not supported)' })),
-    logit_bias: nullable(
-      Type.Object({}, { additionalProperties: Type.Number(), description: 'null or an empty object (logit biases are not supported)' }),
-    ),
+    logit_bias: nullable(Type.Object({}, { additionalProperties: Type.Number(), description: 'null or an empty object (logit biases are not supported)' })),
     user: nullable(Type.String({ description: 'a string identifying the end user (ignored)' })),
     ...ExecutionFields,
   },
-  { description: 'An OpenAI legacy completions request, plus the sparse-serving fields `sparsity`, `latency_budget_ms`, `activation` and `sparse_prefill`. Unknown fields are ignored.' },
+  {
+    description:
+      'An OpenAI legacy completions request, plus the sparse-serving fields `sparsity`, `latency_budget_ms`, `activation` and `sparse_prefill`. Unknown fields are ignored.',
+  },
 );
 export type CompletionRequest = Static<typeof CompletionRequest>;
 
@@ -116,9 +143,7 @@ export const FinishReason = Type.Union([Type.Literal('stop'), Type.Literal('leng
 export const CompletionLogprobs = Type.Object({
   tokens: Type.Array(Type.String()),
   token_logprobs: Type.Array(Type.Union([Type.Number(), Type.Null()])),
-  top_logprobs: Type.Array(
-    Type.Union([Type.Object({}, { additionalProperties: Type.Number() }), Type.Null()]),
-  ),
+  top_logprobs: Type.Array(Type.Union([Type.Object({}, { additionalProperties: Type.Number() }), Type.Null()])),
   /** Character (code point) offsets of each token in the choice's text, echoed prompt included. */
   text_offset: Type.Array(Type.Integer()),
 });
@@ -146,7 +171,9 @@ export const SparsityInfo = Type.Object(
     activation_source: Type.Union([Type.Literal('dense'), Type.Literal('static'), Type.Literal('cache'), Type.Literal('computed'), Type.Literal('token')], {
       description: 'where the active neurons came from: none dropped, calibrated masks, a cached or a freshly computed per-prompt set, or chosen per token',
     }),
-    selector: Type.Optional(Type.String({ description: 'with per-token activation: the selector that chose each token\'s neurons ("predictor-cor_gxo" or "gate")' })),
+    selector: Type.Optional(
+      Type.String({ description: 'with per-token activation: the selector that chose each token\'s neurons ("predictor-cor_gxo" or "gate")' }),
+    ),
     block: Type.Optional(Type.Integer({ description: 'with per-token activation: neurons per selection block' })),
     flop_ratio: Type.Number({ description: 'flops_executed / flops_dense' }),
     sparse_prefill: Type.Boolean({ description: 'whether the prompt ran sparse too' }),
@@ -154,7 +181,10 @@ export const SparsityInfo = Type.Object(
     predicted_ms: Type.Optional(Type.Number({ description: "the chosen tier's predicted latency" })),
     budget_met: Type.Optional(Type.Boolean({ description: 'false when no tier was predicted to fit and the sparsest ran' })),
   },
-  { description: 'How the request ran. With several choices or continuations, the first one\'s (all run the same tier unless a latency profile changed in between).' },
+  {
+    description:
+      "How the request ran. With several choices or continuations, the first one's (all run the same tier unless a latency profile changed in between).",
+  },
 );
 export type SparsityInfo = Static<typeof SparsityInfo>;
 
@@ -204,10 +234,9 @@ export const ChatMessage = Type.Object(
     content: Type.Union(
       [
         Type.String(),
-        Type.Array(
-          Type.Object({ type: Type.String(), text: Type.Optional(Type.String()) }),
-          { description: 'content parts; only {"type": "text", "text": ...} is supported' },
-        ),
+        Type.Array(Type.Object({ type: Type.String(), text: Type.Optional(Type.String()) }), {
+          description: 'content parts; only {"type": "text", "text": ...} is supported',
+        }),
       ],
       { description: 'a string, or an array of {"type": "text", "text": string} parts (joined)' },
     ),
@@ -217,8 +246,7 @@ export const ChatMessage = Type.Object(
 );
 export type ChatMessage = Static<typeof ChatMessage>;
 
-const unsupportedList = (what: string) =>
-  nullable(Type.Array(Type.Unknown(), { description: `null or an empty array (${what} is not supported)` }));
+const unsupportedList = (what: string) => nullable(Type.Array(Type.Unknown(), { description: `null or an empty array (${what} is not supported)` }));
 
 // The descriptions double as the "expected ..." part of validation error messages.
 export const ChatCompletionRequest = Type.Object(
@@ -226,7 +254,7 @@ export const ChatCompletionRequest = Type.Object(
     model: Type.String({ description: 'the id of a served model, as listed by GET /v1/models' }),
     messages: Type.Array(ChatMessage, {
       minItems: 1,
-      description: 'a non-empty array of messages {role, content}, rendered into the prompt by the model\'s chat template',
+      description: "a non-empty array of messages {role, content}, rendered into the prompt by the model's chat template",
     }),
     max_completion_tokens: nullable(
       Type.Integer({ minimum: 0, description: `an integer >= 0 (default ${COMPLETION_DEFAULTS.maxTokens}); wins over max_tokens` }),
@@ -235,21 +263,41 @@ export const ChatCompletionRequest = Type.Object(
       Type.Integer({ minimum: 0, description: `an integer >= 0 (default ${COMPLETION_DEFAULTS.maxTokens}; deprecated by OpenAI for max_completion_tokens)` }),
     ),
     temperature: nullable(
-      Type.Number({ minimum: 0, maximum: 2, default: COMPLETION_DEFAULTS.temperature, description: `a number from 0 to 2 (default ${COMPLETION_DEFAULTS.temperature}; 0 is greedy)` }),
+      Type.Number({
+        minimum: 0,
+        maximum: 2,
+        default: COMPLETION_DEFAULTS.temperature,
+        description: `a number from 0 to 2 (default ${COMPLETION_DEFAULTS.temperature}; 0 is greedy)`,
+      }),
     ),
     top_p: nullable(
-      Type.Number({ exclusiveMinimum: 0, maximum: 1, default: COMPLETION_DEFAULTS.topP, description: `a number in (0, 1] (default ${COMPLETION_DEFAULTS.topP})` }),
+      Type.Number({
+        exclusiveMinimum: 0,
+        maximum: 1,
+        default: COMPLETION_DEFAULTS.topP,
+        description: `a number in (0, 1] (default ${COMPLETION_DEFAULTS.topP})`,
+      }),
     ),
     seed: nullable(
-      Type.Integer({ minimum: Number.MIN_SAFE_INTEGER, maximum: Number.MAX_SAFE_INTEGER, description: 'an integer; the same seed and request give the same output' }),
+      Type.Integer({
+        minimum: Number.MIN_SAFE_INTEGER,
+        maximum: Number.MAX_SAFE_INTEGER,
+        description: 'an integer; the same seed and request give the same output',
+      }),
     ),
     stop: nullable(
-      Type.Union(
-        [Type.String({ minLength: 1 }), Type.Array(Type.String({ minLength: 1 }), { maxItems: MAX_STOP })],
-        { description: `a non-empty string or an array of up to ${MAX_STOP} non-empty strings` },
-      ),
+      Type.Union([Type.String({ minLength: 1 }), Type.Array(Type.String({ minLength: 1 }), { maxItems: MAX_STOP })], {
+        description: `a non-empty string or an array of up to ${MAX_STOP} non-empty strings`,
+      }),
     ),
-    n: nullable(Type.Integer({ minimum: 1, maximum: MAX_N, default: COMPLETION_DEFAULTS.n, description: `an integer from 1 to ${MAX_N} (default ${COMPLETION_DEFAULTS.n})` })),
+    n: nullable(
+      Type.Integer({
+        minimum: 1,
+        maximum: MAX_N,
+        default: COMPLETION_DEFAULTS.n,
+        description: `an integer from 1 to ${MAX_N} (default ${COMPLETION_DEFAULTS.n})`,
+      }),
+    ),
     stream: nullable(Type.Boolean({ default: false, description: 'a boolean; true streams server-sent events' })),
     stream_options: nullable(
       Type.Object(
@@ -259,16 +307,16 @@ export const ChatCompletionRequest = Type.Object(
     ),
     logprobs: nullable(Type.Boolean({ default: false, description: 'a boolean; true returns the log-probability of each output token' })),
     top_logprobs: nullable(
-      Type.Integer({ minimum: 0, maximum: MAX_LOGPROBS, description: `an integer from 0 to ${MAX_LOGPROBS}, the most likely alternatives per token; needs logprobs: true` }),
+      Type.Integer({
+        minimum: 0,
+        maximum: MAX_LOGPROBS,
+        description: `an integer from 0 to ${MAX_LOGPROBS}, the most likely alternatives per token; needs logprobs: true`,
+      }),
     ),
     presence_penalty: nullable(Type.Number({ minimum: -2, maximum: 2, description: '0 or null (penalties are not supported)' })),
     frequency_penalty: nullable(Type.Number({ minimum: -2, maximum: 2, description: '0 or null (penalties are not supported)' })),
-    logit_bias: nullable(
-      Type.Object({}, { additionalProperties: Type.Number(), description: 'null or an empty object (logit biases are not supported)' }),
-    ),
-    response_format: nullable(
-      Type.Object({ type: Type.String() }, { description: 'null or {"type": "text"} (structured output is not supported)' }),
-    ),
+    logit_bias: nullable(Type.Object({}, { additionalProperties: Type.Number(), description: 'null or an empty object (logit biases are not supported)' })),
+    response_format: nullable(Type.Object({ type: Type.String() }, { description: 'null or {"type": "text"} (structured output is not supported)' })),
     tools: unsupportedList('tool calling'),
     functions: unsupportedList('function calling'),
     tool_choice: nullable(Type.Unknown({ description: 'null or "none" (tool calling is not supported)' })),
@@ -276,14 +324,17 @@ export const ChatCompletionRequest = Type.Object(
     user: nullable(Type.String({ description: 'a string identifying the end user (ignored)' })),
     ...ExecutionFields,
   },
-  { description: 'An OpenAI chat completions request, plus the sparse-serving fields `sparsity`, `latency_budget_ms`, `activation` and `sparse_prefill`. Unknown fields are ignored.' },
+  {
+    description:
+      'An OpenAI chat completions request, plus the sparse-serving fields `sparsity`, `latency_budget_ms`, `activation` and `sparse_prefill`. Unknown fields are ignored.',
+  },
 );
 export type ChatCompletionRequest = Static<typeof ChatCompletionRequest>;
 
 const ChatTopLogprob = Type.Object({
   token: Type.String({ description: "the token's text (may be empty for part of a UTF-8 character)" }),
   logprob: Type.Number(),
-  bytes: Type.Union([Type.Array(Type.Integer()), Type.Null()], { description: "the UTF-8 bytes of `token`" }),
+  bytes: Type.Union([Type.Array(Type.Integer()), Type.Null()], { description: 'the UTF-8 bytes of `token`' }),
 });
 
 export const ChatTokenLogprob = Type.Object({
@@ -352,7 +403,7 @@ export const TierCard = Type.Object({
   name: Type.String({ description: 'what `sparsity` may name: "dense" or "s" + percent' }),
   sparsity: Type.Number({ description: 'per-layer MLP sparsity' }),
   neurons_per_layer: Type.Integer({ description: 'MLP neurons kept per layer' }),
-  traffic_bound: Type.Number({ description: 'dense weight bytes per decoded token / this tier\'s: the memory-traffic speedup bound' }),
+  traffic_bound: Type.Number({ description: "dense weight bytes per decoded token / this tier's: the memory-traffic speedup bound" }),
   profile: Type.Union(
     [
       Type.Object({
@@ -379,10 +430,14 @@ export const ModelCard = Type.Object({
   per_token: Type.Optional(
     Type.Object(
       {
-        selector: Type.String({ description: 'the selector `activation: "token"` runs: "predictor-cor_gxo" (trained on Corrected GxO oracle sets) or "gate" (gate-first)' }),
+        selector: Type.String({
+          description: 'the selector `activation: "token"` runs: "predictor-cor_gxo" (trained on Corrected GxO oracle sets) or "gate" (gate-first)',
+        }),
         selectors: Type.Array(Type.String(), { description: 'every selector this model has' }),
         block: Type.Integer({ description: 'neurons per selection block' }),
-        tiers: Type.Array(TierCard, { description: 'the per-token tiers: neurons each token keeps per layer, the traffic bound with the selector\'s bytes counted' }),
+        tiers: Type.Array(TierCard, {
+          description: "the per-token tiers: neurons each token keeps per layer, the traffic bound with the selector's bytes counted",
+        }),
       },
       { description: 'per-token activation (`activation: "token"`)' },
     ),

@@ -74,12 +74,24 @@ function isStrings(value: string[] | number[][]): value is string[] {
 }
 
 /** Each continuation's tokens as the joined text has them, or alone where the join merges across the boundary. */
-async function tokenizeContinuations(model: ServedModel, promptText: string | null, promptIds: number[], texts: string[], encode: Encoder): Promise<number[][]> {
+async function tokenizeContinuations(
+  model: ServedModel,
+  promptText: string | null,
+  promptIds: number[],
+  texts: string[],
+  encode: Encoder,
+): Promise<number[][]> {
   for (const [i, text] of texts.entries()) checkTextFits(model, (promptText ?? '') + text, 'continuations', `the prompt with continuation ${i}`);
   const joined = promptText !== null ? await encode(texts.map((text) => promptText + text)) : [];
-  const extendsPrompt = (ids: number[] | undefined): ids is number[] => ids !== undefined && ids.length > promptIds.length && promptIds.every((id, i) => ids[i] === id);
+  const extendsPrompt = (ids: number[] | undefined): ids is number[] =>
+    ids !== undefined && ids.length > promptIds.length && promptIds.every((id, i) => ids[i] === id);
   const alone = texts.map((_text, i) => !extendsPrompt(joined[i]));
-  const aloneIds = alone.some(Boolean) ? await encode(texts.filter((_text, i) => alone[i]), false) : [];
+  const aloneIds = alone.some(Boolean)
+    ? await encode(
+        texts.filter((_text, i) => alone[i]),
+        false,
+      )
+    : [];
   let next = 0;
   return texts.map((_text, i) => (alone[i] ? aloneIds[next++] : (joined[i] as number[]).slice(promptIds.length)));
 }

@@ -26,11 +26,7 @@ export const SSE_DONE = 'data: [DONE]\n\n';
  * generation behind it). An error thrown by `events` is sent as a last `{"error": ...}` event
  * (headers are gone, so the status cannot change any more), then `[DONE]`.
  */
-export async function writeSse(
-  res: ServerResponse,
-  events: AsyncIterable<unknown>,
-  toErrorBody: (err: unknown) => ApiErrorBody,
-): Promise<void> {
+export async function writeSse(res: ServerResponse, events: AsyncIterable<unknown>, toErrorBody: (err: unknown) => ApiErrorBody): Promise<void> {
   try {
     for await (const event of events) {
       if (!(await write(res, sseEvent(event)))) return;

@@ -28,7 +28,14 @@ export function schemaViolationError(violations: readonly SchemaViolation[], exp
   const segments = detail.instancePath.split('/').slice(1).map(unescapePointer);
   const param = segments[0];
   // Paths name the client's own keys, which can be of any length.
-  const location = excerpt(param + segments.slice(1).map((s) => (/^\d+$/.test(s) ? `[${s}]` : `.${s}`)).join(''), 128);
+  const location = excerpt(
+    param +
+      segments
+        .slice(1)
+        .map((s) => (/^\d+$/.test(s) ? `[${s}]` : `.${s}`))
+        .join(''),
+    128,
+  );
   // When no alternative of a union got further than the parameter itself, Ajv's per-branch
   // complaints ("must be string", "must be array") mislead; the documented form does not.
   const unionFailed = violations.some((v) => v.keyword === 'anyOf' && v.instancePath === detail.instancePath);

@@ -43,9 +43,7 @@ function echoPrompt(model: DecodingModel, promptIds: number[], logits: Float32Ar
   const decoder = new IncrementalDecoder((ids) => model.decode(ids));
   const V = model.vocabSize;
   const tokens = promptIds.map((id, i): TokenInfo => {
-    const scored = k !== null && i > 0
-      ? scoreToken(logits.subarray((i - 1) * V, i * V), id, k, labeller(model, decoder))
-      : { logprob: null, top: null };
+    const scored = k !== null && i > 0 ? scoreToken(logits.subarray((i - 1) * V, i * V), id, k, labeller(model, decoder)) : { logprob: null, top: null };
     return { id, text: decoder.push(id), ...scored };
   });
   return { text: tokens.map((t) => t.text).join(''), tokens };

@@ -60,7 +60,10 @@ export class KvArena {
   load(row: number, cache: KvCache): void {
     const { numKvHeads, headDim } = this.shape;
     for (let l = 0; l < this.shape.numLayers; l++) {
-      for (const [from, to] of [[cache.keys[l], this.keys[l]], [cache.values[l], this.values[l]]] as const) {
+      for (const [from, to] of [
+        [cache.keys[l], this.keys[l]],
+        [cache.values[l], this.values[l]],
+      ] as const) {
         const src = from.data as Float32Array;
         const srcCapacity = from.dims[2];
         for (let h = 0; h < numKvHeads; h++) {

@@ -46,9 +46,7 @@ export function topIndices(values: ArrayLike<number>, k: number): number[] {
 export function sampleToken(logits: ArrayLike<number>, s: SamplerSettings, rand: Rng): number {
   if (s.temperature === 0) return argmax(logits);
   // Candidates most likely first: the top k, or the whole vocabulary.
-  const candidates = s.topK > 0
-    ? topIndices(logits, s.topK)
-    : Array.from({ length: logits.length }, (_, i) => i).sort((a, b) => logits[b] - logits[a]);
+  const candidates = s.topK > 0 ? topIndices(logits, s.topK) : Array.from({ length: logits.length }, (_, i) => i).sort((a, b) => logits[b] - logits[a]);
   const max = logits[candidates[0]];
   const weights = candidates.map((i) => Math.exp((logits[i] - max) / s.temperature));
   const total = weights.reduce((a, b) => a + b, 0);

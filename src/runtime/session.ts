@@ -1,7 +1,18 @@
 /** One ONNX Runtime session of a LLaMA-family graph, with its KV cache threaded through calls. */
 import * as ort from 'onnxruntime-node';
 import { selectedName, type TokenSelection } from '../arch/token-mlp.js';
-import { attendsWithGqa, LlamaBuilder, pastKeyName, pastValueName, presentKeyName, presentValueName, projectionsName, ropeTables, rotateHalf, type RopeTables } from '../arch/llama.js';
+import {
+  attendsWithGqa,
+  LlamaBuilder,
+  pastKeyName,
+  pastValueName,
+  presentKeyName,
+  presentValueName,
+  projectionsName,
+  ropeTables,
+  rotateHalf,
+  type RopeTables,
+} from '../arch/llama.js';
 import { Graph } from '../graph/graph.js';
 import { toOnnx } from '../graph/onnx.js';
 import type { Value } from '../graph/types.js';
@@ -82,7 +93,12 @@ export function buildLlamaOnnx(config: LlamaConfig, weights: LlamaWeights, optio
   const onMlpActivation = options.mlpMask
     ? (layer: number, a: Value) => graph.mul(a, graph.input(mlpMaskName(layer), 'float32', ['batch', 'seq', config.intermediateSize]))
     : undefined;
-  graph.output(new LlamaBuilder(graph, config, { cache: true, fused: true, mlpInputs: options.mlpInputs, onMlpActivation, tokenSelection: options.tokenSelection }).build(weights), 'logits');
+  graph.output(
+    new LlamaBuilder(graph, config, { cache: true, fused: true, mlpInputs: options.mlpInputs, onMlpActivation, tokenSelection: options.tokenSelection }).build(
+      weights,
+    ),
+    'logits',
+  );
   return toOnnx(graph);
 }
 
@@ -123,7 +139,11 @@ export class LlamaSession {
     const next = cache.append(n);
     const feeds: Record<string, ort.Tensor> = {
       input_ids: new ort.Tensor('int64', BigInt64Array.from(tokens, BigInt), [1, n]),
-      position_ids: new ort.Tensor('int64', BigInt64Array.from(tokens, (_, i) => BigInt(cache.length + i)), [1, n]),
+      position_ids: new ort.Tensor(
+        'int64',
+        BigInt64Array.from(tokens, (_, i) => BigInt(cache.length + i)),
+        [1, n],
+      ),
       logits_to_keep: new ort.Tensor('int64', BigInt64Array.of(BigInt(Math.min(logitsToKeep, n))), [1]),
       ...inputs,
     };
@@ -138,7 +158,11 @@ export class LlamaSession {
       const positions = Array.from({ length: n }, (_, i) => cache.length + i);
       this.appendProjections(out, positions, (layer, i, keys, values) => next.writePosition(layer, positions[i], keys, values));
     } else {
-      next.write(cache.length, layers.map((l) => out[presentKeyName(l)]), layers.map((l) => out[presentValueName(l)]));
+      next.write(
+        cache.length,
+        layers.map((l) => out[presentKeyName(l)]),
+        layers.map((l) => out[presentValueName(l)]),
+      );
     }
     const selected = out[selectedName(0)] ? layers.map((l) => out[selectedName(l)].data as BigInt64Array) : undefined;
     return { logits: out.logits.data as Float32Array, cache: next, ...(selected && { selected }) };
@@ -176,7 +200,11 @@ export class LlamaSession {
    * counting them): the keys with RoPE at their positions, as the graph's attention used them,
    * and the values as they are.
    */
-  private appendProjections(out: ort.InferenceSession.ReturnType, positions: number[], write: (layer: number, i: number, keys: Float32Array, values: Float32Array) => void): void {
+  private appendProjections(
+    out: ort.InferenceSession.ReturnType,
+    positions: number[],
+    write: (layer: number, i: number, keys: Float32Array, values: Float32Array) => void,
+  ): void {
     const rope = this.gqaRope!;
     const { numHeads, numKvHeads, headDim, numLayers } = this.config;
     const qWidth = numHeads * headDim;

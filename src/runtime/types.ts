@@ -170,12 +170,7 @@ export interface ServedModel {
    * Yields deltas as they are final; returns how it finished. Stops early when `signal` aborts
    * (the result then reports what was generated so far).
    */
-  generate(
-    promptIds: number[],
-    params: SamplingParams,
-    signal?: AbortSignal,
-    execution?: ExecutionOptions,
-  ): AsyncGenerator<GenerationDelta, GenerationResult>;
+  generate(promptIds: number[], params: SamplingParams, signal?: AbortSignal, execution?: ExecutionOptions): AsyncGenerator<GenerationDelta, GenerationResult>;
   /** The sparsity tiers this model serves (at least "dense"), with their latency profiles. */
   tiers(): TierInfo[];
   /** Per-token activation, when the model serves it. */

@@ -213,7 +213,12 @@ export class Engine implements ServedModel, DecodingModel {
 
   // Generation.
 
-  generate(promptIds: number[], params: SamplingParams, signal?: AbortSignal, execution: ExecutionOptions = {}): AsyncGenerator<GenerationDelta, GenerationResult> {
+  generate(
+    promptIds: number[],
+    params: SamplingParams,
+    signal?: AbortSignal,
+    execution: ExecutionOptions = {},
+  ): AsyncGenerator<GenerationDelta, GenerationResult> {
     for (const id of promptIds) {
       if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) {
         throw new RangeError(`token id ${id} is outside the vocabulary [0, ${this.vocabSize})`);
@@ -226,7 +231,12 @@ export class Engine implements ServedModel, DecodingModel {
     return this.run(promptIds, params, signal, execution);
   }
 
-  private async *run(promptIds: number[], params: SamplingParams, signal: AbortSignal | undefined, execution: ExecutionOptions): AsyncGenerator<GenerationDelta, GenerationResult> {
+  private async *run(
+    promptIds: number[],
+    params: SamplingParams,
+    signal: AbortSignal | undefined,
+    execution: ExecutionOptions,
+  ): AsyncGenerator<GenerationDelta, GenerationResult> {
     const plan = await this.plan(promptIds.length, params.maxTokens, execution);
     const sequence = new Sequence(this.model.config, await this.setUp(plan, promptIds), this.scheduler);
     try {
@@ -239,7 +249,8 @@ export class Engine implements ServedModel, DecodingModel {
         yield r.value;
       }
       sequence.close();
-      if (sequence.prefillRan) this.latency.recordPrefill(plan.profile, plan.sparsePrefill && plan.tier.sparsity > 0 ? plan.profile : 'dense', promptIds.length, sequence.prefillMs);
+      if (sequence.prefillRan)
+        this.latency.recordPrefill(plan.profile, plan.sparsePrefill && plan.tier.sparsity > 0 ? plan.profile : 'dense', promptIds.length, sequence.prefillMs);
       return sequence.account(r.value, promptIds.length);
     } finally {
       sequence.close();

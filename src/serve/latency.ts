@@ -85,7 +85,8 @@ export class LatencyModel {
     if (!prefill) throw new Error(`no latency profile for ${input.prefillProfile}`);
     const before = input.running.reduce((sum, b) => sum + this.stepMs(b.profile, b.rows), 0);
     const at = input.running.findIndex((b) => b.profile === input.decodeProfile);
-    const joined = at < 0 ? [...input.running, { profile: input.decodeProfile, rows: 1 }] : input.running.map((b, i) => (i === at ? { ...b, rows: b.rows + 1 } : b));
+    const joined =
+      at < 0 ? [...input.running, { profile: input.decodeProfile, rows: 1 }] : input.running.map((b, i) => (i === at ? { ...b, rows: b.rows + 1 } : b));
     const perToken = joined.reduce((sum, b) => sum + this.stepMs(b.profile, b.rows), 0);
     const chunks = Math.ceil(input.promptTokens / input.prefillChunk);
     return input.promptTokens * prefill.prefillMsPerToken + chunks * before + input.maxTokens * perToken;

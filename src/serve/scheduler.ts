@@ -50,7 +50,14 @@ export class Scheduler {
    * The prompt through `session`, in chunks; with `memoKey`, shared with the previous prefill of
    * the same key (`shared` is told whether it was).
    */
-  prefill(session: LlamaSession, promptIds: number[], logitsToKeep: number, inputs: Record<string, ort.Tensor>, memoKey: string | null, shared: (reused: boolean) => void): Promise<ForwardResult> {
+  prefill(
+    session: LlamaSession,
+    promptIds: number[],
+    logitsToKeep: number,
+    inputs: Record<string, ort.Tensor>,
+    memoKey: string | null,
+    shared: (reused: boolean) => void,
+  ): Promise<ForwardResult> {
     const run = () => this.chunkedPrefill(session, promptIds, logitsToKeep, inputs);
     if (memoKey === null) return run();
     const key = `${memoKey}:${logitsToKeep}:${promptIds.join(',')}`;

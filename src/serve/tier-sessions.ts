@@ -132,7 +132,10 @@ export class TierSessions {
     if (tier.keep === null) return this.model.weights;
     if (kind === 'static') return pruneMlp(this.model.weights, tier.keep);
     const first = [...Array(tier.neuronsPerLayer).keys()];
-    return pruneMlp(this.model.weights, tier.keep.map(() => first));
+    return pruneMlp(
+      this.model.weights,
+      tier.keep.map(() => first),
+    );
   }
 
   /** A static tier's session, or a per-prompt one of its size. */

@@ -79,7 +79,12 @@ export class Attributor {
     readonly withMlpInputs = false,
   ) {}
 
-  static async create(config: LlamaConfig, weights: LlamaWeights, options: OrtOptions = {}, graph: { cache?: boolean; mlpInputs?: boolean } = {}): Promise<Attributor> {
+  static async create(
+    config: LlamaConfig,
+    weights: LlamaWeights,
+    options: OrtOptions = {},
+    graph: { cache?: boolean; mlpInputs?: boolean } = {},
+  ): Promise<Attributor> {
     const { graph: built } = buildAttributionGraph(config, weights, { cache: graph.cache, mlpInputs: graph.mlpInputs });
     const session = await ort.InferenceSession.create(toOnnx(built), sessionOptions(options));
     return new Attributor(config, session, graph.cache === true, graph.mlpInputs === true);
@@ -114,7 +119,11 @@ export class Attributor {
     const feeds: Record<string, ort.Tensor> = {
       ...past,
       input_ids: new ort.Tensor('int64', BigInt64Array.from(tokens, BigInt), [1, S]),
-      position_ids: new ort.Tensor('int64', BigInt64Array.from(tokens, (_, i) => BigInt(start + i)), [1, S]),
+      position_ids: new ort.Tensor(
+        'int64',
+        BigInt64Array.from(tokens, (_, i) => BigInt(start + i)),
+        [1, S],
+      ),
       target_ids: new ort.Tensor('int64', BigInt64Array.from(targets.ids, BigInt), [1, S]),
       target_weights: new ort.Tensor('float32', Float32Array.from(targets.weights), [1, S]),
     };

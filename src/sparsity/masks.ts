@@ -32,7 +32,9 @@ export function rankUnits(scores: ArrayLike<number>): number[] {
 /** Indices of the units kept at `sparsity`, ascending: the top round((1 - s) * n) by score. */
 export function keepTop(scores: ArrayLike<number>, sparsity: number): number[] {
   const keep = keptCount(scores.length, sparsity);
-  return rankUnits(scores).slice(0, keep).sort((x, y) => x - y);
+  return rankUnits(scores)
+    .slice(0, keep)
+    .sort((x, y) => x - y);
 }
 
 /** Aggregated scores of one layer's units. */
@@ -156,7 +158,15 @@ export function parseMaskFile(json: unknown, file: string, shape: MaskShape): Ma
         const layer = new FieldReader(l, file, `${where}.`);
         return {
           mlp: unitIndices(layer, 'mlp', where, shape.intermediateSize, 'intermediate_size', mlpKept, `round((1 - ${sparsity}) * ${shape.intermediateSize})`),
-          heads: unitIndices(layer, 'heads', where, shape.numHeads, 'num_attention_heads', headsKept, masks.pruneHeads ? `round((1 - ${sparsity}) * ${shape.numHeads})` : 'every head, as pruneHeads is false'),
+          heads: unitIndices(
+            layer,
+            'heads',
+            where,
+            shape.numHeads,
+            'num_attention_heads',
+            headsKept,
+            masks.pruneHeads ? `round((1 - ${sparsity}) * ${shape.numHeads})` : 'every head, as pruneHeads is false',
+          ),
         };
       }),
     };
@@ -191,7 +201,8 @@ function unitIndices(reader: FieldReader, field: string, at: string, units: numb
   if (!Array.isArray(value)) throw reader.error(field, 'an array of unit indices', value);
   const seen = new Map<number, number>();
   value.forEach((x: unknown, i) => {
-    if (typeof x !== 'number' || !Number.isInteger(x)) throw new Error(`${reader.file}: field "${where}" holds ${describe(x)} at position ${i}, not an integer index`);
+    if (typeof x !== 'number' || !Number.isInteger(x))
+      throw new Error(`${reader.file}: field "${where}" holds ${describe(x)} at position ${i}, not an integer index`);
     if (x < 0 || x >= units) {
       throw new Error(`${reader.file}: field "${where}" holds index ${x} at position ${i}, outside [0, ${units}) (the model's ${unitsName} is ${units})`);
     }

@@ -36,12 +36,22 @@ export function unitScores(metric: Metric, { a, g }: UnitActivity, units: number
     }
     for (let i = row; i < row + units; i++) {
       switch (metric) {
-        case 'magnitude': out[i] = Math.abs(a[i]); break;
-        case 'gradient': out[i] = -g[i]; break;
+        case 'magnitude':
+          out[i] = Math.abs(a[i]);
+          break;
+        case 'gradient':
+          out[i] = -g[i];
+          break;
         case 'gxo':
-        case 'ig': out[i] = -g[i] * a[i]; break;
-        case 'snip': out[i] = Math.abs(g[i] * a[i]); break;
-        case 'cor_gxo': out[i] = -g[i] * a[i] + 0.5 * Math.abs(a[i]) * norm; break;
+        case 'ig':
+          out[i] = -g[i] * a[i];
+          break;
+        case 'snip':
+          out[i] = Math.abs(g[i] * a[i]);
+          break;
+        case 'cor_gxo':
+          out[i] = -g[i] * a[i] + 0.5 * Math.abs(a[i]) * norm;
+          break;
       }
     }
   }

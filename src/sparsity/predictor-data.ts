@@ -235,7 +235,15 @@ function gather(config: LlamaConfig, sparsities: number[], rows: { chunk: Chunk;
 }
 
 /** One passage, one dense step and one attribution step per labelled position; returns the next row. */
-async function labelPassage(config: LlamaConfig, session: LlamaSession, stepper: Attributor, p: Passage, sparsities: number[], into: Chunk, row: number): Promise<number> {
+async function labelPassage(
+  config: LlamaConfig,
+  session: LlamaSession,
+  stepper: Attributor,
+  p: Passage,
+  sparsities: number[],
+  into: Chunk,
+  row: number,
+): Promise<number> {
   const H = config.hiddenSize;
   const F = config.intermediateSize;
   let cache = (await session.forward([p.tokens[0]], session.emptyCache(), 1)).cache;

@@ -43,7 +43,12 @@ export function softplus(g: Graph, z: Value): Value {
  * Inputs `a` [hidden, rank], `b` [rank, F], `bias` [F], `x` [n, hidden], `y` [n, F]; outputs
  * `loss` and, with `gradients`, `grad.a`, `grad.b`, `grad.bias`.
  */
-export function buildPredictorLossGraph(hidden: number, rank: number, F: number, o: { dtype?: 'float32' | 'float64'; posWeight?: number; gradients?: boolean } = {}): PredictorLossGraph {
+export function buildPredictorLossGraph(
+  hidden: number,
+  rank: number,
+  F: number,
+  o: { dtype?: 'float32' | 'float64'; posWeight?: number; gradients?: boolean } = {},
+): PredictorLossGraph {
   const dtype = o.dtype ?? 'float32';
   const g = new Graph('predictor');
   const a = g.input('a', dtype, [hidden, rank]);
@@ -128,12 +133,21 @@ function initLayer(data: LabelledData, l: number, k: PredictorLabels, rank: numb
 }
 
 /** Trains one predictor per layer on `data`'s `labels`; resumes from `o.checkpoint`. */
-export async function trainPredictor(data: LabelledData, labels: PredictorLabels, s: PredictorTrainSettings, o: TrainOptions = {}): Promise<{ layers: PredictorLayer[]; seconds: number; finalLoss: number }> {
+export async function trainPredictor(
+  data: LabelledData,
+  labels: PredictorLabels,
+  s: PredictorTrainSettings,
+  o: TrainOptions = {},
+): Promise<{ layers: PredictorLayer[]; seconds: number; finalLoss: number }> {
   const { hidden: H, intermediate: F, layers: L, positions: N } = data;
   checkRank(s.rank, H, F);
   if (N === 0) throw new Error('no training positions');
   const built = buildPredictorLossGraph(H, s.rank, F, { posWeight: s.posWeight });
-  const session = await ort.InferenceSession.create(toOnnx(built.graph), { graphOptimizationLevel: 'all', intraOpNumThreads: o.threads ?? 0, interOpNumThreads: 1 });
+  const session = await ort.InferenceSession.create(toOnnx(built.graph), {
+    graphOptimizationLevel: 'all',
+    intraOpNumThreads: o.threads ?? 0,
+    interOpNumThreads: 1,
+  });
   const states: LayerState[] = Array.from({ length: L }, (_, l) => {
     const params = initLayer(data, l, labels, s.rank, s.seed);
     return { params, adam: { a: newAdamState(params.a.length), b: newAdamState(params.b.length), bias: newAdamState(F) } };
@@ -220,7 +234,10 @@ export async function trainPredictor(data: LabelledData, labels: PredictorLabels
 /** Per layer and position, a score per neuron: the selection rule under evaluation. */
 export type ScoreFn = (layer: number, x: Float32Array) => ArrayLike<number>;
 
-export const predictorScoreFn = (layers: PredictorLayer[], rank: number, F: number): ScoreFn => (l, x) => predictorScores(layers[l], rank, F, x);
+export const predictorScoreFn =
+  (layers: PredictorLayer[], rank: number, F: number): ScoreFn =>
+  (l, x) =>
+    predictorScores(layers[l], rank, F, x);
 
 /**
  * Per sparsity (string key), the mean over layers (of the mean over positions) of the recall

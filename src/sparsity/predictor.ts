@@ -126,7 +126,12 @@ export function writePredictor(dir: string, p: Predictor): void {
  * The model's predictor trained on `labels`, or null when it has none. Throws when it was
  * trained for other weights than `weightsHash` (stale), or its shapes are wrong.
  */
-export function readPredictor(dir: string, weightsHash: string, labels: PredictorLabels, config?: Pick<LlamaConfig, 'hiddenSize' | 'intermediateSize' | 'numLayers'>): Predictor | null {
+export function readPredictor(
+  dir: string,
+  weightsHash: string,
+  labels: PredictorLabels,
+  config?: Pick<LlamaConfig, 'hiddenSize' | 'intermediateSize' | 'numLayers'>,
+): Predictor | null {
   const file = predictorFile(dir, labels);
   if (!existsSync(file)) return null;
   const st = SafetensorsFile.open(file);
@@ -187,7 +192,13 @@ function predictorHead(json: unknown, file: string): PredictorHead {
   const r = new FieldReader(json, file, 'predictor.');
   const format = r.raw('format');
   if (format !== 1) throw new Error(`${file}: unknown predictor format ${describe(format)}, expected 1`);
-  return { labels: r.string('labels'), rank: r.positiveInt('rank'), hidden: r.positiveInt('hidden'), intermediate: r.positiveInt('intermediate'), layers: r.positiveInt('layers') };
+  return {
+    labels: r.string('labels'),
+    rank: r.positiveInt('rank'),
+    hidden: r.positiveInt('hidden'),
+    intermediate: r.positiveInt('intermediate'),
+    layers: r.positiveInt('layers'),
+  };
 }
 
 /** The meta the server reads: whose weights, and the recalls that decide whether the predictor serves. */

@@ -39,7 +39,11 @@ export function selectTier(tiers: Tier[], requested: number | string, model: str
     throw new ParameterError('sparsity', `'sparsity' must be a number from 0 to ${MAX_SPARSITY} or a tier name; got ${requested}.`);
   }
   if (requested > 0 && tiers.length === 1) {
-    throw new ParameterError('sparsity', `Model '${model}' has no calibrated sparsity tiers; create them with \`npm run calibrate\` (sparsity/masks.json).`, 'no_tiers');
+    throw new ParameterError(
+      'sparsity',
+      `Model '${model}' has no calibrated sparsity tiers; create them with \`npm run calibrate\` (sparsity/masks.json).`,
+      'no_tiers',
+    );
   }
   // Small tolerance so that 0.8 selects the tier calibrated at 0.8 whatever its rounding.
   return tiers.filter((t) => t.sparsity <= requested + 1e-9).at(-1)!;

@@ -10,7 +10,10 @@ export class BigramModel {
   private total = 0;
   lambda = 0.5;
 
-  constructor(readonly vocab: number, stream: Int32Array) {
+  constructor(
+    readonly vocab: number,
+    stream: Int32Array,
+  ) {
     this.unigram = new Float64Array(vocab);
     this.contexts = new Float64Array(vocab);
     for (let i = 0; i < stream.length; i++) {

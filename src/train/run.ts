@@ -87,7 +87,10 @@ export async function trainDefaultModel(o: RunOptions): Promise<RunResult> {
   // The tokenizer is trained once per run; a resumed run reuses it.
   if (!existsSync(join(o.work, 'tokenizer.json'))) {
     const t0 = performance.now();
-    const bpe = trainBpe(split.train.map((d) => d.text), { vocabSize: DEFAULT_SHAPE.vocab });
+    const bpe = trainBpe(
+      split.train.map((d) => d.text),
+      { vocabSize: DEFAULT_SHAPE.vocab },
+    );
     writeBpeTokenizer(o.work, bpe, { modelMaxLength: DEFAULT_SHAPE.maxPositions });
     log(`tokenizer: ${bpe.tokens.length} tokens in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
   }
@@ -96,7 +99,12 @@ export async function trainDefaultModel(o: RunOptions): Promise<RunResult> {
   const config = parseConfig(configJson(), configFile);
   const tokenizer = ModelTokenizer.fromDir(o.work, config);
   const eos = config.eosTokenIds[0];
-  const encode = (docs: CorpusDocument[]) => tokenStream(docs.map((d) => d.text), (t) => tokenizer.encode(t), eos);
+  const encode = (docs: CorpusDocument[]) =>
+    tokenStream(
+      docs.map((d) => d.text),
+      (t) => tokenizer.encode(t),
+      eos,
+    );
   const train = encode(split.train);
   const validation = encode(split.validation);
   const calibration = encode(split.calibration);
@@ -130,7 +138,10 @@ export async function trainDefaultModel(o: RunOptions): Promise<RunResult> {
   writeSafetensors(join(o.out, 'model.safetensors'), trainer.exportTensors());
   writeFileSync(join(o.out, 'config.json'), readFileSync(configFile));
   for (const f of ['tokenizer.json', 'tokenizer_config.json']) writeFileSync(join(o.out, f), readFileSync(join(o.work, f)));
-  writeFileSync(join(o.out, 'generation_config.json'), `${JSON.stringify({ bos_token_id: 0, eos_token_id: 1, max_length: DEFAULT_SHAPE.maxPositions }, null, 2)}\n`);
+  writeFileSync(
+    join(o.out, 'generation_config.json'),
+    `${JSON.stringify({ bos_token_id: 0, eos_token_id: 1, max_length: DEFAULT_SHAPE.maxPositions }, null, 2)}\n`,
+  );
 
   const result: RunResult = {
     config,

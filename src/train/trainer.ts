@@ -67,9 +67,13 @@ export class Trainer {
       const shape = p.value.shape as number[];
       params.set(name, { shape, data: Float32Array.from(p.init), adam: newAdamState(p.init.length), decay: shape.length >= 2 });
     }
-    return new Trainer(config, settings, params,
+    return new Trainer(
+      config,
+      settings,
+      params,
       await ort.InferenceSession.create(toOnnx(training.graph), options),
-      await ort.InferenceSession.create(toOnnx(evaluation.graph), options));
+      await ort.InferenceSession.create(toOnnx(evaluation.graph), options),
+    );
   }
 
   get parameterCount(): number {
@@ -163,7 +167,11 @@ export class Trainer {
     const meta = JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as { step: number; tokens: number; seconds: number; history: HistoryPoint[] };
     const tensors = readSafetensors(join(dir, 'state.safetensors'));
     for (const [name, p] of this.params) {
-      for (const [prefix, into] of [['param', p.data], ['m', p.adam.m], ['v', p.adam.v]] as const) {
+      for (const [prefix, into] of [
+        ['param', p.data],
+        ['m', p.adam.m],
+        ['v', p.adam.v],
+      ] as const) {
         const t = tensors[`${prefix}/${name}`];
         if (!t || t.data.length !== into.length) throw new Error(`${dir}: checkpoint lacks ${prefix}/${name} of the model's shape`);
         into.set(t.data);

@@ -67,10 +67,12 @@ for (const [name, options] of variants) {
     const stepwise = cache.contiguous();
     const whole = full.cache.contiguous();
     t.same(stepwise.keys[0].dims, [1, config.numKvHeads, tokens.length, config.headDim]);
-    const cacheErr = Math.max(...[...stepwise.keys, ...stepwise.values].map((c, i) => {
-      const w = (i < config.numLayers ? whole.keys[i] : whole.values[i - config.numLayers]).data as Float32Array;
-      return Math.max(...Array.from(c.data as Float32Array, (v, j) => Math.abs(v - w[j])));
-    }));
+    const cacheErr = Math.max(
+      ...[...stepwise.keys, ...stepwise.values].map((c, i) => {
+        const w = (i < config.numLayers ? whole.keys[i] : whole.values[i - config.numLayers]).data as Float32Array;
+        return Math.max(...Array.from(c.data as Float32Array, (v, j) => Math.abs(v - w[j])));
+      }),
+    );
     t.ok(cacheErr < 1e-4, `the stepwise cache holds the prefill's keys and values: max difference ${cacheErr.toExponential(2)}`);
 
     // A chunk after a cached prefix (positions continue from the cache), last logits only.

@@ -37,7 +37,11 @@ function masksOf(selected: BigInt64Array[], positions: number, B: number): Recor
 const rand = createRng(11);
 const gaussian = (n: number, scale: number) => Float32Array.from({ length: n }, () => (rand() * 2 - 1) * scale);
 const rank = 8;
-const predictor: PredictorWeights[] = weights.layers.map(() => ({ a: gaussian(config.hiddenSize * rank, 0.3), b: gaussian(rank * F, 0.3), bias: gaussian(F, 0.1) }));
+const predictor: PredictorWeights[] = weights.layers.map(() => ({
+  a: gaussian(config.hiddenSize * rank, 0.3),
+  b: gaussian(rank * F, 0.3),
+  bias: gaussian(F, 0.1),
+}));
 
 const selections: TokenSelection[] = [
   { selector: 'gate', block: B, outputSelected: true },
@@ -48,37 +52,49 @@ const selections: TokenSelection[] = [
 ];
 
 for (const selection of selections) {
-  t.test(`${selection.selector}${"rerank" in selection && selection.rerank ? " (reranked)" : ""}, blocks of ${selection.block}: equal to the dense graph masked with the same sets`, async (t) => {
-    const session = await LlamaSession.create(config, weights, { intraOpThreads: 1 }, { tokenSelection: selection });
-    t.teardown(() => session.release());
-    const nb = F / selection.block;
-    const keptBlocks = Math.round(0.3 * nb);
-    const blocks = tokenFeeds(F, selection, keptBlocks);
-    const prompt = [1, 403, 407, 261, 378, 270, 1000 % config.vocabSize];
+  t.test(
+    `${selection.selector}${'rerank' in selection && selection.rerank ? ' (reranked)' : ''}, blocks of ${selection.block}: equal to the dense graph masked with the same sets`,
+    async (t) => {
+      const session = await LlamaSession.create(config, weights, { intraOpThreads: 1 }, { tokenSelection: selection });
+      t.teardown(() => session.release());
+      const nb = F / selection.block;
+      const keptBlocks = Math.round(0.3 * nb);
+      const blocks = tokenFeeds(F, selection, keptBlocks);
+      const prompt = [1, 403, 407, 261, 378, 270, 1000 % config.vocabSize];
 
-    const sparse = await session.forward(prompt, session.emptyCache(), prompt.length, blocks);
-    t.equal(sparse.selected!.length, config.numLayers);
-    t.equal(sparse.selected![0].length, prompt.length * keptBlocks, 'each position keeps token_blocks blocks');
-    const perPosition = [...Array(prompt.length).keys()].map((p) => [...sparse.selected![0].subarray(p * keptBlocks, (p + 1) * keptBlocks)].join());
-    t.ok(new Set(perPosition).size > 1, 'positions choose different blocks');
-    const reference = await masked.forward(prompt, masked.emptyCache(), prompt.length, masksOf(sparse.selected!, prompt.length, selection.block));
-    // float32 sums in another order (gathered rows against the masked dense product): 1e-4 on
-    // logits of size ~10 is about 30 ulps.
-    t.ok(maxDiff(sparse.logits, reference.logits) < 1e-4, `prompt pass logits agree (max diff ${maxDiff(sparse.logits, reference.logits)})`);
+      const sparse = await session.forward(prompt, session.emptyCache(), prompt.length, blocks);
+      t.equal(sparse.selected!.length, config.numLayers);
+      t.equal(sparse.selected![0].length, prompt.length * keptBlocks, 'each position keeps token_blocks blocks');
+      const perPosition = [...Array(prompt.length).keys()].map((p) => [...sparse.selected![0].subarray(p * keptBlocks, (p + 1) * keptBlocks)].join());
+      t.ok(new Set(perPosition).size > 1, 'positions choose different blocks');
+      const reference = await masked.forward(prompt, masked.emptyCache(), prompt.length, masksOf(sparse.selected!, prompt.length, selection.block));
+      // float32 sums in another order (gathered rows against the masked dense product): 1e-4 on
+      // logits of size ~10 is about 30 ulps.
+      t.ok(maxDiff(sparse.logits, reference.logits) < 1e-4, `prompt pass logits agree (max diff ${maxDiff(sparse.logits, reference.logits)})`);
 
-    let a = sparse;
-    let b = reference;
-    for (const token of [300, 301, 302]) {
-      a = await session.forward([token], a.cache, 1, blocks);
-      b = await masked.forward([token], b.cache, 1, masksOf(a.selected!, 1, selection.block));
-      t.ok(maxDiff(a.logits, b.logits) < 1e-4, `decode step logits agree (max diff ${maxDiff(a.logits, b.logits)})`);
-    }
-    const dense = await masked.forward(prompt, masked.emptyCache(), prompt.length, masksOf(weights.layers.map(() => BigInt64Array.from({ length: prompt.length * nb }, (_, i) => BigInt(i % nb))), prompt.length, selection.block));
-    t.ok(maxDiff(sparse.logits, dense.logits) > 1e-2, 'and the selection changes the output');
-  });
+      let a = sparse;
+      let b = reference;
+      for (const token of [300, 301, 302]) {
+        a = await session.forward([token], a.cache, 1, blocks);
+        b = await masked.forward([token], b.cache, 1, masksOf(a.selected!, 1, selection.block));
+        t.ok(maxDiff(a.logits, b.logits) < 1e-4, `decode step logits agree (max diff ${maxDiff(a.logits, b.logits)})`);
+      }
+      const dense = await masked.forward(
+        prompt,
+        masked.emptyCache(),
+        prompt.length,
+        masksOf(
+          weights.layers.map(() => BigInt64Array.from({ length: prompt.length * nb }, (_, i) => BigInt(i % nb))),
+          prompt.length,
+          selection.block,
+        ),
+      );
+      t.ok(maxDiff(sparse.logits, dense.logits) > 1e-2, 'and the selection changes the output');
+    },
+  );
 }
 
-t.test('gate-first weights: the norms of each neuron\'s up row and down column', async (t) => {
+t.test("gate-first weights: the norms of each neuron's up row and down column", async (t) => {
   const w = weights.layers[0];
   const c = gateFirstWeights(w);
   const down = neuronMajorDown(w);

@@ -29,7 +29,10 @@ t.test('without a Redis URL: the in-process LRU alone', async (t) => {
   await store.set(key(1), scores(1));
   t.equal((await store.get(key(1)))?.[0][0], 1);
   t.equal(await store.get(key(2)), null);
-  t.same(seen, [['hit', 'memory'], ['miss', 'memory']]);
+  t.same(seen, [
+    ['hit', 'memory'],
+    ['miss', 'memory'],
+  ]);
 });
 
 t.test('with Redis: memory in front, Redis shared, Redis outages absorbed', async (t) => {
@@ -66,7 +69,10 @@ t.test('with Redis: memory in front, Redis shared, Redis outages absorbed', asyn
     await replica.flush();
     t.equal((await store.get(key(2)))?.[1][0], 3);
     t.equal((await store.get(key(2)))?.[1][0], 3);
-    t.same(seen, [['hit', 'redis'], ['hit', 'memory']]);
+    t.same(seen, [
+      ['hit', 'redis'],
+      ['hit', 'memory'],
+    ]);
   });
 
   await t.test('an unknown prompt is one miss, not a memory miss and a Redis miss', async (t) => {
@@ -98,11 +104,15 @@ t.test('with Redis: memory in front, Redis shared, Redis outages absorbed', asyn
 
   await t.test('Redis back: shared again without a restart', async (t) => {
     await server.restart();
-    const shared = await waitFor(async () => {
-      await replica.set(key(5), scores(5));
-      await replica.flush();
-      return (await store.get(key(5))) !== null;
-    }, 5000, 100);
+    const shared = await waitFor(
+      async () => {
+        await replica.set(key(5), scores(5));
+        await replica.flush();
+        return (await store.get(key(5))) !== null;
+      },
+      5000,
+      100,
+    );
     t.ok(shared, "the other replica's new prompt is a hit here");
   });
 });

@@ -14,7 +14,10 @@ t.test('what was set is served; anything else is a miss; each get reports one ev
   t.equal(store.kind, 'memory');
   await store.set(key(1), scores(1));
   const got = await store.get(key(1));
-  t.same(got?.map((l) => Array.from(l)), scores(1).map((l) => Array.from(l)));
+  t.same(
+    got?.map((l) => Array.from(l)),
+    scores(1).map((l) => Array.from(l)),
+  );
   t.equal(await store.get(key(2)), null);
   t.same(events, [
     ['hit', { op: 'get', backend: 'memory' }],

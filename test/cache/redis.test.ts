@@ -68,7 +68,10 @@ t.test('a value the codec rejects is an error and a miss, never returned', async
   t.equal(await store.get(key(5)), null);
   await raw.set(id, encodeScores(scores).subarray(0, 50), 'EX', 60);
   t.equal(await store.get(key(5)), null, 'a truncated value too');
-  t.same(events.map(([e]) => e), ['error', 'error']);
+  t.same(
+    events.map(([e]) => e),
+    ['error', 'error'],
+  );
   t.same(warnings, [], 'a bad value is not an outage: nothing is logged as one');
 
   await store.set(key(5), scores);
@@ -79,7 +82,10 @@ t.test('a bad key is an error, not a throw', async (t) => {
   const bad = { ...key(6), tokens: [Infinity] };
   await store.set(bad, scores);
   t.equal(await store.get(bad), null);
-  t.same(events.map(([e, info]) => `${info.op}:${e}`), ['set:error', 'get:error']);
+  t.same(
+    events.map(([e, info]) => `${info.op}:${e}`),
+    ['set:error', 'get:error'],
+  );
 });
 
 t.test('nothing is logged while Redis is healthy', async (t) => {

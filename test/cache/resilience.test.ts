@@ -49,11 +49,11 @@ t.test('a server that stops answering costs a lookup its 25 ms deadline, then no
     });
     t.equal(got, null);
     t.ok(ms < 500, `get gave up after ${ms.toFixed(0)} ms`);
-    t.ok(await timed(() => store.set(key(2), scores)) < 500, 'so does set, without throwing');
+    t.ok((await timed(() => store.set(key(2), scores))) < 500, 'so does set, without throwing');
     await store.get(key(1));
     t.same(events, ['error', 'error', 'error']);
     t.match(store.status(), { connected: true, breaker: 'open', up: false }, 'three failures in a row opened the breaker');
-    t.ok(await timed(() => store.get(key(1))) < store.timeoutMs, 'so the next lookup does not wait at all');
+    t.ok((await timed(() => store.get(key(1)))) < store.timeoutMs, 'so the next lookup does not wait at all');
     t.equal(log.filter((l) => l.startsWith('warn')).length, 1, 'one warning for four failures');
   } finally {
     server.signal('SIGCONT');
@@ -72,7 +72,7 @@ t.test('a killed server: fast errors, no throws, one warning', async (t) => {
   for (let i = 0; i < 5; i++) {
     const ms = await timed(async () => t.equal(await store.get(key(1)), null));
     t.ok(ms < 500, `get ${i} returned in ${ms.toFixed(0)} ms`);
-    t.ok(await timed(() => store.set(key(1), scores)) < 500, `set ${i} returned quickly`);
+    t.ok((await timed(() => store.set(key(1), scores))) < 500, `set ${i} returned quickly`);
   }
   t.same(events, Array(10).fill('error'), 'every get and set counted as an error');
   t.equal(log.length, 1, 'logged once, not per request');
@@ -84,10 +84,14 @@ t.test('a restarted server is used again without any action', async (t) => {
   log.length = 0;
   await server.restart();
   // The restarted server is empty (no persistence): poll with set-then-get until it hits.
-  const back = await waitFor(async () => {
-    await store.set(key(3), scores);
-    return (await store.get(key(3))) !== null;
-  }, 5000, 100);
+  const back = await waitFor(
+    async () => {
+      await store.set(key(3), scores);
+      return (await store.get(key(3))) !== null;
+    },
+    5000,
+    100,
+  );
   t.ok(back, 'reconnected and hitting again');
   t.match(log, [/^info: Redis available again/]);
   t.equal(log.length, 1);
@@ -98,5 +102,5 @@ t.test('closing while Redis is down does not hang', async (t) => {
   const orphan = new RedisStore({ url: 'redis://127.0.0.1:1', maxReconnectDelayMs: 100 });
   t.equal(await orphan.ready(200), false, 'never becomes ready');
   t.equal(await orphan.get(key(1)), null);
-  t.ok(await timed(() => orphan.close()) < 500);
+  t.ok((await timed(() => orphan.close())) < 500);
 });

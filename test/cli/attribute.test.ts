@@ -32,7 +32,8 @@ t.test('attribute --json --raw on stories260K: one score per unit, consistent wi
     a.reduce((sum, row, p) => {
       const norm = Math.hypot(...g[p]);
       return sum + (-g[p][i] * row[i] + 0.5 * Math.abs(row[i]) * norm) / a.length;
-    }, 0));
+    }, 0),
+  );
   const worst = Math.max(...expected.map((v, i) => Math.abs(v - out.layers[2].mlp[i])));
   t.ok(worst < 1e-6, `aggregate matches raw rows (max diff ${worst})`);
 });
@@ -47,8 +48,15 @@ t.test('attribute with a target on a generated model, for every metric', async (
     const out = JSON.parse(r.stdout) as AttributeOutput;
     t.equal(out.metric, metric);
     t.ok(out.layers.length === 2 && out.layers.every((l) => l.mlp.length === 48 && l.heads.length === 4));
-    t.ok(out.layers.every((l) => l.mlp.every(Number.isFinite)), `${metric}: finite scores`);
-    if (metric === 'magnitude') t.ok(out.layers.every((l) => l.mlp.every((v) => v >= 0)), 'magnitudes are non-negative');
+    t.ok(
+      out.layers.every((l) => l.mlp.every(Number.isFinite)),
+      `${metric}: finite scores`,
+    );
+    if (metric === 'magnitude')
+      t.ok(
+        out.layers.every((l) => l.mlp.every((v) => v >= 0)),
+        'magnitudes are non-negative',
+      );
   }
 });
 

@@ -13,7 +13,7 @@ import { STORIES_DIR } from '../helpers/stories.js';
 const DATA = fileURLToPath(new URL('../../data/calibration/stories.jsonl', import.meta.url));
 const sha256 = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
 
-t.test('calibrate replaces a model\'s masks only with --force, with masks tied to the weights and the calibration set (stories260K)', async (t) => {
+t.test("calibrate replaces a model's masks only with --force, with masks tied to the weights and the calibration set (stories260K)", async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'calibrate-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   cpSync(STORIES_DIR, dir, { recursive: true });
@@ -32,9 +32,15 @@ t.test('calibrate replaces a model\'s masks only with --force, with masks tied t
   t.equal(masks.metric, 'cor_gxo');
   t.equal(masks.calibration.sha256, sha256(DATA));
   t.equal(masks.calibration.samples, 24);
-  t.same(masks.tiers.map((x) => x.sparsity), [0.25, 0.5, 0.7, 0.8, 0.9]);
+  t.same(
+    masks.tiers.map((x) => x.sparsity),
+    [0.25, 0.5, 0.7, 0.8, 0.9],
+  );
   for (const tier of masks.tiers) {
-    t.ok(tier.layers.every((l) => l.mlp.length === Math.round((1 - tier.sparsity) * 172)), `${tier.sparsity}: kept count`);
+    t.ok(
+      tier.layers.every((l) => l.mlp.length === Math.round((1 - tier.sparsity) * 172)),
+      `${tier.sparsity}: kept count`,
+    );
   }
   const increasing = masks.tiers.every((x, i) => i === 0 || x.flopSparsity > masks.tiers[i - 1].flopSparsity);
   t.ok(increasing, 'FLOP-weighted sparsity grows with the tier');

@@ -10,8 +10,32 @@ import { runCli } from '../helpers/cli.js';
 
 const out = mkdtempSync(join(tmpdir(), 'eval-cli-'));
 t.teardown(() => rmSync(out, { recursive: true, force: true }));
-const sha256 = (file: string) => createHash('sha256').update(readFileSync(join(PROJECT_ROOT, file))).digest('hex');
-const SMALL = ['--model', 'models/stories260K', '--limit', '1', '--max-tokens', '8', '--sparsities', '0,0.5,0.8', '--metrics', 'magnitude,cor_gxo', '--ig-steps', '2', '--passage-tokens', '48', '--passage-context', '16', '--calibration-max-length', '32', '--threads', '1'];
+const sha256 = (file: string) =>
+  createHash('sha256')
+    .update(readFileSync(join(PROJECT_ROOT, file)))
+    .digest('hex');
+const SMALL = [
+  '--model',
+  'models/stories260K',
+  '--limit',
+  '1',
+  '--max-tokens',
+  '8',
+  '--sparsities',
+  '0,0.5,0.8',
+  '--metrics',
+  'magnitude,cor_gxo',
+  '--ig-steps',
+  '2',
+  '--passage-tokens',
+  '48',
+  '--passage-context',
+  '16',
+  '--calibration-max-length',
+  '32',
+  '--threads',
+  '1',
+];
 
 t.test('a small run writes results, a report and plots, and keeps its units to render again', async (t) => {
   // Gate-first only: the model's predictors may be retrained while this runs; their variants are tested below.
@@ -19,10 +43,13 @@ t.test('a small run writes results, a report and plots, and keeps its units to r
   t.equal(r.status, 0, r.stderr);
   const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as EvalResults;
   t.equal(results.model.dir, 'models/stories260K');
-  t.same(results.inputs.promptSets.map((s) => [s.name, s.prompts, s.sha256]), [
-    ['validation-prompts', 1, sha256('data/eval/validation-prompts.jsonl')],
-    ['instruct-prompts', 1, sha256('data/eval/instruct-prompts.jsonl')],
-  ]);
+  t.same(
+    results.inputs.promptSets.map((s) => [s.name, s.prompts, s.sha256]),
+    [
+      ['validation-prompts', 1, sha256('data/eval/validation-prompts.jsonl')],
+      ['instruct-prompts', 1, sha256('data/eval/instruct-prompts.jsonl')],
+    ],
+  );
   t.equal(results.inputs.calibration.file, 'data/calibration/stories.jsonl', "the model's own calibration set by default");
   t.equal(results.generation.length, 2 * 3 * 2 * 3, 'sets x modes x metrics x sparsities');
   t.equal(results.perplexity.length, 3 * 2 * 3);
@@ -33,17 +60,40 @@ t.test('a small run writes results, a report and plots, and keeps its units to r
     t.ok(Math.abs(row.perplexity - results.dense.perplexity) < 1e-9 * results.dense.perplexity, `${row.mode} ${row.metric}: dense perplexity at sparsity 0`);
   }
   const at80 = results.generation.filter((g) => g.sparsity === 0.8);
-  t.ok(at80.every((g) => Math.abs(g.mlpSparsity - (1 - Math.round(0.2 * 172) / 172)) < 1e-12 && g.flopSparsity > 0 && g.flopSparsity < g.mlpSparsity), 'sparsity as kept, and FLOP-weighted below it');
-  t.ok(at80.some((g) => g.bleu < 100), 'removing 80% of the neurons changes some output');
+  t.ok(
+    at80.every((g) => Math.abs(g.mlpSparsity - (1 - Math.round(0.2 * 172) / 172)) < 1e-12 && g.flopSparsity > 0 && g.flopSparsity < g.mlpSparsity),
+    'sparsity as kept, and FLOP-weighted below it',
+  );
+  t.ok(
+    at80.some((g) => g.bleu < 100),
+    'removing 80% of the neurons changes some output',
+  );
   t.same(results.settings.modes, ['oracle', 'prompt', 'static', 'token'], 'every mode by default');
-  t.same(results.token!.variants.map((v) => v.name), ['token:gate/1', 'token:gate/4'], 'single neurons and the default block (172 neurons: 4)');
+  t.same(
+    results.token!.variants.map((v) => v.name),
+    ['token:gate/1', 'token:gate/4'],
+    'single neurons and the default block (172 neurons: 4)',
+  );
   t.equal(results.token!.generation.length, 2 * 2 * 3, 'sets x variants x sparsities');
-  for (const row of results.token!.generation.filter((g) => g.sparsity === 0)) t.ok(Math.abs(row.bleu - 100) < 1e-9 && row.tokenAgreement === 1, `${row.set} ${row.variant}: every block kept is the dense output`);
+  for (const row of results.token!.generation.filter((g) => g.sparsity === 0))
+    t.ok(Math.abs(row.bleu - 100) < 1e-9 && row.tokenAgreement === 1, `${row.set} ${row.variant}: every block kept is the dense output`);
   for (const row of results.token!.perplexity) {
-    if (row.sparsity === 0) t.ok(Math.abs(row.perplexity / results.dense.perplexity - 1) < 1e-4 && row.recall === 1, `${row.variant}: dense perplexity and full recall at sparsity 0`);
-    else t.ok(row.perplexity > results.dense.perplexity && row.recall! > 0 && row.recall! < 1, `${row.variant} at ${row.sparsity}: perplexity ${row.perplexity}, recall ${row.recall}`);
+    if (row.sparsity === 0)
+      t.ok(
+        Math.abs(row.perplexity / results.dense.perplexity - 1) < 1e-4 && row.recall === 1,
+        `${row.variant}: dense perplexity and full recall at sparsity 0`,
+      );
+    else
+      t.ok(
+        row.perplexity > results.dense.perplexity && row.recall! > 0 && row.recall! < 1,
+        `${row.variant} at ${row.sparsity}: perplexity ${row.perplexity}, recall ${row.recall}`,
+      );
   }
-  t.match(results.provenance, { command: /^npm run eval -- --model models\/stories260K/, computed: { commit: /^[0-9a-f]{40}$/ }, rendered: { commit: /^[0-9a-f]{40}$/ } });
+  t.match(results.provenance, {
+    command: /^npm run eval -- --model models\/stories260K/,
+    computed: { commit: /^[0-9a-f]{40}$/ },
+    rendered: { commit: /^[0-9a-f]{40}$/ },
+  });
 
   const report = readFileSync(join(out, 'README.md'), 'utf8');
   t.match(report, /## Accuracy loss at 80% MLP sparsity \(100 - BLEU\)/);
@@ -60,7 +110,7 @@ t.test('a small run writes results, a report and plots, and keeps its units to r
   // Run again: nothing is computed, the same results are rendered.
   const again = runCli('eval', [...SMALL, '--out', out, '--selectors', 'gate']);
   t.equal(again.status, 0, again.stderr);
-  t.match(again.stderr, /4\/4 units \| resumed after 4/, "calibration, two prompts and a passage, all from the first run");
+  t.match(again.stderr, /4\/4 units \| resumed after 4/, 'calibration, two prompts and a passage, all from the first run');
   const rerendered = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as EvalResults;
   t.same(rerendered.generation, results.generation);
   t.same(rerendered.provenance.computed, results.provenance.computed, 'computed by the first run');
@@ -98,11 +148,20 @@ t.test('the token mode evaluates the predictors the model has, and runs without 
   const r = runCli('eval', [...SMALL, '--out', dir, '--modes', 'token', '--sparsities', '0.5']);
   t.equal(r.status, 0, r.stderr);
   const results = JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8')) as EvalResults;
-  t.same(results.token!.variants.map((v) => v.name), ['token:gate/1', 'token:gate/4', 'token:gate-rerank/1', ...predictors.flatMap((l) => [`token:predictor-${l}/4`, `token:predictor-${l}/1`])]);
+  t.same(
+    results.token!.variants.map((v) => v.name),
+    ['token:gate/1', 'token:gate/4', 'token:gate-rerank/1', ...predictors.flatMap((l) => [`token:predictor-${l}/4`, `token:predictor-${l}/1`])],
+  );
   t.same(results.generation, [], 'no masked mode');
-  t.ok(results.token!.perplexity.every((p) => p.recall === undefined), 'no recall without the oracle');
+  t.ok(
+    results.token!.perplexity.every((p) => p.recall === undefined),
+    'no recall without the oracle',
+  );
   // At 50% the reranked selection may keep this one passage's perplexity at dense's, or below.
-  t.ok(results.token!.perplexity.some((p) => p.perplexity > results.dense.perplexity), 'dropping half the neurons costs some variant perplexity');
+  t.ok(
+    results.token!.perplexity.some((p) => p.perplexity > results.dense.perplexity),
+    'dropping half the neurons costs some variant perplexity',
+  );
   t.match(readFileSync(join(dir, 'README.md'), 'utf8'), /Best per-token served variant by held-out perplexity: at 50%, `token:/);
 });
 

@@ -34,7 +34,10 @@ t.test('imports a GGUF file into a directory the loader reads', async (t) => {
   const out = join(dir, 'model');
   const r = runCli('import', ['--from', gguf, '--out', out]);
   t.equal(r.status, 0, r.stderr);
-  t.match(r.stdout, /^wrote .*model from .*stories260K-q8_0\.gguf: 5 layers, hidden 64, 8\/4 heads x 8, intermediate 172, vocab 512, context 512, tied embeddings; tensors 31 Q8_0, 11 F32, 5 F16 -> float32; tokenizer llama \(512 tokens, 165 merges\)/);
+  t.match(
+    r.stdout,
+    /^wrote .*model from .*stories260K-q8_0\.gguf: 5 layers, hidden 64, 8\/4 heads x 8, intermediate 172, vocab 512, context 512, tied embeddings; tensors 31 Q8_0, 11 F32, 5 F16 -> float32; tokenizer llama \(512 tokens, 165 merges\)/,
+  );
   for (const f of ['config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']) t.ok(existsSync(join(out, f)), f);
   const model = await loadModelDir(out);
   t.same(model.tokenizer.encode('Once upon a time'), [1, 403, 407, 261, 378]);

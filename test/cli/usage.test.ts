@@ -16,7 +16,10 @@ const DATA = ['--data', 'data/calibration/stories.jsonl'];
  */
 const CLIS: Record<string, Record<string, string[]>> = {
   'src/cli/attribute.ts': { 'missing option': ['--prompt', 'x'], 'missing model': [...NO_MODEL, '--prompt', 'x'] },
-  'src/cli/calibrate.ts': { 'missing model': [...NO_MODEL, ...DATA], 'missing data': ['--model', 'models/stories260K', '--data', '/nonexistent/data.jsonl', '--force'] },
+  'src/cli/calibrate.ts': {
+    'missing model': [...NO_MODEL, ...DATA],
+    'missing data': ['--model', 'models/stories260K', '--data', '/nonexistent/data.jsonl', '--force'],
+  },
   'src/cli/eval.ts': { 'unknown option': ['--bogus'], 'missing model': NO_MODEL },
   'src/cli/train.ts': { 'bad value': ['--lr', '-1'] },
   'src/cli/train-predictor.ts': { 'bad value': ['--model', 'models/stories260K', '--rank', 'x'], 'missing model': NO_MODEL },

@@ -46,7 +46,11 @@ t.test('validation prompts come from different documents, held-out text from oth
   const promptSources = new Set(prompts.map((r) => r.source));
   t.equal(promptSources.size, prompts.length, 'one prompt per document');
   t.equal(new Set(heldout.map((r) => r.source)).size, heldout.length, 'one passage per document');
-  t.same(heldout.map((r) => r.source).filter((id) => promptSources.has(id)), [], 'no passage from a prompt document');
+  t.same(
+    heldout.map((r) => r.source).filter((id) => promptSources.has(id)),
+    [],
+    'no passage from a prompt document',
+  );
 });
 
 t.test('instruct prompts are questions in the Instruct/Output format', async (t) => {

@@ -17,12 +17,24 @@ const DOCKERFILE = join(PROJECT_ROOT, 'docker', 'Dockerfile');
 /** Node's Active LTS line: 2026-10-28 to 2027-10-20, then maintenance to 2029-04-30. */
 const NODE_LTS_MAJOR = 26;
 
-interface Instruction { name: string; args: string }
-interface Stage { image: string; alias?: string; body: Instruction[] }
+interface Instruction {
+  name: string;
+  args: string;
+}
+interface Stage {
+  image: string;
+  alias?: string;
+  body: Instruction[];
+}
 
 /** The Dockerfile as stages of instructions: comments dropped, continued lines joined. */
 function readDockerfile(file: string): { globals: Record<string, string>; stages: Stage[] } {
-  const lines = readFileSync(file, 'utf8').split('\n').filter((l) => !/^\s*#/.test(l)).join('\n').replace(/\\\n/g, ' ').split('\n');
+  const lines = readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((l) => !/^\s*#/.test(l))
+    .join('\n')
+    .replace(/\\\n/g, ' ')
+    .split('\n');
   const globals: Record<string, string> = {};
   const stages: Stage[] = [];
   for (const line of lines.map((l) => l.trim()).filter(Boolean)) {
@@ -67,7 +79,11 @@ t.test('two stages, both on the current Node LTS', async (t) => {
   t.equal(stages.length, 2, 'a build stage and a runtime stage');
   t.equal(build.alias, 'build', 'the first stage is named build');
   for (const [i, stage] of stages.entries()) {
-    t.match(stage.image, new RegExp(`^node:${NODE_LTS_MAJOR}(\\.\\d+)*-bookworm-slim$`), `stage ${i} is node:${NODE_LTS_MAJOR} on Debian bookworm, slim (is ${stage.image})`);
+    t.match(
+      stage.image,
+      new RegExp(`^node:${NODE_LTS_MAJOR}(\\.\\d+)*-bookworm-slim$`),
+      `stage ${i} is node:${NODE_LTS_MAJOR} on Debian bookworm, slim (is ${stage.image})`,
+    );
   }
   t.equal(runtime.image, build.image, 'the build compiles for the Node that runs it (native modules, engines)');
 });
@@ -78,8 +94,14 @@ t.test('the build stage runs docker/build.sh and nothing else', async (t) => {
   for (const run of runs) t.match(run, /^docker\/build\.sh\b/, `RUN ${run} is docker/build.sh: docker/check-build.sh runs the same commands`);
   t.ok(runs.includes('docker/build.sh deps'), 'installs dependencies in a step of their own, cached while only sources change');
   t.ok(runs.includes('docker/build.sh app "$TARGETARCH"'), "compiles and prunes for the target's architecture");
-  t.ok(all(build, 'ARG').some((i) => i.args === 'TARGETARCH'), 'declares ARG TARGETARCH, which BuildKit sets');
-  t.ok(all(build, 'COPY').some((i) => copyParts(i.args).sources.includes('docker/build.sh')), 'copies docker/build.sh in before running it');
+  t.ok(
+    all(build, 'ARG').some((i) => i.args === 'TARGETARCH'),
+    'declares ARG TARGETARCH, which BuildKit sets',
+  );
+  t.ok(
+    all(build, 'COPY').some((i) => copyParts(i.args).sources.includes('docker/build.sh')),
+    'copies docker/build.sh in before running it',
+  );
   const script = join(PROJECT_ROOT, 'docker', 'build.sh');
   t.doesNotThrow(() => accessSync(script, constants.X_OK), 'docker/build.sh is executable (COPY keeps the mode)');
   const text = readFileSync(script, 'utf8');
@@ -89,7 +111,10 @@ t.test('the build stage runs docker/build.sh and nothing else', async (t) => {
 });
 
 t.test('every COPY from the build context names a file of the repository that the context keeps', async (t) => {
-  const ignored = readFileSync(join(PROJECT_ROOT, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+  const ignored = readFileSync(join(PROJECT_ROOT, '.dockerignore'), 'utf8')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'));
   for (const [i, stage] of stages.entries()) {
     for (const { args } of all(stage, 'COPY')) {
       const { from, sources } = copyParts(args);
@@ -113,10 +138,19 @@ t.test('the runtime stage: non-root, a health check, the compiled server', async
 
   const copied = all(runtime, 'COPY').map((i) => copyParts(i.args));
   for (const dir of ['/app/node_modules', '/app/dist']) {
-    t.ok(copied.some((c) => c.from === 'build' && c.sources.includes(dir)), `copies ${dir} from the build stage (production dependencies, compiled code)`);
+    t.ok(
+      copied.some((c) => c.from === 'build' && c.sources.includes(dir)),
+      `copies ${dir} from the build stage (production dependencies, compiled code)`,
+    );
   }
-  t.ok(copied.some((c) => !c.from && c.sources.includes('package.json')), 'copies package.json ("type": "module", the project root)');
-  t.notOk(copied.some((c) => !c.from && ['src', 'node_modules', '.'].includes(c.sources[0])), 'no TypeScript sources nor dev dependencies from the context');
+  t.ok(
+    copied.some((c) => !c.from && c.sources.includes('package.json')),
+    'copies package.json ("type": "module", the project root)',
+  );
+  t.notOk(
+    copied.some((c) => !c.from && ['src', 'node_modules', '.'].includes(c.sources[0])),
+    'no TypeScript sources nor dev dependencies from the context',
+  );
 });
 
 t.test("the runtime CMD runs a file that tsconfig.build.json emits, from the build stage's dist", async (t) => {
@@ -130,7 +164,9 @@ t.test("the runtime CMD runs a file that tsconfig.build.json emits, from the bui
   t.ok(parsed, 'tsconfig.build.json parses');
   t.same(parsed?.errors ?? [], [], 'without errors');
   t.not(parsed?.options.noEmit, true, 'tsconfig.build.json emits');
-  const outputs = (parsed?.fileNames ?? []).flatMap((f) => ts.getOutputFileNames(parsed!, f, false)).map((f) => posix.relative(PROJECT_ROOT, f.split('\\').join('/')));
+  const outputs = (parsed?.fileNames ?? [])
+    .flatMap((f) => ts.getOutputFileNames(parsed!, f, false))
+    .map((f) => posix.relative(PROJECT_ROOT, f.split('\\').join('/')));
   t.ok(outputs.includes(entry), `${entry} is among tsc -p tsconfig.build.json's outputs`);
   const outDir = posix.relative(PROJECT_ROOT, parsed?.options.outDir ?? '');
   t.ok(entry.startsWith(`${outDir}/`), `under its outDir, ${outDir}/, which the runtime stage copies`);
@@ -142,7 +178,9 @@ t.test("the image's ENV is a valid configuration and MODEL_DIR is in the image",
   const config = loadConfig(env);
   t.equal(String(config.port), one(runtime, 'EXPOSE')?.args, 'EXPOSE is the PORT the server listens on');
   t.equal(config.host, '0.0.0.0', 'listens on every interface of the container');
-  const models = all(runtime, 'COPY').map((i) => copyParts(i.args)).filter((c) => !c.from && c.sources.includes('models'));
+  const models = all(runtime, 'COPY')
+    .map((i) => copyParts(i.args))
+    .filter((c) => !c.from && c.sources.includes('models'));
   t.equal(models.length, 1, 'copies models/ into the image');
   const dest = models[0]?.dest ?? '';
   for (const dir of config.modelDirs) {
@@ -152,7 +190,9 @@ t.test("the image's ENV is a valid configuration and MODEL_DIR is in the image",
 });
 
 t.test('CI builds and runs the image without Docker', async (t) => {
-  const ci = readFileSync(join(PROJECT_ROOT, '.ci', 'run'), 'utf8').split('\n').map((l) => l.trim());
+  const ci = readFileSync(join(PROJECT_ROOT, '.ci', 'run'), 'utf8')
+    .split('\n')
+    .map((l) => l.trim());
   const test = ci.indexOf('npm test');
   const check = ci.findIndex((l) => /^(bash )?docker\/check-build\.sh\b/.test(l));
   t.ok(check >= 0, '.ci/run runs docker/check-build.sh');

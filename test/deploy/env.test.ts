@@ -46,7 +46,9 @@ t.test('Kubernetes: the ConfigMap, the Secret and the container env', async (t) 
     const env = deploymentEnv(docs, deployment, container);
     for (const name of Object.keys(env)) t.ok(READ.has(name), `${container.name}: ${name} is read by src/config.ts`);
     let config: ReturnType<typeof loadConfig> | undefined;
-    t.doesNotThrow(() => { config = loadConfig(env); }, `${container.name}: loadConfig accepts the values`);
+    t.doesNotThrow(() => {
+      config = loadConfig(env);
+    }, `${container.name}: loadConfig accepts the values`);
     t.ok(config && config.apiKeys.length > 0, 'API_KEYS comes from the Secret');
   }
   for (const cm of docs.filter((d) => d.doc.kind === 'ConfigMap')) {

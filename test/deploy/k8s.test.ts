@@ -48,7 +48,7 @@ t.test('every manifest is a valid Kubernetes object', async (t) => {
 
 t.test('the schema check catches a broken object', async (t) => {
   // Guards the check itself: were validate() a no-op, the test above would pass anything.
-  const { Deployment } = await import(modelModule('apps/v1', 'Deployment')) as { Deployment: new (data: Doc) => { validate(): void } };
+  const { Deployment } = (await import(modelModule('apps/v1', 'Deployment'))) as { Deployment: new (data: Doc) => { validate(): void } };
   const broken = structuredClone(deployment);
   broken.spec.template.spec.containers[0].ports[0].containerPort = 'eight thousand';
   t.throws(() => new Deployment(broken).validate(), /containerPort/);
@@ -61,8 +61,7 @@ t.test('kustomization.yaml lists every manifest', async (t) => {
 
 t.test('the Service, HPA and PDB reach the Deployment', async (t) => {
   const labels: Record<string, string> = pod.metadata.labels ?? {};
-  const matches = (selector: Record<string, string>) =>
-    Object.keys(selector).length > 0 && Object.entries(selector).every(([k, v]) => labels[k] === v);
+  const matches = (selector: Record<string, string>) => Object.keys(selector).length > 0 && Object.entries(selector).every(([k, v]) => labels[k] === v);
   t.ok(matches(deployment.spec.selector.matchLabels ?? {}), "the Deployment's selector matches its own pods");
 
   const service = onlyKind(docs, 'Service');
@@ -89,11 +88,13 @@ t.test('the Service, HPA and PDB reach the Deployment', async (t) => {
   t.ok(matches(pdb.spec.selector.matchLabels ?? {}), "the PDB's selector matches the Deployment's pods");
   const maxUnavailable = pdb.spec.maxUnavailable;
   t.ok(maxUnavailable !== undefined || pdb.spec.minAvailable !== undefined, 'the PDB sets a budget');
-  if (typeof pdb.spec.minAvailable === 'number') t.ok(pdb.spec.minAvailable < hpa.spec.minReplicas, 'minAvailable below minReplicas, or no drain could proceed');
+  if (typeof pdb.spec.minAvailable === 'number')
+    t.ok(pdb.spec.minAvailable < hpa.spec.minReplicas, 'minAvailable below minReplicas, or no drain could proceed');
 });
 
 t.test('probes: startup and liveness on /health, readiness on /ready', async (t) => {
-  const port = (p: Doc) => (typeof p.httpGet?.port === 'string' ? (container.ports ?? []).find((cp: Doc) => cp.name === p.httpGet.port)?.containerPort : p.httpGet?.port);
+  const port = (p: Doc) =>
+    typeof p.httpGet?.port === 'string' ? (container.ports ?? []).find((cp: Doc) => cp.name === p.httpGet.port)?.containerPort : p.httpGet?.port;
   t.equal(container.readinessProbe?.httpGet?.path, '/ready', 'readiness on /ready: 503 while loading or draining');
   t.equal(container.livenessProbe?.httpGet?.path, '/health', 'liveness on /health: a draining pod must not be restarted');
   t.equal(container.startupProbe?.httpGet?.path, '/health', 'startup on /health');

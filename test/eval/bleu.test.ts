@@ -14,7 +14,11 @@ function printsAs(t: Test, b: BleuScore, line: string): void {
   const m = /^([\d.]+) ([\d.]+)\/([\d.]+)\/([\d.]+)\/([\d.]+) \(BP = ([\d.]+) ratio = ([\d.]+) hyp_len = (\d+) ref_len = (\d+)\)$/.exec(line);
   if (!m) throw new Error(`not a sacreBLEU summary: ${line}`);
   t.equal(b.score.toFixed(2), m[1], 'score');
-  t.same(b.precisions.map((p) => p.toFixed(1)), m.slice(2, 6), 'precisions');
+  t.same(
+    b.precisions.map((p) => p.toFixed(1)),
+    m.slice(2, 6),
+    'precisions',
+  );
   t.equal(b.bp.toFixed(3), m[6], 'brevity penalty');
   t.equal(b.ratio.toFixed(3), m[7], 'length ratio');
   t.same([b.hypLen, b.refLen], [Number(m[8]), Number(m[9])], 'lengths');
@@ -123,9 +127,7 @@ t.test('a hypothesis sharing no 4-gram gets an exp-smoothed, small but non-zero 
 
 t.test('sentenceBleu matches sacreBLEU test/test_sentence_bleu.py', async (t) => {
   // Example from sacreBLEU issue #98; ('exp', None, False, '13a', 8.493), checked there to 1e-3.
-  const b = sentenceBleu('Producția de zahăr primă va fi exprimată în ceea ce privește zahărul alb;', [
-    'producţia de zahăr brut se exprimă în zahăr alb;',
-  ]);
+  const b = sentenceBleu('Producția de zahăr primă va fi exprimată în ceea ce privește zahărul alb;', ['producţia de zahăr brut se exprimă în zahăr alb;']);
   near(t, b.score, 8.493, 1e-3, 'score');
   // No 3-gram and no 4-gram matches: the first gets 100 / (2 * total), the second 100 / (4 * total).
   t.same(b.counts.slice(2), [0, 0]);

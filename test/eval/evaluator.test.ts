@@ -67,23 +67,31 @@ t.test('static mode: the calibrated set, masked, generates what the served tier 
   const tier = readMaskFile(dir, model.weightsHash, model.config)!.tiers.find((x) => x.sparsity === 0.8)!;
   const scores = await calibratedScores(attributor, tokenizer, CALIBRATION_SET, { maxLength: CALIBRATION_MAX_LENGTH, igSteps: 2 });
   const set = neuronsAt(rankings(scores).cor_gxo, 0.8);
-  t.same(set.map((l) => [...l].sort((a, b) => a - b)), tier.layers.map((l) => l.mlp), 'the same neurons as the served tier');
+  t.same(
+    set.map((l) => [...l].sort((a, b) => a - b)),
+    tier.layers.map((l) => l.mlp),
+    'the same neurons as the served tier',
+  );
   const ids = await masked.greedy(prompt, { maxTokens: MAX, eos, neuronsAt: () => set });
   t.same(ids, await servedIds({ sparsity: 0.8 }));
   t.not(ids.join(), (await servedIds({})).join(), 'and not the dense output');
 });
 
-t.test('prompt mode: scores are the engine\'s, and the set generates what the served per-prompt run does', async (t) => {
+t.test("prompt mode: scores are the engine's, and the set generates what the served per-prompt run does", async (t) => {
   const scores = await promptScores(attributor, prompt, 3);
   for (const metric of METRICS) {
     const engine = await scoreSequence(attributor, prompt, promptTargets(prompt), metric, { igSteps: 3 });
-    t.same(scores[metric], engine.layers.map((l) => meanOverPositions(l.mlp, config.intermediateSize)), metric);
+    t.same(
+      scores[metric],
+      engine.layers.map((l) => meanOverPositions(l.mlp, config.intermediateSize)),
+      metric,
+    );
   }
   const set = neuronsAt(rankings(await promptScores(attributor, prompt, 8)).cor_gxo, 0.8);
   t.same(await masked.greedy(prompt, { maxTokens: MAX, eos, neuronsAt: () => set }), await servedIds({ sparsity: 0.8, activation: 'prompt' }));
 });
 
-t.test('oracle mode: one scored step per decode step, against the dense model\'s own next token', async (t) => {
+t.test("oracle mode: one scored step per decode step, against the dense model's own next token", async (t) => {
   const stepper = await Attributor.create(config, weights, ortOptions, { cache: true });
   const dense = await masked.greedy(prompt, { maxTokens: MAX, eos, neuronsAt: () => null });
   const read = [...prompt, ...dense.slice(0, -1)];
@@ -92,7 +100,10 @@ t.test('oracle mode: one scored step per decode step, against the dense model\'s
   t.equal(scores.length, MAX - 1);
   t.ok(scores.every((s) => METRICS.every((m) => s[m].length === config.numLayers && s[m][0].length === config.intermediateSize)));
   const step3 = neuronsAt(rankings(scores[2]).cor_gxo, 0.5);
-  t.ok(step3.every((l) => l.length === 50), 'half of each layer kept');
+  t.ok(
+    step3.every((l) => l.length === 50),
+    'half of each layer kept',
+  );
   t.not(neuronsAt(rankings(scores[0]).cor_gxo, 0.5).join(), step3.join(), 'each step has its own set');
   await stepper.release();
 });
@@ -102,7 +113,9 @@ t.test('perplexity in one pass equals decoding each position with its own mask',
   const start = 4;
   const I = config.intermediateSize;
   // A different random half of the neurons at each position.
-  const sets = tokens.map((_, p) => Array.from({ length: config.numLayers }, (_, l) => Array.from({ length: I }, (_, i) => i).filter((i) => (i * 7 + p * 13 + l * 5) % 2 === 0)));
+  const sets = tokens.map((_, p) =>
+    Array.from({ length: config.numLayers }, (_, l) => Array.from({ length: I }, (_, i) => i).filter((i) => (i * 7 + p * 13 + l * 5) % 2 === 0)),
+  );
   const onePass = await masked.nll(tokens, start, (p) => sets[p]);
 
   const session = await LlamaSession.create(config, weights, ortOptions, { mlpMask: true });
@@ -134,7 +147,17 @@ t.test('perplexity in one pass equals decoding each position with its own mask',
 t.test('a run resumes from its progress file: finished units are not redone, and results are the same', async (t) => {
   const out = mkdtempSync(join(tmpdir(), 'eval-run-'));
   t.teardown(() => rmSync(out, { recursive: true, force: true }));
-  const settings: UnitSettings = { metrics: ['magnitude', 'cor_gxo'], modes: [...MODES], sparsities: [0, 0.5], maxTokens: 6, passageTokens: 24, passageContext: 8, igSteps: 2, calibrationMaxLength: 32, tokenVariants: [] };
+  const settings: UnitSettings = {
+    metrics: ['magnitude', 'cor_gxo'],
+    modes: [...MODES],
+    sparsities: [0, 0.5],
+    maxTokens: 6,
+    passageTokens: 24,
+    passageContext: 8,
+    igSteps: 2,
+    calibrationMaxLength: 32,
+    tokenVariants: [],
+  };
   const inputs: EvalInputs = {
     promptSets: [{ name: 'p', file: 'inline', sha256: '', prompts: ['the cat sat', 'one two three'] }],
     passages: { file: 'inline', sha256: '', texts: ['a dog ran in the park and barked and she said that it would rain today on the mat'] },
@@ -149,8 +172,12 @@ t.test('a run resumes from its progress file: finished units are not redone, and
     t.equal(unit.runs.length, 3 * 2 * 2, 'every mode, metric and sparsity');
     for (const run of unit.runs.filter((r) => r.sparsity === 0)) t.same(run.tokens, unit.dense, `${run.mode} ${run.metric} at sparsity 0 is dense`);
   }
-  for (const run of first.passages[0].runs.filter((r) => r.sparsity === 0)) t.ok(Math.abs(run.nats - first.passages[0].denseNats) < 1e-9, `${run.mode} ${run.metric} at sparsity 0`);
-  t.ok(first.passages[0].runs.some((r) => Math.abs(r.nats - first.passages[0].denseNats) > 1e-3), 'sparsity changes the likelihood');
+  for (const run of first.passages[0].runs.filter((r) => r.sparsity === 0))
+    t.ok(Math.abs(run.nats - first.passages[0].denseNats) < 1e-9, `${run.mode} ${run.metric} at sparsity 0`);
+  t.ok(
+    first.passages[0].runs.some((r) => Math.abs(r.nats - first.passages[0].denseNats) > 1e-3),
+    'sparsity changes the likelihood',
+  );
 
   // Killed while writing the last unit: its line is torn.
   const lines = readFileSync(file, 'utf8').trim().split('\n');
@@ -169,15 +196,30 @@ t.test('a run resumes from its progress file: finished units are not redone, and
 
 t.test('token mode: the served per-token graph keeping every block is the dense model; fewer blocks are not', async (t) => {
   const variants = tokenVariants(model);
-  t.same(variants.map(variantName), ['token:gate/1', 'token:gate/4', 'token:gate-rerank/1'], 'gate-first at single neurons and at the default block (100 neurons: 4), reranked at single neurons; no predictor here');
-  const settings: UnitSettings = { metrics: ['cor_gxo'], modes: ['oracle', 'token'], sparsities: [0, 0.5], maxTokens: 8, passageTokens: 24, passageContext: 8, igSteps: 1, calibrationMaxLength: 16, tokenVariants: variants };
+  t.same(
+    variants.map(variantName),
+    ['token:gate/1', 'token:gate/4', 'token:gate-rerank/1'],
+    'gate-first at single neurons and at the default block (100 neurons: 4), reranked at single neurons; no predictor here',
+  );
+  const settings: UnitSettings = {
+    metrics: ['cor_gxo'],
+    modes: ['oracle', 'token'],
+    sparsities: [0, 0.5],
+    maxTokens: 8,
+    passageTokens: 24,
+    passageContext: 8,
+    igSteps: 1,
+    calibrationMaxLength: 16,
+    tokenVariants: variants,
+  };
   const evaluator = await Evaluator.create(model, settings, ortOptions);
   t.teardown(() => evaluator.release());
   const calibration = await evaluator.calibration(CALIBRATION_SET);
   const unit = await evaluator.prompt('p', 0, 'the cat sat on the mat and', calibration);
   t.equal(unit.runs.length, 2, 'the oracle runs as before');
   t.equal(unit.tokenRuns.length, 3 * 2, 'variants x sparsities');
-  for (const run of unit.tokenRuns.filter((r) => r.sparsity === 0)) t.same(run.tokens, unit.dense, `${run.variant} keeping every block generates the dense output`);
+  for (const run of unit.tokenRuns.filter((r) => r.sparsity === 0))
+    t.same(run.tokens, unit.dense, `${run.variant} keeping every block generates the dense output`);
   // The served engine's greedy decoding through the same graph, step by step, for one variant at 50%.
   const session = await LlamaSession.create(config, weights, ortOptions, { tokenSelection: tokenSelection(model, 'gate', 4) });
   const feeds = { token_blocks: new ort.Tensor('int64', BigInt64Array.of(BigInt(keptBlocks(100, 4, 0.5))), [1]) };
@@ -189,12 +231,19 @@ t.test('token mode: the served per-token graph keeping every block is the dense 
     const r = await session.forward([step.next], step.cache, 1, feeds);
     step = { next: argmax(r.logits), cache: r.cache };
   }
-  t.same(unit.tokenRuns.find((r) => r.variant === 'token:gate/4' && r.sparsity === 0.5)!.tokens.slice(0, expected.length), expected, 'a decode step of the token mode is a step of the per-token graph');
+  t.same(
+    unit.tokenRuns.find((r) => r.variant === 'token:gate/4' && r.sparsity === 0.5)!.tokens.slice(0, expected.length),
+    expected,
+    'a decode step of the token mode is a step of the per-token graph',
+  );
   await session.release();
 
   const passage = await evaluator.passage(0, 'a dog ran in the park and barked and she said that it would rain today on the mat', calibration);
   for (const run of passage.tokenRuns.filter((r) => r.sparsity === 0)) {
-    t.ok(Math.abs(run.nats - passage.denseNats) < 1e-4 * passage.tokens, `${run.variant} at sparsity 0: dense likelihood (${run.nats} vs ${passage.denseNats})`);
+    t.ok(
+      Math.abs(run.nats - passage.denseNats) < 1e-4 * passage.tokens,
+      `${run.variant} at sparsity 0: dense likelihood (${run.nats} vs ${passage.denseNats})`,
+    );
     t.equal(run.recall, 1, 'every oracle neuron is kept');
   }
   for (const run of passage.tokenRuns.filter((r) => r.sparsity === 0.5)) {
@@ -204,7 +253,17 @@ t.test('token mode: the served per-token graph keeping every block is the dense 
 });
 
 t.test('the evaluator refuses a passage too short to score', async (t) => {
-  const settings: UnitSettings = { metrics: ['cor_gxo'], modes: ['static'], sparsities: [0], maxTokens: 2, passageTokens: 64, passageContext: 32, igSteps: 1, calibrationMaxLength: 16, tokenVariants: [] };
+  const settings: UnitSettings = {
+    metrics: ['cor_gxo'],
+    modes: ['static'],
+    sparsities: [0],
+    maxTokens: 2,
+    passageTokens: 64,
+    passageContext: 32,
+    igSteps: 1,
+    calibrationMaxLength: 16,
+    tokenVariants: [],
+  };
   const evaluator = await Evaluator.create(model, settings, ortOptions);
   const calibration = await evaluator.calibration(CALIBRATION_SET);
   await t.rejects(evaluator.passage(0, 'too short', calibration), /needs at least 34/);

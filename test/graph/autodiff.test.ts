@@ -31,10 +31,12 @@ async function checkCase(c: Case, seed: number) {
   const g = new Graph(c.name);
   const xs = c.inputs.map((inp, i) => g.input(`x${i}`, 'float64', inp.declared ?? inp.shape));
   const y = c.build(g, xs);
-  const shape = c.yShape ?? y.shape.map((d) => {
-    if (typeof d !== 'number') throw new Error(`${c.name}: give yShape for a symbolic output`);
-    return d;
-  });
+  const shape =
+    c.yShape ??
+    y.shape.map((d) => {
+      if (typeof d !== 'number') throw new Error(`${c.name}: give yShape for a symbolic output`);
+      return d;
+    });
   const size = shape.reduce((p, d) => p * d, 1);
   const r = g.constant(Float64Array.from(uniform(size, seed + 99)), shape, 'float64');
   const loss = g.reduceSum(g.mul(y, r), [...shape.keys()], false);
@@ -43,7 +45,13 @@ async function checkCase(c: Case, seed: number) {
   const s = await session(g);
 
   const values = c.inputs.map((inp, i) =>
-    uniform(inp.shape.reduce((p, d) => p * d, 1), seed + i, inp.positive ? 0.5 : -1, inp.positive ? 2 : 1));
+    uniform(
+      inp.shape.reduce((p, d) => p * d, 1),
+      seed + i,
+      inp.positive ? 0.5 : -1,
+      inp.positive ? 2 : 1,
+    ),
+  );
   const feeds = () => Object.fromEntries(values.map((v, i) => [`x${i}`, f64(v, c.inputs[i].shape)]));
   const out = await s.run(feeds());
   const lossAt = async () => ((await s.run(feeds())).loss.data as Float64Array)[0];

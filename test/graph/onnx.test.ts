@@ -11,7 +11,7 @@ import { f64, session } from '../helpers/ort.js';
 
 const decode = (g: Graph) => onnxProto.onnx.ModelProto.decode(toOnnx(g));
 
-t.test('outputs take over their producer\'s name; Identity only for inputs and repeated outputs', async (t) => {
+t.test("outputs take over their producer's name; Identity only for inputs and repeated outputs", async (t) => {
   const g = new Graph('outputs');
   const x = g.input('x', 'float64', [3]);
   const y = g.mul(x, g.scalar(2, 'float64'));
@@ -40,17 +40,28 @@ t.test('kernels outside the op table carry their domain; op-table ops are refuse
   const x = g.input('x', 'float32', [2, 4]);
   const skip = g.input('skip', 'float32', [2, 4]);
   const gamma = g.constant(Float32Array.of(1, 1, 1, 1), [4], 'float32');
-  const [normed, , , sum] = g.kernel('com.microsoft.SkipSimplifiedLayerNormalization', [x, skip, gamma], [{ dtype: 'float32', shape: [2, 4] }, null, null, { dtype: 'float32', shape: [2, 4] }], { epsilon: 1e-6 });
+  const [normed, , , sum] = g.kernel(
+    'com.microsoft.SkipSimplifiedLayerNormalization',
+    [x, skip, gamma],
+    [{ dtype: 'float32', shape: [2, 4] }, null, null, { dtype: 'float32', shape: [2, 4] }],
+    { epsilon: 1e-6 },
+  );
   g.output(normed, 'normed');
   g.output(sum, 'sum');
   t.throws(() => g.kernel('Add', [x, skip], [{ dtype: 'float32', shape: [2, 4] }]));
   const model = decode(g);
-  t.ok(model.opsetImport!.some((o) => o.domain === 'com.microsoft'), 'com.microsoft imported');
+  t.ok(
+    model.opsetImport!.some((o) => o.domain === 'com.microsoft'),
+    'com.microsoft imported',
+  );
   t.same(model.graph!.node![0].output, ['normed', '', '', 'sum'], 'optional outputs left out by empty names');
 
   const s = await session(g);
   const xs = [1, 2, 3, 4, -1, 0, 1, 2];
-  const out = await s.run({ x: new ort.Tensor('float32', Float32Array.from(xs), [2, 4]), skip: new ort.Tensor('float32', new Float32Array(8).fill(1), [2, 4]) });
+  const out = await s.run({
+    x: new ort.Tensor('float32', Float32Array.from(xs), [2, 4]),
+    skip: new ort.Tensor('float32', new Float32Array(8).fill(1), [2, 4]),
+  });
   const sums = xs.map((v) => v + 1);
   t.same(Array.from(out.sum.data as Float32Array), sums);
   for (let r = 0; r < 2; r++) {

@@ -8,7 +8,17 @@ import { Attributor } from '../../src/sparsity/attribution.js';
 import { calibrate } from '../../src/sparsity/calibration.js';
 import { tierMask, writeMaskFile } from '../../src/sparsity/masks.js';
 
-export const CALIBRATED_SHAPE: TestModelOptions = { hidden: 32, intermediate: 100, layers: 2, heads: 4, kvHeads: 2, headDim: 8, vocab: 300, maxPositions: 128, seed: 21 };
+export const CALIBRATED_SHAPE: TestModelOptions = {
+  hidden: 32,
+  intermediate: 100,
+  layers: 2,
+  heads: 4,
+  kvHeads: 2,
+  headDim: 8,
+  vocab: 300,
+  maxPositions: 128,
+  seed: 21,
+};
 
 const TEXTS = ['the cat sat on the mat', 'a dog ran in the park and barked', 'she said that it would rain today', 'one two three four five six'];
 
@@ -28,9 +38,12 @@ export async function calibratedModelDir(tiers = [0.5, 0.8]): Promise<string> {
   const { scores, tokens } = await calibrate(attributor, model.tokenizer, set, 'cor_gxo', { maxLength: CALIBRATION_MAX_LENGTH });
   await attributor.release();
   writeMaskFile(dir, {
-    format: 1, metric: 'cor_gxo', weightsSha256: model.weightsHash,
+    format: 1,
+    metric: 'cor_gxo',
+    weightsSha256: model.weightsHash,
     calibration: { file: 'inline', sha256: set.sha256, samples: TEXTS.length, tokens },
-    created: new Date().toISOString(), pruneHeads: false,
+    created: new Date().toISOString(),
+    pruneHeads: false,
     scores: scores.map((l) => ({ mlp: Array.from(l.mlp), heads: Array.from(l.heads) })),
     tiers: tiers.map((s) => tierMask(model.config, scores, s, false)),
   });

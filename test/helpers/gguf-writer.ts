@@ -63,8 +63,12 @@ class Sink {
     this.push(b);
   }
 
-  u32(v: number): void { this.fixed(4, (b) => b.writeUInt32LE(v)); }
-  u64(v: number | bigint): void { this.fixed(8, (b) => b.writeBigUInt64LE(BigInt(v))); }
+  u32(v: number): void {
+    this.fixed(4, (b) => b.writeUInt32LE(v));
+  }
+  u64(v: number | bigint): void {
+    this.fixed(8, (b) => b.writeBigUInt64LE(BigInt(v)));
+  }
   string(s: string): void {
     const bytes = Buffer.from(s, 'utf8');
     this.u64(bytes.length);
@@ -78,18 +82,42 @@ class Sink {
 
   value(type: number, v: GgufValue): void {
     switch (type) {
-      case GgufType.UINT8: this.fixed(1, (b) => b.writeUInt8(v as number)); return;
-      case GgufType.INT8: this.fixed(1, (b) => b.writeInt8(v as number)); return;
-      case GgufType.UINT16: this.fixed(2, (b) => b.writeUInt16LE(v as number)); return;
-      case GgufType.INT16: this.fixed(2, (b) => b.writeInt16LE(v as number)); return;
-      case GgufType.UINT32: this.fixed(4, (b) => b.writeUInt32LE(v as number)); return;
-      case GgufType.INT32: this.fixed(4, (b) => b.writeInt32LE(v as number)); return;
-      case GgufType.FLOAT32: this.fixed(4, (b) => b.writeFloatLE(v as number)); return;
-      case GgufType.FLOAT64: this.fixed(8, (b) => b.writeDoubleLE(v as number)); return;
-      case GgufType.UINT64: this.fixed(8, (b) => b.writeBigUInt64LE(v as bigint)); return;
-      case GgufType.INT64: this.fixed(8, (b) => b.writeBigInt64LE(v as bigint)); return;
-      case GgufType.BOOL: this.fixed(1, (b) => b.writeUInt8(v ? 1 : 0)); return;
-      case GgufType.STRING: this.string(v as string); return;
+      case GgufType.UINT8:
+        this.fixed(1, (b) => b.writeUInt8(v as number));
+        return;
+      case GgufType.INT8:
+        this.fixed(1, (b) => b.writeInt8(v as number));
+        return;
+      case GgufType.UINT16:
+        this.fixed(2, (b) => b.writeUInt16LE(v as number));
+        return;
+      case GgufType.INT16:
+        this.fixed(2, (b) => b.writeInt16LE(v as number));
+        return;
+      case GgufType.UINT32:
+        this.fixed(4, (b) => b.writeUInt32LE(v as number));
+        return;
+      case GgufType.INT32:
+        this.fixed(4, (b) => b.writeInt32LE(v as number));
+        return;
+      case GgufType.FLOAT32:
+        this.fixed(4, (b) => b.writeFloatLE(v as number));
+        return;
+      case GgufType.FLOAT64:
+        this.fixed(8, (b) => b.writeDoubleLE(v as number));
+        return;
+      case GgufType.UINT64:
+        this.fixed(8, (b) => b.writeBigUInt64LE(v as bigint));
+        return;
+      case GgufType.INT64:
+        this.fixed(8, (b) => b.writeBigInt64LE(v as bigint));
+        return;
+      case GgufType.BOOL:
+        this.fixed(1, (b) => b.writeUInt8(v ? 1 : 0));
+        return;
+      case GgufType.STRING:
+        this.string(v as string);
+        return;
       case GgufType.ARRAY: {
         const { itemType, items } = v as { itemType: number; items: GgufValue[] };
         this.u32(itemType);
@@ -205,11 +233,16 @@ export function quantizeQ4_0(x: Float32Array): Uint8Array {
 /** The bytes of `data` stored as `type`. */
 export function encodeTensor(type: SupportedGgmlType, data: Float32Array): Uint8Array {
   switch (type) {
-    case 'F32': return new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength));
-    case 'F16': return new Uint8Array(f32ToF16(data).buffer);
-    case 'BF16': return new Uint8Array(f32ToBf16(data).buffer);
-    case 'Q8_0': return quantizeQ8_0(data);
-    case 'Q4_0': return quantizeQ4_0(data);
+    case 'F32':
+      return new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength));
+    case 'F16':
+      return new Uint8Array(f32ToF16(data).buffer);
+    case 'BF16':
+      return new Uint8Array(f32ToBf16(data).buffer);
+    case 'Q8_0':
+      return quantizeQ8_0(data);
+    case 'Q4_0':
+      return quantizeQ4_0(data);
   }
 }
 
@@ -368,7 +401,13 @@ function tokenizerMetadata(dir: string): [string, GgufKv][] {
       ['tokenizer.ggml.model', kv.str('gpt2')],
       ['tokenizer.ggml.pre', kv.str(name)],
       ['tokenizer.ggml.tokens', kv.arr(GgufType.STRING, byId)],
-      ['tokenizer.ggml.token_type', kv.arr(GgufType.INT32, byId.map((_, id) => (special.has(id) ? 3 : 1)))],
+      [
+        'tokenizer.ggml.token_type',
+        kv.arr(
+          GgufType.INT32,
+          byId.map((_, id) => (special.has(id) ? 3 : 1)),
+        ),
+      ],
       ['tokenizer.ggml.merges', kv.arr(GgufType.STRING, merges)],
     );
   }

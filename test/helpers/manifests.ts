@@ -23,10 +23,12 @@ export function readCompose(): Doc {
 export function serviceEnv(service: Doc): Record<string, string> {
   const env = service.environment ?? {};
   if (Array.isArray(env)) {
-    return Object.fromEntries(env.map((entry: string) => {
-      const at = entry.indexOf('=');
-      return at < 0 ? [entry, ''] : [entry.slice(0, at), entry.slice(at + 1)];
-    }));
+    return Object.fromEntries(
+      env.map((entry: string) => {
+        const at = entry.indexOf('=');
+        return at < 0 ? [entry, ''] : [entry.slice(0, at), entry.slice(at + 1)];
+      }),
+    );
   }
   return Object.fromEntries(Object.entries(env).map(([k, v]) => [k, v === null ? '' : String(v)]));
 }
@@ -56,7 +58,9 @@ export interface K8sDoc {
 
 /** The manifests' YAML files, kustomization.yaml excepted (it is not a Kubernetes object). */
 export function k8sFiles(): string[] {
-  return readdirSync(K8S_DIR).filter((f) => /\.ya?ml$/.test(f) && f !== 'kustomization.yaml').sort();
+  return readdirSync(K8S_DIR)
+    .filter((f) => /\.ya?ml$/.test(f) && f !== 'kustomization.yaml')
+    .sort();
 }
 
 /** Every YAML document of every manifest file; a syntax error throws, naming the file. */

@@ -122,7 +122,9 @@ export class RedisChild {
     }, 5000);
     probe.disconnect();
     if (failed !== undefined) {
-      throw new Error(`cannot start ${REDIS_SERVER} (${failed.message}): the tests need Debian's redis-server package, a Redis on 127.0.0.1:6379, or TEST_REDIS_URL`);
+      throw new Error(
+        `cannot start ${REDIS_SERVER} (${failed.message}): the tests need Debian's redis-server package, a Redis on 127.0.0.1:6379, or TEST_REDIS_URL`,
+      );
     }
     if (!up) throw new Error(`redis-server on port ${this.port} did not start`);
   }

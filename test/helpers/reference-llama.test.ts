@@ -18,13 +18,17 @@ t.test('stories260K: top-5 logits at the last prompt position match reference.js
   const last = logits[check.position];
   t.equal(last.length, config.vocabSize);
   const top5 = [...last.keys()].sort((a, b) => last[b] - last[a]).slice(0, 5);
-  t.same(top5, check.top5.map(([id]) => id), 'the same five tokens in the same order');
+  t.same(
+    top5,
+    check.top5.map(([id]) => id),
+    'the same five tokens in the same order',
+  );
   for (const [id, value] of check.top5) {
     t.ok(Math.abs(last[id] - value) <= 1e-4, `logit of ${id}: ${last[id]} vs ${value}`);
   }
 });
 
-t.test('stories260K: greedy decoding reproduces run.c\'s 32 tokens for every prompt', async (t) => {
+t.test("stories260K: greedy decoding reproduces run.c's 32 tokens for every prompt", async (t) => {
   const { config, weights } = await loadModelDir(STORIES_DIR);
   const reference = readStoriesReference();
   for (const p of reference.prompts) {
@@ -92,7 +96,10 @@ t.test('biases and norm weights change the output (the reference does not ignore
   ];
   for (const [name, w] of variants) {
     const other = referenceLogits(config, w, tokens)[2];
-    t.ok(other.some((v, i) => Math.abs(v - base[i]) > 1e-3), name);
+    t.ok(
+      other.some((v, i) => Math.abs(v - base[i]) > 1e-3),
+      name,
+    );
   }
 });
 
@@ -102,7 +109,10 @@ t.test('a tied head is the embedding matrix', async (t) => {
   const { config, weights } = await loadModelDir(dir);
   const tied = referenceLogits({ ...config, tieWordEmbeddings: true }, { ...weights, lmHead: weights.embed }, [1, 5]);
   const untied = referenceLogits(config, weights, [1, 5]);
-  t.ok(tied[1].some((v, i) => Math.abs(v - untied[1][i]) > 1e-3), 'the separate head is used when there is one');
+  t.ok(
+    tied[1].some((v, i) => Math.abs(v - untied[1][i]) > 1e-3),
+    'the separate head is used when there is one',
+  );
 });
 
 t.test('referenceGreedy and referenceLogits reject bad input', async (t) => {

@@ -21,7 +21,12 @@ export async function testServedModel(): Promise<ServedModel> {
 export const GREEDY: SamplingParams = { maxTokens: 10, temperature: 0, topP: 1, topK: -1, stop: [], logprobs: null, echo: false };
 
 /** Runs one generation to its end: the token ids generated and how it finished. */
-export async function generateAll(model: ServedModel, promptIds: number[], params: SamplingParams, execution: ExecutionOptions): Promise<{ ids: number[]; result: GenerationResult }> {
+export async function generateAll(
+  model: ServedModel,
+  promptIds: number[],
+  params: SamplingParams,
+  execution: ExecutionOptions,
+): Promise<{ ids: number[]; result: GenerationResult }> {
   const it = model.generate(promptIds, params, undefined, execution);
   const ids: number[] = [];
   let r = await it.next();

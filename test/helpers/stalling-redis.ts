@@ -68,10 +68,13 @@ export class StallingRedis {
   }
 
   static async start(t: Test, upstreamUrl?: string): Promise<StallingRedis> {
-    const upstream = upstreamUrl === undefined ? undefined : (() => {
-      const u = new URL(upstreamUrl);
-      return { host: u.hostname, port: u.port === '' ? 6379 : Number(u.port) };
-    })();
+    const upstream =
+      upstreamUrl === undefined
+        ? undefined
+        : (() => {
+            const u = new URL(upstreamUrl);
+            return { host: u.hostname, port: u.port === '' ? 6379 : Number(u.port) };
+          })();
     const server = createServer();
     server.listen(0, '127.0.0.1');
     await once(server, 'listening');

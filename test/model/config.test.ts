@@ -1,13 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import {
-  mergeGenerationConfig,
-  parseConfig,
-  parseGenerationConfig,
-  readConfig,
-  readGenerationConfig,
-} from '../../src/model/config.js';
+import { mergeGenerationConfig, parseConfig, parseGenerationConfig, readConfig, readGenerationConfig } from '../../src/model/config.js';
 import { throwsWith } from '../helpers/errors.js';
 
 const FILE = '/models/x/config.json';
@@ -77,7 +71,7 @@ const qwen2 = (): Record<string, unknown> => ({
   eos_token_id: 151643,
 });
 
-t.test('a LLaMA config parses into the forward\'s numbers', async (t) => {
+t.test("a LLaMA config parses into the forward's numbers", async (t) => {
   t.same(parseConfig(llama(), FILE), {
     architecture: 'LlamaForCausalLM',
     hiddenSize: 64,
@@ -121,7 +115,7 @@ t.test('a Qwen2 config parses; Qwen2 always has q/k/v biases', async (t) => {
   t.equal(parseConfig({ ...qwen2(), sliding_window: 4096 }, FILE).architecture, 'Qwen2ForCausalLM');
 });
 
-t.test('optional fields take Hugging Face\'s defaults', async (t) => {
+t.test("optional fields take Hugging Face's defaults", async (t) => {
   const json = llama();
   for (const field of ['num_key_value_heads', 'head_dim', 'rope_theta', 'tie_word_embeddings', 'attention_bias', 'bos_token_id', 'eos_token_id']) {
     delete json[field];
@@ -185,13 +179,13 @@ t.test('sliding windows shorter than the context are refused', async (t) => {
   throwsWith(t, () => parseConfig({ ...mistral(), sliding_window: 'none' }, FILE), [FILE, '"sliding_window"', 'positive integer'], 'bad value');
 });
 
-t.test('readConfig reads config.json and merges generation_config.json\'s eos ids', async (t) => {
+t.test("readConfig reads config.json and merges generation_config.json's eos ids", async (t) => {
   const dir = t.testdir({
     'config.json': JSON.stringify({ ...llama(), eos_token_id: 2 }),
     'generation_config.json': JSON.stringify({ bos_token_id: 1, eos_token_id: [2, 7], temperature: 0.8, top_p: 0.95, top_k: 40 }),
   });
   const c = readConfig(dir);
-  t.same(c.eosTokenIds, [2, 7], 'the union of both files, config.json\'s first');
+  t.same(c.eosTokenIds, [2, 7], "the union of both files, config.json's first");
   const g = readGenerationConfig(dir);
   t.same(g, { bosTokenId: 1, eosTokenIds: [2, 7], defaults: { temperature: 0.8, topP: 0.95, topK: 40 } });
 });

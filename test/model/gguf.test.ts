@@ -6,16 +6,7 @@ import { truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { f16ToF32 } from '../../src/model/float16.js';
-import {
-  dequantize,
-  dequantizeQ4_0,
-  dequantizeQ8_0,
-  GgmlType,
-  GgufFields,
-  GgufFile,
-  GgufType,
-  type GgufKv,
-} from '../../src/model/gguf.js';
+import { dequantize, dequantizeQ4_0, dequantizeQ8_0, GgmlType, GgufFields, GgufFile, GgufType, type GgufKv } from '../../src/model/gguf.js';
 import { unpermuteRows } from '../../src/model/import-gguf.js';
 import { throwsWith } from '../helpers/errors.js';
 import { ggufBytes, kv, permuteForLlamaCpp, quantizeQ4_0, quantizeQ8_0, writeGguf } from '../helpers/gguf-writer.js';
@@ -44,7 +35,13 @@ const EVERY_TYPE: [string, GgufKv][] = [
   ['t.array.bool', kv.arr(GgufType.BOOL, [true, false])],
   ['t.array.u64', kv.arr(GgufType.UINT64, [0n, 2n ** 63n])],
   ['t.array.empty', kv.arr(GgufType.INT32, [])],
-  ['t.array.nested', kv.arr(GgufType.ARRAY, [{ itemType: GgufType.UINT32, items: [1, 2] }, { itemType: GgufType.STRING, items: ['a'] }])],
+  [
+    't.array.nested',
+    kv.arr(GgufType.ARRAY, [
+      { itemType: GgufType.UINT32, items: [1, 2] },
+      { itemType: GgufType.STRING, items: ['a'] },
+    ]),
+  ],
 ];
 
 t.test('metadata of every value type round-trips', async (t) => {
@@ -55,7 +52,11 @@ t.test('metadata of every value type round-trips', async (t) => {
   t.equal(g.version, 3);
   t.equal(g.alignment, 32, 'the default alignment without general.alignment');
   t.equal(g.tensors.size, 0);
-  t.same([...g.metadata.keys()], EVERY_TYPE.map(([k]) => k), 'every key, in file order');
+  t.same(
+    [...g.metadata.keys()],
+    EVERY_TYPE.map(([k]) => k),
+    'every key, in file order',
+  );
   for (const [key, expected] of EVERY_TYPE) t.strictSame(g.get(key), expected, key);
 });
 
@@ -117,7 +118,10 @@ t.test('tensor infos: shapes, types, alignment and data offsets', async (t) => {
 
 t.test('a broken file is refused with what is wrong', async (t) => {
   const dir = t.testdir();
-  const good = ggufBytes({ metadata: [['general.architecture', kv.str('llama')]], tensors: [{ name: 'w', dims: [4], type: GgmlType.F32, bytes: new Uint8Array(16) }] });
+  const good = ggufBytes({
+    metadata: [['general.architecture', kv.str('llama')]],
+    tensors: [{ name: 'w', dims: [4], type: GgmlType.F32, bytes: new Uint8Array(16) }],
+  });
   const file = (name: string, bytes: Buffer) => {
     const path = join(dir, name);
     writeFileSync(path, bytes);
@@ -146,7 +150,16 @@ t.test('a broken file is refused with what is wrong', async (t) => {
 
   const misaligned = file('alignment.gguf', ggufBytes({ metadata: [['general.alignment', kv.u32(12)]], tensors: [] }));
   throwsWith(t, () => GgufFile.open(misaligned), ['"general.alignment"', 'multiple of 8', 'UINT32 12']);
-  const twice = file('twice.gguf', ggufBytes({ metadata: [['a', kv.u8(1)], ['a', kv.u8(2)]], tensors: [] }));
+  const twice = file(
+    'twice.gguf',
+    ggufBytes({
+      metadata: [
+        ['a', kv.u8(1)],
+        ['a', kv.u8(2)],
+      ],
+      tensors: [],
+    }),
+  );
   throwsWith(t, () => GgufFile.open(twice), ['"a" appears twice']);
   throwsWith(t, () => GgufFile.open(join(dir, 'absent.gguf')), ['absent.gguf', 'cannot open']);
 });
@@ -156,7 +169,11 @@ t.test('F32, F16 and BF16 widen exactly', async (t) => {
   const f16 = Uint16Array.of(0x0000, 0x8000, 0x3c00, 0xc000, 0x3800, 0x7bff, 0x0001, 0xc380);
   t.same(Array.from(dequantize(GgmlType.F16, new Uint8Array(f16.buffer), 8)), values, 'F16 bit patterns worked out by hand');
   const bf16 = Uint16Array.of(0x0000, 0x8000, 0x3f80, 0xc000, 0x3f00, 0x477f, 0x3380, 0xc070);
-  t.same(Array.from(dequantize(GgmlType.BF16, new Uint8Array(bf16.buffer), 8)), [0, -0, 1, -2, 0.5, 65280, 2 ** -24, -3.75], 'BF16 is the top half of a float32');
+  t.same(
+    Array.from(dequantize(GgmlType.BF16, new Uint8Array(bf16.buffer), 8)),
+    [0, -0, 1, -2, 0.5, 65280, 2 ** -24, -3.75],
+    'BF16 is the top half of a float32',
+  );
   const f32 = Float32Array.from(values);
   t.same(dequantize(GgmlType.F32, new Uint8Array(f32.buffer), 8), f32);
 });
@@ -165,7 +182,9 @@ t.test('Q8_0: a block worked out by hand', async (t) => {
   // d = 0.5 (f16 0x3800, little-endian 00 38), then 32 int8: 0, 1, -1, 127, -128, 2, -2, ... as laid out below.
   const q = [0, 1, -1, 127, -128, 2, -2, 3, -3, 4, -4, 5, -5, 6, -6, 7, -7, 8, -8, 9, -9, 10, -10, 11, -11, 12, -12, 13, -13, 14, -14, 100];
   const block = Uint8Array.from([0x00, 0x38, ...q.map((v) => v & 0xff)]);
-  const expected = [0, 0.5, -0.5, 63.5, -64, 1, -1, 1.5, -1.5, 2, -2, 2.5, -2.5, 3, -3, 3.5, -3.5, 4, -4, 4.5, -4.5, 5, -5, 5.5, -5.5, 6, -6, 6.5, -6.5, 7, -7, 50];
+  const expected = [
+    0, 0.5, -0.5, 63.5, -64, 1, -1, 1.5, -1.5, 2, -2, 2.5, -2.5, 3, -3, 3.5, -3.5, 4, -4, 4.5, -4.5, 5, -5, 5.5, -5.5, 6, -6, 6.5, -6.5, 7, -7, 50,
+  ];
   t.same(Array.from(dequantizeQ8_0(block, 32)), expected);
   // Two blocks: the second's scale (f16 0xBC00 = -1) applies only to it.
   const two = Uint8Array.from([...block, 0x00, 0xbc, ...q.map((v) => v & 0xff)]);
@@ -272,7 +291,7 @@ t.test('types other than F32, F16, BF16, Q8_0 and Q4_0 are refused by name', asy
   throwsWith(t, () => dequantize(14, new Uint8Array(210), 256), ['Q6_K']);
 });
 
-t.test('llama.cpp\'s q/k row permutation and its inverse', async (t) => {
+t.test("llama.cpp's q/k row permutation and its inverse", async (t) => {
   // One head of 4 rows: reshape(1, 2, 2, cols).swapaxes(1, 2) orders rows r0, r2, r1, r3.
   const rows = Float32Array.of(0, 0, 1, 1, 2, 2, 3, 3);
   t.same(Array.from(permuteForLlamaCpp(rows, 4, 2, 1)), [0, 0, 2, 2, 1, 1, 3, 3]);

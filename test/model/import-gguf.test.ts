@@ -36,7 +36,7 @@ const readJson = (path: string): unknown => JSON.parse(readFileSync(path, 'utf8'
 /** Texts for tokenizer comparisons: spaces, punctuation, control characters, multi-byte UTF-8 and literal special tokens. */
 const TEXTS = [
   'Once upon a time, there was a little dog named Tom.',
-  'Hello , world . I don\'t know !',
+  "Hello , world . I don't know !",
   '  leading and trailing spaces  ',
   'tabs\tand\nnewlines\r\n',
   'digits 0123456789 and symbols ~!@#$%^&*()_+{}|:"<>?`-=[]\\;\',./',
@@ -166,7 +166,18 @@ t.test('F16, BF16, Q8_0 and Q4_0 files import to their dequantised weights, with
 
 t.test('a byte-level ("gpt2") tokenizer, a separate LM head and attention biases round-trip', async (t) => {
   const source = join(root, 'bytelevel-src');
-  await writeTestModel(source, { hidden: 64, intermediate: 96, layers: 2, heads: 4, kvHeads: 2, headDim: 16, vocab: 400, tie: false, attentionBias: true, seed: 5 });
+  await writeTestModel(source, {
+    hidden: 64,
+    intermediate: 96,
+    layers: 2,
+    heads: 4,
+    kvHeads: 2,
+    headDim: 16,
+    vocab: 400,
+    tie: false,
+    attentionBias: true,
+    seed: 5,
+  });
   const dir = imported('bytelevel', source);
 
   const original = readSafetensors(join(source, 'model.safetensors'));
@@ -189,15 +200,19 @@ t.test('byte-level pre-tokenizers by tokenizer.ggml.pre', async (t) => {
   // pre-tokenizer splits shows in the tokens.
   const source = join(root, 'digits-src');
   await writeTestModel(source, { hidden: 32, intermediate: 64, layers: 1, heads: 2, kvHeads: 1, headDim: 16, vocab: 2200, seed: 1 });
-  const text = 'x 1234567 and 2024, I\'VE done';
-  const tokens = (pre: string) => ModelTokenizer.fromDir(imported(`pre-${pre}`, source, { metadata: { 'tokenizer.ggml.pre': kv.str(pre) } })).encodeWithTokens(text, false).tokens;
+  const text = "x 1234567 and 2024, I'VE done";
+  const tokens = (pre: string) =>
+    ModelTokenizer.fromDir(imported(`pre-${pre}`, source, { metadata: { 'tokenizer.ggml.pre': kv.str(pre) } })).encodeWithTokens(text, false).tokens;
 
   const gpt2 = tokens('gpt-2');
   t.same(gpt2, ModelTokenizer.fromDir(source).encodeWithTokens(text, false).tokens, 'gpt-2: as the original ByteLevel tokenizer');
   t.ok(gpt2.includes('23'), `gpt-2: digits merge across the whole number (${gpt2.join(' | ')})`);
 
   const smollm = tokens('smollm');
-  t.ok(smollm.every((p) => !/\d./u.test(p) && !/.\d/u.test(p)), `smollm: every digit is a token of its own (${smollm.join(' | ')})`);
+  t.ok(
+    smollm.every((p) => !/\d./u.test(p) && !/.\d/u.test(p)),
+    `smollm: every digit is a token of its own (${smollm.join(' | ')})`,
+  );
 
   const llama3 = tokens('llama-bpe');
   // Groups of at most three digits: no token joins digit 3 to 4 or 6 to 7 of "1234567".
@@ -208,8 +223,11 @@ t.test('byte-level pre-tokenizers by tokenizer.ggml.pre', async (t) => {
     t.ok(Math.floor(at / 3) === Math.floor((at + p.length - 1) / 3), `llama-bpe: "${p}" stays within a group of three`);
     at += p.length;
   }
-  t.ok(run.some((p) => p.length > 1), `llama-bpe: digits still merge within a group (${run.join(' | ')})`);
-  t.ok(llama3.includes("'V") && !gpt2.includes("'V"), "llama-bpe: contractions match case-insensitively (\"'VE\" is one piece)");
+  t.ok(
+    run.some((p) => p.length > 1),
+    `llama-bpe: digits still merge within a group (${run.join(' | ')})`,
+  );
+  t.ok(llama3.includes("'V") && !gpt2.includes("'V"), 'llama-bpe: contractions match case-insensitively ("\'VE" is one piece)');
   for (const s of TEXTS) {
     const tok = ModelTokenizer.fromDir(join(root, 'pre-llama-bpe'));
     t.equal(tok.decode(tok.encode(s, false), false), s, `llama-bpe round-trips ${JSON.stringify(s)}`);
@@ -227,19 +245,30 @@ t.test('what cannot be imported is refused, naming what and where, before anythi
     throwsWith(t, () => importGguf(file, out), [file, ...fragments], name);
     t.notOk(existsSync(out), `${name}: nothing written`);
   };
-  refuse('q4k', { tensors: { 'blk.0.ffn_up.weight': { type: 12, bytes: new Uint8Array(256 * 144) } } }, ['tensor "blk.0.ffn_up.weight"', 'type Q4_K', 'supported: F32, F16, BF16, Q8_0, Q4_0']);
+  refuse('q4k', { tensors: { 'blk.0.ffn_up.weight': { type: 12, bytes: new Uint8Array(256 * 144) } } }, [
+    'tensor "blk.0.ffn_up.weight"',
+    'type Q4_K',
+    'supported: F32, F16, BF16, Q8_0, Q4_0',
+  ]);
   refuse('qwen2', { metadata: { 'general.architecture': kv.str('qwen2') } }, ['general.architecture is "qwen2"', 'only "llama"']);
   refuse('no-arch', { metadata: { 'general.architecture': null } }, ['"general.architecture"', 'missing']);
-  refuse('rope-scaling', { metadata: { 'llama.rope.scaling.type': kv.str('linear'), 'llama.rope.scaling.factor': kv.f32(4) } }, ['rope.scaling.type is "linear"', 'not supported']);
+  refuse('rope-scaling', { metadata: { 'llama.rope.scaling.type': kv.str('linear'), 'llama.rope.scaling.factor': kv.f32(4) } }, [
+    'rope.scaling.type is "linear"',
+    'not supported',
+  ]);
   refuse('moe', { metadata: { 'llama.expert_count': kv.u32(8) } }, ['mixture-of-experts']);
   refuse('partial-rope', { metadata: { 'llama.rope.dimension_count': kv.u32(32) } }, ['"llama.rope.dimension_count"', 'partial rotary', 'UINT32 32']);
   refuse('bert', { metadata: { 'tokenizer.ggml.model': kv.str('bert') } }, ['tokenizer.ggml.model is "bert"']);
   refuse('no-tokenizer', { metadata: { 'tokenizer.ggml.model': null } }, ['no tokenizer']);
   refuse('pre', { metadata: { 'tokenizer.ggml.pre': kv.str('qwen2') } }, ['tokenizer.ggml.pre is "qwen2"', 'gpt-2, smollm, llama-bpe']);
   refuse('no-merges', { metadata: { 'tokenizer.ggml.merges': null } }, ['"tokenizer.ggml.merges"', 'missing']);
-  refuse('shape', { metadata: { 'llama.feed_forward_length': kv.u32(128) } }, ['tensor "blk.0.ffn_gate.weight"', 'dims [256, 256]', 'model.layers.0.mlp.gate_proj.weight [128, 256]']);
+  refuse('shape', { metadata: { 'llama.feed_forward_length': kv.u32(128) } }, [
+    'tensor "blk.0.ffn_gate.weight"',
+    'dims [256, 256]',
+    'model.layers.0.mlp.gate_proj.weight [128, 256]',
+  ]);
   refuse('split', { metadata: { 'split.count': kv.u16(3), 'split.no': kv.u16(0) } }, ['one of 3 split GGUF files', 'llama-gguf-split --merge']);
-  refuse('bos', { metadata: { 'tokenizer.ggml.bos_token_id': kv.u32(300) } }, ['"tokenizer.ggml.bos_token_id"', 'below the vocabulary\'s 300 tokens']);
+  refuse('bos', { metadata: { 'tokenizer.ggml.bos_token_id': kv.u32(300) } }, ['"tokenizer.ggml.bos_token_id"', "below the vocabulary's 300 tokens"]);
 });
 
 t.test('end-of-turn ids and recommended sampling settings go to generation_config.json', async (t) => {

@@ -28,7 +28,7 @@ t.test('generation_config.json gives sampling defaults and more eos ids', async 
   t.same(model.config.eosTokenIds, [2, 5]);
 });
 
-t.test('without any eos id, the tokenizer\'s eos token is used', async (t) => {
+t.test("without any eos id, the tokenizer's eos token is used", async (t) => {
   const dir = t.testdir();
   await writeTestModel(dir);
   const config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
@@ -86,7 +86,7 @@ t.test('a missing directory or file is named', async (t) => {
   await rejectsWith(t, loadModelDir(dir), [join(dir, 'config.json'), 'not found']);
 });
 
-t.test('a tokenizer larger than the model\'s vocabulary is refused', async (t) => {
+t.test("a tokenizer larger than the model's vocabulary is refused", async (t) => {
   const dir = t.testdir();
   await writeTestModel(dir, { vocab: 300 });
   const config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;

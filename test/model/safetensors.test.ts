@@ -43,7 +43,11 @@ for (const dtype of ['F32', 'F16', 'BF16'] as const) {
       t.ok(Math.abs(got - x) <= relTol * Math.abs(x), `${x} -> ${got} within ${relTol} relative`);
     });
     t.equal(back['a.weight'].data[2], stored0333, '0.333 is stored as the nearest representable value');
-    t.same([...back['a.weight'].data].filter((_, i) => [0, 1, 3, 5].includes(i)), [1.5, -2, 0, 100], 'exact values stay exact');
+    t.same(
+      [...back['a.weight'].data].filter((_, i) => [0, 1, 3, 5].includes(i)),
+      [1.5, -2, 0, 100],
+      'exact values stay exact',
+    );
     t.same([...back['b.bias'].data], [-7.25]);
 
     const file = SafetensorsFile.open(path);
@@ -131,7 +135,11 @@ t.test('malformed headers fail naming the file and the tensor', async (t) => {
   const dir = t.testdir();
   const cases: [string, Buffer, string[]][] = [
     ['header not JSON', Buffer.concat([Buffer.from([4, 0, 0, 0, 0, 0, 0, 0]), Buffer.from('{{{{')]), ['not valid JSON']],
-    ['byte size not matching the shape', rawFile({ x: { dtype: 'F32', shape: [2, 2], data_offsets: [0, 12] } }, new Uint8Array(12)), ['"x"', 'span 12 bytes', '[2, 2]', 'needs 16']],
+    [
+      'byte size not matching the shape',
+      rawFile({ x: { dtype: 'F32', shape: [2, 2], data_offsets: [0, 12] } }, new Uint8Array(12)),
+      ['"x"', 'span 12 bytes', '[2, 2]', 'needs 16'],
+    ],
     ['offsets reversed', rawFile({ x: { dtype: 'F32', shape: [0], data_offsets: [8, 0] } }, new Uint8Array(8)), ['"x"', 'end before they begin']],
     ['unknown dtype', rawFile({ x: { dtype: 'Q4_K', shape: [2], data_offsets: [0, 1] } }, new Uint8Array(1)), ['"x"', 'unknown dtype "Q4_K"']],
     ['bad shape', rawFile({ x: { dtype: 'F32', shape: [-1], data_offsets: [0, 4] } }, new Uint8Array(4)), ['"x"', 'shape must be']],
@@ -145,7 +153,17 @@ t.test('malformed headers fail naming the file and the tensor', async (t) => {
 
 t.test('a dtype other than F32/F16/BF16 fails on read, naming file, tensor and dtype', async (t) => {
   const path = join(t.testdir(), 'ids.safetensors');
-  writeFileSync(path, rawFile({ __metadata__: { format: 'pt' }, 'pos.ids': { dtype: 'I64', shape: [2], data_offsets: [0, 16] }, ok: { dtype: 'F32', shape: [1], data_offsets: [16, 20] } }, new Uint8Array(20)));
+  writeFileSync(
+    path,
+    rawFile(
+      {
+        __metadata__: { format: 'pt' },
+        'pos.ids': { dtype: 'I64', shape: [2], data_offsets: [0, 16] },
+        ok: { dtype: 'F32', shape: [1], data_offsets: [16, 20] },
+      },
+      new Uint8Array(20),
+    ),
+  );
   const file = SafetensorsFile.open(path);
   t.teardown(() => file.close());
   t.same([...file.read('ok').data], [0], 'other tensors of the file still read');

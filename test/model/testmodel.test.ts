@@ -62,7 +62,7 @@ t.test('config.json describes the requested shape in HF terms', async (t) => {
   t.same(readConfig(dir), model.config, 'the returned config is what a loader reads');
 });
 
-t.test('the SmolLM2-135M preset has SmolLM2-135M\'s shape', async (t) => {
+t.test("the SmolLM2-135M preset has SmolLM2-135M's shape", async (t) => {
   const c = parseConfig(hfConfigJson(SMOLLM2_135M_SHAPE), 'config.json');
   t.match(c, {
     hiddenSize: 576,
@@ -87,13 +87,21 @@ t.test('initial weights are scaled so activations and logits keep a useful size'
   const { config } = await writeTestModel(dir, { seed: 11, architecture: 'Qwen2ForCausalLM' });
   const w = loadLlamaWeights(dir, config);
   const layer = w.layers[0];
-  for (const [name, tensor] of [['q', layer.q], ['down', layer.down], ['embed', w.embed], ['lm_head', w.lmHead]] as const) {
+  for (const [name, tensor] of [
+    ['q', layer.q],
+    ['down', layer.down],
+    ['embed', w.embed],
+    ['lm_head', w.lmHead],
+  ] as const) {
     const fanIn = tensor.shape[1];
     const { mean, std } = stats(tensor.data);
     t.ok(Math.abs(mean) < 0.05 / Math.sqrt(fanIn) + 0.01, `${name}: mean about 0 (${mean.toFixed(4)})`);
     t.ok(Math.abs(std * Math.sqrt(fanIn) - 1) < 0.1, `${name}: std about 1/sqrt(${fanIn}) (${std.toFixed(4)})`);
   }
-  for (const [name, tensor] of [['input norm', layer.inputNorm], ['final norm', w.norm]] as const) {
+  for (const [name, tensor] of [
+    ['input norm', layer.inputNorm],
+    ['final norm', w.norm],
+  ] as const) {
     const { mean, std } = stats(tensor.data);
     t.ok(Math.abs(mean - 1) < 0.05, `${name}: about 1 (${mean.toFixed(3)})`);
     t.ok(std > 0.05 && std < 0.15, `${name}: with noise, so a forward ignoring it differs (${std.toFixed(3)})`);
@@ -104,7 +112,10 @@ t.test('initial weights are scaled so activations and logits keep a useful size'
   const logits = referenceLogits(config, w, [1, 50, 60, 70]);
   const last = stats(logits[3]);
   t.ok(last.std > 0.3 && last.std < 5, `logits spread (std ${last.std.toFixed(2)}), neither flat nor saturated`);
-  t.ok(logits[3].some((v, i) => Math.abs(v - logits[2][i]) > 0.1), 'and depend on the context');
+  t.ok(
+    logits[3].some((v, i) => Math.abs(v - logits[2][i]) > 0.1),
+    'and depend on the context',
+  );
 });
 
 t.test('Mistral and Qwen2 test models load; biases follow the architecture', async (t) => {
@@ -132,7 +143,10 @@ t.test('16-bit checkpoints hold the F32 weights rounded', async (t) => {
   const w32 = loadLlamaWeights(f32.dir, f32.config);
   // Half an ulp relative: 2^-11 for F16's 10 mantissa bits, 2^-8 for BF16's 7 (none of these
   // values is small enough to be subnormal in F16, where the relative bound would not hold).
-  for (const [dtype, tol] of [['F16', 2 ** -11], ['BF16', 2 ** -8]] as const) {
+  for (const [dtype, tol] of [
+    ['F16', 2 ** -11],
+    ['BF16', 2 ** -8],
+  ] as const) {
     const m = await writeTestModel(join(root, dtype), { seed: 4, dtype });
     t.equal(JSON.parse(readFileSync(join(m.dir, 'config.json'), 'utf8')).torch_dtype, dtype === 'F16' ? 'float16' : 'bfloat16');
     const w = loadLlamaWeights(m.dir, m.config);
@@ -145,10 +159,24 @@ t.test('16-bit checkpoints hold the F32 weights rounded', async (t) => {
   }
 });
 
-t.test('the CLI\'s arguments: a preset with per-field overrides', async (t) => {
+t.test("the CLI's arguments: a preset with per-field overrides", async (t) => {
   const args = parseMakeTestModelArgs([
-    '--out', '/tmp/m', '--preset', 'smollm2-135m', '--layers', '2', '--kv-heads', '9', '--rope-theta', '5e4',
-    '--tie', 'false', '--seed', '9', '--dtype', 'BF16',
+    '--out',
+    '/tmp/m',
+    '--preset',
+    'smollm2-135m',
+    '--layers',
+    '2',
+    '--kv-heads',
+    '9',
+    '--rope-theta',
+    '5e4',
+    '--tie',
+    'false',
+    '--seed',
+    '9',
+    '--dtype',
+    'BF16',
   ]);
   t.equal(args.out, '/tmp/m');
   t.same(args.options, { ...SMOLLM2_135M_SHAPE, layers: 2, kvHeads: 9, ropeTheta: 5e4, tie: false, seed: 9, dtype: 'BF16' });

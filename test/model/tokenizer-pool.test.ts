@@ -18,8 +18,16 @@ for (const name of ['default', 'stories260K']) {
     const dir = join(PROJECT_ROOT, 'models', name);
     const inline = ModelTokenizer.fromDir(dir);
     const texts = [TEXT.repeat(200), 'a', TEXT];
-    t.same(await pool.encode(dir, texts, true), texts.map((text) => inline.encode(text, true)), 'with special tokens');
-    t.same(await pool.encode(dir, texts, false), texts.map((text) => inline.encode(text, false)), 'without');
+    t.same(
+      await pool.encode(dir, texts, true),
+      texts.map((text) => inline.encode(text, true)),
+      'with special tokens',
+    );
+    t.same(
+      await pool.encode(dir, texts, false),
+      texts.map((text) => inline.encode(text, false)),
+      'without',
+    );
     t.ok(inline.maxTokenChars >= 2, `maxTokenChars ${inline.maxTokenChars}`);
     for (const text of texts) {
       t.ok(inline.encode(text, false).length >= text.length / inline.maxTokenChars, 'no token covers more characters than maxTokenChars');

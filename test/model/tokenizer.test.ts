@@ -15,7 +15,7 @@ t.test('stories260K: encodes like llama2.c run.c', async (t) => {
   for (const p of readStoriesReference().prompts) t.same(tok.encode(p.prompt), p.prompt_ids, p.prompt);
 });
 
-t.test('stories260K: decodes prompt + completion to run.c\'s text', async (t) => {
+t.test("stories260K: decodes prompt + completion to run.c's text", async (t) => {
   const tok = ModelTokenizer.fromDir(STORIES_DIR);
   for (const p of readStoriesReference().prompts) {
     t.equal(tok.decode([...p.prompt_ids, ...p.completion_ids]), p.full_text, p.prompt);
@@ -35,7 +35,7 @@ t.test('stories260K: vocabulary and special tokens', async (t) => {
   t.equal(tok.tokenToId('no such token'), undefined);
 });
 
-t.test('tokenizer_config.json is optional; bos/eos then come from the model\'s ids', async (t) => {
+t.test("tokenizer_config.json is optional; bos/eos then come from the model's ids", async (t) => {
   const dir = t.testdir();
   copyFileSync(join(STORIES_DIR, 'tokenizer.json'), join(dir, 'tokenizer.json'));
   const bare = ModelTokenizer.fromDir(dir);
@@ -56,25 +56,28 @@ t.test('a missing or broken tokenizer.json is named', async (t) => {
 
 const TEXTS = [
   'Once upon a time, there was a little dog named Tom.',
-  'Hello , world . I don\'t know !', // spaces before punctuation must survive (no "clean-up")
+  "Hello , world . I don't know !", // spaces before punctuation must survive (no "clean-up")
   '  leading and trailing spaces  ',
   'tabs\tand\nnewlines\r\n',
   'digits 0123456789 and symbols ~!@#$%^&*()_+{}|:"<>?`-=[]\\;\',./',
   'héllo wörld, naïve café, 日本語, emoji 😀',
 ];
 
-t.test('the generated test model\'s byte-level tokenizer round-trips text', async (t) => {
+t.test("the generated test model's byte-level tokenizer round-trips text", async (t) => {
   const dir = t.testdir();
   await writeTestModel(dir, { vocab: 400 });
   const tok = ModelTokenizer.fromDir(dir);
   for (const text of TEXTS) {
     const ids = tok.encode(text);
     t.equal(ids[0], 1, 'BOS first');
-    t.ok(ids.every((id) => id >= 0 && id < 400), 'ids within the model\'s vocabulary');
+    t.ok(
+      ids.every((id) => id >= 0 && id < 400),
+      "ids within the model's vocabulary",
+    );
     t.equal(tok.decode(ids), text, JSON.stringify(text));
   }
   t.ok(tok.encode('Once upon a time').length <= 5, 'common words are merged into single tokens');
-  t.equal(tok.vocabSize, 400, 'the tokenizer fills the model\'s vocabulary exactly');
+  t.equal(tok.vocabSize, 400, "the tokenizer fills the model's vocabulary exactly");
   t.equal(tok.bosToken, '<s>');
   t.equal(tok.eosToken, '</s>');
   for (let id = 0; id < 400; id++) if (tok.idToToken(id) === undefined) t.fail(`id ${id} has no token`);
@@ -101,9 +104,9 @@ t.test('decode does not "clean up" spaces unless tokenizer_config.json asks for 
   // @huggingface/tokenizers defaults clean_up_tokenization_spaces to true, which turns " ." into
   // "." and "do n't" into "don't": text would no longer round-trip.
   const { tokenizerJson } = buildByteLevelTokenizer(300, 64);
-  const text = 'Hello , world . I do n\'t !';
+  const text = "Hello , world . I do n't !";
   const bare = ModelTokenizer.fromJson(tokenizerJson, {});
   t.equal(bare.decode(bare.encode(text)), text, 'no config: lossless');
   const asked = ModelTokenizer.fromJson(tokenizerJson, { clean_up_tokenization_spaces: true });
-  t.equal(asked.decode(asked.encode(text)), 'Hello, world. I don\'t!', 'an explicit true is honoured, as transformers does');
+  t.equal(asked.decode(asked.encode(text)), "Hello, world. I don't!", 'an explicit true is honoured, as transformers does');
 });

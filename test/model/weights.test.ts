@@ -31,9 +31,14 @@ t.test('a tiny untied checkpoint loads into the HF layout', async (t) => {
   t.same(l1.down.shape, [config.hiddenSize, config.intermediateSize]);
   // Each field holds the tensor of its own name (a swapped gate/up would not show in shapes).
   const names: [HostTensor, string][] = [
-    [l1.inputNorm, 'input_layernorm.weight'], [l1.postNorm, 'post_attention_layernorm.weight'],
-    [l1.q, 'self_attn.q_proj.weight'], [l1.k, 'self_attn.k_proj.weight'], [l1.v, 'self_attn.v_proj.weight'],
-    [l1.o, 'self_attn.o_proj.weight'], [l1.gate, 'mlp.gate_proj.weight'], [l1.up, 'mlp.up_proj.weight'],
+    [l1.inputNorm, 'input_layernorm.weight'],
+    [l1.postNorm, 'post_attention_layernorm.weight'],
+    [l1.q, 'self_attn.q_proj.weight'],
+    [l1.k, 'self_attn.k_proj.weight'],
+    [l1.v, 'self_attn.v_proj.weight'],
+    [l1.o, 'self_attn.o_proj.weight'],
+    [l1.gate, 'mlp.gate_proj.weight'],
+    [l1.up, 'mlp.up_proj.weight'],
     [l1.down, 'mlp.down_proj.weight'],
   ];
   for (const [tensor, name] of names) t.same(tensor.data, onDisk[`model.layers.1.${name}`].data, name);
@@ -135,15 +140,28 @@ t.test('a NaN or an infinity in any dtype is refused, naming the file, the tenso
     t.ok(loadLlamaWeights(dir, config), `${dtype}: the written model loads`);
     const up = 'model.layers.1.mlp.up_proj.weight';
     // Row 3, column 5 of up [160, 64]: flat index 3 * 64 + 5 = 197.
-    const path = rewrite(dir, (ts) => {
-      ts[up].data[3 * 64 + 5] = NaN;
-      ts[up].data[100 * 64] = Infinity;
-    }, dtype);
-    throwsWith(t, () => loadLlamaWeights(dir, config), [path, `"${up}"`, 'NaN at index 197', '[3, 5] of shape [160, 64]', 'and 1 more non-finite value'], `${dtype} NaN`);
-    rewrite(dir, (ts) => {
-      ts[up].data.fill(0.5);
-      ts['model.norm.weight'].data[7] = -Infinity;
-    }, dtype);
+    const path = rewrite(
+      dir,
+      (ts) => {
+        ts[up].data[3 * 64 + 5] = NaN;
+        ts[up].data[100 * 64] = Infinity;
+      },
+      dtype,
+    );
+    throwsWith(
+      t,
+      () => loadLlamaWeights(dir, config),
+      [path, `"${up}"`, 'NaN at index 197', '[3, 5] of shape [160, 64]', 'and 1 more non-finite value'],
+      `${dtype} NaN`,
+    );
+    rewrite(
+      dir,
+      (ts) => {
+        ts[up].data.fill(0.5);
+        ts['model.norm.weight'].data[7] = -Infinity;
+      },
+      dtype,
+    );
     throwsWith(t, () => loadLlamaWeights(dir, config), [path, '"model.norm.weight"', '-Infinity at index 7', '[7] of shape [64]'], `${dtype} -Infinity`);
   }
 });

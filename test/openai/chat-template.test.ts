@@ -50,10 +50,7 @@ t.test('ChatML (SmolLM2, Qwen)', async (t) => {
 });
 
 t.test('LLaMA-2 chat', async (t) => {
-  t.equal(
-    render(LLAMA2),
-    '<s>[INST] <<SYS>>\nYou are helpful.\n<</SYS>>\n\nHello [/INST] Hi there! </s><s>[INST] How are you? [/INST]',
-  );
+  t.equal(render(LLAMA2), '<s>[INST] <<SYS>>\nYou are helpful.\n<</SYS>>\n\nHello [/INST] Hi there! </s><s>[INST] How are you? [/INST]');
   t.throws(
     () => render(LLAMA2, [conversation[1], conversation[3]]),
     { message: /Conversation roles must alternate/ },
@@ -69,10 +66,7 @@ t.test('Phi-3', async (t) => {
 });
 
 t.test('Zephyr', async (t) => {
-  t.equal(
-    render(ZEPHYR),
-    '<|system|>\nYou are helpful.</s>\n<|user|>\nHello</s>\n<|assistant|>\nHi there!</s>\n<|user|>\nHow are you?</s>\n<|assistant|>\n',
-  );
+  t.equal(render(ZEPHYR), '<|system|>\nYou are helpful.</s>\n<|user|>\nHello</s>\n<|assistant|>\nHi there!</s>\n<|user|>\nHow are you?</s>\n<|assistant|>\n');
 });
 
 t.test('a template that does not parse is a TemplateSyntaxError', async (t) => {
@@ -82,7 +76,10 @@ t.test('a template that does not parse is a TemplateSyntaxError', async (t) => {
 t.test('tokenizer_config.json: a template string, or the one named "default" in a list', async (t) => {
   const json: unknown = JSON.parse(readFileSync(new URL('../../models/stories260K/tokenizer.json', import.meta.url), 'utf8'));
   t.equal(ModelTokenizer.fromJson(json, { chat_template: PHI3 }).chatTemplate, PHI3);
-  const listed = [{ name: 'tool_use', template: ZEPHYR }, { name: 'default', template: CHATML }];
+  const listed = [
+    { name: 'tool_use', template: ZEPHYR },
+    { name: 'default', template: CHATML },
+  ];
   t.equal(ModelTokenizer.fromJson(json, { chat_template: listed }).chatTemplate, CHATML);
   t.equal(ModelTokenizer.fromJson(json, { chat_template: [{ name: 'tool_use', template: ZEPHYR }] }).chatTemplate, null, 'no "default": none');
   t.equal(ModelTokenizer.fromJson(json, {}).chatTemplate, null);

@@ -110,7 +110,11 @@ t.test('completions through HTTP while Redis hangs: all succeed, the breaker ope
   const app = await testApp(t, { models: [model], activationStore: store, activationCacheEvents: events });
   const metrics = async (): Promise<string> => (await app.inject({ method: 'GET', url: '/metrics' })).body;
   const complete = async (prompt: string) =>
-    app.inject({ method: 'POST', url: '/v1/completions', payload: { model: model.id, prompt, max_tokens: 4, temperature: 0, sparsity: 0.8, activation: 'prompt' } });
+    app.inject({
+      method: 'POST',
+      url: '/v1/completions',
+      payload: { model: model.id, prompt, max_tokens: 4, temperature: 0, sparsity: 0.8, activation: 'prompt' },
+    });
 
   t.equal(metricSample(await metrics(), 'slm_cache_up'), 1, 'up while Redis answers');
   proxy.stall();

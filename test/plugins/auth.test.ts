@@ -92,7 +92,12 @@ t.test('authentication runs before the body is read', async (t) => {
   expectUnauthorized(t, invalid, false);
   const huge = await app.inject({ method: 'POST', url: '/v1/completions', payload: { model: model.id, prompt: 'x'.repeat(10_000) } });
   t.equal(huge.statusCode, 401, 'an oversized body is refused for its missing key, not its size');
-  const keyedHuge = await app.inject({ method: 'POST', url: '/v1/completions', headers: bearer(KEY_A), payload: { model: model.id, prompt: 'x'.repeat(10_000) } });
+  const keyedHuge = await app.inject({
+    method: 'POST',
+    url: '/v1/completions',
+    headers: bearer(KEY_A),
+    payload: { model: model.id, prompt: 'x'.repeat(10_000) },
+  });
   t.equal(keyedHuge.statusCode, 413, 'with the key, the body is read and its size refused');
 });
 
@@ -186,7 +191,11 @@ t.test('the rate limit answers 429 per key, in OpenAI shape, with Retry-After', 
   t.equal(limited.json<ApiErrorBody>().error.type, 'rate_limit_error');
   const retryAfter = Number(limited.headers['retry-after']);
   t.ok(Number.isInteger(retryAfter) && retryAfter >= 1 && retryAfter <= 60, `Retry-After ${limited.headers['retry-after']}`);
-  t.equal((await app.inject({ method: 'POST', url: '/tokenize', headers: bearer(KEY_A), payload: { prompt: 'x' } })).statusCode, 429, 'the limit covers every keyed route');
+  t.equal(
+    (await app.inject({ method: 'POST', url: '/tokenize', headers: bearer(KEY_A), payload: { prompt: 'x' } })).statusCode,
+    429,
+    'the limit covers every keyed route',
+  );
 
   for (let i = 0; i < 3; i++) t.equal((await models(KEY_B)).statusCode, 200, 'the other key has its own budget');
   t.equal((await models(KEY_B)).statusCode, 429);
@@ -284,7 +293,10 @@ t.test('the openai client authenticates with apiKey, and gets AuthenticationErro
   const app = await keyed(t, { rateLimitPerMinute: 4 });
   const baseURL = `${await listen(app)}/v1`;
   const client = new OpenAI({ baseURL, apiKey: KEY_A, maxRetries: 0 });
-  t.same((await client.models.list()).data.map((m) => m.id), [model.id]);
+  t.same(
+    (await client.models.list()).data.map((m) => m.id),
+    [model.id],
+  );
   const completion = await client.completions.create({ model: model.id, prompt: 'the cat', max_tokens: 3, temperature: 0 });
   t.equal(completion.object, 'text_completion');
 

@@ -201,17 +201,29 @@ t.test('a full queue refuses before the body is parsed or validated, and a refus
   const running = postCompletion(url, model.id, 1);
   await until('the first request runs', () => model.started.length === 1);
 
-  const invalid = await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: model.id, prompt: [2], max_tokens: 'many' }) });
+  const invalid = await fetch(`${url}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: model.id, prompt: [2], max_tokens: 'many' }),
+  });
   t.equal(invalid.status, 400, 'with room in the queue, an invalid body is a 400');
   await invalid.arrayBuffer();
   t.same(app.admission.load(model.id), { running: 1, waiting: 0, reserved: 0 }, 'and its reserved place is given back');
 
   const queued = postCompletion(url, model.id, 2);
   await until('the second request waits', () => app.admission.load(model.id).waiting === 1);
-  const notJson = await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"model": "held", "prompt": [3' });
+  const notJson = await fetch(`${url}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: '{"model": "held", "prompt": [3',
+  });
   t.equal(notJson.status, 429, 'with the queue full, even a body that is not JSON gets 429: it was never parsed');
   t.match(notJson.headers.get('retry-after'), /^\d+$/);
-  const schemaViolation = await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: model.id, prompt: [3], max_tokens: 'many' }) });
+  const schemaViolation = await fetch(`${url}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: model.id, prompt: [3], max_tokens: 'many' }),
+  });
   t.equal(schemaViolation.status, 429, 'and so does a schema violation: it was never validated');
   await schemaViolation.arrayBuffer();
   t.equal((await fetch(`${url}/health`)).status, 200, 'probes are not admission-controlled');
@@ -226,7 +238,12 @@ t.test('a full queue refuses before the body is parsed or validated, and a refus
 
 t.test('Retry-After follows the drain rate, and a slot held long raises it before it is released', async (t) => {
   let now = 0;
-  const admission = new Admission(1, 3, () => {}, () => now);
+  const admission = new Admission(
+    1,
+    3,
+    () => {},
+    () => now,
+  );
   const never = new AbortController().signal;
   t.equal(admission.retryAfterSeconds('m'), 1, 'before anything was measured: the initial guess of 1 s for one request');
   const first = await admission.acquire('m', never);

@@ -28,7 +28,15 @@ t.test('prompts x n x max_tokens beyond MAX_REQUEST_TOKENS is a 400 naming max_t
   t.match(error.message, /128000 generated tokens \(40 prompts × n=16 × max_tokens=200\); the server allows 1000/);
   t.equal(app.admission.load(base.id).reserved, 0, 'its reserved place was given back');
 
-  const fits = await post(url, { model: base.id, prompt: [[1, 2], [3, 4]], n: 2, max_tokens: 250 });
+  const fits = await post(url, {
+    model: base.id,
+    prompt: [
+      [1, 2],
+      [3, 4],
+    ],
+    n: 2,
+    max_tokens: 250,
+  });
   t.equal(fits.status, 200, 'exactly at the cap (2 x 2 x 250) is allowed');
 });
 
@@ -101,7 +109,11 @@ t.test('a stalled body is cut after RECEIVE_TIMEOUT_MS, and connections beyond M
   const port = Number(new URL(url).port);
   const stalled = await rawClient(port, 'POST /v1/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"model"');
   t.match(stalled.received, /^HTTP\/1\.1 408/, 'the server answers 408 Request Timeout');
-  t.match(stalled.received, /\r\n\r\n\{"error":\{"message":"[^"]+","type":"invalid_request_error","param":null,"code":"request_timeout"\}\}$/, 'in OpenAI\'s error shape');
+  t.match(
+    stalled.received,
+    /\r\n\r\n\{"error":\{"message":"[^"]+","type":"invalid_request_error","param":null,"code":"request_timeout"\}\}$/,
+    "in OpenAI's error shape",
+  );
   t.ok(stalled.closedAfterMs < 3000, `and closes it (after ${stalled.closedAfterMs} ms)`);
 
   const stall = 'POST /tokenize HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 10\r\n\r\n{';

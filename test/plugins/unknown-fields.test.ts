@@ -21,7 +21,8 @@ t.test('each unknown field name is logged once, and the request still succeeds',
     },
   });
   const app = await testApp(t, { models: [model], loggerInstance: pino({ level: 'info' }, sink) });
-  const post = (payload: Record<string, unknown>) => app.inject({ method: 'POST', url: '/v1/completions', payload: { model: model.id, prompt: 'Hi', max_tokens: 2, ...payload } });
+  const post = (payload: Record<string, unknown>) =>
+    app.inject({ method: 'POST', url: '/v1/completions', payload: { model: model.id, prompt: 'Hi', max_tokens: 2, ...payload } });
 
   t.equal((await post({ repetition_penalty: 1.1 })).statusCode, 200, "another server's extra field is ignored");
   t.equal((await post({ repetition_penalty: 1.2, temprature: 0 })).statusCode, 200);

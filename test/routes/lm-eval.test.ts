@@ -135,6 +135,11 @@ t.test("the loglikelihood request of local-completions: every prompt token's log
   // The harness sums the continuation's logprobs: they are the ones after the context.
   const lp = json.choices[0].logprobs;
   const sum = lp?.token_logprobs.slice(context.length, context.length + continuation.length).reduce<number>((a, b) => a + (b ?? 0), 0);
-  const scored = await post<{ data: Array<{ logprob_sum: number }> }>('/v1/score', { model: model.id, prompt: context, continuations: [continuation], sparse_prefill: false });
+  const scored = await post<{ data: Array<{ logprob_sum: number }> }>('/v1/score', {
+    model: model.id,
+    prompt: context,
+    continuations: [continuation],
+    sparse_prefill: false,
+  });
   t.ok(sum !== undefined && Math.abs(sum - scored.json.data[0].logprob_sum) < 1e-9, 'the same log-likelihood as /v1/score');
 });

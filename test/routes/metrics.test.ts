@@ -46,7 +46,11 @@ t.test('the exposition has the slm_ metrics and the default process metrics', as
 
 t.test('a completion is counted under its model and tier, as its response reports', async (t) => {
   const app = await testApp(t, { models: [model] });
-  const res = await app.inject({ method: 'POST', url: '/v1/completions', payload: { model: model.id, prompt: 'the cat sat', max_tokens: 5, temperature: 0, sparsity: 0.8 } });
+  const res = await app.inject({
+    method: 'POST',
+    url: '/v1/completions',
+    payload: { model: model.id, prompt: 'the cat sat', max_tokens: 5, temperature: 0, sparsity: 0.8 },
+  });
   t.equal(res.statusCode, 200);
   const completion = res.json<Completion>();
   const text = await scrape(app);
@@ -73,7 +77,11 @@ t.test('decode steps and the sequences they stepped: concurrent completions shar
   const after = await scrape(app);
   const delta = (name: string) => sample(after, name, labels) - sample(before, name, labels);
   // A completion of c tokens steps c - 1 times (the first comes from the prompt pass), unless it stopped at EOS.
-  t.equal(delta('slm_decode_sequence_steps_total'), generated.reduce((sum, c) => sum + c - 1, 0), `completions of ${generated.join(', ')} tokens`);
+  t.equal(
+    delta('slm_decode_sequence_steps_total'),
+    generated.reduce((sum, c) => sum + c - 1, 0),
+    `completions of ${generated.join(', ')} tokens`,
+  );
   t.ok(delta('slm_decode_steps_total') < delta('slm_decode_sequence_steps_total'), `fewer runs (${delta('slm_decode_steps_total')}) than sequence steps`);
 });
 
@@ -86,7 +94,11 @@ t.test('streamed completions, scores and refusals are counted too', async (t) =>
   });
   const { events }: SseStream = parseSse(streamed.body);
   const usage = (events[events.length - 1] as Completion).usage;
-  const scored = await app.inject({ method: 'POST', url: '/v1/score', payload: { model: model.id, prompt: 'the cat', continuations: [' sat', ' ran'], sparsity: 's50' } });
+  const scored = await app.inject({
+    method: 'POST',
+    url: '/v1/score',
+    payload: { model: model.id, prompt: 'the cat', continuations: [' sat', ' ran'], sparsity: 's50' },
+  });
   const score = scored.json<ScoreResponse>();
   await app.inject({ method: 'POST', url: '/v1/completions', payload: { model: model.id, prompt: 'x', sparsity: 's99' } });
   await app.inject({ method: 'POST', url: '/v1/completions', payload: { model: 'no-such-model', prompt: 'x' } });
@@ -120,7 +132,7 @@ t.test('activation-cache events are counted by kind and operation, errors by rea
   t.equal(sample(text, 'slm_activation_cache_events_total', { event: 'error', op: 'set' }), 2);
   t.equal(sample(text, 'slm_activation_cache_errors_total', { op: 'get', reason: 'timeout' }), 1);
   t.equal(sample(text, 'slm_activation_cache_errors_total', { op: 'set', reason: 'breaker_open' }), 2);
-  t.equal(sample(text, 'slm_activation_cache_events_total', { event: 'miss', op: 'get' }), 1, 'the store\'s miss reached the counter');
+  t.equal(sample(text, 'slm_activation_cache_events_total', { event: 'miss', op: 'get' }), 1, "the store's miss reached the counter");
   t.notMatch(text, /^slm_cache_up/m, 'no Redis configured: no slm_cache_up sample (test/plugins/activation-cache.test.ts has it with Redis)');
 });
 

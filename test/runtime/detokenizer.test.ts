@@ -25,5 +25,8 @@ t.test('byte-level: a character split over tokens comes out whole, once', async 
   const out = pieces(tok, [], ids);
   t.equal(out.join(''), 'naïve café ☕');
   t.ok(out.includes(''), 'the first bytes of a multi-byte character add nothing');
-  t.notOk(out.some((p) => p.includes('\uFFFD')), 'never a replacement character');
+  t.notOk(
+    out.some((p) => p.includes('\uFFFD')),
+    'never a replacement character',
+  );
 });

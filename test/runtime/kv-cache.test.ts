@@ -17,8 +17,15 @@ function run(cache: KvCache, tokens: number[]): KvCache {
   tokens.forEach((token, i) => {
     const p = cache.length + i;
     for (let l = 0; l < shape.numLayers; l++) {
-      const keys = Float32Array.from({ length: shape.numKvHeads * shape.headDim }, (_, j) => mark(token, l, Math.floor(j / shape.headDim), p, j % shape.headDim));
-      next.writePosition(l, p, keys, keys.map((x) => -x));
+      const keys = Float32Array.from({ length: shape.numKvHeads * shape.headDim }, (_, j) =>
+        mark(token, l, Math.floor(j / shape.headDim), p, j % shape.headDim),
+      );
+      next.writePosition(
+        l,
+        p,
+        keys,
+        keys.map((x) => -x),
+      );
     }
   });
   return next;
@@ -76,7 +83,10 @@ t.test('the buffers grow by sqrt(6 * need) spare positions, up to the context le
   cache = run(cache, [4]);
   t.same([cache.capacity, cache.keys[0] === filled], [69 + 21, false], 'the next one moves them into new buffers with room to spare again');
   holds(t, cache, [...prompt, ...spare, 4], 'after growing');
-  cache = run(cache, Array.from({ length: 131 }, (_, i) => 200 + i));
+  cache = run(
+    cache,
+    Array.from({ length: 131 }, (_, i) => 200 + i),
+  );
   t.equal(cache.capacity, 200, 'never more than the context length');
   t.throws(() => cache.append(15), RangeError, 'a cache cannot outgrow the context');
   t.equal(KvCache.empty(shape, 1000).capacity, 40, 'nor start past it');

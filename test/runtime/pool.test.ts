@@ -31,7 +31,14 @@ t.test('over budget, the least recently used idle session is released', async (t
   b.done();
   (await pool.acquire('a', 10, async () => new Thing('a again'))).done(); // a is now more recent than b
   const c = await pool.acquire('c', 10, async () => new Thing('c'));
-  t.same(pool.info().map((e) => e.key).sort(), ['a', 'c'], 'b, least recently used, went');
+  t.same(
+    pool
+      .info()
+      .map((e) => e.key)
+      .sort(),
+    ['a', 'c'],
+    'b, least recently used, went',
+  );
   await new Promise((r) => setImmediate(r));
   t.ok(b.value.released, 'and was released');
   t.notOk(a.value.released);
@@ -44,14 +51,22 @@ t.test('a session in use is never evicted; the budget is restored when uses end'
   const b = await pool.acquire('b', 10, async () => new Thing('b'));
   t.equal(pool.bytes, 20, 'over budget while both are in use');
   a.done();
-  t.same(pool.info().map((e) => e.key), ['b']);
+  t.same(
+    pool.info().map((e) => e.key),
+    ['b'],
+  );
   b.done();
   t.equal(pool.bytes, 10);
 });
 
 t.test('a failed build leaves nothing behind, and the next use builds again', async (t) => {
   const pool = new SessionPool();
-  await t.rejects(pool.acquire('x', 5, async () => { throw new Error('no memory'); }), /no memory/);
+  await t.rejects(
+    pool.acquire('x', 5, async () => {
+      throw new Error('no memory');
+    }),
+    /no memory/,
+  );
   t.notOk(pool.has('x'));
   const ok = await pool.acquire('x', 5, async () => new Thing('x'));
   t.equal(ok.value.name, 'x');

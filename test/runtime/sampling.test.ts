@@ -50,5 +50,8 @@ t.test('sampling follows the softmax of logits / temperature', async (t) => {
   for (let i = 0; i < n; i++) counts[sampleToken(logits, { temperature: 2, topP: 1, topK: -1 }, rand)]++;
   const p = Array.from(logSoftmax(Array.from(logits, (v) => v / 2)), Math.exp);
   // Binomial standard error at n = 20000 is <= 0.0036; 5 sigma.
-  t.ok(counts.every((c, i) => Math.abs(c / n - p[i]) < 0.018), `frequencies ${counts.map((c) => (c / n).toFixed(3))} vs ${p.map((x) => x.toFixed(3))}`);
+  t.ok(
+    counts.every((c, i) => Math.abs(c / n - p[i]) < 0.018),
+    `frequencies ${counts.map((c) => (c / n).toFixed(3))} vs ${p.map((x) => x.toFixed(3))}`,
+  );
 });

@@ -21,7 +21,14 @@ t.test('every example marked in the README is in the script, and every example i
   t.same([...marked].sort(), [...scripted].sort(), 'the same examples');
   t.equal(new Set(marked).size, marked.length, 'no example is marked twice');
   t.equal(new Set(scripted).size, scripted.length, 'no example name is used twice');
-  t.same(sections.filter((s) => s.kind === 'table').map((s) => s.name).sort(), [...TABLES].sort(), 'the same tables');
+  t.same(
+    sections
+      .filter((s) => s.kind === 'table')
+      .map((s) => s.name)
+      .sort(),
+    [...TABLES].sort(),
+    'the same tables',
+  );
   // A marker the section pattern does not recognise (a typo) would be left out silently.
   const opened = readme.match(/<!-- readme:/g)?.length ?? 0;
   const closed = readme.match(/<!-- \/readme:/g)?.length ?? 0;
@@ -39,14 +46,25 @@ t.test('the generated sections hold no machine paths and no hand-shortened outpu
 t.test('the comparison ignores the volatile fields and nothing else', async (t) => {
   const committed = new Map(sections.map((s) => [`${s.kind}:${s.name}`, s.content]));
   t.same(drifted(readme, committed), [], 'the README matches itself');
-  const volatile = readme.replace(/"created":\d+/g, '"created":1').replace(/"id":"cmpl-[0-9a-f]+"/g, '"id":"cmpl-x"').replace(/"predicted_ms":[\d.]+/g, '"predicted_ms":1');
+  const volatile = readme
+    .replace(/"created":\d+/g, '"created":1')
+    .replace(/"id":"cmpl-[0-9a-f]+"/g, '"id":"cmpl-x"')
+    .replace(/"predicted_ms":[\d.]+/g, '"predicted_ms":1');
   t.not(volatile, readme, 'the README has volatile fields');
   t.same(drifted(volatile, committed), [], 'other ids, times and predictions are no drift');
   const s80 = committed.get('example:static-s80')!;
   const changed = readme.replace(s80, s80.replace('"completion_tokens":24', '"completion_tokens":23'));
-  t.same(drifted(changed, committed).map((d) => d.key), ['example:static-s80'], 'a changed count is drift, named by its example');
+  t.same(
+    drifted(changed, committed).map((d) => d.key),
+    ['example:static-s80'],
+    'a changed count is drift, named by its example',
+  );
   const budget = committed.get('example:latency-budget')!;
-  t.same(drifted(readme.replace(budget, budget.replace(/"tier":"\w+"/, '"tier":"s90"')), committed), [], 'the tier a latency budget chose is timing, not drift');
+  t.same(
+    drifted(readme.replace(budget, budget.replace(/"tier":"\w+"/, '"tier":"s90"')), committed),
+    [],
+    'the tier a latency budget chose is timing, not drift',
+  );
 });
 
 t.test('npm run readme -- --check passes against the committed README', async (t) => {

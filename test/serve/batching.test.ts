@@ -11,7 +11,13 @@ import type { ExecutionOptions, SamplingParams } from '../../src/runtime/types.j
 
 const greedy: SamplingParams = { maxTokens: 12, temperature: 0, topP: 1, topK: -1, stop: [], logprobs: null, echo: false };
 
-async function ids(model: Engine, prompt: number[], params: Partial<SamplingParams>, execution: ExecutionOptions = {}, started?: () => void): Promise<number[]> {
+async function ids(
+  model: Engine,
+  prompt: number[],
+  params: Partial<SamplingParams>,
+  execution: ExecutionOptions = {},
+  started?: () => void,
+): Promise<number[]> {
   const out: number[] = [];
   for await (const delta of model.generate(prompt, { ...greedy, ...params }, undefined, execution)) {
     out.push(...delta.tokens.map((token) => token.id));
@@ -22,7 +28,12 @@ async function ids(model: Engine, prompt: number[], params: Partial<SamplingPara
 
 /** Prompts of different lengths (several prefill chunks for the long ones), and when each stops. */
 function requests(model: Engine) {
-  const texts = ['Once upon a time', 'The little dog ran to the park and saw a big red ball under the tree', 'She said', 'In the morning the sun was bright and the birds sang in the garden while the children played'];
+  const texts = [
+    'Once upon a time',
+    'The little dog ran to the park and saw a big red ball under the tree',
+    'She said',
+    'In the morning the sun was bright and the birds sang in the garden while the children played',
+  ];
   // Earlier ones run longer, so that later ones join while they decode and leave before them.
   return texts.map((text, i) => ({ prompt: model.encode(text), maxTokens: 21 - 5 * i }));
 }
@@ -39,7 +50,10 @@ for (const name of ['default', 'stories260K']) {
       const reqs = requests(batched);
       const alone: number[][] = [];
       for (const r of reqs) alone.push(await ids(whole, r.prompt, { maxTokens: r.maxTokens }, execution));
-      t.ok(alone.every((a, i) => a.length === reqs[i].maxTokens || a.length > 0), 'every request generates');
+      t.ok(
+        alone.every((a, i) => a.length === reqs[i].maxTokens || a.length > 0),
+        'every request generates',
+      );
 
       const before = batched.batching();
       // Each starts once the previous one has its first token, so that it joins a running batch.

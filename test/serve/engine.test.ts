@@ -58,7 +58,11 @@ t.test('a stop string ends the text before it', async (t) => {
 t.test('echo with logprobs scores the prompt as a full forward does', async (t) => {
   const r = await run(model, prompt, { echo: true, logprobs: 3, maxTokens: 2 });
   const echo = r.deltas[0];
-  t.same(echo.tokens.map((x) => x.id), prompt, 'the prompt comes first');
+  t.same(
+    echo.tokens.map((x) => x.id),
+    prompt,
+    'the prompt comes first',
+  );
   t.equal(echo.tokens[0].logprob, null, 'the first token has no context');
   const { config, weights } = await loadModelDir(dir);
   const session = await LlamaSession.create(config, weights, { intraOpThreads: 1 });
@@ -71,7 +75,10 @@ t.test('echo with logprobs scores the prompt as a full forward does', async (t) 
   }
   const gen = r.deltas.slice(1).flatMap((d) => d.tokens);
   t.equal(gen.length, 2);
-  t.ok(gen.every((x) => x.top![0].logprob === x.logprob), 'a greedy token is the most likely');
+  t.ok(
+    gen.every((x) => x.top![0].logprob === x.logprob),
+    'a greedy token is the most likely',
+  );
   await session.release();
 
   const only = await run(model, prompt, { echo: true, logprobs: 1, maxTokens: 0 });

@@ -16,12 +16,23 @@ const model = await loadServedModel(dir, { intraOpThreads: 1 });
 t.teardown(() => model.close());
 const prompt = model.encode('the cat sat on the mat and');
 
-const run = (execution: ExecutionOptions, params: Partial<SamplingParams> = {}, promptIds = prompt) => generateAll(model, promptIds, { ...GREEDY, ...params }, execution);
+const run = (execution: ExecutionOptions, params: Partial<SamplingParams> = {}, promptIds = prompt) =>
+  generateAll(model, promptIds, { ...GREEDY, ...params }, execution);
 
 t.test('the model lists dense and its calibrated tiers with profiles and traffic bounds', async (t) => {
   const tiers = model.tiers();
-  t.same(tiers.map((x) => [x.name, x.sparsity, x.neuronsPerLayer]), [['dense', 0, 100], ['s50', 0.5, 50], ['s80', 0.8, 20]]);
-  t.ok(tiers.every((x) => x.loaded && x.profile !== null && x.profile.decodeMsPerToken > 0), 'preloaded and measured');
+  t.same(
+    tiers.map((x) => [x.name, x.sparsity, x.neuronsPerLayer]),
+    [
+      ['dense', 0, 100],
+      ['s50', 0.5, 50],
+      ['s80', 0.8, 20],
+    ],
+  );
+  t.ok(
+    tiers.every((x) => x.loaded && x.profile !== null && x.profile.decodeMsPerToken > 0),
+    'preloaded and measured',
+  );
   t.equal(tiers[0].trafficBound, 1);
   t.ok(tiers[1].trafficBound > 1 && tiers[2].trafficBound > tiers[1].trafficBound, 'fewer neurons, fewer bytes per token');
 });

@@ -15,13 +15,24 @@ const model = await loadServedModel(dir, { intraOpThreads: 1 });
 t.teardown(() => model.close());
 const prompt = model.encode('the cat sat on the mat and');
 
-const run = (execution: ExecutionOptions, params: Partial<SamplingParams> = {}, promptIds = prompt) => generateAll(model, promptIds, { ...GREEDY, ...params }, execution);
+const run = (execution: ExecutionOptions, params: Partial<SamplingParams> = {}, promptIds = prompt) =>
+  generateAll(model, promptIds, { ...GREEDY, ...params }, execution);
 
 t.test('the model lists its per-token tiers: reranked gate-first without a trained predictor', async (t) => {
   const info = model.tokenActivation();
   t.match(info, { selector: 'gate-rerank', selectors: ['gate', 'gate-rerank'], block: 1 });
-  t.same(info.tiers.map((x) => [x.name, x.neuronsPerLayer]), [['s50', 50], ['s80', 20]], 'single neurons of 100');
-  t.ok(info.tiers.every((x) => x.loaded && x.profile !== null && x.profile.decodeMsPerToken > 0), 'preloaded and measured');
+  t.same(
+    info.tiers.map((x) => [x.name, x.neuronsPerLayer]),
+    [
+      ['s50', 50],
+      ['s80', 20],
+    ],
+    'single neurons of 100',
+  );
+  t.ok(
+    info.tiers.every((x) => x.loaded && x.profile !== null && x.profile.decodeMsPerToken > 0),
+    'preloaded and measured',
+  );
   t.ok(info.tiers[0].trafficBound > 1 && info.tiers[1].trafficBound > info.tiers[0].trafficBound);
 });
 
@@ -66,5 +77,8 @@ t.test('a model without calibrated tiers still serves per-token activation at th
   const plain = await testServedModel();
   t.teardown(() => plain.close());
   t.doesNotThrow(() => plain.checkExecution({ sparsity: 0.5, activation: 'token' }));
-  t.same(plain.tokenActivation!().tiers.map((x) => x.name), ['s25', 's50', 's70', 's80', 's90']);
+  t.same(
+    plain.tokenActivation!().tiers.map((x) => x.name),
+    ['s25', 's50', 's70', 's80', 's90'],
+  );
 });

@@ -50,7 +50,10 @@ t.test('whole-model gradients match central finite differences (float64)', async
   const feeds = () => {
     const f: Record<string, ReturnType<typeof f64>> = {
       input_ids: i64(tokens, [1, S]),
-      position_ids: i64(tokens.map((_, i) => i), [1, S]),
+      position_ids: i64(
+        tokens.map((_, i) => i),
+        [1, S],
+      ),
       target_ids: i64(targets.ids, [1, S]),
       target_weights: f64(targets.weights, [1, S]),
     };
@@ -94,7 +97,7 @@ t.test('whole-model gradients match central finite differences (float64)', async
   t.ok(worst < 1e-7, `max abs error ${worst.toExponential(2)}`);
 });
 
-t.test('the attribution loss is the cross-entropy of the serving graph\'s logits', async (t) => {
+t.test("the attribution loss is the cross-entropy of the serving graph's logits", async (t) => {
   const { config, weights } = await loadModelDir(dir);
   const attributor = await Attributor.create(config, weights, { intraOpThreads: 1 });
   const served = await LlamaSession.create(config, weights, { intraOpThreads: 1 });
@@ -146,7 +149,11 @@ t.test('a cached decode step attributes exactly what the whole sequence does at 
       const a = expected.layers[l].mlp.a.subarray(last * I);
       const g = expected.layers[l].mlp.g.subarray(last * I);
       for (let i = 0; i < I; i++) {
-        worst = Math.max(worst, Math.abs(layer.mlp.a[i] - a[i]) / Math.max(1e-3, Math.abs(a[i])), Math.abs(layer.mlp.g[i] - g[i]) / Math.max(1e-6, Math.abs(g[i])));
+        worst = Math.max(
+          worst,
+          Math.abs(layer.mlp.a[i] - a[i]) / Math.max(1e-3, Math.abs(a[i])),
+          Math.abs(layer.mlp.g[i] - g[i]) / Math.max(1e-6, Math.abs(g[i])),
+        );
         size = Math.max(size, Math.abs(g[i]));
       }
     });
@@ -165,14 +172,22 @@ t.test('scoreEveryMetric gives each metric the scores scoreSequence gives it, fr
   const attributor = await Attributor.create(config, weights, { intraOpThreads: 1 });
   const targets = selfTargets(tokens);
   let runs = 0;
-  const all = await scoreEveryMetric((o) => {
-    runs++;
-    return attributor.run(tokens, targets, o);
-  }, config.intermediateSize, 4);
+  const all = await scoreEveryMetric(
+    (o) => {
+      runs++;
+      return attributor.run(tokens, targets, o);
+    },
+    config.intermediateSize,
+    4,
+  );
   t.equal(runs, 4, 'n runs for all six metrics');
   for (const metric of METRICS) {
     const one = await scoreSequence(attributor, tokens, targets, metric, { igSteps: 4 });
-    t.same(all[metric], one.layers.map((l) => l.mlp), metric);
+    t.same(
+      all[metric],
+      one.layers.map((l) => l.mlp),
+      metric,
+    );
   }
   await attributor.release();
 });

@@ -11,9 +11,21 @@ import { keepTop, MASKS_FILE, readMaskFile, tierMask, writeMaskFile, type MaskFi
 import { rejectsWith, throwsWith } from '../helpers/errors.js';
 
 const config: LlamaConfig = {
-  architecture: 'LlamaForCausalLM', hiddenSize: 8, intermediateSize: 10, numLayers: 2, numHeads: 4, numKvHeads: 2,
-  headDim: 2, rmsNormEps: 1e-5, ropeTheta: 10000, tieWordEmbeddings: false, attentionBias: false, vocabSize: 20,
-  maxPositions: 16, bosTokenId: 1, eosTokenIds: [2],
+  architecture: 'LlamaForCausalLM',
+  hiddenSize: 8,
+  intermediateSize: 10,
+  numLayers: 2,
+  numHeads: 4,
+  numKvHeads: 2,
+  headDim: 2,
+  rmsNormEps: 1e-5,
+  ropeTheta: 10000,
+  tieWordEmbeddings: false,
+  attentionBias: false,
+  vocabSize: 20,
+  maxPositions: 16,
+  bosTokenId: 1,
+  eosTokenIds: [2],
 };
 
 t.test('keepTop keeps the top (1 - s) by score, ascending by index', async (t) => {
@@ -36,7 +48,7 @@ t.test('token FLOPs count every matrix product by its shape', async (t) => {
   t.equal(f.total, f.attentionProjections + f.attentionContext + f.mlp + f.lmHead);
   const half = tokenFlops(config, 3, [{ mlp: 5 }, { mlp: 5, heads: 2 }]);
   t.equal(half.mlp, f.mlp / 2);
-  t.equal(half.attentionContext, f.attentionContext * 3 / 4);
+  t.equal(half.attentionContext, (f.attentionContext * 3) / 4);
 });
 
 t.test('FLOP-weighted sparsity weighs neurons and heads by their cost', async (t) => {
@@ -57,9 +69,14 @@ t.test('mask files refuse weights they were not calibrated for', async (t) => {
   t.same(tier.layers[0].heads, [0, 1, 2, 3], 'heads all kept unless pruned');
   t.same(tierMask(config, scores, 0.5, true).layers[1].heads, [0, 1]);
   const masks: MaskFile = {
-    format: 1, metric: 'cor_gxo', weightsSha256: 'a'.repeat(64),
+    format: 1,
+    metric: 'cor_gxo',
+    weightsSha256: 'a'.repeat(64),
     calibration: { file: 'c.jsonl', sha256: 'b'.repeat(64), samples: 1, tokens: 3 },
-    created: new Date(0).toISOString(), pruneHeads: false, scores, tiers: [tier],
+    created: new Date(0).toISOString(),
+    pruneHeads: false,
+    scores,
+    tiers: [tier],
   };
   writeMaskFile(dir, masks);
   t.same(readMaskFile(dir, 'a'.repeat(64), config), masks);
@@ -71,9 +88,14 @@ t.test('mask files refuse weights they were not calibrated for', async (t) => {
 function validMasks(pruneHeads = false): MaskFile {
   const scores = [0, 1].map((l) => ({ mlp: Array.from({ length: 10 }, (_, i) => (i * 7 + l) % 10), heads: [4, 3, 2, 1] }));
   return {
-    format: 1, metric: 'cor_gxo', weightsSha256: 'a'.repeat(64),
+    format: 1,
+    metric: 'cor_gxo',
+    weightsSha256: 'a'.repeat(64),
     calibration: { file: 'c.jsonl', sha256: 'b'.repeat(64), samples: 1, tokens: 3 },
-    created: new Date(0).toISOString(), pruneHeads, scores, tiers: [0.5, 0.8].map((s) => tierMask(config, scores, s, pruneHeads)),
+    created: new Date(0).toISOString(),
+    pruneHeads,
+    scores,
+    tiers: [0.5, 0.8].map((s) => tierMask(config, scores, s, pruneHeads)),
   };
 }
 
@@ -95,7 +117,11 @@ t.test('a mask file is checked field by field; each problem is named with the fi
     tiers: { sparsity: unknown; layers: Units[] }[];
   };
   const cases: [string, (m: Json) => void, string[]][] = [
-    ['an index past the intermediate size', (m) => (m.tiers[0].layers[1].mlp[2] = 99999), ['"tiers[0].layers[1].mlp"', 'index 99999 at position 2', 'outside [0, 10)']],
+    [
+      'an index past the intermediate size',
+      (m) => (m.tiers[0].layers[1].mlp[2] = 99999),
+      ['"tiers[0].layers[1].mlp"', 'index 99999 at position 2', 'outside [0, 10)'],
+    ],
     ['a negative index', (m) => (m.tiers[1].layers[0].mlp[0] = -1), ['"tiers[1].layers[0].mlp"', 'index -1 at position 0', 'outside [0, 10)']],
     ['a repeated index', (m) => (m.tiers[0].layers[0].mlp[3] = m.tiers[0].layers[0].mlp[1]), ['"tiers[0].layers[0].mlp"', 'twice, at positions 1 and 3']],
     ['a fractional index', (m) => (m.tiers[0].layers[0].mlp[0] = 2.5), ['"tiers[0].layers[0].mlp"', '2.5 at position 0', 'not an integer index']],
@@ -152,18 +178,32 @@ t.test('a model whose masks are bad is refused at load, naming the file', async 
   const { weightsHash } = await loadModelDir(dir);
   const scores = Array.from({ length: tiny.numLayers }, () => ({ mlp: Array.from({ length: tiny.intermediateSize }, (_, i) => i), heads: [1, 0] }));
   const masks: MaskFile = {
-    format: 1, metric: 'cor_gxo', weightsSha256: weightsHash,
+    format: 1,
+    metric: 'cor_gxo',
+    weightsSha256: weightsHash,
     calibration: { file: 'c.jsonl', sha256: 'b'.repeat(64), samples: 1, tokens: 3 },
-    created: new Date(0).toISOString(), pruneHeads: false, scores, tiers: [tierMask(tiny, scores, 0.5, false)],
+    created: new Date(0).toISOString(),
+    pruneHeads: false,
+    scores,
+    tiers: [tierMask(tiny, scores, 0.5, false)],
   };
   const file = writeMaskFile(dir, masks);
   const model = await loadServedModel(dir, { intraOpThreads: 1, preload: false });
-  t.same(model.tiers().map((x) => x.name), ['dense', 's50'], 'the valid masks serve');
+  t.same(
+    model.tiers().map((x) => x.name),
+    ['dense', 's50'],
+    'the valid masks serve',
+  );
   await model.close();
 
   masks.tiers[0].layers[1].mlp[0] = tiny.intermediateSize;
   writeFileSync(file, JSON.stringify(masks));
-  await rejectsWith(t, loadServedModel(dir, { intraOpThreads: 1, preload: false }), [file, '"tiers[0].layers[1].mlp"', `index ${tiny.intermediateSize}`, `outside [0, ${tiny.intermediateSize})`]);
+  await rejectsWith(t, loadServedModel(dir, { intraOpThreads: 1, preload: false }), [
+    file,
+    '"tiers[0].layers[1].mlp"',
+    `index ${tiny.intermediateSize}`,
+    `outside [0, ${tiny.intermediateSize})`,
+  ]);
 
   const { weightsSha256: _, ...unstamped } = JSON.parse(readFileSync(file, 'utf8')) as MaskFile;
   writeFileSync(file, JSON.stringify(unstamped));

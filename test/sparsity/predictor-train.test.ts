@@ -27,7 +27,10 @@ for (const posWeight of [1, 3]) {
     // Inputs of this scale give logits of both signs: both branches of softplus are checked.
     const x = f64(uniform(n * hidden, 4, -2, 2), [n, hidden]);
     // Soft targets in [0, 1], some exactly 0 or 1.
-    const y = f64(uniform(n * F, 5).map((v) => Math.min(1, Math.max(0, v + 0.5))), [n, F]);
+    const y = f64(
+      uniform(n * F, 5).map((v) => Math.min(1, Math.max(0, v + 0.5))),
+      [n, F],
+    );
     const feeds = () => ({ ...Object.fromEntries(Object.entries(params).map(([k, v]) => [k, f64(v, shapes[k as keyof typeof shapes])])), x, y });
     const out = await s.run(feeds());
     const loss = async () => ((await s.run(feeds())).loss.data as Float64Array)[0];
@@ -57,7 +60,9 @@ t.test('the loss is the mean BCE with logits, stable at large logits', async (t)
   const s = await session(graph);
   // z = x * a * b + bias = [1000, -1000] + 0 with y = [0, 1]: each costs 1000 nats.
   const run = async (x: number, y: number[]) =>
-    ((await s.run({ a: f64([1], [1, 1]), b: f64([1, -1], [1, 2]), bias: f64([0, 0], [2]), x: f64([x], [1, 1]), y: f64(y, [1, 2]) })).loss.data as Float64Array)[0];
+    (
+      (await s.run({ a: f64([1], [1, 1]), b: f64([1, -1], [1, 2]), bias: f64([0, 0], [2]), x: f64([x], [1, 1]), y: f64(y, [1, 2]) })).loss.data as Float64Array
+    )[0];
   t.ok(Math.abs((await run(1000, [0, 1])) - 1000) < 1e-9);
   t.ok(Math.abs((await run(1000, [1, 0])) - 0) < 1e-9);
   const sp = (z: number) => Math.log(1 + Math.exp(z));
@@ -71,7 +76,9 @@ t.test('keepCounts: nested top-k sets in one count per neuron', async (t) => {
   keepCounts(scores, sparsities, counts, 2);
   t.same(Array.from(counts.subarray(0, 2)), [0, 0], 'writes at the offset');
   sparsities.forEach((s, m) => {
-    const top = rankUnits(scores).slice(0, keptCount(10, s)).sort((a, b) => a - b);
+    const top = rankUnits(scores)
+      .slice(0, keptCount(10, s))
+      .sort((a, b) => a - b);
     t.same(setAt(counts, 2, 10, m + 1), top, `count >= ${m + 1} is the top-k at ${s}`);
   });
 });
@@ -87,12 +94,20 @@ t.test('selectPassages: validation first, budgets in labelled positions, determi
   t.equal(count(false), 100);
   t.ok(ps.every((p) => p.tokens.length <= 16));
   const kinds = ps.map((p) => p.validation);
-  t.same(kinds, [...kinds].sort((a, b) => Number(b) - Number(a)), 'validation passages come first');
+  t.same(
+    kinds,
+    [...kinds].sort((a, b) => Number(b) - Number(a)),
+    'validation passages come first',
+  );
 });
 
 t.test('labels and training on stories260K', async (t) => {
   const { config, weights, tokenizer } = await loadModelDir('models/stories260K');
-  const texts = ['Once upon a time there was a little girl named Lily. She loved to play outside in the sun with her dog.', 'The cat sat on the mat and looked at the big red ball. It wanted to play with the ball all day long.', 'Tom had a toy car. He liked to drive it around the house and make loud noises.'];
+  const texts = [
+    'Once upon a time there was a little girl named Lily. She loved to play outside in the sun with her dog.',
+    'The cat sat on the mat and looked at the big red ball. It wanted to play with the ball all day long.',
+    'Tom had a toy car. He liked to drive it around the house and make loud noises.',
+  ];
   const passages = selectPassages(texts, (s) => tokenizer.encode(s), { trainTokens: 40, validationTokens: 10, maxLength: 24, seed: 1 });
   const work = t.testdir();
   const F = config.intermediateSize;
@@ -111,11 +126,16 @@ t.test('labels and training on stories260K', async (t) => {
   const att = await stepper.step(p.tokens[3], cache, argmax(next.logits));
   cache = next.cache;
   for (let l = 0; l < config.numLayers; l++) {
-    const want = rankUnits(unitScores('cor_gxo', att.layers[l].mlp, F)).slice(0, keptCount(F, 0.8)).sort((a, b) => a - b);
+    const want = rankUnits(unitScores('cor_gxo', att.layers[l].mlp, F))
+      .slice(0, keptCount(F, 0.8))
+      .sort((a, b) => a - b);
     const got = setAt(validation.counts.cor_gxo[l], 2 * F, F, 3);
     t.ok(got.filter((i) => want.includes(i)).length >= want.length - 2, `layer ${l}: the stored s=0.8 set is the oracle's (up to ties)`);
     const x = validation.x[l].subarray(2 * config.hiddenSize, 3 * config.hiddenSize);
-    t.ok(x.every((v, i) => Math.abs(v - att.mlpInputs![l][i]) < 1e-4), `layer ${l}: the stored x is the MLP input`);
+    t.ok(
+      x.every((v, i) => Math.abs(v - att.mlpInputs![l][i]) < 1e-4),
+      `layer ${l}: the stored x is the MLP input`,
+    );
   }
   await dense.release();
   await stepper.release();

@@ -6,9 +6,7 @@ import { writeTestModel } from '../../src/model/testmodel.js';
 import { loadServedModel } from '../../src/serve/engine.js';
 import { gateFirstWeights } from '../../src/arch/token-mlp.js';
 import { gateFirstScores } from '../../src/sparsity/gate-first.js';
-import {
-  checkRank, defaultRank, predictorFile, predictorScores, readPredictor, writePredictor, type Predictor,
-} from '../../src/sparsity/predictor.js';
+import { checkRank, defaultRank, predictorFile, predictorScores, readPredictor, writePredictor, type Predictor } from '../../src/sparsity/predictor.js';
 import { recall } from '../../src/sparsity/recall.js';
 import { rejectsWith, throwsWith } from '../helpers/errors.js';
 
@@ -63,11 +61,22 @@ t.test('gateFirstScores is |SiLU(gate_i . x)| * ||up_i|| * ||down[:, i]||', asyn
 function predictorFor(hidden: number, intermediate: number, layers: number, rank: number, hash: string): Predictor {
   const fill = (n: number, k: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37 + k));
   return {
-    labels: 'cor_gxo', rank, hidden, intermediate,
+    labels: 'cor_gxo',
+    rank,
+    hidden,
+    intermediate,
     layers: Array.from({ length: layers }, (_, l) => ({ a: fill(hidden * rank, l), b: fill(rank * intermediate, l + 10), bias: fill(intermediate, l + 20) })),
     meta: {
-      weightsSha256: hash, labels: 'cor_gxo', rank, trainSparsities: [0.5, 0.9], steps: 3, trainTokens: 10, validationTokens: 2,
-      recall: { '0.5': 0.75, '0.9': 0.5 }, gateFirstRecall: { '0.5': 0.7, '0.9': 0.6 }, createdAt: '2025-01-01T00:00:00.000Z',
+      weightsSha256: hash,
+      labels: 'cor_gxo',
+      rank,
+      trainSparsities: [0.5, 0.9],
+      steps: 3,
+      trainTokens: 10,
+      validationTokens: 2,
+      recall: { '0.5': 0.75, '0.9': 0.5 },
+      gateFirstRecall: { '0.5': 0.7, '0.9': 0.6 },
+      createdAt: '2025-01-01T00:00:00.000Z',
     },
   };
 }
@@ -99,11 +108,16 @@ t.test('readPredictor refuses tensors of the wrong shape and files without its m
   writePredictor(dir, p);
   const good = readFileSync(file);
   // Same metadata, but a tensor of another shape.
-  writeSafetensors(file, {
-    'layers.0.a': { shape: [2, 4], data: p.layers[0].a },
-    'layers.0.b': { shape: [2, 6], data: p.layers[0].b },
-    'layers.0.bias': { shape: [6], data: p.layers[0].bias },
-  }, 'F32', metadataOf(good));
+  writeSafetensors(
+    file,
+    {
+      'layers.0.a': { shape: [2, 4], data: p.layers[0].a },
+      'layers.0.b': { shape: [2, 6], data: p.layers[0].b },
+      'layers.0.bias': { shape: [6], data: p.layers[0].bias },
+    },
+    'F32',
+    metadataOf(good),
+  );
   t.throws(() => readPredictor(dir, hash, 'cor_gxo'), /layers\.0\.a has shape \[2, 4\], expected \[4, 2\]/);
   writeSafetensors(file, { x: { shape: [1], data: Float32Array.of(1) } });
   t.throws(() => readPredictor(dir, hash, 'cor_gxo'), /not a predictor file/);
@@ -160,5 +174,10 @@ t.test('a served model refuses a predictor that does not fit it, at load', async
   const { config } = await writeTestModel(dir, { hidden: 16, intermediate: 32, layers: 2, heads: 2, kvHeads: 1, headDim: 8, vocab: 300 });
   const { weightsHash } = await loadModelDir(dir);
   writePredictor(dir, predictorFor(config.hiddenSize, config.intermediateSize + 8, config.numLayers, 8, weightsHash));
-  await rejectsWith(t, loadServedModel(dir, { intraOpThreads: 1, preload: false }), [predictorFile(dir, 'cor_gxo'), 'intermediate 40', 'does not fit', 'intermediate 32']);
+  await rejectsWith(t, loadServedModel(dir, { intraOpThreads: 1, preload: false }), [
+    predictorFile(dir, 'cor_gxo'),
+    'intermediate 40',
+    'does not fit',
+    'intermediate 32',
+  ]);
 });

@@ -74,7 +74,7 @@ for (const sparsity of [0.5, 0.8]) {
   });
 }
 
-t.test('gathering a per-prompt set in one pass gives the pruned MLP in the graph\'s [in, out] layout', async (t) => {
+t.test("gathering a per-prompt set in one pass gives the pruned MLP in the graph's [in, out] layout", async (t) => {
   const keep = [70, 3, 41, 0, 12]; // any order: the request's order is the graph's
   const w = weights.layers[1];
   const gathered = gatherLayerMlp(w, keep);

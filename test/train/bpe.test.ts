@@ -47,7 +47,11 @@ t.test('trainBpe: merges the most frequent pair first (hand-checked)', async (t)
   //   then only (c,ab) = 1 is left, below minFrequency 2.
   const texts = ['ab', 'ab', 'ab', 'ab', 'abc', 'abc', 'abc', 'bc', 'bc', 'cab'];
   const model = trainBpe(texts, { vocabSize: 300 });
-  t.same(model.merges, [['a', 'b'], ['ab', 'c'], ['b', 'c']]);
+  t.same(model.merges, [
+    ['a', 'b'],
+    ['ab', 'c'],
+    ['b', 'c'],
+  ]);
   t.same(merged(model), ['ab', 'abc', 'bc']);
   t.equal(model.tokens.length, 261, 'fewer tokens than asked when no pair is frequent enough');
 
@@ -58,11 +62,29 @@ t.test('trainBpe: merges the most frequent pair first (hand-checked)', async (t)
 });
 
 t.test('trainBpe: ties go to the smaller left id, then the smaller right id', async (t) => {
-  t.same(trainBpe(['yz', 'yz', 'xy', 'xy'], { vocabSize: 300 }).merges, [['x', 'y'], ['y', 'z']], 'x before y, whatever the text order');
-  t.same(trainBpe(['ac', 'ac', 'ab', 'ab'], { vocabSize: 300 }).merges, [['a', 'b'], ['a', 'c']], 'same left: b before c');
+  t.same(
+    trainBpe(['yz', 'yz', 'xy', 'xy'], { vocabSize: 300 }).merges,
+    [
+      ['x', 'y'],
+      ['y', 'z'],
+    ],
+    'x before y, whatever the text order',
+  );
+  t.same(
+    trainBpe(['ac', 'ac', 'ab', 'ab'], { vocabSize: 300 }).merges,
+    [
+      ['a', 'b'],
+      ['a', 'c'],
+    ],
+    'same left: b before c',
+  );
   // " the" x3: (Ġ,t), (t,h), (h,e) all 3 -> Ġ (byte 0x20) first; then (Ġt,h) and (h,e) tie again,
   // and h (a byte) has a smaller id than Ġt (a merge).
-  t.same(trainBpe([' the the the'], { vocabSize: 300 }).merges, [['Ġ', 't'], ['h', 'e'], ['Ġt', 'he']]);
+  t.same(trainBpe([' the the the'], { vocabSize: 300 }).merges, [
+    ['Ġ', 't'],
+    ['h', 'e'],
+    ['Ġt', 'he'],
+  ]);
   const texts = ['one two three', 'two three', 'three'];
   t.same(trainBpe(texts, { vocabSize: 280 }), trainBpe([...texts].reverse(), { vocabSize: 280 }), 'text order does not matter');
 });
@@ -70,7 +92,10 @@ t.test('trainBpe: ties go to the smaller left id, then the smaller right id', as
 t.test('trainBpe: no merge spells a special token', async (t) => {
   // (#,#) is the most frequent pair (3), but "##" is special: the pairs with the space merge instead.
   const model = trainBpe(['## ## ##'], { vocabSize: 300, specialTokens: ['<s>', '</s>', '##'] });
-  t.same(model.merges, [['Ġ', '#'], ['Ġ#', '#']]);
+  t.same(model.merges, [
+    ['Ġ', '#'],
+    ['Ġ#', '#'],
+  ]);
   t.equal(model.tokens.filter((x) => x === '##').length, 1, '"##" keeps its one id');
 });
 
@@ -183,7 +208,10 @@ t.test('the tokenizer on a training subset: loads in @huggingface/tokenizers, ad
     if (mine.length !== ids.length - 1 || mine.some((id, i) => id !== ids[i + 1])) mismatched++;
     if (tok.decode(ids) !== text) lossy++;
   }
-  t.ok(validation.some((text) => /\P{ASCII}/u.test(text)), 'the validation text holds non-ASCII characters');
+  t.ok(
+    validation.some((text) => /\P{ASCII}/u.test(text)),
+    'the validation text holds non-ASCII characters',
+  );
   t.equal(mismatched, 0, `our encoding equals the library's on all ${validation.length} validation documents`);
   t.equal(lossy, 0, 'decode(encode(x)) == x on every validation document');
   for (const s of samples) t.equal(tok.decode(tok.encode(s)), s, `round trip: ${JSON.stringify(s)}`);
@@ -208,7 +236,13 @@ t.test('writeBpeTokenizer: tokenizer.json and tokenizer_config.json that load fr
   t.same(json.pre_tokenizer, { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true });
   t.equal(json.decoder.type, 'ByteLevel');
   t.equal(json.post_processor.type, 'TemplateProcessing');
-  t.same(json.added_tokens.map((a) => [a.id, a.content, a.special]), [[0, '<s>', true], [1, '</s>', true]]);
+  t.same(
+    json.added_tokens.map((a) => [a.id, a.content, a.special]),
+    [
+      [0, '<s>', true],
+      [1, '</s>', true],
+    ],
+  );
   const config = JSON.parse(readFileSync(join(dir, 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>;
   t.match(config, { bos_token: '<s>', eos_token: '</s>', model_max_length: 512, clean_up_tokenization_spaces: false });
 

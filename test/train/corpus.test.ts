@@ -1,13 +1,5 @@
 import t from 'tap';
-import {
-  brownToText,
-  DEFAULT_SPLIT,
-  loadCorpus,
-  splitCorpus,
-  splitOf,
-  splitSizes,
-  type CorpusDocument,
-} from '../../src/train/corpus.js';
+import { brownToText, DEFAULT_SPLIT, loadCorpus, splitCorpus, splitOf, splitSizes, type CorpusDocument } from '../../src/train/corpus.js';
 import { throwsWith } from '../helpers/errors.js';
 
 // Loaded once: ~15 M characters from the two dev-dependency packages.
@@ -26,7 +18,10 @@ t.test('the corpus: 500 Brown samples and 1000 nlp-corpus documents of plain Eng
   t.equal(nlp.length, 1000, '100 nlp-corpus files cut into 10 documents each');
   t.equal(docs.length, brown.length + nlp.length, 'nothing from elsewhere');
   t.equal(new Set(docs.map((d) => d.id)).size, docs.length, 'ids are unique');
-  t.ok(docs.every((d) => d.text.trim() !== ''), 'no empty document');
+  t.ok(
+    docs.every((d) => d.text.trim() !== ''),
+    'no empty document',
+  );
   // Brown is ~1 M words (~6 M characters once untagged); nlp-corpus 100,000 sentences of ~88 characters.
   t.ok(chars(brown) > 5_500_000 && chars(brown) < 6_500_000, `Brown has ${chars(brown)} characters`);
   t.ok(chars(nlp) > 8_500_000 && chars(nlp) < 9_300_000, `nlp-corpus has ${chars(nlp)} characters`);
@@ -92,7 +87,10 @@ t.test('nlp-corpus: sentences one per line, Unicode kept', async (t) => {
   const first = doc('nlp-corpus/doc-0/0').text;
   t.ok(first.startsWith('Creakiness and atmosphere this film has, but so unfortunately does the print I just viewed.\nParticularly sought'));
   t.ok(first.split('\n').length >= 100, '100 sentences (a few hold line breaks of their own)');
-  t.ok(nlp.every((d) => d.text === d.text.trim()), 'sentences are trimmed');
+  t.ok(
+    nlp.every((d) => d.text === d.text.trim()),
+    'sentences are trimmed',
+  );
   t.ok(nlp.some((d) => d.text.includes('’')) && nlp.some((d) => /[\u0600-\u06ff]/.test(d.text)), 'curly quotes and Arabic script survive');
 });
 

@@ -26,7 +26,10 @@ for (const tie of [true, false]) {
     const feeds = () => {
       const f: Record<string, ReturnType<typeof f64>> = {
         input_ids: i64(ids, [B, S]),
-        position_ids: i64(ids.map((_, i) => i % S), [B, S]),
+        position_ids: i64(
+          ids.map((_, i) => i % S),
+          [B, S],
+        ),
         target_ids: i64(targets, [B, S]),
         target_weights: f64([1, 1, 1, 1, 0, 1, 1, 1, 1, 1], [B, S]),
       };

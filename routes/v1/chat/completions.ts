@@ -22,7 +22,7 @@ const chatCompletions: FastifyPluginAsyncTypebox = async (fastify) => {
           'tokenizer_config.json, or the CHAT_TEMPLATE file the server was started with); a model without one ' +
           'answers 400 `chat_template_missing`. With `stream: true` the answer is `text/event-stream`: per choice ' +
           'a chunk with `delta: {role: "assistant", content: ""}`, `delta: {content}` pieces, and a chunk with ' +
-          '`delta: {}` and `finish_reason` (and that choice\'s `sparsity`); a usage chunk with no choices when ' +
+          "`delta: {}` and `finish_reason` (and that choice's `sparsity`); a usage chunk with no choices when " +
           '`stream_options.include_usage`; then `data: [DONE]`. `sparsity`, `latency_budget_ms`, `activation` and ' +
           '`sparse_prefill` choose how sparse it runs; a model whose queue is full answers 429 with Retry-After.',
         body: ChatCompletionRequest,

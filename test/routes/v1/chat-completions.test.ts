@@ -23,7 +23,10 @@ const messages: OpenAI.ChatCompletionMessageParam[] = [
   { role: 'user', content: 'Once upon a time' },
 ];
 const rendered = renderChatTemplate(model.chatTemplate ?? '', {
-  messages: [{ role: 'system', content: 'You tell short stories.' }, { role: 'user', content: 'Once upon a time' }],
+  messages: [
+    { role: 'system', content: 'You tell short stories.' },
+    { role: 'user', content: 'Once upon a time' },
+  ],
   bosToken: model.bosToken,
   eosToken: model.eosToken,
 });
@@ -60,7 +63,14 @@ t.test('a greedy chat completion is the completion of the rendered prompt', asyn
 
 t.test('streamed: role first, content pieces, a finish chunk, usage, [DONE]', async (t) => {
   const whole = await client.chat.completions.create({ model: model.id, messages, max_tokens: 12, temperature: 0 });
-  const stream = await client.chat.completions.create({ model: model.id, messages, max_tokens: 12, temperature: 0, stream: true, stream_options: { include_usage: true } });
+  const stream = await client.chat.completions.create({
+    model: model.id,
+    messages,
+    max_tokens: 12,
+    temperature: 0,
+    stream: true,
+    stream_options: { include_usage: true },
+  });
   const chunks: OpenAI.ChatCompletionChunk[] = [];
   for await (const chunk of stream) chunks.push(chunk);
   t.ok(chunks.every((c) => c.object === 'chat.completion.chunk' && c.id === chunks[0].id));
@@ -69,7 +79,10 @@ t.test('streamed: role first, content pieces, a finish chunk, usage, [DONE]', as
   t.equal(finishes.length, 1);
   t.same(finishes[0].choices[0].delta, {});
   t.equal(finishes[0].choices[0].finish_reason, whole.choices[0].finish_reason);
-  const content = chunks.slice(1).flatMap((c) => c.choices.map((choice) => choice.delta.content ?? '')).join('');
+  const content = chunks
+    .slice(1)
+    .flatMap((c) => c.choices.map((choice) => choice.delta.content ?? ''))
+    .join('');
   t.equal(content, whole.choices[0].message.content);
   const last = chunks[chunks.length - 1];
   t.same(last.choices, []);
@@ -86,12 +99,18 @@ t.test("the client's stream helper assembles the chunks into the same completion
   t.equal(final.choices[0].message.content, whole.choices[0].message.content);
   t.equal(deltas, whole.choices[0].message.content, 'content events add up to the message');
   t.equal(final.choices[0].finish_reason, whole.choices[0].finish_reason);
-  t.same(final.choices[0].logprobs?.content?.map((entry) => entry.token), whole.choices[0].logprobs?.content?.map((entry) => entry.token));
+  t.same(
+    final.choices[0].logprobs?.content?.map((entry) => entry.token),
+    whole.choices[0].logprobs?.content?.map((entry) => entry.token),
+  );
 });
 
 t.test('n choices, stop strings, max_completion_tokens over max_tokens', async (t) => {
   const chat = await client.chat.completions.create({ model: model.id, messages, n: 2, max_tokens: 3, max_completion_tokens: 6, temperature: 0 });
-  t.same(chat.choices.map((c) => c.index), [0, 1]);
+  t.same(
+    chat.choices.map((c) => c.index),
+    [0, 1],
+  );
   t.equal(chat.choices[0].message.content, chat.choices[1].message.content, 'greedy choices agree');
   const six = await client.chat.completions.create({ model: model.id, messages, max_completion_tokens: 6, temperature: 0 });
   t.equal(chat.choices[0].message.content, six.choices[0].message.content, 'max_completion_tokens wins');
@@ -119,7 +138,10 @@ t.test('logprobs with top_logprobs', async (t) => {
     t.equal(entry.top_logprobs[0].logprob, entry.logprob);
   }
   const legacy = await complete({ max_tokens: 5, temperature: 0, logprobs: 3 });
-  t.same(content.map((c) => c.logprob), legacy.choices[0].logprobs?.token_logprobs);
+  t.same(
+    content.map((c) => c.logprob),
+    legacy.choices[0].logprobs?.token_logprobs,
+  );
 });
 
 t.test('sparsity runs sparse and usage counts the FLOPs', async (t) => {
@@ -153,7 +175,15 @@ t.test('a model without a chat template: 400 chat_template_missing', async (t) =
 t.test('bad requests name the parameter', async (t) => {
   const image = await badRequest({
     model: model.id,
-    messages: [{ role: 'user', content: [{ type: 'text', text: 'Look:' }, { type: 'image_url', image_url: { url: 'https://example.com/a.png' } }] }],
+    messages: [
+      {
+        role: 'user',
+        content: [
+          { type: 'text', text: 'Look:' },
+          { type: 'image_url', image_url: { url: 'https://example.com/a.png' } },
+        ],
+      },
+    ],
   });
   t.equal(image.param, 'messages[0].content');
   t.equal((await badRequest({ model: model.id, messages, top_logprobs: 2 })).param, 'top_logprobs');
@@ -168,11 +198,24 @@ t.test('bad requests name the parameter', async (t) => {
 t.test('text parts are joined by newlines', async (t) => {
   const parts = await client.chat.completions.create({
     model: model.id,
-    messages: [{ role: 'user', content: [{ type: 'text', text: 'Once upon' }, { type: 'text', text: 'a time' }] }],
+    messages: [
+      {
+        role: 'user',
+        content: [
+          { type: 'text', text: 'Once upon' },
+          { type: 'text', text: 'a time' },
+        ],
+      },
+    ],
     max_completion_tokens: 4,
     temperature: 0,
   });
-  const joined = await client.chat.completions.create({ model: model.id, messages: [{ role: 'user', content: 'Once upon\na time' }], max_completion_tokens: 4, temperature: 0 });
+  const joined = await client.chat.completions.create({
+    model: model.id,
+    messages: [{ role: 'user', content: 'Once upon\na time' }],
+    max_completion_tokens: 4,
+    temperature: 0,
+  });
   t.equal(parts.choices[0].message.content, joined.choices[0].message.content);
   t.equal(parts.usage?.prompt_tokens, joined.usage?.prompt_tokens);
 });

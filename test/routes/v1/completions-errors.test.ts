@@ -21,13 +21,7 @@ async function send(body: string, contentType = 'application/json', path = '/v1/
 }
 
 /** Checks the error's shape and that the server then still completes a prompt. */
-async function expectError(
-  t: Test,
-  res: { status: number; json: ApiErrorBody },
-  status: number,
-  param: string | null,
-  message?: RegExp,
-): Promise<void> {
+async function expectError(t: Test, res: { status: number; json: ApiErrorBody }, status: number, param: string | null, message?: RegExp): Promise<void> {
   t.equal(res.status, status, 'status');
   t.same(Object.keys(res.json).sort(), ['error']);
   t.same(Object.keys(res.json.error).sort(), ['code', 'message', 'param', 'type']);

@@ -20,7 +20,11 @@ t.teardown(() => model.close());
 const app = await testApp(t, { models: [model] });
 
 async function post(body: Record<string, unknown>): Promise<{ status: number; body: string }> {
-  const res = await app.inject({ method: 'POST', url: '/v1/completions', payload: { model: model.id, prompt: 'the cat sat on', max_tokens: 4, temperature: 0, ...body } });
+  const res = await app.inject({
+    method: 'POST',
+    url: '/v1/completions',
+    payload: { model: model.id, prompt: 'the cat sat on', max_tokens: 4, temperature: 0, ...body },
+  });
   return { status: res.statusCode, body: res.body };
 }
 
@@ -85,7 +89,7 @@ t.test('latency_budget_ms reports the budget, the prediction and whether it fits
   t.match(impossible.sparsity, { tier: 's80', budget_met: false }, 'no tier fits: the sparsest runs, flagged');
 });
 
-t.test('n choices: the first choice\'s sparsity, the FLOPs of all of them', async (t) => {
+t.test("n choices: the first choice's sparsity, the FLOPs of all of them", async (t) => {
   const one = await complete({ sparsity: 0.5, max_tokens: 3 });
   const three = await complete({ sparsity: 0.5, max_tokens: 3, n: 3 });
   t.equal(three.sparsity?.tier, 's50');
@@ -106,7 +110,10 @@ t.test('streaming: each finish chunk carries its sparsity, the usage chunk the F
   t.equal(finishes.length, 2);
   for (const chunk of finishes) t.match(chunk.sparsity, { tier: 's80', activation_source: 'static' });
   const text = chunks.filter((c) => c.choices.some((ch) => ch.finish_reason === null));
-  t.ok(text.every((c) => c.sparsity === undefined), 'text chunks carry no sparsity object');
+  t.ok(
+    text.every((c) => c.sparsity === undefined),
+    'text chunks carry no sparsity object',
+  );
   const last = chunks[chunks.length - 1];
   t.same(last.choices, []);
   t.match(last.sparsity, { tier: 's80' });
@@ -121,11 +128,24 @@ t.test('activation "token": each token selects its own neurons; reported, counte
   t.match(byName.sparsity, { tier: 's50', activation_source: 'token', sparse_prefill: true });
   t.ok(byName.choices[0].logprobs!.token_logprobs.length > 4, 'echo and logprobs work unchanged');
   const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body;
-  t.match(metrics, new RegExp(`slm_flops_executed_total\\{model="${model.id}",tier="s80:token"\\} ${res.usage.flops_executed}`), '/metrics labels per-token runs apart');
+  t.match(
+    metrics,
+    new RegExp(`slm_flops_executed_total\\{model="${model.id}",tier="s80:token"\\} ${res.usage.flops_executed}`),
+    '/metrics labels per-token runs apart',
+  );
   const res2 = await app.inject({
     method: 'POST',
     url: '/v1/completions',
-    payload: { model: model.id, prompt: 'the cat', max_tokens: 3, stream: true, sparsity: 0.8, activation: 'token', n: 2, stream_options: { include_usage: true } },
+    payload: {
+      model: model.id,
+      prompt: 'the cat',
+      max_tokens: 3,
+      stream: true,
+      sparsity: 0.8,
+      activation: 'token',
+      n: 2,
+      stream_options: { include_usage: true },
+    },
   });
   const chunks = parseSse(res2.body).events as CompletionChunk[];
   t.equal(chunks.filter((c) => c.choices.some((ch) => ch.finish_reason !== null && ch.index === 1)).length, 1, 'streaming with n works unchanged');
@@ -133,7 +153,15 @@ t.test('activation "token": each token selects its own neurons; reported, counte
   const greedyPair = await complete({ prompt: 'the cat', max_tokens: 3, sparsity: 0.8, activation: 'token', n: 2 });
   t.equal(greedyPair.choices[0].text, greedyPair.choices[1].text, 'n greedy choices select alike');
   const card = JSON.parse((await app.inject({ method: 'GET', url: '/v1/models' })).body).data[0];
-  t.match(card.per_token, { selector: 'gate-rerank', selectors: ['gate', 'gate-rerank'], block: 1, tiers: [{ name: 's50', neurons_per_layer: 50 }, { name: 's80', neurons_per_layer: 20 }] });
+  t.match(card.per_token, {
+    selector: 'gate-rerank',
+    selectors: ['gate', 'gate-rerank'],
+    block: 1,
+    tiers: [
+      { name: 's50', neurons_per_layer: 50 },
+      { name: 's80', neurons_per_layer: 20 },
+    ],
+  });
 });
 
 t.test('what the model cannot honour is a 400 naming the request field', async (t) => {
@@ -172,14 +200,19 @@ t.test('a model without calibrated tiers refuses a sparsity, but accepts "dense"
 
 t.test('a ParameterError from the engine, up front or while generating, is a 400 naming the snake_case field', async (t) => {
   const refusing = (id: string, when: 'check' | 'generate'): ServedModel =>
-    // biome-ignore lint/correctness/useYield: the error must come from the first next(), as an engine's would, not from the generate() call
-    wrap(model, id, async function* (): AsyncGenerator<GenerationDelta, GenerationResult> {
-      throw new ParameterError('sparsePrefill', 'Not with this tier.');
-    }, {
-      checkExecution: () => {
-        if (when === 'check') throw new ParameterError('latencyBudgetMs', 'No profile to route by.', 'no_profile');
+    wrap(
+      model,
+      id,
+      // biome-ignore lint/correctness/useYield: the error must come from the first next(), as an engine's would, not from the generate() call
+      async function* (): AsyncGenerator<GenerationDelta, GenerationResult> {
+        throw new ParameterError('sparsePrefill', 'Not with this tier.');
       },
-    });
+      {
+        checkExecution: () => {
+          if (when === 'check') throw new ParameterError('latencyBudgetMs', 'No profile to route by.', 'no_profile');
+        },
+      },
+    );
   const wrapped = await testApp(t, { models: [refusing('check', 'check'), refusing('late', 'generate')] });
   for (const [id, param, code, stream] of [
     ['check', 'latency_budget_ms', 'no_profile', false],

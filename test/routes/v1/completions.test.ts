@@ -59,7 +59,10 @@ t.test('max_tokens 0 generates nothing', async (t) => {
 t.test('n choices per prompt, indexed prompt * n + j, usage counting each prompt once', async (t) => {
   const prompts = ['One day', 'The dog'];
   const res = await complete({ prompt: prompts, n: 3, max_tokens: 4, seed: 7 });
-  t.same(res.choices.map((c) => c.index), [0, 1, 2, 3, 4, 5]);
+  t.same(
+    res.choices.map((c) => c.index),
+    [0, 1, 2, 3, 4, 5],
+  );
   const promptTokens = prompts.reduce((sum, p) => sum + model.encode(p).length, 0);
   t.equal(res.usage.prompt_tokens, promptTokens);
   t.ok(res.usage.completion_tokens <= 6 * 4);
@@ -87,7 +90,10 @@ t.test('the same seed gives the same sampled output', async (t) => {
   const body = { prompt: 'Once upon a time', max_tokens: 10, temperature: 1, top_p: 0.9, top_k: 20, seed: 1234, n: 2 };
   const a = await complete(body);
   const b = await complete(body);
-  t.same(a.choices.map((c) => c.text), b.choices.map((c) => c.text));
+  t.same(
+    a.choices.map((c) => c.text),
+    b.choices.map((c) => c.text),
+  );
 });
 
 t.test('a stop string ends the completion before its first occurrence', async (t) => {

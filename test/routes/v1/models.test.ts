@@ -19,8 +19,15 @@ t.test('lists every served model', async (t) => {
   const { tiers, per_token: perToken, ...card } = list.data[0];
   t.same(card, { id: model.id, object: 'model', created: model.created, owned_by: 'sparse-slm-server', max_model_len: model.contextLength });
   t.match(perToken, { selector: 'gate-rerank', block: 1 }, 'per-token activation needs no calibration');
-  t.same(perToken!.tiers.map((tier) => tier.name), ['s25', 's50', 's70', 's80', 's90']);
-  t.same(tiers.map((tier) => tier.name), ['dense'], 'an uncalibrated model serves dense only');
+  t.same(
+    perToken!.tiers.map((tier) => tier.name),
+    ['s25', 's50', 's70', 's80', 's90'],
+  );
+  t.same(
+    tiers.map((tier) => tier.name),
+    ['dense'],
+    'an uncalibrated model serves dense only',
+  );
   t.match(tiers[0], { sparsity: 0, traffic_bound: 1, loaded: true });
 });
 
@@ -29,14 +36,36 @@ t.test('each tier with its neurons, traffic bound and latency profile', async (t
   t.teardown(() => calibrated.close());
   const app = await testApp(t, { models: [calibrated] });
   const [card] = (await app.inject({ method: 'GET', url: '/v1/models' })).json<ModelList>().data;
-  t.same(card.tiers.map((tier) => [tier.name, tier.sparsity]), [['dense', 0], ['s50', 0.5], ['s80', 0.8]]);
+  t.same(
+    card.tiers.map((tier) => [tier.name, tier.sparsity]),
+    [
+      ['dense', 0],
+      ['s50', 0.5],
+      ['s80', 0.8],
+    ],
+  );
   for (const [i, tier] of card.tiers.entries()) {
     t.same(Object.keys(tier).sort(), ['loaded', 'memory_bytes', 'name', 'neurons_per_layer', 'profile', 'sparsity', 'traffic_bound']);
-    t.same(tier, (() => {
-      const info = calibrated.tiers()[i];
-      const profile = info.profile === null ? null : { prefill_ms_per_token: info.profile.prefillMsPerToken, decode_ms_per_token: info.profile.decodeMsPerToken, samples: info.profile.samples };
-      return { name: info.name, sparsity: info.sparsity, neurons_per_layer: info.neuronsPerLayer, traffic_bound: info.trafficBound, profile, loaded: info.loaded, memory_bytes: info.memoryBytes };
-    })(), `${tier.name} as the model reports it`);
+    t.same(
+      tier,
+      (() => {
+        const info = calibrated.tiers()[i];
+        const profile =
+          info.profile === null
+            ? null
+            : { prefill_ms_per_token: info.profile.prefillMsPerToken, decode_ms_per_token: info.profile.decodeMsPerToken, samples: info.profile.samples };
+        return {
+          name: info.name,
+          sparsity: info.sparsity,
+          neurons_per_layer: info.neuronsPerLayer,
+          traffic_bound: info.trafficBound,
+          profile,
+          loaded: info.loaded,
+          memory_bytes: info.memoryBytes,
+        };
+      })(),
+      `${tier.name} as the model reports it`,
+    );
     t.ok(tier.memory_bytes > 0, `${tier.name}: preloaded, so it holds memory`);
     if (tier.profile === null) throw new Error(`${tier.name}: no profile after preloading`);
     t.ok(tier.profile.decode_ms_per_token > 0 && tier.profile.prefill_ms_per_token > 0);

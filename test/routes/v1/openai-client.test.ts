@@ -12,10 +12,16 @@ t.test('completions through the openai package', async (t) => {
   const client = new OpenAI({ baseURL: `${await listen(app)}/v1`, apiKey: 'unused', maxRetries: 0 });
 
   const models = await client.models.list();
-  t.same(models.data.map((m) => m.id), [model.id]);
+  t.same(
+    models.data.map((m) => m.id),
+    [model.id],
+  );
   const card = await client.models.retrieve(model.id);
   t.same(card, models.data[0], 'retrieve: the card the list holds');
-  const unknown = await client.models.retrieve('no/such model').then(() => null, (err: unknown) => err);
+  const unknown = await client.models.retrieve('no/such model').then(
+    () => null,
+    (err: unknown) => err,
+  );
   t.ok(unknown instanceof OpenAI.NotFoundError, `an unknown id: the client's NotFoundError (got ${String(unknown)})`);
   t.match(unknown, { code: 'model_not_found', param: 'model' });
 
@@ -26,7 +32,14 @@ t.test('completions through the openai package', async (t) => {
   t.equal(completion.usage?.completion_tokens, 5);
   t.equal(completion.choices[0].logprobs?.token_logprobs?.length, 5);
 
-  const stream = await client.completions.create({ model: model.id, prompt: 'the cat', max_tokens: 5, temperature: 0, stream: true, stream_options: { include_usage: true } });
+  const stream = await client.completions.create({
+    model: model.id,
+    prompt: 'the cat',
+    max_tokens: 5,
+    temperature: 0,
+    stream: true,
+    stream_options: { include_usage: true },
+  });
   let text = '';
   let usage: OpenAI.CompletionUsage | undefined;
   let finish: string | null = null;

@@ -42,7 +42,10 @@ t.test('each continuation gets its tokens, logprobs, their sum and perplexity', 
   t.match(res.id, /^score-\w+$/);
   t.equal(res.object, 'score');
   t.equal(res.model, model.id);
-  t.same(res.data.map((d) => d.index), [0, 1]);
+  t.same(
+    res.data.map((d) => d.index),
+    [0, 1],
+  );
   const promptIds = model.encode('the cat sat on the');
   for (const [i, text] of [' mat', ' dog and the park'].entries()) {
     const d = res.data[i];
@@ -50,7 +53,10 @@ t.test('each continuation gets its tokens, logprobs, their sum and perplexity', 
     t.same(d.token_ids, joined.slice(promptIds.length), 'the tokens of the joined text after the prompt');
     t.equal(d.tokens.length, d.token_ids.length);
     t.equal(d.tokens.join(''), model.decode(joined).slice(model.decode(promptIds).length), 'the tokens spell the continuation');
-    t.ok(d.token_logprobs.every((v) => v <= 0), 'log-probabilities');
+    t.ok(
+      d.token_logprobs.every((v) => v <= 0),
+      'log-probabilities',
+    );
     t.ok(Math.abs(d.logprob_sum - d.token_logprobs.reduce((a, b) => a + b, 0)) < 1e-9, 'the sum');
     t.ok(Math.abs(d.perplexity - Math.exp(-d.logprob_sum / d.token_logprobs.length)) < 1e-9, 'exp of minus the mean');
     t.type(d.greedy, 'boolean');

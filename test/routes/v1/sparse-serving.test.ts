@@ -56,7 +56,11 @@ t.test('per-prompt sets: computed, then from Redis; Redis down or back, requests
   const replica = await loadServedModel(dir, { intraOpThreads: 1, preload: false, store: shared.store });
   t.teardown(() => replica.close());
   const other = await testApp(t, { models: [replica], activationStore: shared.store, activationCacheEvents: shared.events });
-  const viaRedis = await other.inject({ method: 'POST', url: '/v1/completions', payload: { model: model.id, prompt: 'the quick brown fox', max_tokens: 6, temperature: 0, sparsity: 0.8, activation: 'prompt' } });
+  const viaRedis = await other.inject({
+    method: 'POST',
+    url: '/v1/completions',
+    payload: { model: model.id, prompt: 'the quick brown fox', max_tokens: 6, temperature: 0, sparsity: 0.8, activation: 'prompt' },
+  });
   t.equal((viaRedis.json() as CompletionBody).sparsity.activation_source, 'cache', 'hit in Redis');
 
   await redis.stop();
@@ -83,7 +87,11 @@ t.test('FLOPs in responses add up in /metrics per tier', async (t) => {
   let executed = 0;
   let dense = 0;
   for (const prompt of ['one two', 'three four five']) {
-    const res = await app.inject({ method: 'POST', url: '/v1/completions', payload: { model: model.id, prompt, max_tokens: 5, temperature: 0, sparsity: 0.8 } });
+    const res = await app.inject({
+      method: 'POST',
+      url: '/v1/completions',
+      payload: { model: model.id, prompt, max_tokens: 5, temperature: 0, sparsity: 0.8 },
+    });
     const body = res.json() as CompletionBody;
     t.ok(body.usage.flops_executed < body.usage.flops_dense, 'sparse runs execute fewer FLOPs');
     t.ok(Math.abs(body.sparsity.flop_ratio - body.usage.flops_executed / body.usage.flops_dense) < 1e-12);
@@ -99,7 +107,11 @@ t.test('FLOPs in responses add up in /metrics per tier', async (t) => {
 t.test('latency budgets: a loose one runs dense, a tight one the sparsest tier, flagged', async (t) => {
   const app = await testApp(t, { models: [model] });
   const run = async (budget: number) =>
-    ((await app.inject({ method: 'POST', url: '/v1/completions', payload: { model: model.id, prompt: 'hello', max_tokens: 4, latency_budget_ms: budget } })).json() as CompletionBody).sparsity;
+    (
+      (
+        await app.inject({ method: 'POST', url: '/v1/completions', payload: { model: model.id, prompt: 'hello', max_tokens: 4, latency_budget_ms: budget } })
+      ).json() as CompletionBody
+    ).sparsity;
   t.match(await run(1e7), { tier: 'dense', budget_met: true });
   t.match(await run(1e-6), { tier: 's80', budget_met: false });
 });
