@@ -186,7 +186,7 @@ export class Engine implements ServedModel, DecodingModel {
   private async setUp(plan: Plan, promptIds: number[]): Promise<Setup> {
     const { tier, activation } = plan;
     const counts = (keep: number[][] | null) => (keep ? keep.map((k) => ({ mlp: k.length })) : []);
-    const base = { plan, selected: {}, inputs: {}, decodeUnits: counts(tier.keep), batchKey: `${tier.name}:${activation}` };
+    const base = { plan, selected: {}, inputs: {}, decodeUnits: counts(tier.keep), batchKey: plan.profile };
     let setup: Omit<Setup, 'decodeSession' | 'prefillSession'>;
     if (tier.sparsity === 0) {
       setup = { ...base, source: 'dense' };

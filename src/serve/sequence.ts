@@ -42,7 +42,10 @@ export interface Setup {
   prefillSession: Lease<LlamaSession> | null;
   /** Inputs of the decode graph (a per-prompt set's weights, a per-token tier's size). */
   inputs: Record<string, ort.Tensor>;
-  /** Its decode batch's name: sequences with equal keys step together. */
+  /**
+   * Its decode batch's name: sequences with equal keys step together. A tier's profile key (so
+   * dense requests batch whatever activation they asked for); a per-prompt set has its own.
+   */
   batchKey: string;
 }
 

@@ -99,3 +99,15 @@ t.test('a cancelled sequence leaves the batch and the others go on unchanged', a
   t.same(gotC, aloneC);
   t.ok(gotB.length >= 3 && gotB.length < 20, `the cancelled one stopped early (${gotB.length} tokens)`);
 });
+
+t.test('dense sequences batch together whatever activation they asked for; other tiers run as their own batches', async (t) => {
+  const model = await loadServedModel(new URL('../../models/default', import.meta.url).pathname, { intraOpThreads: 1 });
+  t.teardown(() => model.close());
+  const [a, b, c] = requests(model);
+  await Promise.all([ids(model, a.prompt, { maxTokens: 12 }), ids(model, b.prompt, { maxTokens: 12 }, { activation: 'token' })]);
+  t.equal(model.batching().maxRows, 2, 'dense and dense-with-activation-token share steps');
+  const before = model.batching();
+  await Promise.all([ids(model, a.prompt, { maxTokens: 12 }), ids(model, c.prompt, { maxTokens: 12 }, { sparsity: 0.5 })]);
+  const after = model.batching();
+  t.equal(after.sequenceSteps - before.sequenceSteps, after.steps - before.steps, 'dense and s50: one sequence per step, two batches');
+});
