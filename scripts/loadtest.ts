@@ -33,6 +33,7 @@ import { ROOT, startServer } from './lib/server-process.js';
 import {
   checkTargets,
   hasMode,
+  pairedRatio,
   parseMode,
   runSweep,
   type SweepMode,
@@ -334,7 +335,11 @@ function comparisonTable(rows: SweepRow[], concurrencyList: number[]): string {
     `| tokens/s over this server's dense | ${concurrencyList.map((c) => `c=${c}`).join(' | ')} |`,
     `|---|${concurrencyList.map(() => '---').join('|')}|`,
   ];
-  const cell = (row: SweepRow | undefined, base: SweepRow | undefined) => (row && base ? `${(row.tokensPerS / base.tokensPerS).toFixed(2)}x` : '-');
+  const cell = (row: SweepRow | undefined, base: SweepRow | undefined) => {
+    if (!row || !base) return '-';
+    const { median, range } = pairedRatio(row.cycleTokensPerS, base.cycleTokensPerS);
+    return row.runs.length > 1 ? `${median.toFixed(2)}x (${range[0].toFixed(2)}–${range[1].toFixed(2)})` : `${median.toFixed(2)}x`;
+  };
   for (const mode of others)
     lines.push(
       `| this server, ${mode} | ${concurrencyList
@@ -420,8 +425,9 @@ serving at a time (both are up for the whole run; the other idles meanwhile).
 
 ## Columns
 
-- tokens/s: completion tokens generated / wall time of the point (first request sent to last stream's end), median over cycles (range in brackets); vs c=1: over the same server and mode at one stream.
-- decode tokens/s: c × a stream's decode rate (its tokens after the first / time after the first token), median over cycles.
+- tokens/s: completion tokens generated / wall time of the point (first request sent to last stream's end), median over cycles (range in brackets).
+- vs c=1: tokens/s over the same server and mode's at one stream in the same cycle, median over cycles (range in brackets). Cycle by cycle, because the machine's speed drifts over minutes (by up to 20% here) while a cycle's points run within a minute or two of each other.
+- decode tokens/s: c × a stream's decode rate (its tokens after the first / time after the first token), median over cycles; its vs c=1 as tokens/s's.
 - TTFT: from sending a request to the first chunk with text. Latency: to the end of its stream. Percentiles are nearest-rank over every completed request of every cycle (with few requests, p99 is the slowest).
 - requests: completed requests; failed: requests that ended in an error (left out of every other column)${failures.length > 0 ? `: ${failures.join('; ')}` : ''}.
 - other load: the most CPU (in cores' worth) that processes other than the two servers and the client used during one of the point's runs; a run during which they used more than ${opts.maxOtherLoad} cores was run again (twice at most; the last run counts).
@@ -430,7 +436,7 @@ serving at a time (both are up for the whole run; the other idles meanwhile).
 
 ${sweepTable(run.rows)}
 
-${comparison !== '' ? `### Against dense at the same concurrency\n\n${comparison}\n\n` : ''}## Issue 15's targets (this server, dense)
+${comparison !== '' ? `### Against dense at the same concurrency\n\nTokens/s over this server's dense at the same concurrency in the same cycle: the median over cycles (range).\n\n${comparison}\n\n` : ''}## Issue 15's targets (this server, dense)
 
 ${targetsTable(checkTargets(run.rows, 'this server'))}
 `;

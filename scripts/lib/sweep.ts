@@ -217,7 +217,13 @@ export function percentile(xs: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
 }
 
-const median = (xs: readonly number[]): number => percentile(xs, 50);
+/** The median (the mean of the middle two of an even count; NaN when empty). */
+export function median(xs: readonly number[]): number {
+  if (xs.length === 0) return NaN;
+  const sorted = [...xs].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
 
 export interface SweepRow {
   /** "this server" or "llama-server". */
@@ -230,13 +236,21 @@ export interface SweepRow {
   /** Mean completion tokens per request. */
   meanTokens: number;
   meanPromptTokens: number | null;
-  /** Generated tokens / wall time: the median over cycles, and the range. */
+  /** Generated tokens / wall time: each cycle's, their median, and the range. */
+  cycleTokensPerS: number[];
   tokensPerS: number;
   tokensPerSRange: [number, number];
-  /** tokensPerS over the same server and mode's at concurrency 1 (NaN without one). */
+  /**
+   * Tokens/s over the same server and mode's at concurrency 1, cycle by cycle (the two points ran
+   * minutes apart at most, so the machine's drift in speed over a run falls on both alike): the
+   * median of the cycles' ratios and their range; NaN without a row at concurrency 1.
+   */
   ratio: number;
-  /** concurrency x the per-stream decode rate (tokens after the first / time after the first), median over cycles. */
+  ratioRange: [number, number];
+  /** concurrency x the per-stream decode rate (tokens after the first / time after the first): each cycle's, and their median. */
+  cycleDecodePerS: number[];
   decodePerS: number;
+  /** As `ratio`, of decode tokens/s. */
   decodeRatio: number;
   ttftMs: { p50: number; p95: number };
   latencyMs: { p50: number; p95: number; p99: number };
@@ -283,9 +297,12 @@ export function summarisePoint(server: string, mode: string, concurrency: number
     requests: samples.length,
     meanTokens: meanOf(samples.map((s) => s.completionTokens)),
     meanPromptTokens: prompts.length > 0 ? prompts.reduce((a, b) => a + b, 0) / prompts.length : null,
+    cycleTokensPerS: tps,
     tokensPerS: median(tps),
     tokensPerSRange: [Math.min(...tps), Math.max(...tps)],
     ratio: NaN,
+    ratioRange: [NaN, NaN],
+    cycleDecodePerS: decode,
     decodePerS: median(decode.filter((x) => !Number.isNaN(x))),
     decodeRatio: NaN,
     ttftMs: { p50: percentile(ttft, 50), p95: percentile(ttft, 95) },
@@ -298,11 +315,22 @@ export function summarisePoint(server: string, mode: string, concurrency: number
   };
 }
 
-/** Each row's ratios to the row of the same server and mode at concurrency 1. */
+/**
+ * `a`'s values over `b`'s cycle by cycle (the i-th run of each is the same cycle's): the median
+ * of the ratios and their range. Rows of different cycle counts compare their medians.
+ */
+export function pairedRatio(a: number[], b: number[]): { median: number; range: [number, number] } {
+  const ratios = a.length === b.length ? a.map((x, i) => x / b[i]).filter((x) => !Number.isNaN(x)) : [median(a) / median(b)];
+  return ratios.length === 0 ? { median: NaN, range: [NaN, NaN] } : { median: median(ratios), range: [Math.min(...ratios), Math.max(...ratios)] };
+}
+
+/** Each row's ratios to the row of the same server and mode at concurrency 1, cycle by cycle. */
 export function withRatios(rows: SweepRow[]): SweepRow[] {
   return rows.map((row) => {
     const one = rows.find((r) => r.server === row.server && r.mode === row.mode && r.concurrency === 1);
-    return { ...row, ratio: one ? row.tokensPerS / one.tokensPerS : NaN, decodeRatio: one ? row.decodePerS / one.decodePerS : NaN };
+    if (!one) return row;
+    const tokens = pairedRatio(row.cycleTokensPerS, one.cycleTokensPerS);
+    return { ...row, ratio: tokens.median, ratioRange: tokens.range, decodeRatio: pairedRatio(row.cycleDecodePerS, one.cycleDecodePerS).median };
   });
 }
 
@@ -313,13 +341,13 @@ const ms = (x: number): string => (Number.isFinite(x) ? x.toFixed(0) : '-');
 /** The sweep's Markdown table: one row per server, mode and concurrency. */
 export function sweepTable(rows: SweepRow[]): string {
   const lines = [
-    '| server | mode | concurrency | requests | tokens/request | tokens/s (range over cycles) | vs c=1 | decode tokens/s | vs c=1 | TTFT p50 ms | TTFT p95 ms | latency p50 ms | p95 ms | p99 ms | failed | other load, cores |',
+    '| server | mode | concurrency | requests | tokens/request | tokens/s (range over cycles) | vs c=1 (range) | decode tokens/s | vs c=1 | TTFT p50 ms | TTFT p95 ms | latency p50 ms | p95 ms | p99 ms | failed | other load, cores |',
     '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const r of rows) {
     const range = r.runs.length > 1 ? ` (${f1(r.tokensPerSRange[0])}–${f1(r.tokensPerSRange[1])})` : '';
     lines.push(
-      `| ${r.server} | ${r.mode} | ${r.concurrency} | ${r.requests} | ${f1(r.meanTokens)} | ${f1(r.tokensPerS)}${range} | ${f2(r.ratio)}x | ${f1(r.decodePerS)} | ${f2(r.decodeRatio)}x | ${ms(r.ttftMs.p50)} | ${ms(r.ttftMs.p95)} | ${ms(r.latencyMs.p50)} | ${ms(r.latencyMs.p95)} | ${ms(r.latencyMs.p99)} | ${r.failed} | ${f2(r.otherCoresMax)}${r.reruns > 0 ? ` (${r.reruns} rerun${r.reruns > 1 ? 's' : ''})` : ''} |`,
+      `| ${r.server} | ${r.mode} | ${r.concurrency} | ${r.requests} | ${f1(r.meanTokens)} | ${f1(r.tokensPerS)}${range} | ${f2(r.ratio)}x${r.runs.length > 1 && r.concurrency > 1 ? ` (${f2(r.ratioRange[0])}–${f2(r.ratioRange[1])})` : ''} | ${f1(r.decodePerS)} | ${f2(r.decodeRatio)}x | ${ms(r.ttftMs.p50)} | ${ms(r.ttftMs.p95)} | ${ms(r.latencyMs.p50)} | ${ms(r.latencyMs.p95)} | ${ms(r.latencyMs.p99)} | ${r.failed} | ${f2(r.otherCoresMax)}${r.reruns > 0 ? ` (${r.reruns} rerun${r.reruns > 1 ? 's' : ''})` : ''} |`,
     );
   }
   return lines.join('\n');
@@ -465,7 +493,9 @@ export async function runSweep(options: SweepOptions): Promise<SweepResult> {
         for (const concurrency of options.concurrencies) {
           let run: PointRun | undefined;
           for (let attempt = 0; ; attempt++) {
-            if (options.settleMs) await new Promise((r) => setTimeout(r, options.settleMs));
+            // Before a rerun, longer: what loaded the machine may be over by then.
+            const settleMs = attempt > 0 ? Math.max(5000, options.settleMs ?? 0) : options.settleMs;
+            if (settleMs) await new Promise((r) => setTimeout(r, settleMs));
             const watch = options.watch?.();
             run = await runPoint({
               url: target.url,

@@ -12,7 +12,18 @@ import { join } from 'node:path';
 import t from 'tap';
 import { badOutcomes, runPhase, warmUp } from '../../scripts/lib/load.js';
 import { startServer } from '../../scripts/lib/server-process.js';
-import { checkTargets, parseMode, percentile, runSweep, summarisePoint, sweepTable, uniquePrompt, withRatios } from '../../scripts/lib/sweep.js';
+import {
+  checkTargets,
+  median,
+  pairedRatio,
+  parseMode,
+  percentile,
+  runSweep,
+  summarisePoint,
+  sweepTable,
+  uniquePrompt,
+  withRatios,
+} from '../../scripts/lib/sweep.js';
 import { runEntryPoint } from '../helpers/cli.js';
 
 const QUEUE = 4;
@@ -149,6 +160,8 @@ t.test("sweep summaries: percentiles, ratios and the issue's targets", async (t)
   t.equal(percentile([5, 1, 4, 2, 3], 95), 5);
   t.equal(percentile([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 90), 9);
   t.ok(Number.isNaN(percentile([], 50)));
+  t.equal(median([4, 1, 3, 2]), 2.5, 'the median of an even count is the mean of the middle two');
+  t.same(pairedRatio([30, 50, 44], [10, 20, 11]), { median: 3, range: [2.5, 4] }, 'ratios are taken cycle by cycle');
   t.not(uniquePrompt(1, 8), uniquePrompt(2, 8), 'prompts differ');
   t.equal(uniquePrompt(3, 8), uniquePrompt(3, 8), 'and are reproducible');
   t.throws(() => parseMode('s50:token'), /expected dense, sNN/);
