@@ -150,9 +150,15 @@ export function markdownTable(rows: TableRow[]): string {
     '|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const { phase, result, ratio } of rows) {
-    const statuses = Object.entries(result.statuses).map(([s, n]) => `${s}: ${n}`).join(', ') || '-';
-    const errors = Object.entries(result.errors).map(([e, n]) => `${e}: ${n}`).join(', ') || '-';
-    const failures = `${result.health.failures} (of ${result.health.probes})` + (result.health.failures > 0 ? ` ${JSON.stringify(result.health.failureKinds)}` : '');
+    const statuses =
+      Object.entries(result.statuses)
+        .map(([s, n]) => `${s}: ${n}`)
+        .join(', ') || '-';
+    const errors =
+      Object.entries(result.errors)
+        .map(([e, n]) => `${e}: ${n}`)
+        .join(', ') || '-';
+    const failures = `${result.health.failures} (of ${result.health.probes})${result.health.failures > 0 ? ` ${JSON.stringify(result.health.failureKinds)}` : ''}`;
     const ra = result.retryAfter === null ? '-' : `${result.retryAfter.min} / ${result.retryAfter.median} / ${result.retryAfter.max}`;
     lines.push(
       `| ${phase} | ${result.connections} | ${f1(result.okPerSecond)} | ${(ratio * 100).toFixed(0)}% | ${statuses} | ${errors} | ${f1(result.health.p50Ms)} | ${f1(result.health.p99Ms)} | ${f1(result.health.maxMs)} | ${failures} | ${ra} |`,
