@@ -22,14 +22,48 @@ export const DEFAULT_MAX_BATCH_SIZE = 8;
  */
 export const DEFAULT_PREFILL_CHUNK_TOKENS = 64;
 
-/** One graph run at a time, in the order asked. */
-export class RunQueue {
-  private tail: Promise<unknown> = Promise.resolve();
+/** What a graph run is for: a chunk of a newcomer's prompt, or a decode step of a batch. */
+export type RunKind = 'prefill' | 'step';
 
-  run<T>(job: () => Promise<T>): Promise<T> {
-    const result = this.tail.then(job);
-    this.tail = result.catch(() => undefined);
-    return result;
+interface QueuedRun {
+  job: () => Promise<unknown>;
+  resolve(value: unknown): void;
+  reject(err: unknown): void;
+}
+
+/**
+ * One graph run at a time. A prompt chunk goes before a waiting decode step, but never two
+ * chunks in a row while a step waits: a newcomer's first token waits only for the run in
+ * progress (as vLLM schedules prefills first), and the running sequences lose at most one
+ * chunk's time per step to newcomers (chunking bounds it).
+ */
+export class RunQueue {
+  private readonly waiting: Record<RunKind, QueuedRun[]> = { prefill: [], step: [] };
+  private busy = false;
+  private lastKind: RunKind = 'step';
+
+  run<T>(job: () => Promise<T>, kind: RunKind): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.waiting[kind].push({ job, resolve: resolve as (value: unknown) => void, reject });
+      this.next();
+    });
+  }
+
+  private next(): void {
+    if (this.busy) return;
+    const { prefill, step } = this.waiting;
+    const kind: RunKind | null = prefill.length > 0 && (this.lastKind === 'step' || step.length === 0) ? 'prefill' : step.length > 0 ? 'step' : null;
+    if (kind === null) return;
+    const run = this.waiting[kind].shift()!;
+    this.busy = true;
+    this.lastKind = kind;
+    run
+      .job()
+      .then(run.resolve, run.reject)
+      .finally(() => {
+        this.busy = false;
+        this.next();
+      });
   }
 }
 
@@ -124,7 +158,7 @@ export class DecodeBatch {
       await new Promise((resolve) => setImmediate(resolve));
       this.scheduled = false;
       await this.runStep();
-    });
+    }, 'step');
   }
 
   /** Rows for members that have joined since the last step, and the rows of the left ones closed up. */
