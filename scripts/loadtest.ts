@@ -26,7 +26,7 @@ import { cpus } from 'node:os';
 import { relative, resolve } from 'node:path';
 import { Command } from 'commander';
 import { parseModelDir, parseNonNegativeInt, parsePositiveInt, parsePositiveNumber, runCli } from '../src/cli/options.js';
-import { type CpuLoad, watchCpu } from './lib/cpu-load.js';
+import { type CpuLoad, waitForQuiet, watchCpu } from './lib/cpu-load.js';
 import { ensureGguf, findLlamaServer, type LlamaServerProcess, llamaServerVersion, startLlamaServer } from './lib/llama-server.js';
 import { markdownTable, runPhase, type TableRow, warmUp } from './lib/load.js';
 import { ROOT, startServer } from './lib/server-process.js';
@@ -112,7 +112,7 @@ const program = new Command('loadtest')
   .option('--cycles <n>', 'sweep: times the sweep runs (interleaved); tokens/s is the median, latencies pool every cycle', parsePositiveInt, 1)
   .option(
     '--max-other-load <cores>',
-    'sweep: run a point again (twice at most) when processes other than the servers and the client used more than this many cores during it',
+    'sweep: run a point again (3 times at most, each once the machine is quiet again) when processes other than the servers and the client used more than this many cores during it',
     parsePositiveNumber,
     0.2,
   )
@@ -276,7 +276,10 @@ async function sweep(opts: Options): Promise<void> {
         return { stop: () => w.stop()?.otherCores ?? null };
       },
       maxOtherCores: opts.maxOtherLoad,
-      maxReruns: 2,
+      maxReruns: 3,
+      waitQuiet: async () => {
+        if (!(await waitForQuiet(pids, { maxCores: opts.maxOtherLoad / 2 }))) log('the machine stayed busy for 5 minutes; running it again anyway');
+      },
       onRun: (run) => appendFileSync(rawFile, `${JSON.stringify(run)}\n`),
       log,
     });
@@ -430,7 +433,7 @@ serving at a time (both are up for the whole run; the other idles meanwhile).
 - decode tokens/s: c × a stream's decode rate (its tokens after the first / time after the first token), median over cycles; its vs c=1 as tokens/s's.
 - TTFT: from sending a request to the first chunk with text. Latency: to the end of its stream. Percentiles are nearest-rank over every completed request of every cycle (with few requests, p99 is the slowest).
 - requests: completed requests; failed: requests that ended in an error (left out of every other column)${failures.length > 0 ? `: ${failures.join('; ')}` : ''}.
-- other load: the most CPU (in cores' worth) that processes other than the two servers and the client used during one of the point's runs; a run during which they used more than ${opts.maxOtherLoad} cores was run again (twice at most; the last run counts).
+- other load: the most CPU (in cores' worth) that processes other than the two servers and the client used during one of the point's runs; a run during which they used more than ${opts.maxOtherLoad} cores was run again once they had used less than half that for 6 s (3 times at most; the last run counts).
 
 ## Results
 

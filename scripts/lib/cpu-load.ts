@@ -87,3 +87,25 @@ export function watchCpu(pids: () => (number | undefined)[]): { stop(): CpuLoad 
     },
   };
 }
+
+/**
+ * Resolves once processes other than `pids` (and this one) have used less than `maxCores` for
+ * `windows` consecutive windows of `windowMs`, or after `timeoutMs` whatever they do. Returns
+ * whether it got quiet.
+ */
+export async function waitForQuiet(
+  pids: () => (number | undefined)[],
+  { maxCores, windowMs = 2000, windows = 3, timeoutMs = 300_000 }: { maxCores: number; windowMs?: number; windows?: number; timeoutMs?: number },
+): Promise<boolean> {
+  const deadline = performance.now() + timeoutMs;
+  let quiet = 0;
+  while (performance.now() < deadline) {
+    const w = watchCpu(pids);
+    await new Promise((r) => setTimeout(r, windowMs));
+    const load = w.stop();
+    if (load === null) return true;
+    quiet = load.otherCores < maxCores ? quiet + 1 : 0;
+    if (quiet >= windows) return true;
+  }
+  return false;
+}

@@ -429,6 +429,8 @@ export interface SweepOptions {
   watch?: () => { stop(): number | null };
   maxOtherCores?: number;
   maxReruns?: number;
+  /** Before a rerun: resolves once other processes have let the machine be (by default, after 5 s). */
+  waitQuiet?: () => Promise<void>;
   /** Told every run as it ends (to keep the raw results of a long sweep). */
   onRun?: (run: PointRun & { server: string; mode: string; concurrency: number; cycle: number }) => void;
   log?: (line: string) => void;
@@ -493,9 +495,9 @@ export async function runSweep(options: SweepOptions): Promise<SweepResult> {
         for (const concurrency of options.concurrencies) {
           let run: PointRun | undefined;
           for (let attempt = 0; ; attempt++) {
-            // Before a rerun, longer: what loaded the machine may be over by then.
-            const settleMs = attempt > 0 ? Math.max(5000, options.settleMs ?? 0) : options.settleMs;
-            if (settleMs) await new Promise((r) => setTimeout(r, settleMs));
+            // Before a rerun, until what loaded the machine is over.
+            if (attempt > 0) await (options.waitQuiet?.() ?? new Promise((r) => setTimeout(r, 5000)));
+            else if (options.settleMs) await new Promise((r) => setTimeout(r, options.settleMs));
             const watch = options.watch?.();
             run = await runPoint({
               url: target.url,
