@@ -22,8 +22,11 @@ export const DEFAULT_MAX_BATCH_SIZE = 8;
  */
 export const DEFAULT_PREFILL_CHUNK_TOKENS = 64;
 
-/** What a graph run is for: a chunk of a newcomer's prompt, or a decode step of a batch. */
-export type RunKind = 'prefill' | 'step';
+/**
+ * What a graph run is for: the first chunk of a newcomer's prompt, a later chunk of a long
+ * prompt, or a decode step of a batch.
+ */
+export type RunKind = 'first-chunk' | 'chunk' | 'step';
 
 interface QueuedRun {
   job: () => Promise<unknown>;
@@ -32,13 +35,13 @@ interface QueuedRun {
 }
 
 /**
- * One graph run at a time. A prompt chunk goes before a waiting decode step, but never two
- * chunks in a row while a step waits: a newcomer's first token waits only for the run in
- * progress (as vLLM schedules prefills first), and the running sequences lose at most one
- * chunk's time per step to newcomers (chunking bounds it).
+ * One graph run at a time. A newcomer's first prompt chunk goes before anything else waiting, so
+ * that a short prompt's first token waits only for the run in progress and the prompts ahead of
+ * it (vLLM schedules prefills first too). A long prompt's later chunks take turns with the
+ * waiting decode steps, so that the running sequences lose at most one chunk's time per step.
  */
 export class RunQueue {
-  private readonly waiting: Record<RunKind, QueuedRun[]> = { prefill: [], step: [] };
+  private readonly waiting: Record<RunKind, QueuedRun[]> = { 'first-chunk': [], chunk: [], step: [] };
   private busy = false;
   private lastKind: RunKind = 'step';
 
@@ -51,8 +54,12 @@ export class RunQueue {
 
   private next(): void {
     if (this.busy) return;
-    const { prefill, step } = this.waiting;
-    const kind: RunKind | null = prefill.length > 0 && (this.lastKind === 'step' || step.length === 0) ? 'prefill' : step.length > 0 ? 'step' : null;
+    const waiting = (kind: RunKind) => this.waiting[kind].length > 0;
+    let kind: RunKind | null = null;
+    if (waiting('first-chunk')) kind = 'first-chunk';
+    else if (waiting('chunk') && (this.lastKind === 'step' || !waiting('step'))) kind = 'chunk';
+    else if (waiting('step')) kind = 'step';
+    else if (waiting('chunk')) kind = 'chunk';
     if (kind === null) return;
     const run = this.waiting[kind].shift()!;
     this.busy = true;

@@ -87,7 +87,10 @@ export class Scheduler {
       const end = Math.min(start + chunk, n);
       const wanted = end - Math.max(start, n - logitsToKeep); // this chunk's positions among the last logitsToKeep
       const from = cache;
-      const result = await this.queue.run(() => session.forward(promptIds.slice(start, end), from, Math.max(1, wanted), inputs), 'prefill');
+      const result = await this.queue.run(
+        () => session.forward(promptIds.slice(start, end), from, Math.max(1, wanted), inputs),
+        start === 0 ? 'first-chunk' : 'chunk',
+      );
       cache = result.cache;
       if (wanted > 0) kept.push(result.logits);
     }

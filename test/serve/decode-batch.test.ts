@@ -1,11 +1,11 @@
 /**
- * The run queue every graph run of a model goes through: one run at a time; a prompt chunk goes
- * before a waiting decode step, but never two chunks in a row while a step waits.
+ * The run queue every graph run of a model goes through: one run at a time; newcomers' first
+ * prompt chunks go first; a long prompt's later chunks take turns with waiting decode steps.
  */
 import t from 'tap';
 import { RunQueue, type RunKind } from '../../src/serve/decode-batch.js';
 
-t.test('prompt chunks go first, alternating with waiting steps', async (t) => {
+t.test('first chunks go first; later chunks alternate with waiting steps', async (t) => {
   const queue = new RunQueue();
   const order: string[] = [];
   let release = () => {};
@@ -23,10 +23,17 @@ t.test('prompt chunks go first, alternating with waiting steps', async (t) => {
     queue.run(async () => {
       order.push(name);
     }, kind);
-  const all = [job('step A', 'step'), job('chunk 1', 'prefill'), job('chunk 2', 'prefill'), job('step B', 'step'), job('chunk 3', 'prefill')];
+  const all = [
+    job('step A', 'step'),
+    job('later chunk 1', 'chunk'),
+    job('later chunk 2', 'chunk'),
+    job('first chunk X', 'first-chunk'),
+    job('step B', 'step'),
+    job('first chunk Y', 'first-chunk'),
+  ];
   release();
   await Promise.all([first, ...all]);
-  t.same(order, ['running step', 'chunk 1', 'step A', 'chunk 2', 'step B', 'chunk 3']);
+  t.same(order, ['running step', 'first chunk X', 'first chunk Y', 'step A', 'later chunk 1', 'step B', 'later chunk 2']);
 });
 
 t.test('one run at a time, and a failed run neither stops the queue nor leaks into the next', async (t) => {
@@ -41,8 +48,9 @@ t.test('one run at a time, and a failed run neither stops the queue nor leaks in
   };
   const failing = queue.run(async () => {
     throw new Error('boom');
-  }, 'prefill');
-  const rest = Array.from({ length: 6 }, (_, i) => queue.run(job, i % 2 === 0 ? 'step' : 'prefill'));
+  }, 'first-chunk');
+  const kinds = ['step', 'chunk', 'first-chunk'] as const;
+  const rest = Array.from({ length: 6 }, (_, i) => queue.run(job, kinds[i % 3]));
   await t.rejects(failing, /boom/);
   await Promise.all(rest);
   t.equal(most, 1);
