@@ -125,6 +125,9 @@ t.test('sweep from the command line: the table is printed and written, a mode th
     '--threads',
     '1',
     '--no-llama-server',
+    // The suite runs test files side by side: a smoke test must not wait for a quiet machine.
+    '--max-other-load',
+    '1000',
     '--out',
     out,
   ];
