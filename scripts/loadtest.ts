@@ -377,7 +377,7 @@ function sweepReport(opts: Options, run: SweepRun): string {
   const command =
     `npm run loadtest -- --sweep${opts.model !== undefined ? ` --model ${opts.model}` : ''} --concurrency ${opts.concurrency.join(',')} --modes ${opts.modes.map((m) => m.name).join(',')}` +
     ` --requests-per-stream ${opts.requestsPerStream} --max-tokens ${run.maxTokens} --prompt-tokens ${opts.promptTokens} --threads ${opts.threads} --cycles ${opts.cycles} --max-other-load ${opts.maxOtherLoad}` +
-    (opts.llamaServer === false ? ' --no-llama-server' : opts.llamaServer !== undefined ? ` --llama-server ${opts.llamaServer}` : '') +
+    (opts.llamaServer === false ? ' --no-llama-server' : opts.llamaServer !== undefined ? ' --llama-server <path>' : '') +
     ` --out ${opts.out}`;
   const randomModel = opts.model === undefined;
   const prompt = run.rows.find((r) => r.server === 'this server' && r.meanPromptTokens !== null)?.meanPromptTokens;
