@@ -8,7 +8,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { accessSync, constants, existsSync, mkdirSync, renameSync, statSync } from 'node:fs';
 import { basename, delimiter, join, resolve } from 'node:path';
 import { ggufFromHfDir } from '../../test/helpers/gguf-writer.js';
-import { freePort, ROOT } from './server-process.js';
+import { freePort, ROOT, supervise } from './server-process.js';
 
 /** `explicit` when given, else the first executable `llama-server` on PATH; null when there is none. */
 export function findLlamaServer(explicit?: string): string | null {
@@ -73,8 +73,6 @@ export interface LlamaServerProcess {
   stop(timeoutMs?: number): Promise<number | null>;
 }
 
-const OUTPUT_TAIL = 64 * 1024;
-
 export async function startLlamaServer(options: LlamaServerOptions): Promise<LlamaServerProcess> {
   const port = await freePort();
   const args = [
@@ -94,35 +92,15 @@ export async function startLlamaServer(options: LlamaServerOptions): Promise<Lla
     String(port),
   ];
   const child = spawn(options.binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  const keep = (data: Buffer): void => {
-    output += data.toString();
-    if (output.length > 2 * OUTPUT_TAIL) output = output.slice(-OUTPUT_TAIL);
-  };
-  child.stdout?.on('data', keep);
-  child.stderr?.on('data', keep);
-  const exited = new Promise<number | null>((resolveExit) => child.once('exit', (code) => resolveExit(code)));
-  const killOnExit = (): void => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  };
-  process.once('exit', killOnExit);
+  const supervised = supervise(child);
+  const exited = supervised.exited;
   const url = `http://127.0.0.1:${port}`;
   const server: LlamaServerProcess = {
     url,
     pid: child.pid,
     args,
-    output: () => output.slice(-OUTPUT_TAIL),
-    async stop(timeoutMs = 10_000) {
-      process.removeListener('exit', killOnExit);
-      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-      try {
-        return await exited;
-      } finally {
-        clearTimeout(timer);
-      }
-    },
+    output: supervised.output,
+    stop: supervised.stop,
   };
   let died = false;
   void exited.then(() => (died = true));

@@ -69,37 +69,16 @@ export async function startServer(options: ServerOptions): Promise<ServerProcess
     ...options.env,
   };
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  const keep = (data: Buffer): void => {
-    output += data.toString();
-    if (output.length > 2 * OUTPUT_TAIL) output = output.slice(-OUTPUT_TAIL);
-  };
-  child.stdout?.on('data', keep);
-  child.stderr?.on('data', keep);
-  const exited = new Promise<number | null>((resolveExit) => child.once('exit', (code) => resolveExit(code)));
-  // A parent that dies without stopping its server must not leave it holding the port and cores.
-  const killOnExit = (): void => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  };
-  process.once('exit', killOnExit);
+  const supervised = supervise(child);
+  const exited = supervised.exited;
 
   const url = `http://127.0.0.1:${port}`;
   const server: ServerProcess = {
     url,
     port,
     child,
-    output: () => output.slice(-OUTPUT_TAIL),
-    async stop(timeoutMs = 10_000) {
-      process.removeListener('exit', killOnExit);
-      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-      try {
-        return await exited;
-      } finally {
-        clearTimeout(timer);
-      }
-    },
+    output: supervised.output,
+    stop: supervised.stop,
   };
 
   const deadline = Date.now() + (options.readyTimeoutMs ?? 120_000);
@@ -127,4 +106,45 @@ function readyStatus(url: string): Promise<number> {
     req.on('error', () => resolveStatus(0));
     req.end();
   });
+}
+
+/** A server child process as the load tools watch it: its output's tail, its exit, a bounded stop. */
+export interface Supervised {
+  /** The last output of the child (stdout and stderr interleaved), for error messages. */
+  output(): string;
+  /** Resolves with the exit code (null when killed by a signal). */
+  exited: Promise<number | null>;
+  /** SIGTERM, then SIGKILL after `timeoutMs`; resolves with the exit code. */
+  stop(timeoutMs?: number): Promise<number | null>;
+}
+
+/** Keeps the tail of `child`'s output, and kills it if this process exits first: it must not keep the port and the cores. */
+export function supervise(child: ChildProcess): Supervised {
+  let output = '';
+  const keep = (data: Buffer): void => {
+    output += data.toString();
+    if (output.length > 2 * OUTPUT_TAIL) output = output.slice(-OUTPUT_TAIL);
+  };
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
+  const exited = new Promise<number | null>((resolveExit) => child.once('exit', (code) => resolveExit(code)));
+  const killOnExit = (): void => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  };
+  process.once('exit', killOnExit);
+  return {
+    output: () => output.slice(-OUTPUT_TAIL),
+    exited,
+    async stop(timeoutMs = 10_000) {
+      process.removeListener('exit', killOnExit);
+      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+      try {
+        return await exited;
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+  };
 }
