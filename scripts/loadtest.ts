@@ -433,7 +433,7 @@ serving at a time (both are up for the whole run; the other idles meanwhile).
 ## Columns
 
 - tokens/s: completion tokens generated / wall time of the point (first request sent to last stream's end), median over cycles (range in brackets).
-- vs c=1: tokens/s over the same server and mode's at one stream in the same cycle, median over cycles (range in brackets). Cycle by cycle, because the machine's speed drifts over minutes (by up to 20% here) while a cycle's points run within a minute or two of each other.
+- vs c=1: tokens/s over the same server and mode's at one stream in the same cycle, median over cycles (range in brackets). Cycle by cycle, because a shared machine's speed drifts over minutes while a cycle's points run within a minute or two of each other.
 - decode tokens/s: c × a stream's decode rate (its tokens after the first / time after the first token), median over cycles; its vs c=1 as tokens/s's.
 - TTFT: from sending a request to the first chunk with text. Latency: to the end of its stream. Percentiles are nearest-rank over every completed request of every cycle (with few requests, p99 is the slowest).
 - requests: completed requests; failed: requests that ended in an error (left out of every other column)${failures.length > 0 ? `: ${failures.join('; ')}` : ''}.
