@@ -19,7 +19,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import * as ort from 'onnxruntime-node';
 import { Command } from 'commander';
-import { parsePositiveInt, runCli } from '../src/cli/options.js';
+import { parsePositiveInt, parsePositiveNumber, runCli } from '../src/cli/options.js';
 import { loadModelDir, type LoadedModel } from '../src/model/load.js';
 import { KvArena } from '../src/runtime/kv-arena.js';
 import { LlamaSession, type OrtOptions } from '../src/runtime/session.js';
@@ -315,7 +315,7 @@ const program = new Command('bench:batching')
   .option('--rounds <n>', 'rounds of timing every point', parsePositiveInt, 5)
   .option('--steps <n>', 'timed steps per point and round', parsePositiveInt, 8)
   .option('--prompts <n>', 'prompts whose per-prompt sets are overlapped', parsePositiveInt, 16)
-  .option('--max-other-load <cores>', 'run a round again when other processes used more CPU than this during it', parseFloat, 0.2)
+  .option('--max-other-load <cores>', 'run a round again when other processes used more CPU than this during it', parsePositiveNumber, 0.2)
   .option('--out <file>', 'also write the tables to this Markdown file')
   .action(run);
 

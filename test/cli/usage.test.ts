@@ -28,6 +28,7 @@ const CLIS: Record<string, Record<string, string[]>> = {
   'scripts/readme.ts': { 'unknown option': ['--bogus'] },
   'scripts/bench.ts': { 'bad value': ['--spinning', 'sometimes'], 'missing model': NO_MODEL },
   'scripts/loadtest.ts': { 'bad value': ['--duration', '-1'], 'missing model': NO_MODEL },
+  'scripts/batch-costs.ts': { 'bad value': ['--rounds', '0'] },
   'scripts/fuzz.ts': { 'unknown option': ['--bogus'], 'missing model': NO_MODEL },
 };
 
