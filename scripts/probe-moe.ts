@@ -223,7 +223,9 @@ function product({ d, F }: Shape, layers: Mlp[], B: number, seed: number): { bui
     // this object serves as either.
     const b = blocks(g);
     const inputs = { ...b, blocks: b, candidates: null };
-    const y = tokenMlp(g, config, x3, lw, l, { selector: 'predictor', block: B, rank, layers: predictors }, inputs as never, () => transpose(w.gate, F, d));
+    const y = tokenMlp(g, config, x3, lw, l, { selector: 'predictor', block: B, rank, layers: predictors }, inputs as never, (v) =>
+      g.matmul(v, g.constant(transpose(w.gate, F, d), [d, F], 'float32')),
+    );
     return g.reshape(y, [0, d]);
   };
   return { build, blocks };

@@ -8,8 +8,12 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Template } from '@huggingface/jinja';
 import { PROJECT_ROOT } from './project.js';
+import { QUANT_SPECS, type QuantName } from './model/quant.js';
 import { SPINNING, type Spinning } from './runtime/session.js';
 import { DEFAULT_MAX_BATCH_SIZE, DEFAULT_PREFILL_CHUNK_TOKENS } from './serve/decode-batch.js';
+
+export type QuantChoice = QuantName | 'none';
+const QUANT_CHOICES: readonly QuantChoice[] = ['none', ...(Object.keys(QUANT_SPECS) as QuantName[])];
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
@@ -19,6 +23,8 @@ export interface Config {
   host: string;
   /** Absolute paths of the model directories to serve, in the order given. */
   modelDirs: string[];
+  /** Per model directory, the weights' quantisation when served ('none': float32). */
+  quant: QuantChoice[];
   logLevel: LogLevel;
   /** Threads ONNX Runtime uses inside one operator; undefined leaves ORT's default. */
   ortIntraOpThreads: number | undefined;
@@ -143,6 +149,17 @@ export function loadConfig(env: Env = process.env): Config {
   // User-given relative paths are relative to the working directory, as shells expect.
   const modelDirs = dirs.filter((d) => d !== '').map((d) => resolve(d));
 
+  // One choice for every model, or one per MODEL_DIR entry.
+  const quants = (value('QUANT') ?? 'none').split(',').map((q) => q.trim().toLowerCase());
+  let quant: QuantChoice[] = modelDirs.map(() => 'none');
+  if (quants.some((q) => !(QUANT_CHOICES as readonly string[]).includes(q))) {
+    problems.push(`QUANT=${JSON.stringify(env.QUANT)}: expected one of ${QUANT_CHOICES.join(', ')} (or one per MODEL_DIR entry, comma-separated)`);
+  } else if (quants.length !== 1 && quants.length !== modelDirs.length) {
+    problems.push(`QUANT=${JSON.stringify(env.QUANT)}: ${quants.length} values for ${modelDirs.length} model directories (give one, or one per MODEL_DIR entry)`);
+  } else {
+    quant = modelDirs.map((_, i) => (quants.length === 1 ? quants[0] : quants[i]) as QuantChoice);
+  }
+
   const level = oneOf('LOG_LEVEL', LOG_LEVELS, 'info');
 
   const redisUrl = value('REDIS_URL');
@@ -172,6 +189,7 @@ export function loadConfig(env: Env = process.env): Config {
     port,
     host,
     modelDirs,
+    quant,
     logLevel: level,
     ortIntraOpThreads: optionalInteger('ORT_INTRA_OP_THREADS', 0, 1024),
     ortInterOpThreads: optionalInteger('ORT_INTER_OP_THREADS', 0, 1024),

@@ -60,7 +60,7 @@ async function main(): Promise<void> {
     log.child({ component: 'activation-cache' }),
   );
   const models: ServedModel[] = [];
-  for (const dir of config.modelDirs) {
+  for (const [i, dir] of config.modelDirs.entries()) {
     const started = Date.now();
     try {
       models.push(
@@ -74,6 +74,7 @@ async function main(): Promise<void> {
           chatTemplate,
           maxBatchSize: config.maxBatchSize,
           prefillChunkTokens: config.prefillChunkTokens,
+          quant: config.quant[i] === 'none' ? undefined : config.quant[i],
         }),
       );
     } catch (err) {
@@ -82,7 +83,7 @@ async function main(): Promise<void> {
       process.exit(1);
     }
     const model = models[models.length - 1];
-    log.info({ model: model.id, dir, contextLength: model.contextLength, ms: Date.now() - started }, 'model loaded');
+    log.info({ model: model.id, dir, quant: config.quant[i], contextLength: model.contextLength, ms: Date.now() - started }, 'model loaded');
   }
 
   const app = await buildApp({

@@ -10,6 +10,7 @@
  */
 import type { Graph } from '../graph/graph.js';
 import type { DType, Value } from '../graph/types.js';
+import { blockBytes, quantize, type QuantSpec } from '../model/quant.js';
 import type { HostTensor, LayerWeights, LlamaConfig, LlamaWeights } from '../model/types.js';
 import { TOKEN_BLOCKS, TOKEN_CANDIDATES, tokenMlp, type TokenInputs, type TokenSelection } from './token-mlp.js';
 
@@ -71,6 +72,14 @@ export interface LlamaGraphOptions {
    * only those are read (src/arch/token-mlp.ts). Adds the input `token_blocks`.
    */
   tokenSelection?: TokenSelection;
+  /**
+   * Serving (fused) only: every projection whose weight is a constant, and the LM head, reads
+   * blockwise-quantised weights through MatMulNBits, and the embedding through
+   * GatherBlockQuantized (src/model/quant.ts). Weights fed as inputs (`mlpInputs`) and the
+   * rows per-token selection gathers stay float32: ONNX Runtime's MatMulNBits dequantises a
+   * B that is not a constant on every call (docs/quantisation-probe.md).
+   */
+  quant?: QuantSpec;
 }
 
 const MLP_WEIGHT = /\.mlp\.(gate|up|down|gate_up)_proj\.weight$/;
@@ -106,6 +115,17 @@ export function sideBySide(ts: HostTensor[]): Float32Array {
       for (let c = 0; c < inDim; c++) out[c * width + offset + r] = t.data[r * inDim + c];
     }
     offset += rows;
+  }
+  return out;
+}
+
+/** Rows of several matrices ([out, in] each, one input size) one after the other: [sum of outs, in]. */
+function concatRows(ts: HostTensor[]): Float32Array {
+  const out = new Float32Array(ts.reduce((n, t) => n + t.data.length, 0));
+  let offset = 0;
+  for (const t of ts) {
+    out.set(t.data, offset);
+    offset += t.data.length;
   }
   return out;
 }
@@ -239,8 +259,66 @@ export class LlamaBuilder {
   /** y = x @ W^T (+ b) for the module `name`, with W stored in [in, out] layout. */
   linear(x: Value, w: HostTensor, name: string, bias?: HostTensor): Value {
     const [outDim, inDim] = w.shape;
-    const y = this.g.matmul(x, this.weight(transposed(w), [inDim, outDim], `${name}.weight`));
+    const y = this.quantizes(`${name}.weight`)
+      ? this.matMulNBits(x, [w], `${name}.weight`)
+      : this.g.matmul(x, this.weight(transposed(w), [inDim, outDim], `${name}.weight`));
     return bias ? this.g.add(y, this.weight(bias.data, [outDim], `${name}.bias`)) : y;
+  }
+
+  /** Whether the weight `name` is served quantised: with `quant`, when it is a constant. */
+  private quantizes(name: string): boolean {
+    return this.fused && this.options.quant !== undefined && !(this.options.mlpInputs && MLP_WEIGHT.test(name));
+  }
+
+  /**
+   * x @ W^T for W the rows of `ws` ([out, in] each, as Hugging Face stores them) one after the
+   * other, by MatMulNBits on W's blockwise codes; `B` may be given (a tied head's codes).
+   */
+  private matMulNBits(x: Value, ws: HostTensor[], name: string, codes?: { B: Value; scales: Value }): Value {
+    const spec = this.options.quant!;
+    const inDim = ws[0].shape[1];
+    const outDim = ws.reduce((n, w) => n + w.shape[0], 0);
+    if (!codes) {
+      const rows = ws.length === 1 ? ws[0].data : concatRows(ws);
+      const q = quantize(rows, outDim, inDim, spec);
+      codes = {
+        B: this.g.constant(q.codes, [outDim, q.blocksPerRow, blockBytes(spec)], 'uint8', `${name}.quant`),
+        scales: this.g.constant(q.scales, [outDim, q.blocksPerRow], 'float32', `${name}.scales`),
+      };
+    }
+    return this.g.kernel('com.microsoft.MatMulNBits', [x, codes.B, codes.scales], [{ dtype: x.dtype, shape: [...x.shape.slice(0, -1), outDim] }], {
+      K: inDim,
+      N: outDim,
+      bits: spec.bits,
+      block_size: spec.block,
+      accuracy_level: spec.accuracyLevel ?? 4,
+    })[0];
+  }
+
+  /**
+   * Serving quantised: the embedding's codes, looked up by GatherBlockQuantized, which reads the
+   * same bytes as MatMulNBits when the block divides the hidden size (so a tied head reads them
+   * too, reshaped); null otherwise (a float32 table).
+   */
+  private quantizedEmbedding(embed: HostTensor): { lookup(ids: Value): Value; codes: { B: Value; scales: Value } } | null {
+    const spec = this.options.quant;
+    const name = 'model.embed_tokens.weight';
+    const [vocab, hidden] = embed.shape;
+    if (!spec || !this.quantizes(name) || hidden % spec.block !== 0) return null;
+    const { g } = this;
+    const q = quantize(embed.data, vocab, hidden, spec);
+    const table = g.constant(q.codes, [vocab, q.blocksPerRow * blockBytes(spec)], 'uint8', `${name}.quant`);
+    const scales = g.constant(q.scales, [vocab, q.blocksPerRow], 'float32', `${name}.scales`);
+    return {
+      lookup: (ids) =>
+        g.kernel('com.microsoft.GatherBlockQuantized', [table, ids, scales], [{ dtype: 'float32', shape: [...ids.shape, hidden] }], {
+          bits: spec.bits,
+          block_size: spec.block,
+          gather_axis: 0,
+          quantize_axis: 1,
+        })[0],
+      codes: { B: g.reshape(table, [vocab, q.blocksPerRow, blockBytes(spec)]), scales },
+    };
   }
 
   rmsNorm(x: Value, weight: HostTensor, name: string): Value {
@@ -297,7 +375,9 @@ export class LlamaBuilder {
     const { g } = this;
     const widths = [w.q, w.k, w.v].map((t) => t.shape[0]);
     const width = widths.reduce((a, b) => a + b, 0);
-    let y = g.matmul(x, this.constant(sideBySide([w.q, w.k, w.v]), [w.q.shape[1], width], `${p}.qkv_proj.weight`));
+    let y = this.quantizes(`${p}.qkv_proj.weight`)
+      ? this.matMulNBits(x, [w.q, w.k, w.v], `${p}.qkv_proj.weight`)
+      : g.matmul(x, this.constant(sideBySide([w.q, w.k, w.v]), [w.q.shape[1], width], `${p}.qkv_proj.weight`));
     const biases = [w.qBias, w.kBias, w.vBias];
     if (biases.some(Boolean)) {
       const bias = new Float32Array(width);
@@ -314,8 +394,10 @@ export class LlamaBuilder {
   /** Fused: the gate and up projections as one MatMul, split after it. */
   gateUp(x: Value, w: LayerWeights, p: string): Value[] {
     const [width, inDim] = w.gate.shape;
-    const weight = this.weight(sideBySide([w.gate, w.up]), [inDim, 2 * width], `${p}.gate_up_proj.weight`);
-    const y = this.g.matmul(x, weight);
+    const name = `${p}.gate_up_proj.weight`;
+    const y = this.quantizes(name)
+      ? this.matMulNBits(x, [w.gate, w.up], name)
+      : this.g.matmul(x, this.weight(sideBySide([w.gate, w.up]), [inDim, 2 * width], name));
     const type = { dtype: y.dtype, shape: [...y.shape.slice(0, -1), width] };
     return this.g.kernel('Split', [y, this.g.const([width, width])], [type, type], { axis: -1 });
   }
@@ -427,7 +509,7 @@ export class LlamaBuilder {
         blocks: g.input(TOKEN_BLOCKS, 'int64', [1]),
         candidates: selection.selector === 'gate' && selection.rerank ? g.input(TOKEN_CANDIDATES, 'int64', [1]) : null,
       };
-      return tokenMlp(g, this.config, x, w, layer, selection, this.tokenInputs, () => transposed(w.gate));
+      return tokenMlp(g, this.config, x, w, layer, selection, this.tokenInputs, (v) => this.linear(v, w.gate, `${p}.gate_proj`));
     }
     const [gate, up] = this.fused ? this.gateUp(x, w, p) : [this.linear(x, w.gate, `${p}.gate_proj`), this.linear(x, w.up, `${p}.up_proj`)];
     let a = g.mul(g.mul(gate, g.sigmoid(gate)), up);
@@ -491,8 +573,9 @@ export class LlamaBuilder {
       ctx.mask = this.causalMask(positionIds, past ? g.add(g.gather(g.shape(past[0].key), g.const(2)), seq) : seq);
     }
 
-    const embed = this.weight(weights.embed.data, weights.embed.shape, 'model.embed_tokens.weight');
-    let h = g.gather(embed, inputIds);
+    const quantEmbed = this.quantizedEmbedding(weights.embed);
+    const embed = quantEmbed ? null : this.weight(weights.embed.data, weights.embed.shape, 'model.embed_tokens.weight');
+    let h = quantEmbed ? quantEmbed.lookup(inputIds) : g.gather(embed!, inputIds);
     if (this.fused) {
       // Each residual add fused with the norm that follows it (the next layer's, or the final one).
       let { normed, sum } = this.fusedNorm(h, null, weights.layers[0].inputNorm, 'model.layers.0.input_layernorm');
@@ -515,7 +598,8 @@ export class LlamaBuilder {
     }
     if (logitsToKeep) h = g.slice(h, g.neg(logitsToKeep), g.const([INT64_MAX_SAFE]), [1]);
     // A tied head trains as the embedding itself; served, it is a transposed constant copy.
-    if (this.options.trainable && config.tieWordEmbeddings) return g.matmul(h, g.transpose(embed, [1, 0]));
+    if (this.options.trainable && config.tieWordEmbeddings) return g.matmul(h, g.transpose(embed!, [1, 0]));
+    if (quantEmbed && weights.lmHead === weights.embed) return this.matMulNBits(h, [weights.lmHead], 'lm_head.weight', quantEmbed.codes);
     return this.linear(h, weights.lmHead, 'lm_head');
   }
 }

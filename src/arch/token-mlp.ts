@@ -131,7 +131,8 @@ export function tokenMlp(
   layer: number,
   selection: TokenSelection,
   inputs: TokenInputs,
-  transposedGate: () => Float32Array,
+  /** x times the dense gate projection, [batch, seq, intermediate] (gate-first selects on it). */
+  gateProjection: (x: Value) => Value,
 ): Value {
   const { hiddenSize: d, intermediateSize: F } = config;
   const B = selection.block;
@@ -146,7 +147,7 @@ export function tokenMlp(
   let scores: Value; // [batch, seq, F], higher = keep
   let gateAct: Value | null = null; // gate-first: SiLU(gate) of every neuron
   if (selection.selector === 'gate') {
-    const gate = g.matmul(x, f32(transposedGate(), [d, F], `${p}.gate_proj.weight`));
+    const gate = gateProjection(x);
     gateAct = g.mul(gate, g.sigmoid(gate));
     [scores] = g.kernel('Abs', [g.mul(gateAct, f32(gateFirstWeights(w, down), [F], `${p}.selector.weight`))], [{ dtype: 'float32', shape: [batch, seq, F] }]);
   } else {

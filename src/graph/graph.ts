@@ -7,6 +7,7 @@ const ARRAYS: Record<DType, (n: number[]) => TypedData> = {
   int64: (n) => BigInt64Array.from(n, (v) => BigInt(v)),
   int32: (n) => Int32Array.from(n),
   bool: (n) => Uint8Array.from(n, (v) => (v ? 1 : 0)),
+  uint8: (n) => Uint8Array.from(n),
 };
 
 /**

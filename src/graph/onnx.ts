@@ -18,6 +18,7 @@ const ELEM_TYPE: Record<DType, number> = {
   int64: onnx.TensorProto.DataType.INT64,
   int32: onnx.TensorProto.DataType.INT32,
   bool: onnx.TensorProto.DataType.BOOL,
+  uint8: onnx.TensorProto.DataType.UINT8,
 };
 
 function valueInfo(v: Value): OnnxTypes.IValueInfoProto {

@@ -1,5 +1,5 @@
 /** Element types the builder knows, named as ONNX Runtime's JS tensors name them. */
-export type DType = 'float32' | 'float64' | 'int64' | 'int32' | 'bool';
+export type DType = 'float32' | 'float64' | 'int64' | 'int32' | 'bool' | 'uint8';
 
 /** A dimension: a number when known while building, a symbol (e.g. "batch", "seq") otherwise. */
 export type Dim = number | string;

@@ -16,6 +16,7 @@ import {
 import { Graph } from '../graph/graph.js';
 import { toOnnx } from '../graph/onnx.js';
 import type { Value } from '../graph/types.js';
+import type { QuantSpec } from '../model/quant.js';
 import type { LlamaConfig, LlamaWeights } from '../model/types.js';
 import type { KvArena } from './kv-arena.js';
 import { KvCache } from './kv-cache.js';
@@ -85,6 +86,8 @@ export interface ServingGraphOptions {
   mlpMask?: boolean;
   /** Each position selects its own MLP neurons inside the graph (per-token activation). */
   tokenSelection?: TokenSelection;
+  /** Blockwise-quantised constant weights (LlamaGraphOptions.quant). */
+  quant?: QuantSpec;
 }
 
 /** The serving graph: KV cache in and out, logits of the last `logits_to_keep` positions. */
@@ -94,9 +97,14 @@ export function buildLlamaOnnx(config: LlamaConfig, weights: LlamaWeights, optio
     ? (layer: number, a: Value) => graph.mul(a, graph.input(mlpMaskName(layer), 'float32', ['batch', 'seq', config.intermediateSize]))
     : undefined;
   graph.output(
-    new LlamaBuilder(graph, config, { cache: true, fused: true, mlpInputs: options.mlpInputs, onMlpActivation, tokenSelection: options.tokenSelection }).build(
-      weights,
-    ),
+    new LlamaBuilder(graph, config, {
+      cache: true,
+      fused: true,
+      mlpInputs: options.mlpInputs,
+      onMlpActivation,
+      tokenSelection: options.tokenSelection,
+      quant: options.quant,
+    }).build(weights),
     'logits',
   );
   return toOnnx(graph);

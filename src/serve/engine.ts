@@ -12,6 +12,7 @@
 import { basename, resolve } from 'node:path';
 import type { ActivationStore } from '../cache/types.js';
 import { type LoadedModel, loadModelDir } from '../model/load.js';
+import type { QuantName } from '../model/quant.js';
 import { type DecodingModel, generate } from '../runtime/generate.js';
 import { SessionPool } from '../runtime/pool.js';
 import type { OrtOptions } from '../runtime/session.js';
@@ -52,6 +53,8 @@ export interface ServeOptions extends OrtOptions {
   maxBatchSize?: number;
   /** Prompt tokens per prefill run at most, so that running sequences step in between (PREFILL_CHUNK_TOKENS). */
   prefillChunkTokens?: number;
+  /** Serve the weights quantised (QUANT); float32 without. */
+  quant?: QuantName;
 }
 
 export class Engine implements ServedModel, DecodingModel {
@@ -90,7 +93,7 @@ export class Engine implements ServedModel, DecodingModel {
     this.ownsPool = options.pool === undefined;
     this.pool = options.pool ?? new SessionPool();
     const masks = readMaskFile(model.dir, model.weightsHash, model.config);
-    this.sessions = new TierSessions(model, masks, this.pool, options, this.latency);
+    this.sessions = new TierSessions(model, masks, this.pool, options, this.latency, options.quant);
     // Per-prompt sets are scored with the calibration's metric, else Corrected GxO.
     const metric = masks && isMetric(masks.metric) ? masks.metric : 'cor_gxo';
     this.promptNeurons = new PromptNeurons(model, metric, this.pool, options, this.sessions.denseBytes, options.store);

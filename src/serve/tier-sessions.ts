@@ -4,6 +4,13 @@
  * - a static tier's graph holds its calibrated neurons only (pruned MLP weights);
  * - a per-prompt graph of a tier's size takes its MLP weights as inputs (a request's own set);
  * - one per-token graph serves every per-token tier (the tier is its `token_blocks` input).
+ *
+ * Served quantised (QUANT), every weight a graph holds as a constant is quantised when the graph
+ * is built, so a static tier is pruned first and quantised after. A per-prompt set's MLP weights
+ * (graph inputs) and the rows per-token selection gathers stay float32: ONNX Runtime 1.30's
+ * quantised kernels dequantise any weight that is not a constant on every call
+ * (docs/quantisation-probe.md). Their attention, embedding, head and (gate-first) gate are
+ * quantised like the rest.
  */
 import type * as ort from 'onnxruntime-node';
 import type { TokenSelection } from '../arch/token-mlp.js';
@@ -12,6 +19,7 @@ import type { LlamaConfig, LlamaWeights } from '../model/types.js';
 import type { SessionPool, Lease } from '../runtime/pool.js';
 import { LlamaSession, type OrtOptions } from '../runtime/session.js';
 import type { ExecutionOptions, TierInfo, TokenActivationInfo } from '../runtime/types.js';
+import { blockBytes, QUANT_SPECS, type QuantName, type QuantSpec } from '../model/quant.js';
 import { weightBytesPerToken } from '../sparsity/flops.js';
 import { DEFAULT_TIERS, type MaskFile } from '../sparsity/masks.js';
 import { pruneMlp } from '../sparsity/prune.js';
@@ -35,9 +43,14 @@ function floatBytes(weights: LlamaWeights): number {
   return 4 * n;
 }
 
-/** Float32 bytes of the MLP neurons a tier drops: a gate row, an up row and a down column each, per layer. */
+/** Float32 bytes of `neurons` MLP neurons per layer: a gate row, an up row and a down column each. */
+function mlpBytes(config: LlamaConfig, neurons: number): number {
+  return 4 * 3 * config.hiddenSize * neurons * config.numLayers;
+}
+
+/** Float32 bytes of the MLP neurons a tier drops. */
 function droppedBytes(config: LlamaConfig, tier: Tier): number {
-  return 4 * 3 * config.hiddenSize * (config.intermediateSize - tier.neuronsPerLayer) * config.numLayers;
+  return mlpBytes(config, config.intermediateSize - tier.neuronsPerLayer);
 }
 
 export class TierSessions {
@@ -52,6 +65,7 @@ export class TierSessions {
   private readonly denseBytesPerToken: number;
   /** Bytes of the dense weights as one session holds them. */
   readonly denseBytes: number;
+  private readonly quantSpec: QuantSpec | undefined;
 
   constructor(
     private readonly model: LoadedModel,
@@ -59,7 +73,10 @@ export class TierSessions {
     private readonly pool: SessionPool,
     private readonly ortOptions: OrtOptions,
     private readonly latency: LatencyModel,
+    /** Served quantised (QUANT), else float32. */
+    readonly quant?: QuantName,
   ) {
+    this.quantSpec = quant === undefined ? undefined : QUANT_SPECS[quant];
     this.tiers = tiersOf(model.config, masks);
     this.selectors = availableSelectors(model);
     this.selector = servedSelector(model);
@@ -111,11 +128,18 @@ export class TierSessions {
   }
 
   private key(tier: Tier, kind: 'static' | 'prompt'): string {
-    return `${this.model.weightsHash}:${tier.name}:${kind}`;
+    return `${this.model.weightsHash}:${this.quant ?? 'f32'}:${tier.name}:${kind}`;
   }
 
   private tokenKey(): string {
-    return `${this.model.weightsHash}:token:${this.selector}:${this.selection.block}`;
+    return `${this.model.weightsHash}:${this.quant ?? 'f32'}:token:${this.selector}:${this.selection.block}`;
+  }
+
+  /** The bytes of weights that take `floatBytes` in float32, as this model serves its constants. */
+  private servedBytes(floatBytes: number): number {
+    if (!this.quantSpec) return floatBytes;
+    // Per weight: its code, and its share of its block's float32 scale.
+    return (floatBytes / 4) * ((blockBytes(this.quantSpec) + 4) / this.quantSpec.block);
   }
 
   tokenBlocks(tier: Tier): number {
@@ -141,9 +165,14 @@ export class TierSessions {
   /** A static tier's session, or a per-prompt one of its size. */
   async session(tier: Tier, kind: 'static' | 'prompt'): Promise<Lease<LlamaSession>> {
     // Sizes come from counts: pruned weights are copied only when a session is built.
-    const bytes = this.denseBytes - droppedBytes(this.model.config, tier);
+    const { config } = this.model;
+    // A per-prompt set's MLP weights are float32 inputs; everything else is a constant.
+    const bytes =
+      kind === 'prompt'
+        ? this.servedBytes(this.denseBytes - mlpBytes(config, config.intermediateSize)) + mlpBytes(config, tier.neuronsPerLayer)
+        : this.servedBytes(this.denseBytes - droppedBytes(config, tier));
     const lease = await this.pool.acquire(this.key(tier, kind), bytes, () =>
-      LlamaSession.create(this.model.config, this.weights(tier, kind), this.ortOptions, { mlpInputs: kind === 'prompt' }),
+      LlamaSession.create(this.model.config, this.weights(tier, kind), this.ortOptions, { mlpInputs: kind === 'prompt', quant: this.quantSpec }),
     );
     if (kind === 'static' && !this.latency.has(tier.name)) await this.measure(tier, lease.value);
     return lease;
@@ -154,8 +183,11 @@ export class TierSessions {
    * once in the packed neuron-major layout, plus the dense gate or the predictor.
    */
   async tokenSession(tier: Tier): Promise<Lease<LlamaSession>> {
-    const lease = await this.pool.acquire(this.tokenKey(), this.denseBytes, () =>
-      LlamaSession.create(this.model.config, this.model.weights, this.ortOptions, { tokenSelection: this.selection }),
+    // Up and down stay float32 (their rows are gathered per token); the rest is a constant.
+    const { config } = this.model;
+    const upDown = (2 / 3) * mlpBytes(config, config.intermediateSize);
+    const lease = await this.pool.acquire(this.tokenKey(), upDown + this.servedBytes(this.denseBytes - upDown), () =>
+      LlamaSession.create(this.model.config, this.model.weights, this.ortOptions, { tokenSelection: this.selection, quant: this.quantSpec }),
     );
     if (!this.latency.has(profileKey(tier, 'token'))) await this.measure(tier, lease.value, 'token', this.tokenInputs(tier));
     return lease;

@@ -1,0 +1,99 @@
+/**
+ * Quantised serving graphs (LlamaGraphOptions.quant) against the independent TypeScript
+ * reference run on the weights their codes stand for (`dequantizedWeights`), on stories260K (a
+ * trained model: tied head, a down projection whose 172 inputs pad the last block of 32) and on
+ * a generated model with a separate head.
+ *
+ * - With MatMulNBits' accuracy level 0 the kernels compute in float32 on the dequantised codes,
+ *   so the graphs must match the reference as a float32 graph does (bound 1e-5 relative rms;
+ *   measured 3e-7 to 9e-7): this checks the layout (nibble order, scales per block, padding).
+ * - As served (level 4) the kernels also round each block of 32 activations to int8 (half a
+ *   step of max|block| / 127) before integer dot products; through every projection of every
+ *   layer that moves the logits by 1.7-2.2% of their rms here (max over positions). Bound: 3%.
+ *   A layout error moves them by a large fraction of their rms.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import { LlamaBuilder } from '../../src/arch/llama.js';
+import { Graph } from '../../src/graph/graph.js';
+import { loadModelDir } from '../../src/model/load.js';
+import { dequantizedWeights, QUANT_SPECS } from '../../src/model/quant.js';
+import { writeTestModel } from '../../src/model/testmodel.js';
+import { LlamaSession } from '../../src/runtime/session.js';
+import { referenceLogits } from '../helpers/reference-llama.js';
+import { STORIES_DIR } from '../helpers/stories.js';
+
+/** Relative rms error allowed at each accuracy level (see above). */
+const BOUNDS = { 0: 1e-5, 4: 0.03 } as const;
+
+const root = mkdtempSync(join(tmpdir(), 'llama-quant-'));
+t.teardown(() => rmSync(root, { recursive: true, force: true }));
+
+/** rms(got - expected) / rms(expected). */
+function relativeRms(got: ArrayLike<number>, expected: ArrayLike<number>): number {
+  let e = 0;
+  let s = 0;
+  for (let i = 0; i < expected.length; i++) {
+    e += (got[i] - expected[i]) ** 2;
+    s += expected[i] ** 2;
+  }
+  return Math.sqrt(e / s);
+}
+
+async function modelDirs(): Promise<[string, string][]> {
+  const generated = join(root, 'separate-head');
+  await writeTestModel(generated, { seed: 11 });
+  return [
+    ['stories260K', STORIES_DIR],
+    ['a generated model with a separate head', generated],
+  ];
+}
+
+const prompt = [1, 103, 261, 107, 282, 260, 151, 178, 292, 285];
+const next = [301, 270, 33];
+
+for (const [name, dir] of await modelDirs()) {
+  for (const [quant, stored] of Object.entries(QUANT_SPECS)) {
+    for (const accuracyLevel of [0, 4] as const) {
+      const spec = { ...stored, accuracyLevel };
+      t.test(`${name}, ${quant}, accuracy level ${accuracyLevel}: prefill and decode match the reference on the dequantised weights`, async (t) => {
+        const { config, weights } = await loadModelDir(dir);
+        const expected = referenceLogits(config, dequantizedWeights(weights, spec), [...prompt, ...next]);
+        const session = await LlamaSession.create(config, weights, { intraOpThreads: 1 }, { quant: spec });
+        t.teardown(() => session.release());
+        const V = config.vocabSize;
+        const prefill = await session.forward(prompt, session.emptyCache(), prompt.length);
+        let worst = 0;
+        for (let p = 0; p < prompt.length; p++) worst = Math.max(worst, relativeRms(prefill.logits.subarray(p * V, (p + 1) * V), expected[p]));
+        let cache = prefill.cache;
+        for (const [i, id] of next.entries()) {
+          const step = await session.forward([id], cache, 1);
+          cache = step.cache;
+          worst = Math.max(worst, relativeRms(step.logits, expected[prompt.length + i]));
+        }
+        t.ok(worst < BOUNDS[accuracyLevel], `largest relative rms error over ${prompt.length + next.length} positions: ${worst.toExponential(2)}`);
+        // And the quantisation itself is visible: the unrounded weights' logits are further away.
+        const unrounded = referenceLogits(config, weights, prompt);
+        t.ok(relativeRms(prefill.logits.subarray((prompt.length - 1) * V), unrounded[prompt.length - 1]) > 0, 'differs from the float32 model');
+      });
+    }
+  }
+}
+
+t.test('the quantised graph reads every weight through the quantised kernels', async (t) => {
+  const { config, weights } = await loadModelDir(STORIES_DIR);
+  const g = new Graph('llama');
+  g.output(new LlamaBuilder(g, config, { cache: true, fused: true, quant: QUANT_SPECS.int4 }).build(weights), 'logits');
+  const count = (op: string) => g.nodes.filter((n) => n.op === op).length;
+  t.equal(count('com.microsoft.MatMulNBits'), 4 * config.numLayers + 1, 'q/k/v, o, gate/up and down of every layer, and the head');
+  t.equal(count('com.microsoft.GatherBlockQuantized'), 1, 'the embedding');
+  t.equal(count('MatMul'), 0, 'no float32 weight product');
+  const floatWeights = [...g.initializers.values()].filter((i) => i.value.dtype === 'float32' && i.data.length >= config.hiddenSize * config.hiddenSize);
+  t.same(
+    floatWeights.map((i) => i.value.name),
+    [],
+    'no float32 matrix is stored',
+  );
+});
