@@ -9,6 +9,7 @@ t.test('defaults', async (t) => {
     port: 8000,
     host: '0.0.0.0',
     modelDirs: [DEFAULT_MODEL_DIR],
+    quant: ['none'],
     logLevel: 'info',
     ortIntraOpThreads: undefined,
     ortInterOpThreads: undefined,
@@ -127,6 +128,13 @@ t.test('CHAT_TEMPLATE names a file, relative to the cwd, read and parsed at star
   const broken = join(dir, 'broken.jinja');
   writeFileSync(broken, '{% for m in messages %}{{ m.content }}');
   t.throws(() => readChatTemplateFile(broken), { name: 'ConfigError', message: /CHAT_TEMPLATE=.*not a valid Jinja template/ });
+});
+
+t.test('QUANT: one choice for every model, or one per MODEL_DIR entry', async (t) => {
+  t.same(loadConfig({ MODEL_DIR: 'a,b', QUANT: 'int8' }).quant, ['int8', 'int8']);
+  t.same(loadConfig({ MODEL_DIR: 'a,b', QUANT: 'INT4, none' }).quant, ['int4', 'none']);
+  t.match((t.throws(() => loadConfig({ QUANT: 'q8_0' })) as Error).message, /QUANT="q8_0": expected one of none, int8, int4/);
+  t.match((t.throws(() => loadConfig({ MODEL_DIR: 'a,b,c', QUANT: 'int8,int4' })) as Error).message, /QUANT="int8,int4": 2 values for 3 model directories/);
 });
 
 t.test('API keys are checked without being echoed', async (t) => {
