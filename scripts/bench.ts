@@ -5,9 +5,12 @@
  * - decode tokens/s per sparsity tier, the speedup over dense measured in the same run, the
  *   FLOP ratio and the memory-traffic bound (dense weight bytes / tier weight bytes per token);
  * - per-token decode (each token selects its own neurons inside the graph) per selector and
- *   tier, with its own traffic bound (the selector's bytes and the kept neurons').
+ *   tier, with its own traffic bound (the selector's bytes and the kept neurons');
+ * - decode on quantised weights (int8, int4: QUANT) dense, per tier and per-token, against the
+ *   float32 dense; and, given a `llama-bench` binary, llama.cpp's F32, F16, Q8_0 and Q4_0 decode
+ *   of the same weights.
  *
- *   npm run bench -- [--model DIR] [--threads 2] [--spinning run|always|never] [--prompt-tokens 128] [--decode-tokens 64] [--repeats 5] [--out docs/bench.md]
+ *   npm run bench -- [--model DIR] [--threads 2] [--spinning run|always|never] [--prompt-tokens 128] [--decode-tokens 64] [--repeats 5] [--sections tiers,token,quant] [--quant int8,int4] [--llama-bench PATH] [--out docs/bench.md]
  *
  * Without --model, a random-initialised model at SmolLM2-135M's shape is generated once into
  * .cache/ (random weights decode as fast as trained ones). Tier masks come from the model's
@@ -32,6 +35,8 @@ import { pruneMlp } from '../src/sparsity/prune.js';
 import { defaultBlock, type TokenSelection } from '../src/arch/token-mlp.js';
 import { defaultRank } from '../src/sparsity/predictor.js';
 import { keptBlocks, tokenFeeds, tokenKeptUnits, tokenSavedBytes } from '../src/sparsity/selectors.js';
+import { QUANT_SPECS, type QuantName } from '../src/model/quant.js';
+import { LLAMA_TYPES, llamaBenchDecode, llamaBenchVersion, type LlamaBenchResult } from './lib/llama-bench.js';
 
 interface Options {
   model?: string;
@@ -41,6 +46,22 @@ interface Options {
   repeats: number;
   out?: string;
   spinning: Spinning;
+  sections: Section[];
+  quant: QuantName[];
+  llamaBench?: string;
+}
+
+const SECTIONS = ['tiers', 'token', 'quant'] as const;
+type Section = (typeof SECTIONS)[number];
+
+/** A comma-separated list of `choices`. */
+function listOf<T extends string>(choices: readonly T[]): (value: string) => T[] {
+  return (value) => {
+    const items = value.split(',').map((v) => v.trim());
+    const bad = items.find((v) => !(choices as readonly string[]).includes(v));
+    if (bad !== undefined) throw new InvalidArgumentError(`expected a comma-separated list of ${choices.join(', ')}; got ${bad}`);
+    return items as T[];
+  };
 }
 
 function parseSpinning(value: string): Spinning {
@@ -56,6 +77,14 @@ const program = new Command('bench')
   .option('--decode-tokens <n>', 'tokens decoded after the prompt', parsePositiveInt, 64)
   .option('--repeats <n>', 'timed runs after a warm-up (decode: half as many, at least 3)', parsePositiveInt, 5)
   .option('--spinning <mode>', `ORT pool threads spinning: one of ${SPINNING.join(', ')}`, parseSpinning, 'run' as Spinning)
+  .option('--sections <list>', `what to measure besides dense: ${SECTIONS.join(', ')}`, listOf(SECTIONS), [...SECTIONS])
+  .option(
+    '--quant <list>',
+    'quantisations the quant section measures',
+    listOf(Object.keys(QUANT_SPECS) as QuantName[]),
+    Object.keys(QUANT_SPECS) as QuantName[],
+  )
+  .option('--llama-bench <path>', "llama.cpp's llama-bench (llama-quantize beside it), run on the same weights in F32, F16, Q8_0 and Q4_0")
   .option('--out <file>', 'also write the tables to this Markdown file')
   .action(bench);
 
@@ -133,7 +162,8 @@ async function bench(values: Options): Promise<void> {
   const context = promptTokens + decodeTokens / 2;
   const denseFlops = tokenFlops(c, context).total;
   const rows: Record<string, string>[] = [];
-  for (const tier of tiers) {
+  const sections = new Set(values.sections);
+  for (const tier of sections.has('tiers') ? tiers : []) {
     const pruned = pruneMlp(model.weights, tier.keep);
     const session = await LlamaSession.create(c, pruned, ortOptions);
     const [denseTierSteps, tierSteps] = await decodeLockstep([dense, session]);
@@ -181,7 +211,7 @@ async function bench(values: Options): Promise<void> {
     ]),
   ];
   const tokenRows: Record<string, string>[] = [];
-  for (const { label, selection } of selections) {
+  for (const { label, selection } of sections.has('token') ? selections : []) {
     const session = await LlamaSession.create(c, model.weights, ortOptions, { tokenSelection: selection });
     for (const tier of tiers) {
       const { block } = selection;
@@ -207,7 +237,88 @@ async function bench(values: Options): Promise<void> {
     await session.release();
   }
 
+  // Quantised weights (QUANT): dense, each tier pruned then quantised, and per-token selection
+  // as served (its gathered up/down rows stay float32), each in lockstep with the float32 dense.
+  const served = selections[0].selection;
+  const quantRows: Record<string, string>[] = [];
+  /** Per quantisation and mode, decode tokens/s and speedup over the float32 dense. */
+  const quantSpeed = new Map<string, { tokensPerSecond: number; speedup: number }>();
+  for (const name of sections.has('quant') ? values.quant : []) {
+    const quant = QUANT_SPECS[name];
+    const cases: { mode: string; session: () => Promise<LlamaSession>; inputs: (s: number) => Record<string, ort.Tensor>; sparsities: number[] }[] = [
+      { mode: 'dense', session: () => LlamaSession.create(c, model.weights, ortOptions, { quant }), inputs: () => ({}), sparsities: [0] },
+      ...tiers.map((tier) => ({
+        mode: 'static',
+        session: () => LlamaSession.create(c, pruneMlp(model.weights, tier.keep), ortOptions, { quant }),
+        inputs: () => ({}),
+        sparsities: [tier.sparsity],
+      })),
+      {
+        mode: 'token',
+        session: () => LlamaSession.create(c, model.weights, ortOptions, { tokenSelection: served, quant }),
+        inputs: (s: number) => tokenFeeds(c.intermediateSize, served, keptBlocks(c.intermediateSize, served.block, s)),
+        sparsities: tiers.map((t) => t.sparsity),
+      },
+    ];
+    for (const { mode, session: create, inputs, sparsities } of cases) {
+      const session = await create();
+      for (const s of sparsities) {
+        const [denseQuantSteps, quantSteps] = await decodeLockstep([dense, { session, inputs: inputs(s) }]);
+        denseSteps.push(...denseQuantSteps);
+        const ms = median(quantSteps);
+        const speedup = median(denseQuantSteps) / ms;
+        const tier = s === 0 ? 'dense' : `s${Math.round(s * 100)}`;
+        quantSpeed.set(`${name}:${mode}:${tier}`, { tokensPerSecond: 1000 / ms, speedup });
+        quantRows.push({
+          weights: name,
+          activation: mode,
+          tier,
+          'decode ms/token': ms.toFixed(2),
+          'tokens/s': (1000 / ms).toFixed(1),
+          'speedup over float32 dense': `${speedup.toFixed(3)}x`,
+        });
+      }
+      await session.release();
+    }
+  }
+
   const denseDecodeMs = median(denseSteps);
+  // llama.cpp on the same weights, after the same prompt length.
+  let llama: { version: string; results: LlamaBenchResult[] } | null = null;
+  if (values.llamaBench) {
+    process.stderr.write(`llama-bench ${LLAMA_TYPES.join(', ')} ...\n`);
+    const results = llamaBenchDecode(values.llamaBench, dir, { threads, depth: promptTokens, decodeTokens, repetitions: Math.max(3, repeats) });
+    llama = { version: llamaBenchVersion(values.llamaBench), results };
+  }
+  const llamaRows = (llama?.results ?? []).map((r) => ({
+    'llama.cpp weights': r.type,
+    'GGUF MiB': (r.fileBytes / 2 ** 20).toFixed(0),
+    'decode tokens/s': `${r.tokensPerSecond.toFixed(1)} ± ${r.stddev.toFixed(1)}`,
+    'vs this server float32 dense': `${((r.tokensPerSecond * denseDecodeMs) / 1000).toFixed(2)}x`,
+  }));
+  // Issue 16's targets: this server's int8 decode against llama.cpp's Q8_0.
+  const q8 = llama?.results.find((r) => r.type === 'Q8_0');
+  const targetRows = q8
+    ? (
+        [
+          ['int8 dense', 'int8:dense:dense', 1],
+          ['int8 static s80', 'int8:static:s80', 1.4],
+          ['int8 per-token s80', 'int8:token:s80', 1],
+        ] as const
+      )
+        .filter(([, key]) => quantSpeed.has(key))
+        .map(([what, key, target]) => {
+          const ratio = quantSpeed.get(key)!.tokensPerSecond / q8.tokensPerSecond;
+          return {
+            'this server': what,
+            'tokens/s': quantSpeed.get(key)!.tokensPerSecond.toFixed(1),
+            'vs llama.cpp Q8_0': `${ratio.toFixed(2)}x`,
+            target: `>= ${target}x`,
+            holds: ratio >= target ? 'yes' : 'no',
+          };
+        })
+    : [];
+
   rows.unshift({
     tier: 'dense',
     'decode ms/token': denseDecodeMs.toFixed(2),
@@ -225,6 +336,11 @@ async function bench(values: Options): Promise<void> {
     `ONNX Runtime ${ort.env.versions.common}, CPU execution provider, intra-op threads ${threads}, inter-op 1, graph optimisation "all", float32, weights as initializers`,
     `prompt ${promptTokens} tokens; decode ${decodeTokens} tokens after it; prefill and attribution: medians of ${repeats} runs after a warm-up; decode: medians of per-token times over ${decodeRuns} runs after a warm-up, each tier's sequence stepped in lockstep with a dense one, against whose steps its speedup is taken; ORT pool threads spinning: ${values.spinning}; tier masks: ${masks ? `calibrated (${masks.metric})` : 'random scores'}`,
   ];
+  if (llama) {
+    header.push(
+      `llama.cpp ${llama.version} (built from source, never a dependency): llama-bench -t ${threads} -p 0 -n ${decodeTokens} -d ${promptTokens} -r ${Math.max(3, repeats)} on GGUF files of the same weights (F32 written by the tests' GGUF writer; F16, Q8_0, Q4_0 by llama-quantize); it runs alone, after this server's measurements`,
+    );
+  }
   console.log(header.join('\n'), '\n');
   const denseRows = [
     { measure: 'prefill', ms: prefillMs.toFixed(1), 'tokens/s': (promptTokens / (prefillMs / 1000)).toFixed(1), 'vs prefill': '1.00x' },
@@ -238,7 +354,13 @@ async function bench(values: Options): Promise<void> {
   ];
   console.table(denseRows);
   console.table(rows);
-  console.table(tokenRows);
+  if (tokenRows.length > 0) console.table(tokenRows);
+  if (quantRows.length > 0) console.table(quantRows);
+  if (llama) {
+    console.log(`llama.cpp: ${llama.version}`);
+    console.table(llamaRows);
+    console.table(targetRows);
+  }
   console.log(
     'speedup ÷ bound: the speedup as a share of the traffic bound; speedup / bound = (speedup - 1) / (bound - 1): the share of the possible saving realised.',
   );
@@ -275,12 +397,35 @@ async function bench(values: Options): Promise<void> {
         '',
         table(rows),
         '',
-        '## Per-token decode (each token selects its own blocks of neurons inside the graph)',
-        '',
-        table(tokenRows),
-        '',
-        "Each per-token row is stepped in lockstep with a dense sequence, like the tiers above. Its traffic bound counts the selector's bytes: the predictor's factors, or gate-first's dense gate rows of the neurons it drops.",
-        '',
+        ...(tokenRows.length > 0
+          ? [
+              '## Per-token decode (each token selects its own blocks of neurons inside the graph)',
+              '',
+              table(tokenRows),
+              '',
+              "Each per-token row is stepped in lockstep with a dense sequence, like the tiers above. Its traffic bound counts the selector's bytes: the predictor's factors, or gate-first's dense gate rows of the neurons it drops.",
+              '',
+            ]
+          : []),
+        ...(quantRows.length > 0
+          ? [
+              '## Decode on quantised weights (QUANT)',
+              '',
+              table(quantRows),
+              '',
+              'Blockwise symmetric codes, blocks of 32, MatMulNBits at accuracy level 4 (src/model/quant.ts): static tiers are pruned, then quantised; per-token selection quantises everything but the up and down rows it gathers, which stay float32 (docs/quantisation-probe.md). Each row is stepped in lockstep with the float32 dense sequence.',
+              '',
+            ]
+          : []),
+        ...(llama
+          ? [
+              "## llama.cpp's decode on the same weights",
+              '',
+              table(llamaRows),
+              '',
+              ...(targetRows.length > 0 ? ["Issue 16's targets:", '', table(targetRows), ''] : []),
+            ]
+          : []),
         'The FLOP ratio is per decoded token at the mean context of the run; the traffic bound is dense weight bytes read per token over the tier\'s (decode on a CPU is memory-bound, so this bounds the speedup). "speedup ÷ bound" is the speedup as a share of the bound; "speedup / bound" is (speedup - 1) / (bound - 1), the share of the possible time saving realised. The dense row is the median of all dense decode steps.',
         '',
       ].join('\n') + (notes ? `\n${notes}` : ''),

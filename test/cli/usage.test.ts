@@ -26,7 +26,7 @@ const CLIS: Record<string, Record<string, string[]>> = {
   'src/cli/make-test-model.ts': { 'missing option': [], 'bad value': ['--out', '/tmp/never', '--layers', 'two'] },
   'src/cli/import.ts': { 'missing option': ['--out', '/tmp/never'], 'missing file': ['--from', '/nonexistent/model.gguf', '--out', '/tmp/never-imported'] },
   'scripts/readme.ts': { 'unknown option': ['--bogus'] },
-  'scripts/bench.ts': { 'bad value': ['--spinning', 'sometimes'], 'missing model': NO_MODEL },
+  'scripts/bench.ts': { 'bad value': ['--spinning', 'sometimes'], 'bad list': ['--sections', 'tiers,bogus'], 'missing model': NO_MODEL },
   'scripts/loadtest.ts': { 'bad value': ['--duration', '-1'], 'missing model': NO_MODEL },
   'scripts/batch-costs.ts': { 'bad value': ['--rounds', '0'] },
   'scripts/fuzz.ts': { 'unknown option': ['--bogus'], 'missing model': NO_MODEL },
