@@ -4,6 +4,7 @@
  *
  *   npm run eval -- [--model models/default] [--out docs/eval/default] [--limit N] [--fresh]
  *                   [--modes oracle,prompt,static,token] [--selectors gate,predictor-cor_gxo]
+ *                   [--quant none|int8|int4]
  *
  * Writes OUT/results.json, OUT/README.md and SVG plots. Finished prompts and passages are kept
  * in OUT/progress.jsonl as they complete; started again with the same settings, the run resumes
@@ -19,6 +20,7 @@ import { ProgressFile } from '../eval/progress.js';
 import { summarize, writeReport } from '../eval/report.js';
 import { readPassages, readPromptSet, runEvaluation, settingsKey } from '../eval/run.js';
 import { loadModelDir, type LoadedModel } from '../model/load.js';
+import { QUANT_SPECS, type QuantName } from '../model/quant.js';
 import { PROJECT_ROOT } from '../project.js';
 import { readCalibrationFile } from '../sparsity/calibration.js';
 import { MASKS_FILE, readMaskFile } from '../sparsity/masks.js';
@@ -41,6 +43,14 @@ function parseSelector(value: string): Selector {
   return value;
 }
 
+type QuantChoice = QuantName | 'none';
+const QUANT_CHOICES = ['none', ...Object.keys(QUANT_SPECS)];
+
+function parseQuant(value: string): QuantChoice {
+  if (!QUANT_CHOICES.includes(value)) throw new InvalidArgumentError(`expected one of ${QUANT_CHOICES.join(', ')}`);
+  return value as QuantChoice;
+}
+
 // Tenths, and 25% (a served tier of models without calibrated masks).
 const DEFAULT_SPARSITIES = [...Array.from({ length: 10 }, (_, i) => i / 10), 0.25].sort((a, b) => a - b);
 const DEFAULT_PROMPTS = ['data/eval/validation-prompts.jsonl', 'data/eval/instruct-prompts.jsonl'];
@@ -60,8 +70,9 @@ function git(args: string[]): string | null {
   }
 }
 
-interface Options extends Omit<UnitSettings, 'tokenVariants'> {
+interface Options extends Omit<UnitSettings, 'tokenVariants' | 'quant'> {
   model: string;
+  quant: QuantChoice;
   selectors?: Selector[];
   out?: string;
   prompts: string[];
@@ -75,7 +86,7 @@ interface Options extends Omit<UnitSettings, 'tokenVariants'> {
 const program = new Command('eval')
   .description('Measure how closely sparse activation follows the dense model, per metric, sparsity and activation mode')
   .option('--model <dir>', 'model directory', parseModelDir, 'models/default')
-  .option('--out <dir>', 'where results go (default: docs/eval/<model directory name>)')
+  .option('--out <dir>', 'where results go (default: docs/eval/<model directory name>, with -<quant> when quantised)')
   .option('--prompts <files>', 'comma-separated prompt sets (JSON lines of {"prompt"})', list(String), DEFAULT_PROMPTS)
   .option('--passages <file>', 'held-out text for perplexity (JSON lines of {"text"})', 'data/eval/heldout-text.jsonl')
   .option('--calibration <file>', "calibration set for the static mode (default: the one the model's masks were made from)")
@@ -93,6 +104,12 @@ const program = new Command('eval')
   .option('--ig-steps <n>', 'Integrated Gradients steps', parsePositiveInt, 8)
   .option('--calibration-max-length <n>', 'tokens per calibration sample at most', parsePositiveInt, 256)
   .option('--limit <n>', 'only the first N prompts of each set and N passages (a quick run)', parsePositiveInt)
+  .option(
+    '--quant <name>',
+    `evaluate blockwise-quantised weights, as served with QUANT (one of ${QUANT_CHOICES.join(', ')}); neuron sets stay those of the float32 weights`,
+    parseQuant,
+    'none',
+  )
   .option('--threads <n>', 'ONNX Runtime intra-op threads (default: one per core)', parsePositiveInt)
   .option('--fresh', 'recompute everything, discarding the units of an earlier run')
   .action(async (opts: Options) => {
@@ -116,8 +133,10 @@ const program = new Command('eval')
       igSteps: opts.igSteps,
       calibrationMaxLength: opts.calibrationMaxLength,
       tokenVariants: modes.includes('token') ? tokenVariants(model, opts.selectors) : [],
+      // Absent for float32, as before the option: earlier runs' progress files still resume.
+      ...(opts.quant !== 'none' && { quant: opts.quant }),
     };
-    const out = opts.out ?? join(PROJECT_ROOT, 'docs', 'eval', basename(model.dir));
+    const out = opts.out ?? join(PROJECT_ROOT, 'docs', 'eval', basename(model.dir) + (settings.quant ? `-${settings.quant}` : ''));
     mkdirSync(out, { recursive: true });
     // Untracked files (a build output, a symlinked node_modules) do not change what runs.
     const here = {

@@ -10,6 +10,7 @@
  * oracle's Corrected GxO sets by the blocks each position selected.
  */
 import type { LoadedModel } from '../model/load.js';
+import { QUANT_SPECS, type QuantName } from '../model/quant.js';
 import type { OrtOptions } from '../runtime/session.js';
 import { Attributor } from '../sparsity/attribution.js';
 import type { CalibrationSet } from '../sparsity/calibration.js';
@@ -40,6 +41,13 @@ export interface UnitSettings {
   calibrationMaxLength: number;
   /** The token mode's variants (src/eval/token.ts); evaluated when `modes` has 'token'. */
   tokenVariants: TokenVariant[];
+  /**
+   * Blockwise-quantised weights (QUANT_SPECS) in every session that is evaluated: the masked
+   * model and the per-token sessions, built as the server builds them (`LlamaSession.create`'s
+   * `quant`); absent: float32. Attribution stays float32, so neuron sets (calibrated, per
+   * prompt, oracle) are those of the float32 weights, as the served tiers' masks are.
+   */
+  quant?: QuantName;
 }
 
 /** The token mode's variants a unit evaluates. */
@@ -94,11 +102,12 @@ export class Evaluator {
 
   static async create(model: LoadedModel, settings: UnitSettings, options: OrtOptions = {}): Promise<Evaluator> {
     const { config, weights } = model;
+    const quant = settings.quant && QUANT_SPECS[settings.quant];
     const [masked, attributor, stepper, ...token] = await Promise.all([
-      MaskedModel.create(config, weights, options),
+      MaskedModel.create(config, weights, options, quant),
       Attributor.create(config, weights, options),
       Attributor.create(config, weights, options, { cache: true }),
-      ...tokenModeVariants(settings).map((v) => TokenModel.create(model, v, options)),
+      ...tokenModeVariants(settings).map((v) => TokenModel.create(model, v, options, quant)),
     ]);
     return new Evaluator(model, settings, masked as MaskedModel, attributor as Attributor, stepper as Attributor, token as TokenModel[]);
   }

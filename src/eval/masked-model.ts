@@ -6,6 +6,7 @@
  * bench's business, not evaluation's.
  */
 import * as ort from 'onnxruntime-node';
+import type { QuantSpec } from '../model/quant.js';
 import type { LlamaConfig, LlamaWeights } from '../model/types.js';
 import { argmax, logSoftmax } from '../runtime/sampling.js';
 import type { KvCache } from '../runtime/kv-cache.js';
@@ -32,8 +33,14 @@ export class MaskedModel {
     private readonly session: LlamaSession,
   ) {}
 
-  static async create(config: LlamaConfig, weights: LlamaWeights, options: OrtOptions = {}): Promise<MaskedModel> {
-    return new MaskedModel(config, await LlamaSession.create(config, weights, options, { mlpMask: true }));
+  /**
+   * With `quant`, every weight is quantised as served, the down projection at full width: the
+   * mask zeroes activations in front of blocks that span kept and masked neurons. A served
+   * static tier prunes first and quantises after, and down's blocks run along neurons, so its
+   * blocks (and scales) hold only kept neurons: its numbers can differ slightly from these.
+   */
+  static async create(config: LlamaConfig, weights: LlamaWeights, options: OrtOptions = {}, quant?: QuantSpec): Promise<MaskedModel> {
+    return new MaskedModel(config, await LlamaSession.create(config, weights, options, { mlpMask: true, quant }));
   }
 
   /** Mask inputs for `positions` tokens, each with its own neuron set. */

@@ -6,6 +6,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LoadedModel } from '../model/load.js';
+import { QUANT_SPECS } from '../model/quant.js';
 import { lineChartSvg } from '../plot.js';
 import { flopWeightedSparsity, tokenFlops } from '../sparsity/flops.js';
 import { keptCount, REPORT_CONTEXT } from '../sparsity/masks.js';
@@ -299,13 +300,14 @@ export async function writeReport(dir: string, r: EvalResults): Promise<string[]
   };
   const p = r.provenance;
   lines.push(
-    `# Accuracy against sparsity: ${r.model.dir}`,
+    `# Accuracy against sparsity: ${r.model.dir}${settings.quant ? `, ${settings.quant} weights` : ''}`,
     '',
     'Written by `npm run eval`; do not edit by hand. The reading of these numbers is in [../README.md](../README.md).',
     '',
     `- Command: \`${p.command}\``,
     `- Computed by commit \`${p.computed.commit ?? 'unknown'}\`${p.computed.dirty ? ' (with uncommitted changes)' : ''} from ${p.computed.started}; rendered by commit \`${p.rendered.commit ?? 'unknown'}\`${p.rendered.dirty ? ' (with uncommitted changes)' : ''} at ${p.finished} (the last invocation took ${Math.round(p.seconds)} s); Node ${p.node}, onnxruntime-node ${p.onnxruntime}`,
     `- Model: ${r.model.layers} layers, MLP ${r.model.intermediateSize} neurons per layer, hidden ${r.model.hiddenSize}, vocabulary ${r.model.vocabSize}; weights sha256 \`${r.model.weightsHash.slice(0, 16)}…\``,
+    `- Weights: ${settings.quant ? `${settings.quant} (\`--quant ${settings.quant}\`), blocks of ${QUANT_SPECS[settings.quant].block}, in the masked graph and the per-token sessions as served (constant weights quantised; the MLP rows per-token selection gathers stay float32); attribution, and so every neuron set, uses the float32 weights` : 'float32'}`,
     `- Settings: up to ${settings.maxTokens} greedy tokens per prompt; ${settings.igSteps} Integrated Gradients steps; held-out passages of up to ${settings.passageTokens} tokens, the first ${settings.passageContext} dense context; calibration samples of up to ${settings.calibrationMaxLength} tokens`,
     `- Prompt sets: ${r.inputs.promptSets.map((s) => `\`${s.file}\` (${s.prompts} prompts)`).join(', ')}; held-out text: \`${r.inputs.passages.file}\` (${r.inputs.passages.passages} passages, ${r.inputs.passages.tokens} scored tokens); calibration: \`${r.inputs.calibration.file}\` (${r.inputs.calibration.samples} samples)`,
     '',

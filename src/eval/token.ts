@@ -14,6 +14,7 @@ import { readFileSync } from 'node:fs';
 import type * as ort from 'onnxruntime-node';
 import { defaultBlock, type TokenSelection } from '../arch/token-mlp.js';
 import type { LoadedModel } from '../model/load.js';
+import type { QuantSpec } from '../model/quant.js';
 import type { KvCache } from '../runtime/kv-cache.js';
 import { argmax, logSoftmax } from '../runtime/sampling.js';
 import { LlamaSession, type OrtOptions } from '../runtime/session.js';
@@ -73,9 +74,10 @@ export class TokenModel {
     private readonly session: LlamaSession,
   ) {}
 
-  static async create(model: LoadedModel, variant: TokenVariant, options: OrtOptions = {}): Promise<TokenModel> {
+  /** With `quant`, as served: constant weights quantised, the rows the selection gathers float32. */
+  static async create(model: LoadedModel, variant: TokenVariant, options: OrtOptions = {}, quant?: QuantSpec): Promise<TokenModel> {
     const selection = tokenSelection(model, variant.selector, variant.block, true);
-    const session = await LlamaSession.create(model.config, model.weights, options, { tokenSelection: selection });
+    const session = await LlamaSession.create(model.config, model.weights, options, { tokenSelection: selection, quant });
     return new TokenModel(variant, selection, model.config.intermediateSize, session);
   }
 

@@ -133,12 +133,25 @@ t.test('bad options are named', async (t) => {
     [['--sparsities', '0,1'], /--sparsities.*\[0, 1\)/],
     [['--metrics', 'l1'], /--metrics.*expected one of/],
     [['--passages', 'data/eval/nope.jsonl'], /nope\.jsonl/],
+    [['--quant', 'int3'], /--quant.*expected one of none, int8, int4/],
   ];
   for (const [args, message] of cases) {
     const r = runCli('eval', [...SMALL, '--out', out, ...args]);
     t.equal(r.status, 1, args.join(' '));
     t.match(r.stderr, message);
   }
+});
+
+t.test('a quantised run says so in its results and report', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'eval-cli-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const r = runCli('eval', [...SMALL, '--out', dir, '--modes', 'static', '--sparsities', '0', '--quant', 'int8']);
+  t.equal(r.status, 0, r.stderr);
+  const results = JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8')) as EvalResults;
+  t.equal(results.settings.quant, 'int8');
+  const report = readFileSync(join(dir, 'README.md'), 'utf8');
+  t.match(report, /^# Accuracy against sparsity: models\/stories260K, int8 weights\n/);
+  t.match(report, /\n- Weights: int8 \(`--quant int8`\), blocks of 32,/);
 });
 
 t.test('the token mode evaluates the predictors the model has, and runs without the masked modes', async (t) => {
