@@ -106,7 +106,7 @@ const program = new Command('eval')
   .option('--limit <n>', 'only the first N prompts of each set and N passages (a quick run)', parsePositiveInt)
   .option(
     '--quant <name>',
-    `evaluate blockwise-quantised weights, as served with QUANT (one of ${QUANT_CHOICES.join(', ')}); neuron sets stay those of the float32 weights`,
+    `evaluate blockwise-quantised weights, as served with QUANT (one of ${QUANT_CHOICES.join(', ')}); attribution stays float32`,
     parseQuant,
     'none',
   )
