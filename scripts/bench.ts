@@ -36,7 +36,7 @@ import { defaultBlock, type TokenSelection } from '../src/arch/token-mlp.js';
 import { defaultRank } from '../src/sparsity/predictor.js';
 import { keptBlocks, tokenFeeds, tokenKeptUnits, tokenSavedBytes } from '../src/sparsity/selectors.js';
 import { QUANT_SPECS, type QuantName } from '../src/model/quant.js';
-import { LLAMA_TYPES, llamaBenchDecode, llamaBenchVersion, type LlamaBenchResult } from './lib/llama-bench.js';
+import { LLAMA_TYPES, llamaBenchDecode, type LlamaBenchResult } from './lib/llama-bench.js';
 
 interface Options {
   model?: string;
@@ -287,8 +287,7 @@ async function bench(values: Options): Promise<void> {
   let llama: { version: string; results: LlamaBenchResult[] } | null = null;
   if (values.llamaBench) {
     process.stderr.write(`llama-bench ${LLAMA_TYPES.join(', ')} ...\n`);
-    const results = llamaBenchDecode(values.llamaBench, dir, { threads, depth: promptTokens, decodeTokens, repetitions: Math.max(3, repeats) });
-    llama = { version: llamaBenchVersion(values.llamaBench), results };
+    llama = llamaBenchDecode(values.llamaBench, dir, { threads, depth: promptTokens, decodeTokens, repetitions: Math.max(3, repeats) });
   }
   const llamaRows = (llama?.results ?? []).map((r) => ({
     'llama.cpp weights': r.type,

@@ -8,7 +8,7 @@
 import { spawnSync } from 'node:child_process';
 import { accessSync, constants, existsSync, renameSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { ensureGguf, llamaServerVersion } from './llama-server.js';
+import { ensureGguf } from './llama-server.js';
 
 export const LLAMA_TYPES = ['F32', 'F16', 'Q8_0', 'Q4_0'] as const;
 export type LlamaType = (typeof LLAMA_TYPES)[number];
@@ -42,27 +42,29 @@ function gguf(llamaBench: string, modelDir: string, type: LlamaType, threads: nu
   return out;
 }
 
-export function llamaBenchVersion(binary: string): string {
-  return llamaServerVersion(binary);
-}
-
-/** Decode tokens/s of each type: `decodeTokens` generated after `depth` tokens of context. */
+/**
+ * Decode tokens/s of each type: `decodeTokens` generated after `depth` tokens of context; and
+ * the build llama-bench reports.
+ */
 export function llamaBenchDecode(
   binary: string,
   modelDir: string,
   options: { threads: number; depth: number; decodeTokens: number; repetitions: number },
-): LlamaBenchResult[] {
+): { version: string; results: LlamaBenchResult[] } {
   const llamaBench = resolve(binary);
   accessSync(llamaBench, constants.X_OK);
-  return LLAMA_TYPES.map((type) => {
+  let version = 'unknown';
+  const results = LLAMA_TYPES.map((type) => {
     const file = gguf(llamaBench, modelDir, type, options.threads);
     const out = run(llamaBench, [
       ...['-m', file, '-t', String(options.threads), '-p', '0', '-n', String(options.decodeTokens)],
       ...['-d', String(options.depth), '-r', String(options.repetitions), '-o', 'json'],
     ]);
-    const rows = JSON.parse(out) as { n_gen: number; avg_ts: number; stddev_ts: number; model_size: number }[];
+    const rows = JSON.parse(out) as { n_gen: number; avg_ts: number; stddev_ts: number; model_size: number; build_number: number; build_commit: string }[];
     const decode = rows.find((r) => r.n_gen > 0);
     if (!decode) throw new Error(`llama-bench printed no decode result for ${file}`);
+    version = `version ${decode.build_number} (${decode.build_commit})`;
     return { type, tokensPerSecond: decode.avg_ts, stddev: decode.stddev_ts, fileBytes: decode.model_size };
   });
+  return { version, results };
 }
