@@ -155,7 +155,9 @@ export function loadConfig(env: Env = process.env): Config {
   if (quants.some((q) => !(QUANT_CHOICES as readonly string[]).includes(q))) {
     problems.push(`QUANT=${JSON.stringify(env.QUANT)}: expected one of ${QUANT_CHOICES.join(', ')} (or one per MODEL_DIR entry, comma-separated)`);
   } else if (quants.length !== 1 && quants.length !== modelDirs.length) {
-    problems.push(`QUANT=${JSON.stringify(env.QUANT)}: ${quants.length} values for ${modelDirs.length} model directories (give one, or one per MODEL_DIR entry)`);
+    problems.push(
+      `QUANT=${JSON.stringify(env.QUANT)}: ${quants.length} values for ${modelDirs.length} model directories (give one, or one per MODEL_DIR entry)`,
+    );
   } else {
     quant = modelDirs.map((_, i) => (quants.length === 1 ? quants[0] : quants[i]) as QuantChoice);
   }
