@@ -10,6 +10,7 @@ export function modelCard(model: ServedModel): ModelCard {
     created: model.created,
     owned_by: 'sparse-slm-server',
     max_model_len: model.contextLength,
+    quantization: model.quant ?? 'none',
     tiers: model.tiers().map(tierCard),
     ...(token && { per_token: { selector: token.selector, selectors: token.selectors, block: token.block, tiers: token.tiers.map(tierCard) } }),
   };

@@ -426,6 +426,9 @@ export const ModelCard = Type.Object({
   created: Type.Integer(),
   owned_by: Type.String(),
   max_model_len: Type.Integer({ description: 'context window in tokens (prompt + completion), as vLLM reports it' }),
+  quantization: Type.Union([Type.Literal('none'), Type.Literal('int8'), Type.Literal('int4')], {
+    description: 'how the weights are served (QUANT): float32, or blockwise int8 or int4',
+  }),
   tiers: Type.Array(TierCard, { description: 'the sparsity tiers served, densest first' }),
   per_token: Type.Optional(
     Type.Object(

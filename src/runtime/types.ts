@@ -1,4 +1,5 @@
 /** What the HTTP layer asks of a served model. Implemented in src/serve/engine.ts. */
+import type { QuantName } from '../model/quant.js';
 
 export interface SamplingParams {
   /** New tokens to generate at most (0 is allowed: with `echo` it scores the prompt only). */
@@ -165,6 +166,8 @@ export interface ServedModel {
   readonly maxTokenChars?: number;
   /** The Jinja chat template /v1/chat/completions renders messages with; null or absent: none. */
   readonly chatTemplate?: string | null;
+  /** How its weights are served (QUANT); absent: float32. */
+  readonly quant?: QuantName;
   /**
    * Generates `params.maxTokens` tokens at most after `promptIds`.
    * Yields deltas as they are final; returns how it finished. Stops early when `signal` aborts

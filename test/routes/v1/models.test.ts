@@ -5,6 +5,7 @@ import { loadServedModel } from '../../../src/serve/engine.js';
 import { testApp } from '../../helpers/app.js';
 import { calibratedModelDir } from '../../helpers/calibrated-model.js';
 import { testServedModel } from '../../helpers/served-model.js';
+import { STORIES_DIR } from '../../helpers/stories.js';
 
 const model = await testServedModel();
 t.teardown(() => model.close());
@@ -17,7 +18,14 @@ t.test('lists every served model', async (t) => {
   t.equal(list.object, 'list');
   t.equal(list.data.length, 1);
   const { tiers, per_token: perToken, ...card } = list.data[0];
-  t.same(card, { id: model.id, object: 'model', created: model.created, owned_by: 'sparse-slm-server', max_model_len: model.contextLength });
+  t.same(card, {
+    id: model.id,
+    object: 'model',
+    created: model.created,
+    owned_by: 'sparse-slm-server',
+    max_model_len: model.contextLength,
+    quantization: 'none',
+  });
   t.match(perToken, { selector: 'gate-rerank', block: 1 }, 'per-token activation needs no calibration');
   t.same(
     perToken!.tiers.map((tier) => tier.name),
@@ -117,4 +125,12 @@ t.test("GET /v1/models/{model}: 404 in OpenAI's shape for an unknown id, quoting
 
   const unencoded = await app.inject({ method: 'GET', url: `/v1/models/${model.id}/extra` });
   t.equal(unencoded.statusCode, 404, 'a slash must be encoded: an unknown URL otherwise');
+});
+
+t.test('a model served quantised says so', async (t) => {
+  const quantised = await loadServedModel(STORIES_DIR, { intraOpThreads: 1, quant: 'int4', preload: false });
+  t.teardown(() => quantised.close());
+  const app = await testApp(t, { models: [quantised] });
+  const card = (await app.inject({ method: 'GET', url: `/v1/models/${quantised.id}` })).json<ModelCard>();
+  t.equal(card.quantization, 'int4');
 });
