@@ -8,12 +8,9 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Template } from '@huggingface/jinja';
 import { PROJECT_ROOT } from './project.js';
-import { QUANT_SPECS, type QuantName } from './model/quant.js';
+import { QUANT_CHOICES, type QuantChoice } from './model/quant.js';
 import { SPINNING, type Spinning } from './runtime/session.js';
 import { DEFAULT_MAX_BATCH_SIZE, DEFAULT_PREFILL_CHUNK_TOKENS } from './serve/decode-batch.js';
-
-export type QuantChoice = QuantName | 'none';
-const QUANT_CHOICES: readonly QuantChoice[] = ['none', ...(Object.keys(QUANT_SPECS) as QuantName[])];
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 

@@ -20,7 +20,7 @@ import { ProgressFile } from '../eval/progress.js';
 import { summarize, writeReport } from '../eval/report.js';
 import { readPassages, readPromptSet, runEvaluation, settingsKey } from '../eval/run.js';
 import { loadModelDir, type LoadedModel } from '../model/load.js';
-import { QUANT_SPECS, type QuantName } from '../model/quant.js';
+import { QUANT_CHOICES, type QuantChoice } from '../model/quant.js';
 import { PROJECT_ROOT } from '../project.js';
 import { readCalibrationFile } from '../sparsity/calibration.js';
 import { MASKS_FILE, readMaskFile } from '../sparsity/masks.js';
@@ -43,11 +43,8 @@ function parseSelector(value: string): Selector {
   return value;
 }
 
-type QuantChoice = QuantName | 'none';
-const QUANT_CHOICES = ['none', ...Object.keys(QUANT_SPECS)];
-
 function parseQuant(value: string): QuantChoice {
-  if (!QUANT_CHOICES.includes(value)) throw new InvalidArgumentError(`expected one of ${QUANT_CHOICES.join(', ')}`);
+  if (!(QUANT_CHOICES as readonly string[]).includes(value)) throw new InvalidArgumentError(`expected one of ${QUANT_CHOICES.join(', ')}`);
   return value as QuantChoice;
 }
 

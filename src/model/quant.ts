@@ -32,6 +32,9 @@ export const QUANT_BLOCK = 32;
 
 export const QUANT_SPECS = { int8: { bits: 8, block: QUANT_BLOCK }, int4: { bits: 4, block: QUANT_BLOCK } } as const satisfies Record<string, QuantSpec>;
 export type QuantName = keyof typeof QUANT_SPECS;
+/** What QUANT and `eval --quant` accept: a quantisation, or 'none' (float32). */
+export type QuantChoice = QuantName | 'none';
+export const QUANT_CHOICES: readonly QuantChoice[] = ['none', ...(Object.keys(QUANT_SPECS) as QuantName[])];
 
 export interface QuantizedMatrix extends QuantSpec {
   rows: number;
