@@ -26,10 +26,12 @@ import { LlamaSession, type OrtOptions } from '../src/runtime/session.js';
 import { Attributor, promptTargets } from '../src/sparsity/attribution.js';
 import { keepTop, readMaskFile } from '../src/sparsity/masks.js';
 import { meanOverPositions, scoreSequence } from '../src/sparsity/metrics.js';
-import { gatherLayerMlp, pruneMlp } from '../src/sparsity/prune.js';
+import { pruneMlp } from '../src/sparsity/prune.js';
 import { keptBlocks, tokenFeeds, tokenSelection } from '../src/sparsity/selectors.js';
 import { tiersOf } from '../src/sparsity/tiers.js';
+import { promptSetFeeds } from '../src/serve/prompt-neurons.js';
 import { watchCpu, waitForQuiet } from './lib/cpu-load.js';
+import { recordTable } from './lib/markdown.js';
 import { ensureSweepModel } from './lib/sweep-model.js';
 
 interface Options {
@@ -118,14 +120,11 @@ async function stepMs(t: Timed, rows: number, arena: KvArena, steps: number): Pr
   return median(times);
 }
 
-function markdownTable(rows: Record<string, string>[]): string {
-  const keys = Object.keys(rows[0]);
-  return [`| ${keys.join(' | ')} |`, `|${keys.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${Object.values(r).join(' | ')} |`)].join('\n');
-}
-
 const ratio = (x: number) => `${x.toFixed(2)}x`;
 
 async function run(options: Options): Promise<void> {
+  // The union of the largest batch's sets needs at least one group of that many prompts.
+  if (options.prompts < Math.max(...BATCH_SIZES)) throw new Error(`--prompts must be at least ${Math.max(...BATCH_SIZES)}, the largest batch measured`);
   const ortOptions: OrtOptions = { intraOpThreads: options.threads, interOpThreads: 1 };
   const log = (line: string) => process.stderr.write(`${line}\n`);
 
@@ -155,19 +154,9 @@ async function run(options: Options): Promise<void> {
       promptSizes.set(`prompt ${tier.name} union of ${k}`, Math.round(mean(shares.get(tier.sparsity)!.get(k)!) * c.intermediateSize));
   }
   for (const [label, kept] of promptSizes) {
-    const first = [...Array(kept).keys()];
-    const template = pruneMlp(
-      model.weights,
-      model.weights.layers.map(() => first),
-    );
-    const inputs: Record<string, ort.Tensor> = {};
-    for (const [l, w] of model.weights.layers.entries()) {
-      const { gateUp, down } = gatherLayerMlp(w, first);
-      inputs[`model.layers.${l}.mlp.gate_up_proj.weight`] = new ort.Tensor('float32', gateUp, [c.hiddenSize, 2 * kept]);
-      inputs[`model.layers.${l}.mlp.down_proj.weight`] = new ort.Tensor('float32', down, [kept, c.hiddenSize]);
-    }
+    const keep = model.weights.layers.map(() => [...Array(kept).keys()]);
     const k = Number(/union of (\d+)/.exec(label)?.[1] ?? 1);
-    await add(label, LlamaSession.create(c, template, ortOptions, { mlpInputs: true }), inputs, [k]);
+    await add(label, LlamaSession.create(c, pruneMlp(model.weights, keep), ortOptions, { mlpInputs: true }), promptSetFeeds(model.weights, keep), [k]);
   }
   const selection = tokenSelection(model, 'gate-rerank');
   const tokenSession = LlamaSession.create(c, model.weights, ortOptions, { tokenSelection: selection });
@@ -198,11 +187,8 @@ async function run(options: Options): Promise<void> {
       const points = timed.map((t) => t.sizes.map((n) => ({ n, ms: 0 })));
       for (const [i, t] of timed.entries()) for (const point of points[i]) point.ms = await stepMs(t, point.n, arena, options.steps);
       const other = watch.stop()?.otherCores ?? 0;
-      if (other > options.maxOtherLoad && attempt < 3) {
-        otherLoad.push(other);
-        continue;
-      }
       otherLoad.push(other);
+      if (other > options.maxOtherLoad && attempt < 3) continue;
       for (const [i, t] of timed.entries()) for (const point of points[i]) t.ms.get(point.n)!.push(point.ms);
       break;
     }
@@ -290,15 +276,15 @@ async function run(options: Options): Promise<void> {
         '',
         '## A step by batch size',
         '',
-        markdownTable(stepRows),
+        recordTable(stepRows),
         '',
         '## Sequences at two static tiers: separate runs or promotion to the denser',
         '',
-        markdownTable(mixRows),
+        recordTable(mixRows),
         '',
         '## Per-prompt sets: one batch each, or one batch over their union',
         '',
-        markdownTable(unionRows),
+        recordTable(unionRows),
         '',
         notes || marker,
         '',

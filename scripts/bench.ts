@@ -37,6 +37,7 @@ import { defaultRank } from '../src/sparsity/predictor.js';
 import { keptBlocks, tokenFeeds, tokenKeptUnits, tokenSavedBytes } from '../src/sparsity/selectors.js';
 import { QUANT_SPECS, type QuantName } from '../src/model/quant.js';
 import { LLAMA_TYPES, llamaBenchDecode, type LlamaBenchResult } from './lib/llama-bench.js';
+import { recordTable } from './lib/markdown.js';
 
 interface Options {
   model?: string;
@@ -241,8 +242,8 @@ async function bench(values: Options): Promise<void> {
   // as served (its gathered up/down rows stay float32), each in lockstep with the float32 dense.
   const served = selections[0].selection;
   const quantRows: Record<string, string>[] = [];
-  /** Per quantisation and mode, decode tokens/s and speedup over the float32 dense. */
-  const quantSpeed = new Map<string, { tokensPerSecond: number; speedup: number }>();
+  /** Per quantisation, mode and tier, decode tokens/s. */
+  const quantTokensPerSecond = new Map<string, number>();
   for (const name of sections.has('quant') ? values.quant : []) {
     const quant = QUANT_SPECS[name];
     const cases: { mode: string; session: () => Promise<LlamaSession>; inputs: (s: number) => Record<string, ort.Tensor>; sparsities: number[] }[] = [
@@ -268,7 +269,7 @@ async function bench(values: Options): Promise<void> {
         const ms = median(quantSteps);
         const speedup = median(denseQuantSteps) / ms;
         const tier = s === 0 ? 'dense' : `s${Math.round(s * 100)}`;
-        quantSpeed.set(`${name}:${mode}:${tier}`, { tokensPerSecond: 1000 / ms, speedup });
+        quantTokensPerSecond.set(`${name}:${mode}:${tier}`, 1000 / ms);
         quantRows.push({
           weights: name,
           activation: mode,
@@ -305,12 +306,13 @@ async function bench(values: Options): Promise<void> {
           ['int8 per-token s80', 'int8:token:s80', 1],
         ] as const
       )
-        .filter(([, key]) => quantSpeed.has(key))
+        .filter(([, key]) => quantTokensPerSecond.has(key))
         .map(([what, key, target]) => {
-          const ratio = quantSpeed.get(key)!.tokensPerSecond / q8.tokensPerSecond;
+          const tokensPerSecond = quantTokensPerSecond.get(key)!;
+          const ratio = tokensPerSecond / q8.tokensPerSecond;
           return {
             'this server': what,
-            'tokens/s': quantSpeed.get(key)!.tokensPerSecond.toFixed(1),
+            'tokens/s': tokensPerSecond.toFixed(1),
             'vs llama.cpp Q8_0': `${ratio.toFixed(2)}x`,
             target: `>= ${target}x`,
             holds: ratio >= target ? 'yes' : 'no',
@@ -365,14 +367,6 @@ async function bench(values: Options): Promise<void> {
   );
 
   if (values.out) {
-    const table = (rs: Record<string, string>[]) =>
-      [
-        `| ${Object.keys(rs[0]).join(' | ')} |`,
-        `|${Object.keys(rs[0])
-          .map(() => '---')
-          .join('|')}|`,
-        ...rs.map((r) => `| ${Object.values(r).join(' | ')} |`),
-      ].join('\n');
     const dirty = execSync('git status --porcelain --untracked-files=no -- src scripts').toString().trim() !== '';
     const commit = execSync('git rev-parse --short HEAD').toString().trim();
     // Hand-written notes below the marker survive a re-run; the tables above it are regenerated.
@@ -390,17 +384,17 @@ async function bench(values: Options): Promise<void> {
         '',
         '## Dense serving and attribution',
         '',
-        table(denseRows),
+        recordTable(denseRows),
         '',
         '## Decode per sparsity tier (MLP neurons pruned, attention dense)',
         '',
-        table(rows),
+        recordTable(rows),
         '',
         ...(tokenRows.length > 0
           ? [
               '## Per-token decode (each token selects its own blocks of neurons inside the graph)',
               '',
-              table(tokenRows),
+              recordTable(tokenRows),
               '',
               "Each per-token row is stepped in lockstep with a dense sequence, like the tiers above. Its traffic bound counts the selector's bytes: the predictor's factors, or gate-first's dense gate rows of the neurons it drops.",
               '',
@@ -410,7 +404,7 @@ async function bench(values: Options): Promise<void> {
           ? [
               '## Decode on quantised weights (QUANT)',
               '',
-              table(quantRows),
+              recordTable(quantRows),
               '',
               'Blockwise symmetric codes, blocks of 32, MatMulNBits at accuracy level 4 (src/model/quant.ts): static tiers are pruned, then quantised; per-token selection quantises everything but the up and down rows it gathers, which stay float32 (docs/quantisation-probe.md). Each row is stepped in lockstep with the float32 dense sequence.',
               '',
@@ -420,9 +414,9 @@ async function bench(values: Options): Promise<void> {
           ? [
               "## llama.cpp's decode on the same weights",
               '',
-              table(llamaRows),
+              recordTable(llamaRows),
               '',
-              ...(targetRows.length > 0 ? ["Issue 16's targets:", '', table(targetRows), ''] : []),
+              ...(targetRows.length > 0 ? ["Issue 16's targets:", '', recordTable(targetRows), ''] : []),
             ]
           : []),
         'The FLOP ratio is per decoded token at the mean context of the run; the traffic bound is dense weight bytes read per token over the tier\'s (decode on a CPU is memory-bound, so this bounds the speedup). "speedup ÷ bound" is the speedup as a share of the bound; "speedup / bound" is (speedup - 1) / (bound - 1), the share of the possible time saving realised. The dense row is the median of all dense decode steps.',

@@ -7,6 +7,7 @@
 import * as ort from 'onnxruntime-node';
 import type { ActivationStore } from '../cache/types.js';
 import type { LoadedModel } from '../model/load.js';
+import type { LlamaWeights } from '../model/types.js';
 import type { Lease, SessionPool } from '../runtime/pool.js';
 import type { OrtOptions } from '../runtime/session.js';
 import { Attributor, promptTargets } from '../sparsity/attribution.js';
@@ -64,15 +65,20 @@ export class PromptNeurons {
 
   /** The MLP weights of the kept neurons, as the per-prompt graph takes them. */
   gather(keep: number[][]): Record<string, ort.Tensor> {
-    const feeds: Record<string, ort.Tensor> = {};
-    const hidden = this.model.config.hiddenSize;
-    for (const [l, w] of this.model.weights.layers.entries()) {
-      const k = keep[l].length;
-      const { gateUp, down } = gatherLayerMlp(w, keep[l]);
-      const p = `model.layers.${l}.mlp`;
-      feeds[`${p}.gate_up_proj.weight`] = new ort.Tensor('float32', gateUp, [hidden, 2 * k]);
-      feeds[`${p}.down_proj.weight`] = new ort.Tensor('float32', down, [k, hidden]);
-    }
-    return feeds;
+    return promptSetFeeds(this.model.weights, keep);
   }
+}
+
+/** The MLP weights of `keep`'s neurons (per layer) as a per-prompt graph's inputs (`mlpInputs`). */
+export function promptSetFeeds(weights: LlamaWeights, keep: number[][]): Record<string, ort.Tensor> {
+  const feeds: Record<string, ort.Tensor> = {};
+  for (const [l, w] of weights.layers.entries()) {
+    const k = keep[l].length;
+    const hidden = w.gate.shape[1];
+    const { gateUp, down } = gatherLayerMlp(w, keep[l]);
+    const p = `model.layers.${l}.mlp`;
+    feeds[`${p}.gate_up_proj.weight`] = new ort.Tensor('float32', gateUp, [hidden, 2 * k]);
+    feeds[`${p}.down_proj.weight`] = new ort.Tensor('float32', down, [k, hidden]);
+  }
+  return feeds;
 }

@@ -28,7 +28,7 @@ const CLIS: Record<string, Record<string, string[]>> = {
   'scripts/readme.ts': { 'unknown option': ['--bogus'] },
   'scripts/bench.ts': { 'bad value': ['--spinning', 'sometimes'], 'bad list': ['--sections', 'tiers,bogus'], 'missing model': NO_MODEL },
   'scripts/loadtest.ts': { 'bad value': ['--duration', '-1'], 'missing model': NO_MODEL },
-  'scripts/batch-costs.ts': { 'bad value': ['--rounds', '0'] },
+  'scripts/batch-costs.ts': { 'bad value': ['--rounds', '0'], 'too few prompts': ['--prompts', '2'] },
   'scripts/fuzz.ts': { 'unknown option': ['--bogus'], 'missing model': NO_MODEL },
 };
 
