@@ -59,7 +59,6 @@ export interface ServeOptions extends OrtOptions {
 
 export class Engine implements ServedModel, DecodingModel {
   readonly id: string;
-  readonly quant?: QuantName;
   readonly created = Math.floor(Date.now() / 1000);
   readonly contextLength: number;
   readonly vocabSize: number;
@@ -94,7 +93,6 @@ export class Engine implements ServedModel, DecodingModel {
     this.ownsPool = options.pool === undefined;
     this.pool = options.pool ?? new SessionPool();
     const masks = readMaskFile(model.dir, model.weightsHash, model.config);
-    this.quant = options.quant;
     this.sessions = new TierSessions(model, masks, this.pool, options, this.latency, options.quant);
     // Per-prompt sets are scored with the calibration's metric, else Corrected GxO.
     const metric = masks && isMetric(masks.metric) ? masks.metric : 'cor_gxo';
@@ -104,6 +102,10 @@ export class Engine implements ServedModel, DecodingModel {
       { maxBatchSize: options.maxBatchSize ?? DEFAULT_MAX_BATCH_SIZE, prefillChunk: options.prefillChunkTokens ?? DEFAULT_PREFILL_CHUNK_TOKENS },
       this.latency,
     );
+  }
+
+  get quant(): QuantName | undefined {
+    return this.sessions.quant;
   }
 
   get metric() {

@@ -65,7 +65,6 @@ export class TierSessions {
   private readonly denseBytesPerToken: number;
   /** Bytes of the dense weights as one session holds them. */
   readonly denseBytes: number;
-  private readonly quantSpec: QuantSpec | undefined;
 
   constructor(
     private readonly model: LoadedModel,
@@ -76,7 +75,6 @@ export class TierSessions {
     /** Served quantised (QUANT), else float32. */
     readonly quant?: QuantName,
   ) {
-    this.quantSpec = quant === undefined ? undefined : QUANT_SPECS[quant];
     this.tiers = tiersOf(model.config, masks);
     this.selectors = availableSelectors(model);
     this.selector = servedSelector(model);
@@ -133,6 +131,10 @@ export class TierSessions {
 
   private tokenKey(): string {
     return `${this.model.weightsHash}:${this.quant ?? 'f32'}:token:${this.selector}:${this.selection.block}`;
+  }
+
+  private get quantSpec(): QuantSpec | undefined {
+    return this.quant && QUANT_SPECS[this.quant];
   }
 
   /** The bytes of weights that take `floatBytes` in float32, as this model serves its constants. */
