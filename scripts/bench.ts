@@ -406,7 +406,7 @@ async function bench(values: Options): Promise<void> {
               '',
               recordTable(quantRows),
               '',
-              'Blockwise symmetric codes, blocks of 32, MatMulNBits at accuracy level 4 (src/model/quant.ts): static tiers are pruned, then quantised; per-token selection quantises everything but the up and down rows it gathers, which stay float32 (docs/quantisation-probe.md). Each row is stepped in lockstep with the float32 dense sequence.',
+              'Blockwise symmetric codes, blocks of 64 (int8) and 32 (int4), MatMulNBits at accuracy level 4 (src/model/quant.ts): static tiers are pruned, then quantised; per-token selection quantises everything but the up and down rows it gathers, which stay float32 (docs/quantisation-probe.md). Each row is stepped in lockstep with the float32 dense sequence.',
               '',
             ]
           : []),

@@ -151,7 +151,7 @@ t.test('a quantised run says so in its results and report', async (t) => {
   t.equal(results.settings.quant, 'int8');
   const report = readFileSync(join(dir, 'README.md'), 'utf8');
   t.match(report, /^# Accuracy against sparsity: models\/stories260K, int8 weights\n/);
-  t.match(report, /\n- Weights: int8 \(`--quant int8`\), blocks of 32,/);
+  t.match(report, /\n- Weights: int8 \(`--quant int8`\), blocks of 64,/);
 });
 
 t.test('the token mode evaluates the predictors the model has, and runs without the masked modes', async (t) => {
