@@ -329,10 +329,14 @@ export class LlamaBuilder {
   }
 
   /**
-   * Fused: `residual + x` and its RMSNorm in one kernel (x alone, without a residual); returns
-   * the normalised value and the sum, which carries on as the residual stream.
+   * `residual + x` (x alone, without a residual) and its RMSNorm: returns the normalised value
+   * and the sum, which carries on as the residual stream. Fused, both are one kernel.
    */
-  fusedNorm(x: Value, residual: Value | null, weight: HostTensor, name: string): { normed: Value; sum: Value } {
+  addNorm(x: Value, residual: Value | null, weight: HostTensor, name: string): { normed: Value; sum: Value } {
+    if (!this.fused) {
+      const sum = residual ? this.g.add(residual, x) : x;
+      return { normed: this.rmsNorm(sum, weight, name), sum };
+    }
     const { g } = this;
     const type = { dtype: x.dtype, shape: x.shape };
     const scale = this.weight(weight.data, weight.shape, `${name}.weight`);
@@ -576,26 +580,17 @@ export class LlamaBuilder {
     const quantEmbed = this.quantizedEmbedding(weights.embed);
     const embed = quantEmbed ? null : this.weight(weights.embed.data, weights.embed.shape, 'model.embed_tokens.weight');
     let h = quantEmbed ? quantEmbed.lookup(inputIds) : g.gather(embed!, inputIds);
-    if (this.fused) {
-      // Each residual add fused with the norm that follows it (the next layer's, or the final one).
-      let { normed, sum } = this.fusedNorm(h, null, weights.layers[0].inputNorm, 'model.layers.0.input_layernorm');
-      weights.layers.forEach((w, i) => {
-        const attended = this.attention(normed, w, i, ctx);
-        ({ normed, sum } = this.fusedNorm(attended, sum, w.postNorm, `model.layers.${i}.post_attention_layernorm`));
-        const next = weights.layers[i + 1];
-        const mlp = this.mlp(normed, w, i);
-        ({ normed, sum } = next
-          ? this.fusedNorm(mlp, sum, next.inputNorm, `model.layers.${i + 1}.input_layernorm`)
-          : this.fusedNorm(mlp, sum, weights.norm, 'model.norm'));
-      });
-      h = normed;
-    } else {
-      weights.layers.forEach((w, i) => {
-        h = g.add(h, this.attention(this.rmsNorm(h, w.inputNorm, `model.layers.${i}.input_layernorm`), w, i, ctx));
-        h = g.add(h, this.mlp(this.rmsNorm(h, w.postNorm, `model.layers.${i}.post_attention_layernorm`), w, i));
-      });
-      h = this.rmsNorm(h, weights.norm, 'model.norm');
-    }
+    // Each residual add and the norm after it (the next layer's, or the final one) are one step.
+    let { normed, sum } = this.addNorm(h, null, weights.layers[0].inputNorm, 'model.layers.0.input_layernorm');
+    weights.layers.forEach((w, i) => {
+      ({ normed, sum } = this.addNorm(this.attention(normed, w, i, ctx), sum, w.postNorm, `model.layers.${i}.post_attention_layernorm`));
+      const next = weights.layers[i + 1];
+      const mlp = this.mlp(normed, w, i);
+      ({ normed, sum } = next
+        ? this.addNorm(mlp, sum, next.inputNorm, `model.layers.${i + 1}.input_layernorm`)
+        : this.addNorm(mlp, sum, weights.norm, 'model.norm'));
+    });
+    h = normed;
     if (logitsToKeep) h = g.slice(h, g.neg(logitsToKeep), g.const([INT64_MAX_SAFE]), [1]);
     // A tied head trains as the embedding itself; served, it is a transposed constant copy.
     if (this.options.trainable && config.tieWordEmbeddings) return g.matmul(h, g.transpose(embed!, [1, 0]));
