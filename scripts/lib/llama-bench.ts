@@ -42,29 +42,37 @@ function gguf(llamaBench: string, modelDir: string, type: LlamaType, threads: nu
   return out;
 }
 
+export interface LlamaBenchOptions {
+  threads: number;
+  /** Tokens of context before decoding. */
+  depth: number;
+  decodeTokens: number;
+  repetitions: number;
+}
+
+/** One llama-bench run of `type`: its decode result and the build it reports. */
+export function llamaBenchType(binary: string, modelDir: string, type: LlamaType, options: LlamaBenchOptions): { version: string; result: LlamaBenchResult } {
+  const llamaBench = resolve(binary);
+  accessSync(llamaBench, constants.X_OK);
+  const file = gguf(llamaBench, modelDir, type, options.threads);
+  const out = run(llamaBench, [
+    ...['-m', file, '-t', String(options.threads), '-p', '0', '-n', String(options.decodeTokens)],
+    ...['-d', String(options.depth), '-r', String(options.repetitions), '-o', 'json'],
+  ]);
+  const rows = JSON.parse(out) as { n_gen: number; avg_ts: number; stddev_ts: number; model_size: number; build_number: number; build_commit: string }[];
+  const decode = rows.find((r) => r.n_gen > 0);
+  if (!decode) throw new Error(`llama-bench printed no decode result for ${file}`);
+  return {
+    version: `version ${decode.build_number} (${decode.build_commit})`,
+    result: { type, tokensPerSecond: decode.avg_ts, stddev: decode.stddev_ts, fileBytes: decode.model_size },
+  };
+}
+
 /**
  * Decode tokens/s of each type: `decodeTokens` generated after `depth` tokens of context; and
  * the build llama-bench reports.
  */
-export function llamaBenchDecode(
-  binary: string,
-  modelDir: string,
-  options: { threads: number; depth: number; decodeTokens: number; repetitions: number },
-): { version: string; results: LlamaBenchResult[] } {
-  const llamaBench = resolve(binary);
-  accessSync(llamaBench, constants.X_OK);
-  let version = 'unknown';
-  const results = LLAMA_TYPES.map((type) => {
-    const file = gguf(llamaBench, modelDir, type, options.threads);
-    const out = run(llamaBench, [
-      ...['-m', file, '-t', String(options.threads), '-p', '0', '-n', String(options.decodeTokens)],
-      ...['-d', String(options.depth), '-r', String(options.repetitions), '-o', 'json'],
-    ]);
-    const rows = JSON.parse(out) as { n_gen: number; avg_ts: number; stddev_ts: number; model_size: number; build_number: number; build_commit: string }[];
-    const decode = rows.find((r) => r.n_gen > 0);
-    if (!decode) throw new Error(`llama-bench printed no decode result for ${file}`);
-    version = `version ${decode.build_number} (${decode.build_commit})`;
-    return { type, tokensPerSecond: decode.avg_ts, stddev: decode.stddev_ts, fileBytes: decode.model_size };
-  });
-  return { version, results };
+export function llamaBenchDecode(binary: string, modelDir: string, options: LlamaBenchOptions): { version: string; results: LlamaBenchResult[] } {
+  const runs = LLAMA_TYPES.map((type) => llamaBenchType(binary, modelDir, type, options));
+  return { version: runs[0].version, results: runs.map((r) => r.result) };
 }
