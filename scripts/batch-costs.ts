@@ -144,7 +144,7 @@ async function run(options: Options): Promise<void> {
   const add = async (label: string, session: Promise<LlamaSession>, inputs: Record<string, ort.Tensor>, sizes: number[]) =>
     timed.push({ label, session: await session, inputs, sizes, ms: new Map(sizes.map((n) => [n, []])) });
   await add('dense', LlamaSession.create(c, model.weights, ortOptions), {}, BATCH_SIZES);
-  for (const tier of sparse) await add(`static ${tier.name}`, LlamaSession.create(c, pruneMlp(model.weights, tier.keep!), ortOptions), {}, BATCH_SIZES);
+  for (const tier of sparse) await add(`static ${tier.name}`, LlamaSession.create(c, pruneMlp(c, model.weights, tier.keep!), ortOptions), {}, BATCH_SIZES);
   // Per-prompt graphs take their MLP weights as inputs: one graph per set size. A set of a tier's
   // size runs alone; a union of k sets (its mean size over layers and groups) runs k rows.
   const promptSizes = new Map<string, number>();
@@ -156,7 +156,7 @@ async function run(options: Options): Promise<void> {
   for (const [label, kept] of promptSizes) {
     const keep = model.weights.layers.map(() => [...Array(kept).keys()]);
     const k = Number(/union of (\d+)/.exec(label)?.[1] ?? 1);
-    await add(label, LlamaSession.create(c, pruneMlp(model.weights, keep), ortOptions, { mlpInputs: true }), promptSetFeeds(model.weights, keep), [k]);
+    await add(label, LlamaSession.create(c, pruneMlp(c, model.weights, keep), ortOptions, { mlpInputs: true }), promptSetFeeds(model.weights, keep), [k]);
   }
   const selection = tokenSelection(model, 'gate-rerank');
   const tokenSession = LlamaSession.create(c, model.weights, ortOptions, { tokenSelection: selection });

@@ -167,7 +167,7 @@ async function bench(values: Options): Promise<void> {
   const rows: Record<string, string>[] = [];
   const sections = new Set(values.sections);
   for (const tier of sections.has('tiers') ? tiers : []) {
-    const pruned = pruneMlp(model.weights, tier.keep);
+    const pruned = pruneMlp(c, model.weights, tier.keep);
     const session = await LlamaSession.create(c, pruned, ortOptions);
     const [denseTierSteps, tierSteps] = await decodeLockstep([dense, session]);
     await session.release();
@@ -281,7 +281,7 @@ async function bench(values: Options): Promise<void> {
       { mode: 'dense', session: () => LlamaSession.create(c, model.weights, ortOptions, { quant }), inputs: () => ({}), sparsities: [0] },
       ...tiers.map((tier) => ({
         mode: 'static',
-        session: () => LlamaSession.create(c, pruneMlp(model.weights, tier.keep), ortOptions, { quant }),
+        session: () => LlamaSession.create(c, pruneMlp(c, model.weights, tier.keep), ortOptions, { quant }),
         inputs: () => ({}),
         sparsities: [tier.sparsity],
       })),

@@ -199,7 +199,7 @@ await row('single neurons', model.weights, 1);
 for (const block of values.blocks.split(',').map(Number)) {
   await row(`blocks of ${block}, checkpoint order`, model.weights, block);
   const order = activity.map((a) => clusterUnits(a, F, block));
-  await row(`blocks of ${block}, clustered`, pruneMlp(model.weights, order), block);
+  await row(`blocks of ${block}, clustered`, pruneMlp(model.config, model.weights, order), block);
 }
 console.log(
   `${model.dir}: held-out perplexity of gate-first selection (dense ${densePpl.toFixed(2)}), ${passages.length} passages after ${context} dense tokens; clusters from ${activity[0].length / F} calibration tokens`,

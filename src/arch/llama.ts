@@ -130,6 +130,41 @@ function concatRows(ts: HostTensor[]): Float32Array {
   return out;
 }
 
+/** Module name of layer l's MLP: its weights are `${mlpModule(l)}.{gate_up,down}_proj.weight` in a serving graph. */
+const mlpModule = (layer: number) => `model.layers.${layer}.mlp`;
+
+/**
+ * The inputs of a graph built with `mlpInputs` for the neurons in `keep` (per layer, any
+ * order: the given order is the graph's): the kept gate and up columns side by side, as the
+ * fused product takes them ([hidden, 2 * kept]), and the kept down rows ([kept, hidden]),
+ * gathered in one pass without a pruned copy in between (a per-prompt request does this for
+ * every layer).
+ */
+export function mlpInputTensors(weights: LlamaWeights, keep: readonly (readonly number[])[]): Record<string, HostTensor> {
+  const inputs: Record<string, HostTensor> = {};
+  for (const [l, w] of weights.layers.entries()) {
+    const kept = keep[l];
+    const k = kept.length;
+    const [intermediate, hidden] = w.gate.shape;
+    // gate/up are [intermediate, hidden]: neuron kept[j]'s row becomes column j (gate) and k + j (up).
+    const gateUp = new Float32Array(hidden * 2 * k);
+    kept.forEach((n, j) => {
+      for (let h = 0; h < hidden; h++) {
+        gateUp[h * 2 * k + j] = w.gate.data[n * hidden + h];
+        gateUp[h * 2 * k + k + j] = w.up.data[n * hidden + h];
+      }
+    });
+    // down is [hidden, intermediate]: neuron kept[j]'s column becomes row j.
+    const down = new Float32Array(k * hidden);
+    kept.forEach((n, j) => {
+      for (let h = 0; h < hidden; h++) down[j * hidden + h] = w.down.data[h * intermediate + n];
+    });
+    inputs[`${mlpModule(l)}.gate_up_proj.weight`] = { shape: [hidden, 2 * k], data: gateUp };
+    inputs[`${mlpModule(l)}.down_proj.weight`] = { shape: [k, hidden], data: down };
+  }
+  return inputs;
+}
+
 /** cos and sin of every position for the rotate-half RoPE convention: [maxPositions, headDim] each. */
 export interface RopeTables {
   readonly cos: Float64Array;
@@ -505,7 +540,7 @@ export class LlamaBuilder {
    */
   mlp(x: Value, w: LayerWeights, layer: number): Value {
     const { g } = this;
-    const p = `model.layers.${layer}.mlp`;
+    const p = mlpModule(layer);
     if (this.options.onMlpInput) x = this.options.onMlpInput(layer, x);
     const selection = this.options.tokenSelection;
     if (selection) {

@@ -117,15 +117,11 @@ export function dequantizedWeights(weights: LlamaWeights, spec: QuantSpec): Llam
     embed,
     // A tied head reads the embedding's codes; otherwise its own (padded when the block does not divide).
     lmHead: weights.lmHead === weights.embed && embedQuantized ? embed : rounded(weights.lmHead),
-    layers: weights.layers.map((l) => ({
-      ...l,
-      q: rounded(l.q),
-      k: rounded(l.k),
-      v: rounded(l.v),
-      o: rounded(l.o),
-      gate: rounded(l.gate),
-      up: rounded(l.up),
-      down: rounded(l.down),
-    })),
+    // Every matrix of a layer is a linear weight; vectors (norms, biases) stay as they are.
+    layers: weights.layers.map((l) => {
+      const out = { ...l };
+      for (const [key, t] of Object.entries(l) as [keyof typeof l, HostTensor][]) if (t.shape.length === 2) out[key] = rounded(t);
+      return out;
+    }),
   };
 }

@@ -5,6 +5,7 @@
  * graph takes as inputs.
  */
 import * as ort from 'onnxruntime-node';
+import { mlpInputTensors } from '../arch/llama.js';
 import type { ActivationStore } from '../cache/types.js';
 import type { LoadedModel } from '../model/load.js';
 import type { LlamaWeights } from '../model/types.js';
@@ -13,7 +14,6 @@ import type { OrtOptions } from '../runtime/session.js';
 import { Attributor, promptTargets } from '../sparsity/attribution.js';
 import { keepTop } from '../sparsity/masks.js';
 import { meanOverPositions, scoreSequence, type Metric } from '../sparsity/metrics.js';
-import { gatherLayerMlp } from '../sparsity/prune.js';
 
 export interface PromptNeuronSet {
   /** Per layer, the kept neurons. */
@@ -71,14 +71,6 @@ export class PromptNeurons {
 
 /** The MLP weights of `keep`'s neurons (per layer) as a per-prompt graph's inputs (`mlpInputs`). */
 export function promptSetFeeds(weights: LlamaWeights, keep: number[][]): Record<string, ort.Tensor> {
-  const feeds: Record<string, ort.Tensor> = {};
-  for (const [l, w] of weights.layers.entries()) {
-    const k = keep[l].length;
-    const hidden = w.gate.shape[1];
-    const { gateUp, down } = gatherLayerMlp(w, keep[l]);
-    const p = `model.layers.${l}.mlp`;
-    feeds[`${p}.gate_up_proj.weight`] = new ort.Tensor('float32', gateUp, [hidden, 2 * k]);
-    feeds[`${p}.down_proj.weight`] = new ort.Tensor('float32', down, [k, hidden]);
-  }
-  return feeds;
+  const inputs = Object.entries(mlpInputTensors(weights, keep));
+  return Object.fromEntries(inputs.map(([name, t]) => [name, new ort.Tensor('float32', t.data, t.shape)]));
 }

@@ -13,6 +13,7 @@
  * quantised like the rest.
  */
 import type * as ort from 'onnxruntime-node';
+import { neuronValues } from '../arch/neurons.js';
 import type { TokenSelection } from '../arch/token-mlp.js';
 import type { LoadedModel } from '../model/load.js';
 import type { LlamaConfig, LlamaWeights } from '../model/types.js';
@@ -43,9 +44,9 @@ function floatBytes(weights: LlamaWeights): number {
   return 4 * n;
 }
 
-/** Float32 bytes of `neurons` MLP neurons per layer: a gate row, an up row and a down column each. */
+/** Float32 bytes of `neurons` MLP neurons per layer (what each owns: src/arch/neurons.ts). */
 function mlpBytes(config: LlamaConfig, neurons: number): number {
-  return 4 * 3 * config.hiddenSize * neurons * config.numLayers;
+  return 4 * neuronValues(config) * neurons * config.numLayers;
 }
 
 /** Float32 bytes of the MLP neurons a tier drops. */
@@ -156,10 +157,12 @@ export class TierSessions {
   /** The tier's weights: calibrated neurons for static, the first N as a shape template for prompt sets. */
   private weights(tier: Tier, kind: 'static' | 'prompt'): LlamaWeights {
     if (tier.keep === null) return this.model.weights;
-    if (kind === 'static') return pruneMlp(this.model.weights, tier.keep);
+    const { config, weights } = this.model;
+    if (kind === 'static') return pruneMlp(config, weights, tier.keep);
     const first = [...Array(tier.neuronsPerLayer).keys()];
     return pruneMlp(
-      this.model.weights,
+      config,
+      weights,
       tier.keep.map(() => first),
     );
   }

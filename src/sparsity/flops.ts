@@ -4,6 +4,7 @@
  * the MLP and the LM head. Not counted: norms, RoPE, softmax and residual adds, which are
  * O(hidden) per layer, three orders below the matrix products at SmolLM2-135M's shape.
  */
+import { neuronFlops } from '../arch/neurons.js';
 import type { LlamaConfig, LlamaWeights } from '../model/types.js';
 
 /** Units kept per layer; undefined means all of them. */
@@ -25,9 +26,6 @@ export interface TokenFlops {
   lmHead: number;
   total: number;
 }
-
-/** FLOPs one MLP neuron costs per token: its gate and up rows and its down column. */
-export const neuronFlops = (c: LlamaConfig) => 3 * 2 * c.hiddenSize;
 
 /**
  * FLOPs one query head costs per token at `context` attended positions: its q rows and o

@@ -13,7 +13,8 @@ import { join } from 'node:path';
 import t from 'tap';
 import { loadModelDir } from '../../src/model/load.js';
 import { writeTestModel, type TestModelOptions } from '../../src/model/testmodel.js';
-import { LlamaBuilder } from '../../src/arch/llama.js';
+import { LlamaBuilder, mlpInputTensors, sideBySide, transposed } from '../../src/arch/llama.js';
+import { keepNeurons, neuronSlices } from '../../src/arch/neurons.js';
 import { Graph } from '../../src/graph/graph.js';
 import { LlamaSession } from '../../src/runtime/session.js';
 import { referenceLogits } from '../helpers/reference-llama.js';
@@ -112,4 +113,30 @@ t.test('the fused serving graph multiplies the same weights as the op-table grap
   t.equal(plain.attention, 2 * config.numLayers, 'op table: two attention products per layer');
   t.same([fused.attention, fused.kernels], [0, config.numLayers], 'fused: one GroupQueryAttention kernel per layer instead');
   t.ok(fused.nodes < plain.nodes * 0.7, `${fused.nodes} nodes instead of ${plain.nodes}`);
+});
+
+t.test("a per-prompt set's graph inputs are its kept neurons in the graph's [in, out] layout, in the set's order", async (t) => {
+  const dir = join(root, 'prompt-inputs');
+  await writeTestModel(dir, { ...base, seed: 8 });
+  const { config, weights } = await loadModelDir(dir);
+  const keep = [
+    [70, 3, 41, 0, 12],
+    [5, 95],
+  ];
+  const inputs = mlpInputTensors(weights, keep);
+  t.same(Object.keys(inputs).sort(), [
+    'model.layers.0.mlp.down_proj.weight',
+    'model.layers.0.mlp.gate_up_proj.weight',
+    'model.layers.1.mlp.down_proj.weight',
+    'model.layers.1.mlp.gate_up_proj.weight',
+  ]);
+  for (const [l, kept] of keep.entries()) {
+    const pruned = keepNeurons(weights.layers[l], kept, neuronSlices(config));
+    const gateUp = inputs[`model.layers.${l}.mlp.gate_up_proj.weight`];
+    const down = inputs[`model.layers.${l}.mlp.down_proj.weight`];
+    t.same(gateUp.shape, [config.hiddenSize, 2 * kept.length]);
+    t.same(gateUp.data, sideBySide([pruned.gate, pruned.up]), `layer ${l}: gate and up side by side, as the fused MLP product takes them`);
+    t.same(down.shape, [kept.length, config.hiddenSize]);
+    t.same(down.data, transposed(pruned.down), `layer ${l}: down transposed`);
+  }
 });

@@ -44,7 +44,7 @@ t.test('static sparsity: dense prefill, then the pruned graph decodes', async (t
   const { config, weights } = await loadModelDir(dir);
   const keep = readMaskFile(dir, model.model.weightsHash, config)!.tiers[1].layers.map((l) => l.mlp);
   const dense = await LlamaSession.create(config, weights, { intraOpThreads: 1 });
-  const sparse = await LlamaSession.create(config, pruneMlp(weights, keep), { intraOpThreads: 1 });
+  const sparse = await LlamaSession.create(config, pruneMlp(config, weights, keep), { intraOpThreads: 1 });
   let step = await dense.forward(prompt, dense.emptyCache());
   const expected: number[] = [];
   for (let i = 0; i < GREEDY.maxTokens; i++) {

@@ -51,7 +51,7 @@ for (const tie of [true, false]) {
       t.equal(tokenFlops(config, context).total, graphFlops(config, weights, context), `dense, context ${context}`);
       const keep = [[0, 5, 7], [...Array(60).keys()], [119]];
       const kept = keep.map((k) => ({ mlp: k.length }));
-      t.equal(tokenFlops(config, context, kept).total, graphFlops(config, pruneMlp(weights, keep), context), `pruned, context ${context}`);
+      t.equal(tokenFlops(config, context, kept).total, graphFlops(config, pruneMlp(config, weights, keep), context), `pruned, context ${context}`);
     }
   });
 }

@@ -6,7 +6,8 @@ import { loadModelDir } from '../../src/model/load.js';
 import { writeTestModel } from '../../src/model/testmodel.js';
 import type { LlamaConfig } from '../../src/model/types.js';
 import { loadServedModel } from '../../src/serve/engine.js';
-import { flopWeightedSparsity, headFlops, neuronFlops, tokenFlops } from '../../src/sparsity/flops.js';
+import { neuronFlops } from '../../src/arch/neurons.js';
+import { flopWeightedSparsity, headFlops, tokenFlops } from '../../src/sparsity/flops.js';
 import { keepTop, MASKS_FILE, readMaskFile, tierMask, writeMaskFile, type MaskFile } from '../../src/sparsity/masks.js';
 import { rejectsWith, throwsWith } from '../helpers/errors.js';
 

@@ -8,8 +8,7 @@ import { writeTestModel } from '../../src/model/testmodel.js';
 import type { LlamaWeights } from '../../src/model/types.js';
 import { LlamaSession } from '../../src/runtime/session.js';
 import { keepTop } from '../../src/sparsity/masks.js';
-import { sideBySide, transposed } from '../../src/arch/llama.js';
-import { gatherLayerMlp, pruneLayerMlp, pruneMlp } from '../../src/sparsity/prune.js';
+import { pruneMlp } from '../../src/sparsity/prune.js';
 import { uniform } from '../helpers/ort.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'prune-'));
@@ -45,24 +44,24 @@ function zeroed(keep: number[][]): LlamaWeights {
 
 t.test('pruning shrinks the MLP matrices to the kept neurons', async (t) => {
   const keep = [[0, 5, 9], [1, 2, 3], [79, 0, 40].sort((a, b) => a - b)];
-  const p = pruneMlp(weights, keep);
+  const p = pruneMlp(config, weights, keep);
   t.same(p.layers[0].gate.shape, [3, 32]);
   t.same(p.layers[0].down.shape, [32, 3]);
   t.same(Array.from(p.layers[2].gate.data.subarray(32, 64)), Array.from(weights.layers[2].gate.data.subarray(40 * 32, 41 * 32)), 'row 40 becomes row 1');
   t.equal(p.layers[1].down.data[1 * 3 + 2], weights.layers[1].down.data[1 * 80 + 3], 'column 3 becomes column 2');
   t.equal(p.layers[0].q, weights.layers[0].q, 'attention untouched');
-  t.throws(() => pruneMlp(weights, keep.slice(1)), /2 layers given to a model of 3/);
+  t.throws(() => pruneMlp(config, weights, keep.slice(1)), /2 layers given to a model of 3/);
 });
 
 t.test('tier 0 (every neuron kept) is the dense graph, exactly', async (t) => {
   const all = weights.layers.map(() => [...Array(config.intermediateSize).keys()]);
-  t.same(await logits(pruneMlp(weights, all)), await logits(weights));
+  t.same(await logits(pruneMlp(config, weights, all)), await logits(weights));
 });
 
 for (const sparsity of [0.5, 0.8]) {
   t.test(`at sparsity ${sparsity} the pruned graph equals the dense one with the dropped neurons zeroed`, async (t) => {
     const keep = weights.layers.map((_, l) => keepTop(uniform(config.intermediateSize, 100 + l), sparsity));
-    const sparse = await logits(pruneMlp(weights, keep));
+    const sparse = await logits(pruneMlp(config, weights, keep));
     const reference = await logits(zeroed(keep));
     const dense = await logits(weights);
     const scale = Math.max(...Array.from(reference, Math.abs));
@@ -73,13 +72,3 @@ for (const sparsity of [0.5, 0.8]) {
     t.ok(moved > 1e-3 * scale, 'and it differs from dense: the neurons were really dropped');
   });
 }
-
-t.test("gathering a per-prompt set in one pass gives the pruned MLP in the graph's [in, out] layout", async (t) => {
-  const keep = [70, 3, 41, 0, 12]; // any order: the request's order is the graph's
-  const w = weights.layers[1];
-  const gathered = gatherLayerMlp(w, keep);
-  const pruned = pruneLayerMlp(w, keep);
-  t.same(gathered.gateUp, sideBySide([pruned.gate, pruned.up]), 'gate and up side by side, as the fused MLP product takes them');
-  t.same(gathered.down, transposed(pruned.down));
-  t.equal(gathered.down.length, keep.length * config.hiddenSize);
-});
