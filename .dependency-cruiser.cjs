@@ -29,7 +29,7 @@ module.exports = {
     forbid('src-below-routes-and-plugins', 'The library does not reach up into the HTTP application (src/app.ts may name plugin option types).', '^src/(?!app\\.ts$)', '^(routes|plugins)/'),
     forbid('graph-is-the-bottom', 'The graph builder knows nothing of models.', layer('graph'), '^src/(?!graph/)'),
     forbid('model-is-the-bottom', 'Formats and tokenizers know nothing of graphs, sessions or serving.', layer('model'), '^src/(?!model/|project\\.ts$|random\\.ts$)'),
-    forbid('arch-on-graph-and-model', 'Architectures are written on the graph builder and the model formats only.', layer('arch'), '^src/(?!arch/|graph/|model/)'),
+    forbid('arch-on-graph-and-model', 'Architectures are written on the graph builder and the model formats only (and the seeded generator their random checkpoints draw from).', layer('arch'), '^src/(?!arch/|graph/|model/|random\\.ts$)'),
     forbid('runtime-below-sparsity-and-serve', 'Sessions, caches and decoding run any graph; choosing neurons and serving requests sit above them.', layer('runtime'), '^src/(sparsity|serve|openai|http|train|eval|cli)/'),
     forbid('sparsity-below-serve', 'Attribution, masks and selectors do not know how requests are served.', layer('sparsity'), '^src/(serve|openai|http|eval|cli)/'),
     forbid('serve-below-the-api', 'The engine and its batches know nothing of the HTTP API.', layer('serve'), '^src/(openai|http|eval|cli)/'),

@@ -20,7 +20,7 @@ import { availableParallelism } from 'node:os';
 import * as ort from 'onnxruntime-node';
 import { Command } from 'commander';
 import { parsePositiveInt, parsePositiveNumber, runCli } from '../src/cli/options.js';
-import { loadModelDir, type LoadedModel } from '../src/model/load.js';
+import { loadModelDir, type LoadedModel } from '../src/arch/load.js';
 import { KvArena } from '../src/runtime/kv-arena.js';
 import { LlamaSession, type OrtOptions } from '../src/runtime/session.js';
 import { Attributor, promptTargets } from '../src/sparsity/attribution.js';

@@ -20,7 +20,7 @@ import { LlamaBuilder } from '../src/arch/llama.js';
 import { readPassages } from '../src/eval/run.js';
 import { Graph } from '../src/graph/graph.js';
 import { toOnnx } from '../src/graph/onnx.js';
-import { loadModelDir, type LoadedModel } from '../src/model/load.js';
+import { loadModelDir, type LoadedModel } from '../src/arch/load.js';
 import { createRng } from '../src/random.js';
 import { logSoftmax } from '../src/runtime/sampling.js';
 import { LlamaSession, sessionOptions, type OrtOptions } from '../src/runtime/session.js';

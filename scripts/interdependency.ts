@@ -9,7 +9,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { execSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
-import { loadModelDir } from '../src/model/load.js';
+import { loadModelDir } from '../src/arch/load.js';
 import { createRng } from '../src/random.js';
 import { Attributor } from '../src/sparsity/attribution.js';
 import { readCalibrationFile, sampleTokens } from '../src/sparsity/calibration.js';

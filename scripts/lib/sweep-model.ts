@@ -10,8 +10,8 @@
  */
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { loadModelDir } from '../../src/model/load.js';
-import { SMOLLM2_135M_SHAPE, writeTestModel } from '../../src/model/testmodel.js';
+import { loadModelDir } from '../../src/arch/load.js';
+import { SMOLLM2_135M_SHAPE, writeTestModel } from '../../src/arch/testmodel.js';
 import { createRng } from '../../src/random.js';
 import { MASKS_FILE, tierMask, writeMaskFile } from '../../src/sparsity/masks.js';
 import { ROOT } from './server-process.js';

@@ -88,6 +88,8 @@ const MLP_WEIGHT = /\.mlp\.(gate|up|down|gate_up)_proj\.weight$/;
 export interface Parameter {
   value: Value;
   init: Float32Array;
+  /** The checkpoint tensor's transpose: a linear weight, [in, out] in the graph, [out, in] as Hugging Face stores it. */
+  transposed: boolean;
 }
 
 /** [out, in] as Hugging Face stores it -> [in, out] so that y = x @ W. */
@@ -280,10 +282,10 @@ export class LlamaBuilder {
    * A model weight: a constant when serving (ORT pre-packs constant matmul operands), a graph
    * input when training.
    */
-  weight(data: Float32Array, shape: number[], name: string): Value {
+  weight(data: Float32Array, shape: number[], name: string, transposed = false): Value {
     if (!this.options.trainable && !(this.options.mlpInputs && MLP_WEIGHT.test(name))) return this.constant(data, shape, name);
     const value = this.g.input(name, this.dtype, shape);
-    this.parameters.set(name, { value, init: data });
+    this.parameters.set(name, { value, init: data, transposed });
     return value;
   }
 
@@ -296,7 +298,7 @@ export class LlamaBuilder {
     const [outDim, inDim] = w.shape;
     const y = this.quantizes(`${name}.weight`)
       ? this.matMulNBits(x, [w], `${name}.weight`)
-      : this.g.matmul(x, this.weight(transposed(w), [inDim, outDim], `${name}.weight`));
+      : this.g.matmul(x, this.weight(transposed(w), [inDim, outDim], `${name}.weight`, true));
     return bias ? this.g.add(y, this.weight(bias.data, [outDim], `${name}.bias`)) : y;
   }
 

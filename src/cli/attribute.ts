@@ -8,7 +8,7 @@
  * activations and gradients per position. Without --json prints the top units per layer.
  */
 import { Command } from 'commander';
-import { loadModelDir } from '../model/load.js';
+import { loadModelDir } from '../arch/load.js';
 import { Attributor, continuationTargets, selfTargets } from '../sparsity/attribution.js';
 import { encodeContinuation } from '../sparsity/calibration.js';
 import { meanOverPositions, METRICS, scoreSequence, type Metric } from '../sparsity/metrics.js';

@@ -11,7 +11,7 @@ import { existsSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import cliProgress from 'cli-progress';
 import { Command } from 'commander';
-import { loadModelDir } from '../model/load.js';
+import { loadModelDir } from '../arch/load.js';
 import { Attributor } from '../sparsity/attribution.js';
 import { calibrate, readCalibrationFile } from '../sparsity/calibration.js';
 import { DEFAULT_TIERS, MASKS_FILE, tierMask, writeMaskFile, type MaskFile } from '../sparsity/masks.js';

@@ -19,7 +19,7 @@ import { MODES, type Mode, type Unit, type UnitSettings } from '../eval/evaluato
 import { ProgressFile } from '../eval/progress.js';
 import { summarize, writeReport } from '../eval/report.js';
 import { readPassages, readPromptSet, runEvaluation, settingsKey } from '../eval/run.js';
-import { loadModelDir, type LoadedModel } from '../model/load.js';
+import { loadModelDir, type LoadedModel } from '../arch/load.js';
 import { QUANT_CHOICES, type QuantChoice } from '../model/quant.js';
 import { PROJECT_ROOT } from '../project.js';
 import { readCalibrationFile } from '../sparsity/calibration.js';

@@ -8,7 +8,7 @@
  */
 import { statSync } from 'node:fs';
 import { Command, InvalidArgumentError } from 'commander';
-import { importGguf } from '../model/import-gguf.js';
+import { importGguf } from '../arch/import-gguf.js';
 import { runCli } from './options.js';
 
 function parseFile(value: string): string {

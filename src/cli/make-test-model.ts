@@ -4,7 +4,7 @@
  *   npm run make-test-model -- --out models/test-tiny --preset tiny --seed 1
  *   npm run make-test-model -- --out /tmp/smol --preset smollm2-135m --dtype BF16 --layers 4
  */
-import { writeTestModel } from '../model/testmodel.js';
+import { writeTestModel } from '../arch/testmodel.js';
 import { exitWithError } from './options.js';
 import { parseMakeTestModelArgs, USAGE } from './test-model-args.js';
 

@@ -4,7 +4,7 @@
  */
 import { parseArgs } from 'node:util';
 import type { SafetensorsDtype } from '../model/safetensors.js';
-import { PRESETS, type TestModelOptions, type TestModelShape } from '../model/testmodel.js';
+import { PRESETS, type TestModelOptions, type TestModelShape } from '../arch/testmodel.js';
 import type { Architecture } from '../model/types.js';
 
 const INT_FIELDS = ['hidden', 'intermediate', 'layers', 'heads', 'kvHeads', 'headDim', 'vocab', 'maxPositions'] as const;

@@ -15,7 +15,7 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import cliProgress from 'cli-progress';
 import { Command, InvalidArgumentError } from 'commander';
-import { loadModelDir } from '../model/load.js';
+import { loadModelDir } from '../arch/load.js';
 import { gateFirstWeights } from '../arch/token-mlp.js';
 import { gateFirstScores } from '../sparsity/gate-first.js';
 import { checkRank, defaultRank, PREDICTOR_LABELS, writePredictor, type PredictorLabels } from '../sparsity/predictor.js';

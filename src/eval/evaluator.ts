@@ -9,7 +9,7 @@
  * graph's own per-token selection (src/eval/token.ts), and on passages the recall of the
  * oracle's Corrected GxO sets by the blocks each position selected.
  */
-import type { LoadedModel } from '../model/load.js';
+import type { LoadedModel } from '../arch/load.js';
 import { QUANT_SPECS, type QuantName } from '../model/quant.js';
 import type { OrtOptions } from '../runtime/session.js';
 import { Attributor } from '../sparsity/attribution.js';

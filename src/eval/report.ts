@@ -5,7 +5,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { LoadedModel } from '../model/load.js';
+import type { LoadedModel } from '../arch/load.js';
 import { QUANT_SPECS } from '../model/quant.js';
 import { lineChartSvg } from '../plot.js';
 import { flopWeightedSparsity, tokenFlops } from '../sparsity/flops.js';

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { basename, extname } from 'node:path';
 import { readJsonLines } from '../model/json.js';
-import type { LoadedModel } from '../model/load.js';
+import type { LoadedModel } from '../arch/load.js';
 import type { OrtOptions } from '../runtime/session.js';
 import { readCalibrationFile, type CalibrationSet } from '../sparsity/calibration.js';
 import { Evaluator, type CalibrationUnit, type PassageUnit, type PromptUnit, type Unit, type UnitSettings } from './evaluator.js';

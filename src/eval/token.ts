@@ -13,7 +13,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type * as ort from 'onnxruntime-node';
 import { defaultBlock, type TokenSelection } from '../arch/token-mlp.js';
-import type { LoadedModel } from '../model/load.js';
+import type { LoadedModel } from '../arch/load.js';
 import type { QuantSpec } from '../model/quant.js';
 import type { KvCache } from '../runtime/kv-cache.js';
 import { argmax, logSoftmax } from '../runtime/sampling.js';

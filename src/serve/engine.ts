@@ -11,7 +11,7 @@
  */
 import { basename, resolve } from 'node:path';
 import type { ActivationStore } from '../cache/types.js';
-import { type LoadedModel, loadModelDir } from '../model/load.js';
+import { type LoadedModel, loadModelDir } from '../arch/load.js';
 import type { QuantName } from '../model/quant.js';
 import { type DecodingModel, generate } from '../runtime/generate.js';
 import { SessionPool } from '../runtime/pool.js';

@@ -7,7 +7,7 @@
 import * as ort from 'onnxruntime-node';
 import { mlpInputTensors } from '../arch/llama.js';
 import type { ActivationStore } from '../cache/types.js';
-import type { LoadedModel } from '../model/load.js';
+import type { LoadedModel } from '../arch/load.js';
 import type { LlamaWeights } from '../model/types.js';
 import type { Lease, SessionPool } from '../runtime/pool.js';
 import type { OrtOptions } from '../runtime/session.js';

@@ -15,7 +15,7 @@
 import type * as ort from 'onnxruntime-node';
 import { neuronValues } from '../arch/neurons.js';
 import type { TokenSelection } from '../arch/token-mlp.js';
-import type { LoadedModel } from '../model/load.js';
+import type { LoadedModel } from '../arch/load.js';
 import type { LlamaConfig, LlamaWeights } from '../model/types.js';
 import type { SessionPool, Lease } from '../runtime/pool.js';
 import { LlamaSession, type OrtOptions } from '../runtime/session.js';

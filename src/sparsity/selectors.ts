@@ -11,7 +11,7 @@
  */
 import * as ort from 'onnxruntime-node';
 import { TOKEN_BLOCKS, TOKEN_CANDIDATES, type TokenSelection } from '../arch/token-mlp.js';
-import type { LoadedModel } from '../model/load.js';
+import type { LoadedModel } from '../arch/load.js';
 import type { LlamaConfig } from '../model/types.js';
 import type { KeptUnits } from './flops.js';
 import { keptCount } from './masks.js';

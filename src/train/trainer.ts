@@ -40,6 +40,8 @@ interface Param {
   adam: AdamState;
   /** Weight decay applies to matrices, not to norm gains or biases. */
   decay: boolean;
+  /** Held as the checkpoint tensor's transpose (a linear weight: [in, out] in the graph). */
+  transposed: boolean;
 }
 
 const feedShape = (b: Batch) => [b.batch, b.seq];
@@ -65,7 +67,7 @@ export class Trainer {
     const params = new Map<string, Param>();
     for (const [name, p] of training.parameters) {
       const shape = p.value.shape as number[];
-      params.set(name, { shape, data: Float32Array.from(p.init), adam: newAdamState(p.init.length), decay: shape.length >= 2 });
+      params.set(name, { shape, data: Float32Array.from(p.init), adam: newAdamState(p.init.length), decay: shape.length >= 2, transposed: p.transposed });
     }
     return new Trainer(
       config,
@@ -132,8 +134,7 @@ export class Trainer {
   exportTensors(): Record<string, HostTensor> {
     const out: Record<string, HostTensor> = {};
     for (const [name, p] of this.params) {
-      if (p.shape.length === 2 && name !== 'model.embed_tokens.weight') {
-        // Linear weights live as [in, out] in the graph.
+      if (p.transposed) {
         const [rows, cols] = p.shape;
         const t = new Float32Array(rows * cols);
         for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) t[c * rows + r] = p.data[r * cols + c];

@@ -6,7 +6,7 @@
  */
 import t from 'tap';
 import { defaultBlock, gateFirstWeights, neuronMajorDown, type PredictorWeights, type TokenSelection } from '../../src/arch/token-mlp.js';
-import { loadModelDir } from '../../src/model/load.js';
+import { loadModelDir } from '../../src/arch/load.js';
 import { createRng } from '../../src/random.js';
 import { LlamaSession, mlpMaskName } from '../../src/runtime/session.js';
 import { tokenFeeds } from '../../src/sparsity/selectors.js';

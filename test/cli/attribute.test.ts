@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { writeTestModel } from '../../src/model/testmodel.js';
+import { writeTestModel } from '../../src/arch/testmodel.js';
 import { runCli } from '../helpers/cli.js';
 import { STORIES_DIR } from '../helpers/stories.js';
 

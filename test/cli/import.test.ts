@@ -5,7 +5,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { loadModelDir } from '../../src/model/load.js';
+import { loadModelDir } from '../../src/arch/load.js';
 import { runCli } from '../helpers/cli.js';
 import { ggufFromHfDir, kv } from '../helpers/gguf-writer.js';
 import { STORIES_DIR } from '../helpers/stories.js';

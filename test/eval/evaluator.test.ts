@@ -15,7 +15,7 @@ import { ProgressFile } from '../../src/eval/progress.js';
 import { tokenVariants, variantName } from '../../src/eval/token.js';
 import { keptBlocks, tokenSelection } from '../../src/sparsity/selectors.js';
 import { runEvaluation, type EvalInputs } from '../../src/eval/run.js';
-import { loadModelDir } from '../../src/model/load.js';
+import { loadModelDir } from '../../src/arch/load.js';
 import { loadServedModel } from '../../src/serve/engine.js';
 import { argmax, logSoftmax } from '../../src/runtime/sampling.js';
 import { LlamaSession, mlpMaskName } from '../../src/runtime/session.js';

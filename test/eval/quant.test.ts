@@ -4,7 +4,7 @@
  */
 import t from 'tap';
 import { Evaluator, type PassageUnit, type UnitSettings } from '../../src/eval/evaluator.js';
-import { loadModelDir } from '../../src/model/load.js';
+import { loadModelDir } from '../../src/arch/load.js';
 import type { QuantName } from '../../src/model/quant.js';
 import { CALIBRATION_SET } from '../helpers/calibrated-model.js';
 import { STORIES_DIR } from '../helpers/stories.js';

@@ -2,8 +2,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadModelDir } from '../../src/model/load.js';
-import { writeTestModel, type TestModelOptions } from '../../src/model/testmodel.js';
+import { loadModelDir } from '../../src/arch/load.js';
+import { writeTestModel, type TestModelOptions } from '../../src/arch/testmodel.js';
 import { Attributor } from '../../src/sparsity/attribution.js';
 import { calibrate } from '../../src/sparsity/calibration.js';
 import { tierMask, writeMaskFile } from '../../src/sparsity/masks.js';

@@ -4,8 +4,8 @@
  * trusts the reference inherits these checks.
  */
 import t from 'tap';
-import { loadModelDir } from '../../src/model/load.js';
-import { writeTestModel } from '../../src/model/testmodel.js';
+import { loadModelDir } from '../../src/arch/load.js';
+import { writeTestModel } from '../../src/arch/testmodel.js';
 import type { HostTensor, LlamaWeights } from '../../src/model/types.js';
 import { argmax, referenceGreedy, referenceLogits } from './reference-llama.js';
 import { readStoriesReference, STORIES_DIR } from './stories.js';

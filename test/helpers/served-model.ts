@@ -6,7 +6,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { writeTestModel } from '../../src/model/testmodel.js';
+import { writeTestModel } from '../../src/arch/testmodel.js';
 import { loadServedModel } from '../../src/serve/engine.js';
 import type { ExecutionOptions, GenerationResult, SamplingParams, ServedModel } from '../../src/runtime/types.js';
 

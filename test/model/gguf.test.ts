@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { f16ToF32 } from '../../src/model/float16.js';
 import { dequantize, dequantizeQ4_0, dequantizeQ8_0, GgmlType, GgufFields, GgufFile, GgufType, type GgufKv } from '../../src/model/gguf.js';
-import { unpermuteRows } from '../../src/model/import-gguf.js';
+import { unpermuteRows } from '../../src/arch/import-gguf.js';
 import { throwsWith } from '../helpers/errors.js';
 import { ggufBytes, kv, permuteForLlamaCpp, quantizeQ4_0, quantizeQ8_0, writeGguf } from '../helpers/gguf-writer.js';
 import { uniform } from '../helpers/ort.js';

@@ -5,8 +5,8 @@
  */
 import t from 'tap';
 import { blockBytes, dequantize, dequantizedWeights, quantize, QUANT_SPECS } from '../../src/model/quant.js';
-import { writeTestModel } from '../../src/model/testmodel.js';
-import { loadModelDir } from '../../src/model/load.js';
+import { writeTestModel } from '../../src/arch/testmodel.js';
+import { loadModelDir } from '../../src/arch/load.js';
 import { createRng } from '../../src/random.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';

@@ -1,7 +1,7 @@
 import { copyFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { writeTestModel } from '../../src/model/testmodel.js';
+import { writeTestModel } from '../../src/arch/testmodel.js';
 import { buildByteLevelTokenizer, BYTE_BASE } from '../../src/model/testtokenizer.js';
 import { ModelTokenizer } from '../../src/model/tokenizer.js';
 import { throwsWith } from '../helpers/errors.js';

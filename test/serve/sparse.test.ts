@@ -1,6 +1,6 @@
 /** Serving at sparsity tiers: what runs, what it computes, what it reports. */
 import t from 'tap';
-import { loadModelDir } from '../../src/model/load.js';
+import { loadModelDir } from '../../src/arch/load.js';
 import { argmax } from '../../src/runtime/sampling.js';
 import { loadServedModel } from '../../src/serve/engine.js';
 import { LlamaSession } from '../../src/runtime/session.js';

@@ -4,7 +4,7 @@
  * positions of stories260K, and a short resumable training run on them.
  */
 import t from 'tap';
-import { loadModelDir } from '../../src/model/load.js';
+import { loadModelDir } from '../../src/arch/load.js';
 import { Attributor } from '../../src/sparsity/attribution.js';
 import { keptCount, rankUnits } from '../../src/sparsity/masks.js';
 import { unitScores } from '../../src/sparsity/metrics.js';

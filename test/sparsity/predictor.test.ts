@@ -1,8 +1,8 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import t from 'tap';
-import { loadModelDir } from '../../src/model/load.js';
+import { loadModelDir } from '../../src/arch/load.js';
 import { readSafetensors, writeSafetensors } from '../../src/model/safetensors.js';
-import { writeTestModel } from '../../src/model/testmodel.js';
+import { writeTestModel } from '../../src/arch/testmodel.js';
 import { loadServedModel } from '../../src/serve/engine.js';
 import { gateFirstWeights } from '../../src/arch/token-mlp.js';
 import { gateFirstScores } from '../../src/sparsity/gate-first.js';

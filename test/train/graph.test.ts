@@ -1,8 +1,8 @@
 /** Weight gradients of the training graph against central finite differences (float64). */
 import t from 'tap';
 import { parseConfig } from '../../src/model/config.js';
-import { hfConfigJson, initialValues, resolveShape } from '../../src/model/testmodel.js';
-import { assembleLlamaWeights, llamaTensorSpecs } from '../../src/model/weights.js';
+import { hfConfigJson, initialValues, resolveShape } from '../../src/arch/testmodel.js';
+import { assembleLlamaWeights, llamaTensorSpecs } from '../../src/arch/checkpoints.js';
 import { buildTrainingGraph, gradName } from '../../src/train/graph.js';
 import { f64, i64, session } from '../helpers/ort.js';
 

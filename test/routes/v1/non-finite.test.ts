@@ -7,7 +7,7 @@
 import { join } from 'node:path';
 import t from 'tap';
 import { readSafetensors, writeSafetensors } from '../../../src/model/safetensors.js';
-import { writeTestModel } from '../../../src/model/testmodel.js';
+import { writeTestModel } from '../../../src/arch/testmodel.js';
 import type { ApiErrorBody } from '../../../src/openai/errors.js';
 import type { Completion, ScoreResponse } from '../../../src/openai/schemas.js';
 import { loadServedModel } from '../../../src/serve/engine.js';

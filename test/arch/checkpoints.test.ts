@@ -2,9 +2,9 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { readSafetensors, writeSafetensors, type SafetensorsDtype } from '../../src/model/safetensors.js';
-import { writeTestModel } from '../../src/model/testmodel.js';
+import { writeTestModel } from '../../src/arch/testmodel.js';
 import type { HostTensor } from '../../src/model/types.js';
-import { llamaTensorSpecs, loadLlamaWeights } from '../../src/model/weights.js';
+import { llamaTensorSpecs, loadLlamaWeights } from '../../src/arch/checkpoints.js';
 import { throwsWith } from '../helpers/errors.js';
 
 t.test('a tiny untied checkpoint loads into the HF layout', async (t) => {

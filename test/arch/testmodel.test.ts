@@ -5,12 +5,12 @@ import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { parseMakeTestModelArgs, UsageError } from '../../src/cli/test-model-args.js';
 import { parseConfig, readConfig } from '../../src/model/config.js';
-import { loadModelDir } from '../../src/model/load.js';
+import { loadModelDir } from '../../src/arch/load.js';
 import { readSafetensors } from '../../src/model/safetensors.js';
-import { hfConfigJson, resolveShape, SMOLLM2_135M_SHAPE, TINY_SHAPE, writeTestModel } from '../../src/model/testmodel.js';
+import { hfConfigJson, resolveShape, SMOLLM2_135M_SHAPE, TINY_SHAPE, writeTestModel } from '../../src/arch/testmodel.js';
 import { buildByteLevelTokenizer } from '../../src/model/testtokenizer.js';
 import { ModelTokenizer } from '../../src/model/tokenizer.js';
-import { loadLlamaWeights } from '../../src/model/weights.js';
+import { loadLlamaWeights } from '../../src/arch/checkpoints.js';
 import { rejectsWith, throwsWith } from '../helpers/errors.js';
 import { referenceLogits } from '../helpers/reference-llama.js';
 

@@ -5,12 +5,12 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseConfig } from './config.js';
+import { parseConfig } from '../model/config.js';
 import { Prng } from '../random.js';
-import { writeSafetensorsFrom, type SafetensorsDtype, type TensorSource } from './safetensors.js';
-import { BOS_ID, buildByteLevelTokenizer, EOS_ID } from './testtokenizer.js';
-import type { Architecture, LlamaConfig } from './types.js';
-import { llamaTensorSpecs } from './weights.js';
+import { writeSafetensorsFrom, type SafetensorsDtype, type TensorSource } from '../model/safetensors.js';
+import { BOS_ID, buildByteLevelTokenizer, EOS_ID } from '../model/testtokenizer.js';
+import type { Architecture, LlamaConfig } from '../model/types.js';
+import { llamaTensorSpecs } from './checkpoints.js';
 
 export interface TestModelShape {
   architecture: Architecture;

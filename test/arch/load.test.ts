@@ -1,8 +1,8 @@
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { loadModelDir } from '../../src/model/load.js';
-import { writeTestModel } from '../../src/model/testmodel.js';
+import { loadModelDir } from '../../src/arch/load.js';
+import { writeTestModel } from '../../src/arch/testmodel.js';
 import { rejectsWith } from '../helpers/errors.js';
 import { STORIES_DIR } from '../helpers/stories.js';
 

@@ -16,14 +16,14 @@
  */
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseConfig } from './config.js';
-import { checkSupported, GgufFields, GgufFile, GgufType, type GgufTensorInfo } from './gguf.js';
-import { tokenizerFromGguf, type ImportedTokenizer } from './gguf-tokenizer.js';
-import { SINGLE_FILE } from './checkpoint.js';
-import { writeSafetensorsFrom, type TensorSource } from './safetensors.js';
-import { ModelTokenizer } from './tokenizer.js';
-import type { LlamaConfig } from './types.js';
-import { EMBED_NAME, layerTensorName, LM_HEAD_NAME, llamaTensorSpecs, NORM_NAME, type LayerKey } from './weights.js';
+import { parseConfig } from '../model/config.js';
+import { checkSupported, GgufFields, GgufFile, GgufType, type GgufTensorInfo } from '../model/gguf.js';
+import { tokenizerFromGguf, type ImportedTokenizer } from '../model/gguf-tokenizer.js';
+import { SINGLE_FILE } from '../model/checkpoint.js';
+import { writeSafetensorsFrom, type TensorSource } from '../model/safetensors.js';
+import { ModelTokenizer } from '../model/tokenizer.js';
+import type { LlamaConfig } from '../model/types.js';
+import { EMBED_NAME, layerTensorName, LM_HEAD_NAME, llamaTensorSpecs, NORM_NAME, type LayerKey } from './checkpoints.js';
 
 export interface ImportOptions {
   /** Write into `out` even when it exists and is not empty (the model files are replaced). */

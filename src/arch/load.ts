@@ -5,12 +5,12 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
-import { SafetensorsCheckpoint } from './checkpoint.js';
-import { mergeGenerationConfig, parseConfig, readGenerationConfig } from './config.js';
-import { readJsonFile } from './json.js';
-import { ModelTokenizer } from './tokenizer.js';
-import type { GenerationDefaults, LlamaConfig, LlamaWeights } from './types.js';
-import { loadLlamaWeights } from './weights.js';
+import { SafetensorsCheckpoint } from '../model/checkpoint.js';
+import { mergeGenerationConfig, parseConfig, readGenerationConfig } from '../model/config.js';
+import { readJsonFile } from '../model/json.js';
+import { ModelTokenizer } from '../model/tokenizer.js';
+import type { GenerationDefaults, LlamaConfig, LlamaWeights } from '../model/types.js';
+import { loadLlamaWeights } from './checkpoints.js';
 
 export interface LoadedModel {
   /** Absolute path of the model directory. */
