@@ -1,8 +1,9 @@
 /**
- * The LLaMA family's Hugging Face checkpoint: every tensor's name and shape for a config, and
- * how they become the forward's weights. The only place that names them.
+ * The LLaMA family's Hugging Face checkpoints (LLaMA, Mistral, Qwen2, Phi-3): every tensor's
+ * name and shape for a config, and how they become the forward's weights. The only place that
+ * names them.
  */
-import type { HostTensor, LayerWeights, LlamaConfig, LlamaWeights } from '../model/types.js';
+import type { Architecture, HostTensor, LayerWeights, LlamaConfig, LlamaWeights } from '../model/types.js';
 import { readCheckpoint, type TensorSpec } from '../model/weights.js';
 
 export type LayerKey = keyof LayerWeights;
@@ -54,14 +55,44 @@ export function layerShapes(c: LlamaConfig): Partial<Record<LayerKey, number[]>>
   return shapes;
 }
 
+/**
+ * Layer fields a family stores stacked by rows in one tensor: Phi-3's qkv_proj holds q, k and v,
+ * its gate_up_proj gate then up (HF's Phi3MLP chunks it in that order).
+ */
+const STACKED: Partial<Record<Architecture, readonly { name: string; parts: readonly LayerKey[] }[]>> = {
+  Phi3ForCausalLM: [
+    { name: 'self_attn.qkv_proj.weight', parts: ['q', 'k', 'v'] },
+    { name: 'mlp.gate_up_proj.weight', parts: ['gate', 'up'] },
+  ],
+};
+
+/** One layer's tensors in a checkpoint: a field's own, or several fields stacked by rows. */
+interface LayerTensor {
+  name: string;
+  shape: number[];
+  parts: { key: LayerKey; rows: number }[];
+}
+
+function layerTensors(config: LlamaConfig, layer: number): LayerTensor[] {
+  const shapes = layerShapes(config);
+  const stacked = STACKED[config.architecture] ?? [];
+  const out: LayerTensor[] = [];
+  for (const [key, shape] of Object.entries(shapes) as [LayerKey, number[]][]) {
+    const group = stacked.find((g) => g.parts.includes(key));
+    if (!group) {
+      out.push({ name: layerTensorName(layer, key), shape, parts: [{ key, rows: shape[0] }] });
+    } else if (group.parts[0] === key) {
+      const parts = group.parts.map((k) => ({ key: k, rows: shapes[k]![0] }));
+      out.push({ name: `model.layers.${layer}.${group.name}`, shape: [parts.reduce((n, p) => n + p.rows, 0), shape[1]], parts });
+    }
+  }
+  return out;
+}
+
 /** Every tensor a checkpoint for `config` holds, in the order HF writes them. */
 export function llamaTensorSpecs(config: LlamaConfig): TensorSpec[] {
   const specs: TensorSpec[] = [{ name: EMBED_NAME, shape: [config.vocabSize, config.hiddenSize] }];
-  for (let i = 0; i < config.numLayers; i++) {
-    for (const [key, shape] of Object.entries(layerShapes(config)) as [LayerKey, number[]][]) {
-      specs.push({ name: layerTensorName(i, key), shape });
-    }
-  }
+  for (let i = 0; i < config.numLayers; i++) for (const { name, shape } of layerTensors(config, i)) specs.push({ name, shape });
   specs.push({ name: NORM_NAME, shape: [config.hiddenSize] });
   if (!config.tieWordEmbeddings) specs.push({ name: LM_HEAD_NAME, shape: [config.vocabSize, config.hiddenSize] });
   return specs;
@@ -69,27 +100,24 @@ export function llamaTensorSpecs(config: LlamaConfig): TensorSpec[] {
 
 /** Builds LlamaWeights from a source of tensors by Hugging Face name (a checkpoint, a trainer). */
 export function assembleLlamaWeights(config: LlamaConfig, read: (name: string) => HostTensor): LlamaWeights {
-  const shapes = layerShapes(config);
   const layers: LayerWeights[] = [];
   for (let i = 0; i < config.numLayers; i++) {
-    const get = (key: LayerKey): HostTensor => read(layerTensorName(i, key));
-    const layer: LayerWeights = {
-      inputNorm: get('inputNorm'),
-      q: get('q'),
-      k: get('k'),
-      v: get('v'),
-      o: get('o'),
-      postNorm: get('postNorm'),
-      gate: get('gate'),
-      up: get('up'),
-      down: get('down'),
-    };
-    if (shapes.qBias !== undefined) {
-      layer.qBias = get('qBias');
-      layer.kBias = get('kBias');
-      layer.vBias = get('vBias');
+    const fields: Partial<LayerWeights> = {};
+    for (const { name, parts } of layerTensors(config, i)) {
+      const t = read(name);
+      if (parts.length === 1) {
+        fields[parts[0].key] = t;
+        continue;
+      }
+      // Stacked fields: consecutive row ranges, each copied out as the field's own tensor.
+      const cols = t.shape[1];
+      let row = 0;
+      for (const { key, rows } of parts) {
+        fields[key] = { shape: [rows, cols], data: t.data.slice(row * cols, (row + rows) * cols) };
+        row += rows;
+      }
     }
-    layers.push(layer);
+    layers.push(fields as LayerWeights);
   }
   const embed = read(EMBED_NAME);
   // With tied embeddings the head is the embedding matrix itself (one copy in memory); a stray

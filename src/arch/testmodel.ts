@@ -84,6 +84,7 @@ const MODEL_TYPES: Readonly<Record<Architecture, string>> = {
   LlamaForCausalLM: 'llama',
   MistralForCausalLM: 'mistral',
   Qwen2ForCausalLM: 'qwen2',
+  Phi3ForCausalLM: 'phi3',
 };
 
 /** Norm weights are 1 plus this much noise, so a forward that ignores them is caught. */
@@ -107,8 +108,8 @@ export function hfConfigJson(shape: TestModelShape, dtype: SafetensorsDtype = 'F
   if (shape.architecture === 'Qwen2ForCausalLM' && !shape.attentionBias) {
     throw new Error('test model: Qwen2 always has q/k/v biases; attentionBias cannot be false');
   }
-  if (shape.architecture === 'MistralForCausalLM' && shape.attentionBias) {
-    throw new Error('test model: Mistral has no q/k/v biases; attentionBias cannot be true');
+  if ((shape.architecture === 'MistralForCausalLM' || shape.architecture === 'Phi3ForCausalLM') && shape.attentionBias) {
+    throw new Error(`test model: ${shape.architecture} has no q/k/v biases; attentionBias cannot be true`);
   }
   const json: Record<string, unknown> = {
     architectures: [shape.architecture],
@@ -131,7 +132,7 @@ export function hfConfigJson(shape: TestModelShape, dtype: SafetensorsDtype = 'F
     torch_dtype: { F32: 'float32', F16: 'float16', BF16: 'bfloat16' }[dtype],
   };
   if (shape.architecture === 'LlamaForCausalLM') Object.assign(json, { attention_bias: shape.attentionBias, mlp_bias: false });
-  if (shape.architecture === 'MistralForCausalLM') json.sliding_window = null;
+  if (shape.architecture === 'MistralForCausalLM' || shape.architecture === 'Phi3ForCausalLM') json.sliding_window = null;
   if (shape.architecture === 'Qwen2ForCausalLM') Object.assign(json, { use_sliding_window: false, sliding_window: null });
   return json;
 }

@@ -5,12 +5,11 @@
 import { parseArgs } from 'node:util';
 import type { SafetensorsDtype } from '../model/safetensors.js';
 import { PRESETS, type TestModelOptions, type TestModelShape } from '../arch/testmodel.js';
-import type { Architecture } from '../model/types.js';
+import { ARCHITECTURES } from '../model/config.js';
 
 const INT_FIELDS = ['hidden', 'intermediate', 'layers', 'heads', 'kvHeads', 'headDim', 'vocab', 'maxPositions'] as const;
 const NUMBER_FIELDS = ['ropeTheta', 'rmsEps'] as const;
 const BOOL_FIELDS = ['tie', 'attentionBias'] as const;
-const ARCHITECTURES: readonly Architecture[] = ['LlamaForCausalLM', 'MistralForCausalLM', 'Qwen2ForCausalLM'];
 const DTYPES: readonly SafetensorsDtype[] = ['F32', 'F16', 'BF16'];
 
 /** A mistake in the arguments (as opposed to a failure while writing). */

@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import type { Architecture, GenerationDefaults, LlamaConfig } from './types.js';
 import { FieldReader, readJsonFile } from './json.js';
 
-const ARCHITECTURES: readonly Architecture[] = ['LlamaForCausalLM', 'MistralForCausalLM', 'Qwen2ForCausalLM'];
+/** The architectures (config.json `architectures[0]`) the loader serves. */
+export const ARCHITECTURES: readonly Architecture[] = ['LlamaForCausalLM', 'MistralForCausalLM', 'Qwen2ForCausalLM', 'Phi3ForCausalLM'];
 
 /** HF's default when config.json has no `rope_theta` (LlamaConfig, MistralConfig, Qwen2Config). */
 const DEFAULT_ROPE_THETA = 10000;
@@ -48,9 +49,12 @@ export function parseConfig(json: unknown, file: string): LlamaConfig {
   }
 
   const ropeTheta = readRopeTheta(f);
+  const partialRotary = f.optional('partial_rotary_factor', () => f.positiveNumber('partial_rotary_factor'));
+  if (partialRotary !== undefined && partialRotary !== 1) {
+    throw f.error('partial_rotary_factor', '1 or absent (RoPE on part of each head is not supported yet)', partialRotary);
+  }
   const vocabSize = f.positiveInt('vocab_size');
-  const maxPositions = f.positiveInt('max_position_embeddings');
-  checkSlidingWindow(f, architecture, maxPositions);
+  const maxPositions = readMaxPositions(f, architecture);
 
   const config: LlamaConfig = {
     architecture,
@@ -168,23 +172,29 @@ function readAttentionBias(f: FieldReader, architecture: Architecture): boolean 
       // Qwen2's attention always has q/k/v biases; its config has no field for it.
       return true;
     case 'MistralForCausalLM':
-      // HF's Mistral attention is built without biases whatever the config says.
+    case 'Phi3ForCausalLM':
+      // HF's Mistral and Phi-3 attention are built without biases whatever the config says.
       return false;
     case 'LlamaForCausalLM':
       return f.optional('attention_bias', () => f.boolean('attention_bias')) ?? false;
   }
 }
 
-/** A window shorter than the context changes attention, which the forward does not implement. */
-function checkSlidingWindow(f: FieldReader, architecture: Architecture, maxPositions: number): void {
-  if (architecture === 'LlamaForCausalLM') return;
+/**
+ * The positions a model serves: max_position_embeddings, or a sliding window shorter than it.
+ * Within its window a position attends to every earlier one, as full causal attention does, so
+ * capping the context at the window serves exactly what the checkpoint computes without
+ * implementing the window (as vLLM's --disable-sliding-window does). Qwen2's window applies
+ * only with use_sliding_window.
+ */
+function readMaxPositions(f: FieldReader, architecture: Architecture): number {
+  const maxPositions = f.positiveInt('max_position_embeddings');
+  if (architecture === 'LlamaForCausalLM') return maxPositions;
   if (architecture === 'Qwen2ForCausalLM' && f.optional('use_sliding_window', () => f.boolean('use_sliding_window')) !== true) {
-    return;
+    return maxPositions;
   }
   const window = f.optional('sliding_window', () => f.positiveInt('sliding_window'));
-  if (window !== undefined && window < maxPositions) {
-    throw f.error('sliding_window', `null or >= max_position_embeddings (${maxPositions}); sliding-window attention is not supported`, window);
-  }
+  return window === undefined ? maxPositions : Math.min(window, maxPositions);
 }
 
 function readTokenId(f: FieldReader, field: string, vocabSize: number): number | null {

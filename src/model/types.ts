@@ -4,7 +4,7 @@ export interface HostTensor {
   data: Float32Array;
 }
 
-export type Architecture = 'LlamaForCausalLM' | 'MistralForCausalLM' | 'Qwen2ForCausalLM';
+export type Architecture = 'LlamaForCausalLM' | 'MistralForCausalLM' | 'Qwen2ForCausalLM' | 'Phi3ForCausalLM';
 
 /** The fields of a Hugging Face config.json that the LLaMA family's forward needs. */
 export interface LlamaConfig {
@@ -21,6 +21,7 @@ export interface LlamaConfig {
   /** q/k/v projections carry a bias (always for Qwen2, `attention_bias` for LLaMA). */
   attentionBias: boolean;
   vocabSize: number;
+  /** max_position_embeddings, or a shorter sliding window (see config.ts `readMaxPositions`). */
   maxPositions: number;
   bosTokenId: number | null;
   /** From config.json and generation_config.json together; generation stops at any of them. */

@@ -183,3 +183,42 @@ t.test('the values of a sharded checkpoint are checked in the shard that holds t
   const holder = shard(names.indexOf('model.embed_tokens.weight') < 3 ? 0 : 1);
   throwsWith(t, () => loadLlamaWeights(dir, config), [join(dir, holder), '"model.embed_tokens.weight"', 'NaN at index 42']);
 });
+
+t.test('a Phi-3 checkpoint stacks q/k/v and gate/up by rows; the loader splits them into the fields', async (t) => {
+  const dir = t.testdir();
+  const { config } = await writeTestModel(dir, { architecture: 'Phi3ForCausalLM', seed: 9 });
+  const onDisk = readSafetensors(join(dir, 'model.safetensors'));
+  const layer = (name: string) => onDisk[`model.layers.1.${name}`];
+  t.notOk(layer('self_attn.q_proj.weight'), 'no separate q_proj');
+  t.notOk(layer('mlp.gate_proj.weight'), 'no separate gate_proj');
+  const qkv = layer('self_attn.qkv_proj.weight');
+  const gateUp = layer('mlp.gate_up_proj.weight');
+  const d = config.hiddenSize;
+  const qDim = config.numHeads * config.headDim;
+  const kvDim = config.numKvHeads * config.headDim;
+  t.same(qkv.shape, [qDim + 2 * kvDim, d]);
+  t.same(gateUp.shape, [2 * config.intermediateSize, d]);
+
+  const w = loadLlamaWeights(dir, config).layers[1];
+  const rows = (t: HostTensor, from: number, to: number) => t.data.subarray(from * d, to * d);
+  t.same(w.q.data, rows(qkv, 0, qDim), 'q: the first rows');
+  t.same(w.k.data, rows(qkv, qDim, qDim + kvDim), 'k: the next');
+  t.same(w.v.data, rows(qkv, qDim + kvDim, qDim + 2 * kvDim), 'v: the last');
+  t.same(w.gate.data, rows(gateUp, 0, config.intermediateSize), 'gate: the first half, as HF chunks it');
+  t.same(w.up.data, rows(gateUp, config.intermediateSize, 2 * config.intermediateSize), 'up: the second half');
+  t.same(w.gate.shape, [config.intermediateSize, d]);
+  t.same(w.o.data, layer('self_attn.o_proj.weight').data);
+  t.same(
+    llamaTensorSpecs(config)
+      .filter((s) => s.name.startsWith('model.layers.0.'))
+      .map((s) => s.name.slice('model.layers.0.'.length)),
+    [
+      'input_layernorm.weight',
+      'self_attn.qkv_proj.weight',
+      'self_attn.o_proj.weight',
+      'post_attention_layernorm.weight',
+      'mlp.gate_up_proj.weight',
+      'mlp.down_proj.weight',
+    ],
+  );
+});

@@ -29,6 +29,7 @@ const variants: [string, TestModelOptions][] = [
   ['Qwen2 (q/k/v bias), rope_theta 1e6', { ...base, architecture: 'Qwen2ForCausalLM', ropeTheta: 1e6, seed: 3 }],
   ['Mistral, head_dim not hidden/heads', { ...base, architecture: 'MistralForCausalLM', headDim: 16, seed: 4 }],
   ['LLaMA from BF16 weights', { ...base, dtype: 'BF16', seed: 5 }],
+  ['Phi-3 (q/k/v and gate/up stacked in the checkpoint)', { ...base, architecture: 'Phi3ForCausalLM', seed: 9 }],
   // ORT's GroupQueryAttention needs head sizes that are multiples of 8: these take the op-table attention.
   ['LLaMA, head size 4 (op-table attention)', { ...base, headDim: 4, seed: 7 }],
 ];

@@ -27,11 +27,11 @@ export const CALIBRATION_SET = { file: 'inline', sha256: '0'.repeat(64), samples
 /** Tokens per calibration sample at most. */
 export const CALIBRATION_MAX_LENGTH = 64;
 
-/** Writes the model into a fresh temporary directory and calibrates tiers 0.5 and 0.8 into it. */
-export async function calibratedModelDir(tiers = [0.5, 0.8]): Promise<string> {
+/** Writes the model (`shape` over CALIBRATED_SHAPE) into a fresh temporary directory and calibrates `tiers` into it. */
+export async function calibratedModelDir(tiers = [0.5, 0.8], shape: TestModelOptions = {}): Promise<string> {
   const dir = join(mkdtempSync(join(tmpdir(), 'calibrated-')), 'calibrated-llama');
   process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
-  await writeTestModel(dir, CALIBRATED_SHAPE);
+  await writeTestModel(dir, { ...CALIBRATED_SHAPE, ...shape });
   const model = await loadModelDir(dir);
   const attributor = await Attributor.create(model.config, model.weights, { intraOpThreads: 1 });
   const set = CALIBRATION_SET;

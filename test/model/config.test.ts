@@ -49,6 +49,28 @@ const mistral = (): Record<string, unknown> => ({
   eos_token_id: 2,
 });
 
+/** Phi-3-mini-4k-instruct's config, with its window disabled (the window is tested on its own). */
+const phi3 = (): Record<string, unknown> => ({
+  architectures: ['Phi3ForCausalLM'],
+  model_type: 'phi3',
+  hidden_size: 3072,
+  intermediate_size: 8192,
+  num_hidden_layers: 32,
+  num_attention_heads: 32,
+  num_key_value_heads: 32,
+  vocab_size: 32064,
+  max_position_embeddings: 4096,
+  original_max_position_embeddings: 4096,
+  rms_norm_eps: 1e-5,
+  rope_theta: 10000.0,
+  rope_scaling: null,
+  sliding_window: null,
+  tie_word_embeddings: false,
+  hidden_act: 'silu',
+  bos_token_id: 1,
+  eos_token_id: 32000,
+});
+
 /** Qwen2-0.5B's config. */
 const qwen2 = (): Record<string, unknown> => ({
   architectures: ['Qwen2ForCausalLM'],
@@ -173,10 +195,23 @@ t.test('each bad field fails naming the file, the field and what was expected', 
   }
 });
 
-t.test('sliding windows shorter than the context are refused', async (t) => {
-  throwsWith(t, () => parseConfig({ ...mistral(), sliding_window: 4096 }, FILE), [FILE, '"sliding_window"', 'not supported', '32768'], 'Mistral');
-  throwsWith(t, () => parseConfig({ ...qwen2(), sliding_window: 4096, use_sliding_window: true }, FILE), [FILE, '"sliding_window"', 'not supported'], 'Qwen2');
+t.test('a sliding window shorter than the context caps the context at the window', async (t) => {
+  // Within the window every position attends to all earlier ones: full causal attention.
+  t.equal(parseConfig({ ...mistral(), sliding_window: 4096 }, FILE).maxPositions, 4096, 'Mistral');
+  t.equal(parseConfig({ ...qwen2(), sliding_window: 4096, use_sliding_window: true }, FILE).maxPositions, 4096, 'Qwen2 with use_sliding_window');
+  t.equal(parseConfig({ ...phi3(), sliding_window: 2047 }, FILE).maxPositions, 2047, "Phi-3-mini-4k's window");
+  t.equal(parseConfig({ ...llama(), sliding_window: 16 }, FILE).maxPositions, 512, "LLaMA's attention has no window, whatever the config says");
   throwsWith(t, () => parseConfig({ ...mistral(), sliding_window: 'none' }, FILE), [FILE, '"sliding_window"', 'positive integer'], 'bad value');
+});
+
+t.test('Phi-3: LLaMA-like, without biases; RoPE on part of each head is refused', async (t) => {
+  const c = parseConfig(phi3(), FILE);
+  t.equal(c.architecture, 'Phi3ForCausalLM');
+  t.equal(c.attentionBias, false);
+  t.equal(c.headDim, 96);
+  t.equal(c.maxPositions, 4096);
+  t.equal(parseConfig({ ...phi3(), partial_rotary_factor: 1.0 }, FILE).architecture, 'Phi3ForCausalLM', 'a factor of 1 is plain RoPE');
+  throwsWith(t, () => parseConfig({ ...phi3(), partial_rotary_factor: 0.75 }, FILE), [FILE, '"partial_rotary_factor"', 'not supported', '0.75']);
 });
 
 t.test("readConfig reads config.json and merges generation_config.json's eos ids", async (t) => {

@@ -20,6 +20,8 @@ const dir = mkdtempSync(join(tmpdir(), 'attribution-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 const SHAPE = { hidden: 16, intermediate: 24, layers: 2, heads: 4, kvHeads: 2, headDim: 4, vocab: 300, maxPositions: 32, seed: 3 };
 const tokens = [1, 70, 71, 72, 100, 33, 72];
+// The LLaMA model the tests below read; the gradient check also writes one per architecture.
+await writeTestModel(dir, SHAPE);
 
 t.test('selfTargets and continuationTargets choose the positions that predict the next token', async (t) => {
   t.same(selfTargets([5, 6, 7]), { ids: [6, 7, 0], weights: [1, 1, 0] });
@@ -29,73 +31,75 @@ t.test('selfTargets and continuationTargets choose the positions that predict th
   t.same(promptTargets([5]), { ids: [5], weights: [1] }, 'a one-token prompt is its own target');
 });
 
-t.test('whole-model gradients match central finite differences (float64)', async (t) => {
-  await writeTestModel(dir, SHAPE);
-  const { config, weights } = await loadModelDir(dir);
-  const built = buildAttributionGraph(config, weights, { dtype: 'float64' });
-  const { graph } = built;
-  // Gradients with respect to the scale and gate inputs themselves, so they can be perturbed.
-  const wrt = [...built.mlpScales, ...built.headGates];
-  for (const [i, d] of grad(graph, built.loss, wrt).entries()) graph.output(d, `d_input_${i}`);
-  const s = await session(graph);
+for (const architecture of ['LlamaForCausalLM', 'Phi3ForCausalLM'] as const)
+  t.test(`whole-model gradients match central finite differences (float64), ${architecture}`, async (t) => {
+    const modelDir = join(dir, 'by-architecture', architecture);
+    await writeTestModel(modelDir, { ...SHAPE, architecture });
+    const { config, weights } = await loadModelDir(modelDir);
+    const built = buildAttributionGraph(config, weights, { dtype: 'float64' });
+    const { graph } = built;
+    // Gradients with respect to the scale and gate inputs themselves, so they can be perturbed.
+    const wrt = [...built.mlpScales, ...built.headGates];
+    for (const [i, d] of grad(graph, built.loss, wrt).entries()) graph.output(d, `d_input_${i}`);
+    const s = await session(graph);
 
-  const S = tokens.length;
-  const L = config.numLayers;
-  const I = config.intermediateSize;
-  const Hh = config.numHeads;
-  // Scales and gates away from 1, so that a*scale and the unscaled a differ.
-  const scales = Array.from({ length: L }, (_, l) => uniform(I, 10 + l, 0.5, 1.5));
-  const gates = Array.from({ length: L }, (_, l) => uniform(S * Hh, 20 + l, 0.5, 1.5));
-  const targets = selfTargets(tokens);
-  const feeds = () => {
-    const f: Record<string, ReturnType<typeof f64>> = {
-      input_ids: i64(tokens, [1, S]),
-      position_ids: i64(
-        tokens.map((_, i) => i),
-        [1, S],
-      ),
-      target_ids: i64(targets.ids, [1, S]),
-      target_weights: f64(targets.weights, [1, S]),
+    const S = tokens.length;
+    const L = config.numLayers;
+    const I = config.intermediateSize;
+    const Hh = config.numHeads;
+    // Scales and gates away from 1, so that a*scale and the unscaled a differ.
+    const scales = Array.from({ length: L }, (_, l) => uniform(I, 10 + l, 0.5, 1.5));
+    const gates = Array.from({ length: L }, (_, l) => uniform(S * Hh, 20 + l, 0.5, 1.5));
+    const targets = selfTargets(tokens);
+    const feeds = () => {
+      const f: Record<string, ReturnType<typeof f64>> = {
+        input_ids: i64(tokens, [1, S]),
+        position_ids: i64(
+          tokens.map((_, i) => i),
+          [1, S],
+        ),
+        target_ids: i64(targets.ids, [1, S]),
+        target_weights: f64(targets.weights, [1, S]),
+      };
+      for (let l = 0; l < L; l++) {
+        f[mlpScaleName(l)] = f64(scales[l], [I]);
+        f[headGateName(l)] = f64(gates[l], [1, S, Hh]);
+      }
+      return f;
     };
+    const out = await s.run(feeds());
+    const lossAt = async () => ((await s.run(feeds())).loss.data as Float64Array)[0];
+    const h = 1e-5;
+    const fd = async (values: number[], j: number) => {
+      const x0 = values[j];
+      values[j] = x0 + h;
+      const up = await lossAt();
+      values[j] = x0 - h;
+      const down = await lossAt();
+      values[j] = x0;
+      return (up - down) / (2 * h);
+    };
+
+    // Tolerance as in the per-op tests: h = 1e-5 in float64 leaves errors ~1e-9.
+    let worst = 0;
     for (let l = 0; l < L; l++) {
-      f[mlpScaleName(l)] = f64(scales[l], [I]);
-      f[headGateName(l)] = f64(gates[l], [1, S, Hh]);
-    }
-    return f;
-  };
-  const out = await s.run(feeds());
-  const lossAt = async () => ((await s.run(feeds())).loss.data as Float64Array)[0];
-  const h = 1e-5;
-  const fd = async (values: number[], j: number) => {
-    const x0 = values[j];
-    values[j] = x0 + h;
-    const up = await lossAt();
-    values[j] = x0 - h;
-    const down = await lossAt();
-    values[j] = x0;
-    return (up - down) / (2 * h);
-  };
+      const dScale = out[`d_input_${l}`].data as Float64Array;
+      const dGate = out[`heads.${l}.g`].data as Float64Array;
+      for (const j of [0, 5, I - 1]) worst = Math.max(worst, Math.abs((await fd(scales[l], j)) - dScale[j]));
+      for (const j of [0, 7, S * Hh - 1]) worst = Math.max(worst, Math.abs((await fd(gates[l], j)) - dGate[j]));
 
-  // Tolerance as in the per-op tests: h = 1e-5 in float64 leaves errors ~1e-9.
-  let worst = 0;
-  for (let l = 0; l < L; l++) {
-    const dScale = out[`d_input_${l}`].data as Float64Array;
-    const dGate = out[`heads.${l}.g`].data as Float64Array;
-    for (const j of [0, 5, I - 1]) worst = Math.max(worst, Math.abs((await fd(scales[l], j)) - dScale[j]));
-    for (const j of [0, 7, S * Hh - 1]) worst = Math.max(worst, Math.abs((await fd(gates[l], j)) - dGate[j]));
-
-    // The reported dL/da is consistent with dL/dscale: scale_i multiplies a_i at every
-    // position, so dL/dscale_i = sum_p dL/da_pi * a_pi / scale_i.
-    const a = out[`mlp.${l}.a`].data as Float64Array;
-    const g = out[`mlp.${l}.g`].data as Float64Array;
-    for (let i = 0; i < I; i++) {
-      let sum = 0;
-      for (let p = 0; p < S; p++) sum += (g[p * I + i] * a[p * I + i]) / scales[l][i];
-      worst = Math.max(worst, Math.abs(sum - dScale[i]));
+      // The reported dL/da is consistent with dL/dscale: scale_i multiplies a_i at every
+      // position, so dL/dscale_i = sum_p dL/da_pi * a_pi / scale_i.
+      const a = out[`mlp.${l}.a`].data as Float64Array;
+      const g = out[`mlp.${l}.g`].data as Float64Array;
+      for (let i = 0; i < I; i++) {
+        let sum = 0;
+        for (let p = 0; p < S; p++) sum += (g[p * I + i] * a[p * I + i]) / scales[l][i];
+        worst = Math.max(worst, Math.abs(sum - dScale[i]));
+      }
     }
-  }
-  t.ok(worst < 1e-7, `max abs error ${worst.toExponential(2)}`);
-});
+    t.ok(worst < 1e-7, `max abs error ${worst.toExponential(2)}`);
+  });
 
 t.test("the attribution loss is the cross-entropy of the serving graph's logits", async (t) => {
   const { config, weights } = await loadModelDir(dir);
