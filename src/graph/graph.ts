@@ -8,6 +8,7 @@ const ARRAYS: Record<DType, (n: number[]) => TypedData> = {
   int32: (n) => Int32Array.from(n),
   bool: (n) => Uint8Array.from(n, (v) => (v ? 1 : 0)),
   uint8: (n) => Uint8Array.from(n),
+  int8: (n) => Int8Array.from(n),
 };
 
 /**

@@ -19,6 +19,7 @@ const ELEM_TYPE: Record<DType, number> = {
   int32: onnx.TensorProto.DataType.INT32,
   bool: onnx.TensorProto.DataType.BOOL,
   uint8: onnx.TensorProto.DataType.UINT8,
+  int8: onnx.TensorProto.DataType.INT8,
 };
 
 function valueInfo(v: Value): OnnxTypes.IValueInfoProto {

@@ -1,5 +1,5 @@
 /** Element types the builder knows, named as ONNX Runtime's JS tensors name them. */
-export type DType = 'float32' | 'float64' | 'int64' | 'int32' | 'bool' | 'uint8';
+export type DType = 'float32' | 'float64' | 'int64' | 'int32' | 'bool' | 'uint8' | 'int8';
 
 /** A dimension: a number when known while building, a symbol (e.g. "batch", "seq") otherwise. */
 export type Dim = number | string;
@@ -22,7 +22,7 @@ export interface Node {
   readonly attrs: Record<string, AttrValue>;
 }
 
-export type TypedData = Float32Array | Float64Array | BigInt64Array | Int32Array | Uint8Array;
+export type TypedData = Float32Array | Float64Array | BigInt64Array | Int32Array | Uint8Array | Int8Array;
 
 /** A constant tensor stored in the model (weights, tables, shape vectors). */
 export interface Initializer {

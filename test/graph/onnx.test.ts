@@ -71,3 +71,13 @@ t.test('kernels outside the op table carry their domain; op-table ops are refuse
   }
   await s.release();
 });
+
+t.test('int8 constants serialise as INT8 and ONNX Runtime reads them signed', async (t) => {
+  const g = new Graph('int8');
+  const codes = g.constant(Int8Array.of(-128, -1, 0, 127), [4], 'int8', 'codes');
+  g.output(g.cast(codes, 'float32'), 'y');
+  t.equal(decode(g).graph!.initializer![0].dataType, onnxProto.onnx.TensorProto.DataType.INT8);
+  const s = await session(g);
+  const out = await s.run({});
+  t.same(Array.from(out.y.data as Float32Array), [-128, -1, 0, 127]);
+});
