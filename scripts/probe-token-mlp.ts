@@ -11,6 +11,7 @@ import { toOnnx } from '../src/graph/onnx.js';
 import type { Value } from '../src/graph/types.js';
 import { createRng } from '../src/random.js';
 import { sessionOptions } from '../src/runtime/session.js';
+import { timeInterleaved, topk } from './lib/probe.js';
 
 const { values } = parseArgs({
   options: {
@@ -32,19 +33,6 @@ const randn = (n: number, scale: number) => Float32Array.from({ length: n }, () 
 let kInput: Value | undefined;
 type Variant = (g: Graph, x: Value, l: number) => Value;
 const f32 = 'float32' as const;
-
-function topk(g: Graph, scores: Value, kk: number): Value {
-  const [, idx] = g.kernel(
-    'TopK',
-    [scores, g.const([kk])],
-    [
-      { dtype: f32, shape: ['n', kk] },
-      { dtype: 'int64', shape: ['n', kk] },
-    ],
-    { axis: -1, largest: 1, sorted: 0 },
-  );
-  return idx;
-}
 
 const variants: Record<string, Variant> = {
   dense: (g, x, l) => {
@@ -212,16 +200,12 @@ async function build(variant: Variant): Promise<ort.InferenceSession> {
 const names = values.only ? values.only.split(',') : Object.keys(variants);
 const sessions = await Promise.all(names.map((n) => build(variants[n])));
 const x = new ort.Tensor('float32', randn(d, 1), [1, d]);
-const times = names.map((): number[] => []);
-const runs = Number(values.runs);
-for (let r = 0; r < runs + 10; r++) {
-  for (const [i, s] of sessions.entries()) {
-    const t0 = performance.now();
-    await s.run(s.inputNames.includes('k') ? { x, k: new ort.Tensor('int64', BigInt64Array.of(BigInt(Math.round(k / 16))), [1]) } : { x });
-    if (r >= 10) times[i].push(performance.now() - t0);
-  }
-}
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const dense = median(times[names.indexOf('dense')] ?? times[0]);
+const kFeed = new ort.Tensor('int64', BigInt64Array.of(BigInt(Math.round(k / 16))), [1]);
+const times = await timeInterleaved(
+  sessions,
+  (session): Record<string, ort.Tensor> => (session.inputNames.includes('k') ? { x, k: kFeed } : { x }),
+  Number(values.runs),
+);
+const dense = times[names.indexOf('dense')] ?? times[0];
 console.log(`d ${d}, F ${F}, ${L} layers, sparsity ${s} (k ${k}), rank ${rank}, threads ${values.threads}`);
-console.table(names.map((n, i) => ({ variant: n, 'ms/step': median(times[i]).toFixed(2), 'vs dense': `${(dense / median(times[i])).toFixed(2)}x` })));
+console.table(names.map((n, i) => ({ variant: n, 'ms/step': times[i].toFixed(2), 'vs dense': `${(dense / times[i]).toFixed(2)}x` })));
