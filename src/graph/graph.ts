@@ -131,6 +131,10 @@ export class Graph {
   sigmoid(x: Value) {
     return this.one('Sigmoid', [x]);
   }
+
+  tanh(x: Value) {
+    return this.one('Tanh', [x]);
+  }
   cast(x: Value, to: DType) {
     return this.one('Cast', [x], { to });
   }

@@ -179,6 +179,17 @@ export const OPS: Record<string, OpDef> = {
       dy,
     }) => [() => g.mul(dy, g.mul(y, g.sub(g.scalar(1, y.dtype), y)))],
   },
+  Tanh: {
+    infer: same,
+    // The tanh-approximated GELU (GPT-2's and Phi's gelu_new) is built from it.
+    vjp: ({
+      g,
+      node: {
+        outputs: [y],
+      },
+      dy,
+    }) => [() => g.mul(dy, g.sub(g.scalar(1, y.dtype), g.mul(y, y)))],
+  },
   Softmax: {
     infer: same,
     // dx = y * (dy - sum(dy * y)) along the softmax axis.

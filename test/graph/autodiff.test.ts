@@ -86,6 +86,7 @@ const cases: Case[] = [
   { name: 'Exp', inputs: [{ shape: [5] }], build: (g, [a]) => g.exp(a) },
   { name: 'Log', inputs: [{ shape: [5], positive: true }], build: (g, [a]) => g.log(a) },
   { name: 'Sigmoid', inputs: [{ shape: [2, 3] }], build: (g, [a]) => g.sigmoid(a) },
+  { name: 'Tanh', inputs: [{ shape: [2, 3] }], build: (g, [a]) => g.tanh(a) },
   { name: 'Softmax (last axis)', inputs: [{ shape: [2, 4] }], build: (g, [a]) => g.softmax(a, -1) },
   { name: 'Softmax (axis 0)', inputs: [{ shape: [3, 2] }], build: (g, [a]) => g.softmax(a, 0) },
   // Through float32 and back, linear so that a large step is exact: the float32 rounding
