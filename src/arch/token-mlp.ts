@@ -87,6 +87,23 @@ export function gateFirstWeights(w: Pick<LayerWeights, 'up' | 'down'>, down = ne
   return up.map((u, i) => u * downNorms[i]);
 }
 
+/**
+ * Gate-first scores of every neuron for one MLP input x ([hidden]), computed in JavaScript as the
+ * graph's `gate` selector computes them: |SiLU(gate_i . x)| times `weights` (gateFirstWeights).
+ * The predictor's training compares against it as a baseline.
+ */
+export function gateFirstScores(layer: Pick<LayerWeights, 'gate'>, weights: Float32Array, x: ArrayLike<number>): Float32Array {
+  const [F, H] = layer.gate.shape;
+  const w = layer.gate.data;
+  const out = new Float32Array(F);
+  for (let i = 0; i < F; i++) {
+    let z = 0;
+    for (let j = 0; j < H; j++) z += w[i * H + j] * x[j];
+    out[i] = Math.abs(z / (1 + Math.exp(-z))) * weights[i];
+  }
+  return out;
+}
+
 /** down ([hidden, intermediate]) as [intermediate, hidden]: neuron i's output column as row i. */
 export function neuronMajorDown(w: Pick<LayerWeights, 'down'>): Float32Array {
   const [hidden, intermediate] = w.down.shape;
