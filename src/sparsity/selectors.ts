@@ -10,6 +10,7 @@
  * number of blocks kept per layer and token.
  */
 import * as ort from 'onnxruntime-node';
+import { neuronValues } from '../arch/neurons.js';
 import { TOKEN_BLOCKS, TOKEN_CANDIDATES, type TokenSelection } from '../arch/token-mlp.js';
 import type { LoadedModel } from '../arch/load.js';
 import type { LlamaConfig } from '../model/types.js';
@@ -103,5 +104,5 @@ export function tokenSavedBytes(config: LlamaConfig, selection: TokenSelection, 
   const d = config.hiddenSize;
   const extraUp = upRows(config.intermediateSize, selection, blocks) - blocks * selection.block;
   const selector = selection.selector === 'gate' ? d * (dropped + extraUp) : selection.rank * (d + config.intermediateSize) + config.intermediateSize;
-  return 4 * config.numLayers * (3 * d * dropped - selector);
+  return 4 * config.numLayers * (neuronValues(config) * dropped - selector);
 }
