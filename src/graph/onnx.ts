@@ -85,6 +85,56 @@ function opType(op: string): { opType: string; domain: string } {
 
 /** Serialises the graph as an ONNX ModelProto, ready for `InferenceSession.create(bytes)`. */
 export function toOnnx(graph: Graph): Uint8Array {
+  return encode(graph, () => null);
+}
+
+/**
+ * Protobuf cannot encode a message of 2 GiB or more, so a model whose initializers approach it
+ * keeps them in a data file beside the model (ONNX external data). Below this many bytes of
+ * initializers, everything stays inline.
+ */
+export const INLINE_LIMIT = 1.5 * 2 ** 30;
+/** The data file's name, which the model's tensors reference (resolved beside the model file). */
+export const EXTERNAL_DATA_FILE = 'weights.bin';
+/** Offsets of external tensors are multiples of this (a page), so ONNX Runtime may map them. */
+const EXTERNAL_ALIGNMENT = 4096;
+
+export interface OnnxFiles {
+  model: Uint8Array;
+  /**
+   * With external data: the data file's pieces at their offsets (written in order, the gaps
+   * zero-filled) and its total length; null when every initializer is inline.
+   */
+  external: { pieces: { offset: number; bytes: Uint8Array }[]; length: number } | null;
+}
+
+/**
+ * Serialises the graph, its initializers inline while they total under `inlineLimit` bytes, else
+ * every initializer of at least a page in EXTERNAL_DATA_FILE: load such a model from a file
+ * path, with the data file beside it.
+ */
+export function toOnnxFiles(graph: Graph, inlineLimit = INLINE_LIMIT): OnnxFiles {
+  let total = 0;
+  for (const { data } of graph.initializers.values()) total += data.byteLength;
+  if (total < inlineLimit) return { model: toOnnx(graph), external: null };
+  const pieces: { offset: number; bytes: Uint8Array }[] = [];
+  let length = 0;
+  const model = encode(graph, (data) => {
+    if (data.byteLength < EXTERNAL_ALIGNMENT) return null;
+    const offset = Math.ceil(length / EXTERNAL_ALIGNMENT) * EXTERNAL_ALIGNMENT;
+    pieces.push({ offset, bytes: bytes(data) });
+    length = offset + data.byteLength;
+    return [
+      { key: 'location', value: EXTERNAL_DATA_FILE },
+      { key: 'offset', value: String(offset) },
+      { key: 'length', value: String(data.byteLength) },
+    ];
+  });
+  return { model, external: { pieces, length } };
+}
+
+/** `external` decides where an initializer's bytes go: its external-data entries, or null to keep them inline. */
+function encode(graph: Graph, external: (data: TypedData) => OnnxTypes.IStringStringEntryProto[] | null): Uint8Array {
   const { rename, dropped } = elideOutputIdentities(graph);
   const named = (v: Value) => rename.get(v.name) ?? v.name;
   const domains = new Set(graph.nodes.map((n) => opType(n.op).domain).filter((d) => d !== ''));
@@ -96,12 +146,11 @@ export function toOnnx(graph: Graph): Uint8Array {
       name: graph.name,
       input: graph.inputs.map(valueInfo),
       output: graph.outputs.map(valueInfo),
-      initializer: [...graph.initializers.values()].map(({ value, data }) => ({
-        name: value.name,
-        dims: dims(value.shape),
-        dataType: ELEM_TYPE[value.dtype],
-        rawData: bytes(data),
-      })),
+      initializer: [...graph.initializers.values()].map(({ value, data }) => {
+        const tensor = { name: value.name, dims: dims(value.shape), dataType: ELEM_TYPE[value.dtype] };
+        const entries = external(data);
+        return entries ? { ...tensor, dataLocation: onnx.TensorProto.DataLocation.EXTERNAL, externalData: entries } : { ...tensor, rawData: bytes(data) };
+      }),
       node: graph.nodes
         .filter((n) => !dropped.has(n))
         .map((n, i) => ({

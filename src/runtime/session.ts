@@ -14,10 +14,10 @@ import {
   type RopeTables,
 } from '../arch/llama.js';
 import { Graph } from '../graph/graph.js';
-import { toOnnx } from '../graph/onnx.js';
 import type { Value } from '../graph/types.js';
 import type { QuantSpec } from '../model/quant.js';
 import type { LlamaConfig, LlamaWeights } from '../model/types.js';
+import { createSession } from './create-session.js';
 import type { KvArena } from './kv-arena.js';
 import { KvCache } from './kv-cache.js';
 
@@ -91,7 +91,7 @@ export interface ServingGraphOptions {
 }
 
 /** The serving graph: KV cache in and out, logits of the last `logits_to_keep` positions. */
-export function buildLlamaOnnx(config: LlamaConfig, weights: LlamaWeights, options: ServingGraphOptions = {}): Uint8Array {
+export function buildLlamaGraph(config: LlamaConfig, weights: LlamaWeights, options: ServingGraphOptions = {}): Graph {
   const graph = new Graph('llama');
   const onMlpActivation = options.mlpMask
     ? (layer: number, a: Value) => graph.mul(a, graph.input(mlpMaskName(layer), 'float32', ['batch', 'seq', config.intermediateSize]))
@@ -107,7 +107,7 @@ export function buildLlamaOnnx(config: LlamaConfig, weights: LlamaWeights, optio
     }).build(weights),
     'logits',
   );
-  return toOnnx(graph);
+  return graph;
 }
 
 export class LlamaSession {
@@ -125,7 +125,7 @@ export class LlamaSession {
   }
 
   static async create(config: LlamaConfig, weights: LlamaWeights, options: OrtOptions = {}, graph: ServingGraphOptions = {}): Promise<LlamaSession> {
-    const session = await ort.InferenceSession.create(buildLlamaOnnx(config, weights, graph), sessionOptions(options));
+    const session = await createSession(buildLlamaGraph(config, weights, graph), sessionOptions(options));
     return new LlamaSession(config, session);
   }
 

@@ -1,6 +1,6 @@
 /** Running the attribution graph: activations and loss gradients of every MLP neuron and head. */
 import * as ort from 'onnxruntime-node';
-import { toOnnx } from '../graph/onnx.js';
+import { createSession } from '../runtime/create-session.js';
 import type { LlamaConfig, LlamaWeights } from '../model/types.js';
 import { pastKeyName, pastValueName } from '../arch/llama.js';
 import type { KvCache } from '../runtime/kv-cache.js';
@@ -86,7 +86,7 @@ export class Attributor {
     graph: { cache?: boolean; mlpInputs?: boolean } = {},
   ): Promise<Attributor> {
     const { graph: built } = buildAttributionGraph(config, weights, { cache: graph.cache, mlpInputs: graph.mlpInputs });
-    const session = await ort.InferenceSession.create(toOnnx(built), sessionOptions(options));
+    const session = await createSession(built, sessionOptions(options));
     return new Attributor(config, session, graph.cache === true, graph.mlpInputs === true);
   }
 

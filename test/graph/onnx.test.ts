@@ -5,7 +5,7 @@
 import onnxProto from 'onnx-proto';
 import t from 'tap';
 import { Graph } from '../../src/graph/graph.js';
-import { toOnnx } from '../../src/graph/onnx.js';
+import { EXTERNAL_DATA_FILE, toOnnx, toOnnxFiles } from '../../src/graph/onnx.js';
 import * as ort from 'onnxruntime-node';
 import { f64, session } from '../helpers/ort.js';
 
@@ -80,4 +80,43 @@ t.test('int8 constants serialise as INT8 and ONNX Runtime reads them signed', as
   const s = await session(g);
   const out = await s.run({});
   t.same(Array.from(out.y.data as Float32Array), [-128, -1, 0, 127]);
+});
+
+t.test('past the inline limit, initializers of a page or more go to the external data file, page-aligned', async (t) => {
+  const g = new Graph('external');
+  const x = g.input('x', 'float32', [3, 1]);
+  const big = g.constant(
+    Float32Array.from({ length: 3000 }, (_, i) => i),
+    [1000, 3],
+    'float32',
+    'big',
+  );
+  const other = g.constant(
+    Float32Array.from({ length: 1500 }, (_, i) => -i),
+    [500, 3],
+    'float32',
+    'other',
+  );
+  const small = g.constant(Float32Array.of(1, 2, 3), [3], 'float32', 'small');
+  g.output(g.matmul(big, x), 'y');
+  g.output(g.matmul(other, x), 'w');
+  g.output(g.mul(g.reshape(x, [3]), small), 'z');
+  t.equal(toOnnxFiles(g).external, null, 'small models stay inline');
+  const { model, external } = toOnnxFiles(g, 0);
+  const tensors = onnxProto.onnx.ModelProto.decode(model).graph!.initializer!;
+  const byName = (name: string) => tensors.find((x) => x.name === name)!;
+  const entries = (name: string) => Object.fromEntries(byName(name).externalData!.map((e) => [e.key, e.value]));
+  t.equal(byName('big').dataLocation, onnxProto.onnx.TensorProto.DataLocation.EXTERNAL);
+  t.same(entries('big'), { location: EXTERNAL_DATA_FILE, offset: '0', length: '12000' });
+  t.same(entries('other'), { location: EXTERNAL_DATA_FILE, offset: '12288', length: '6000' }, 'the next page');
+  t.equal(byName('small').externalData!.length, 0, 'under a page: inline');
+  t.equal(byName('small').rawData!.length, 12);
+  t.same(
+    external!.pieces.map((p) => [p.offset, p.bytes.length]),
+    [
+      [0, 12000],
+      [12288, 6000],
+    ],
+  );
+  t.equal(external!.length, 18288);
 });
