@@ -15,11 +15,10 @@ import { readSafetensors } from '../../src/model/safetensors.js';
 import { writeTestModel } from '../../src/arch/testmodel.js';
 import { ModelTokenizer } from '../../src/model/tokenizer.js';
 import { LlamaSession } from '../../src/runtime/session.js';
-import type { SamplingParams } from '../../src/runtime/types.js';
 import { loadServedModel } from '../../src/serve/engine.js';
 import { throwsWith } from '../helpers/errors.js';
 import { encodeTensor, ggufFromHfDir, kv, type FromHfOptions } from '../helpers/gguf-writer.js';
-import { readStoriesReference, STORIES_DIR } from '../helpers/stories.js';
+import { expectStoriesReference, readStoriesReference, STORIES_DIR } from '../helpers/stories.js';
 
 const root = t.testdir();
 
@@ -79,24 +78,9 @@ t.test('stories260K -> GGUF (F32) -> import: the same files, and the reference c
   t.same(readJson(join(dir, 'tokenizer_config.json')), readJson(join(STORIES_DIR, 'tokenizer_config.json')), 'so is tokenizer_config.json');
 
   // The serving path, as test/runtime/stories260k.test.ts runs the original.
-  const reference = readStoriesReference();
   const model = await loadServedModel(dir, { intraOpThreads: 1 });
   t.teardown(() => model.close());
-  const greedy: SamplingParams = { maxTokens: reference.max_new_tokens, temperature: 0, topP: 1, topK: -1, stop: [], logprobs: null, echo: false };
-  t.ok(reference.prompts.length >= 7);
-  for (const p of reference.prompts) {
-    t.same(model.encode(p.prompt), p.prompt_ids, `"${p.prompt}" encodes as run.c does`);
-    const ids: number[] = [];
-    let text = '';
-    const it = model.generate(p.prompt_ids, greedy);
-    let r = await it.next();
-    for (; !r.done; r = await it.next()) {
-      ids.push(...r.value.tokens.map((x) => x.id));
-      text += r.value.text;
-    }
-    t.same(ids, p.completion_ids, `"${p.prompt}": ${p.completion_ids.length} tokens as run.c`);
-    t.equal(p.prompt + text, p.full_text, `"${p.prompt}": text`);
-  }
+  await expectStoriesReference(t, model);
 });
 
 t.test('the imported stories260K tokenizer encodes and decodes as the original', async (t) => {
