@@ -9,26 +9,15 @@ import * as ort from 'onnxruntime-node';
 import { Graph } from '../src/graph/graph.js';
 import { toOnnx } from '../src/graph/onnx.js';
 import type { Value } from '../src/graph/types.js';
-import { createRng } from '../src/random.js';
 import { sessionOptions } from '../src/runtime/session.js';
-import { timeInterleaved, topk } from './lib/probe.js';
+import { PROBE_OPTIONS, PROBE_SHAPE, timeInterleaved, topk, uniformWeights } from './lib/probe.js';
 
-const { values } = parseArgs({
-  options: {
-    threads: { type: 'string', default: '2' },
-    sparsity: { type: 'string', default: '0.8' },
-    runs: { type: 'string', default: '200' },
-    only: { type: 'string' },
-  },
-});
-const d = 576;
-const F = 1536;
-const L = 30;
+const { values } = parseArgs({ options: PROBE_OPTIONS });
+const { d, F, L } = PROBE_SHAPE;
 const rank = 64;
 const s = Number(values.sparsity);
 const k = Math.round((1 - s) * F);
-const rand = createRng(3);
-const randn = (n: number, scale: number) => Float32Array.from({ length: n }, () => (rand() * 2 - 1) * scale);
+const randn = uniformWeights(3);
 
 let kInput: Value | undefined;
 type Variant = (g: Graph, x: Value, l: number) => Value;

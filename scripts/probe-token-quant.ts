@@ -24,28 +24,15 @@ import { Graph } from '../src/graph/graph.js';
 import { toOnnx } from '../src/graph/onnx.js';
 import type { Value } from '../src/graph/types.js';
 import { blockBytes, type QuantSpec, quantize } from '../src/model/quant.js';
-import { createRng } from '../src/random.js';
 import { sessionOptions } from '../src/runtime/session.js';
-import { timeInterleaved, topk } from './lib/probe.js';
+import { PROBE_OPTIONS, PROBE_SHAPE, timeInterleaved, topk, uniformWeights } from './lib/probe.js';
 
-const { values } = parseArgs({
-  options: {
-    threads: { type: 'string', default: '2' },
-    sparsity: { type: 'string', default: '0.8' },
-    runs: { type: 'string', default: '200' },
-    only: { type: 'string' },
-    /** Write ONNX Runtime's profile of each session into this directory. */
-    profile: { type: 'string' },
-  },
-});
-const d = 576;
-const F = 1536;
-const L = 30;
+const { values } = parseArgs({ options: { ...PROBE_OPTIONS, profile: { type: 'string' } } });
+const { d, F, L } = PROBE_SHAPE;
 const s = Number(values.sparsity);
 const k = Math.round((1 - s) * F);
 const C = Math.min(F, 2 * k);
-const rand = createRng(3);
-const randn = (n: number, scale: number) => Float32Array.from({ length: n }, () => (rand() * 2 - 1) * scale);
+const randn = uniformWeights(3);
 const f32 = 'float32' as const;
 const INT8: QuantSpec = { bits: 8, block: 32, accuracyLevel: 4 };
 
