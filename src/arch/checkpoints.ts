@@ -33,7 +33,7 @@ export function layerTensorName(layer: number, key: LayerKey): string {
 }
 
 /** The shape of each layer field for `config` (biases only when the config has them). */
-export function layerShapes(c: LlamaConfig): Partial<Record<LayerKey, number[]>> {
+function layerShapes(c: LlamaConfig): Partial<Record<LayerKey, number[]>> {
   const qDim = c.numHeads * c.headDim;
   const kvDim = c.numKvHeads * c.headDim;
   const shapes: Partial<Record<LayerKey, number[]>> = {

@@ -93,7 +93,7 @@ export function toOnnx(graph: Graph): Uint8Array {
  * keeps them in a data file beside the model (ONNX external data). Below this many bytes of
  * initializers, everything stays inline.
  */
-export const INLINE_LIMIT = 1.5 * 2 ** 30;
+const INLINE_LIMIT = 1.5 * 2 ** 30;
 /** The data file's name, which the model's tensors reference (resolved beside the model file). */
 export const EXTERNAL_DATA_FILE = 'weights.bin';
 /** Offsets of external tensors are multiples of this (a page), so ONNX Runtime may map them. */
@@ -101,11 +101,8 @@ const EXTERNAL_ALIGNMENT = 4096;
 
 export interface OnnxFiles {
   model: Uint8Array;
-  /**
-   * With external data: the data file's pieces at their offsets (written in order, the gaps
-   * zero-filled) and its total length; null when every initializer is inline.
-   */
-  external: { pieces: { offset: number; bytes: Uint8Array }[]; length: number } | null;
+  /** With external data: the data file's pieces at their offsets (the gaps zero-filled); null when every initializer is inline. */
+  external: { offset: number; bytes: Uint8Array }[] | null;
 }
 
 /**
@@ -118,19 +115,19 @@ export function toOnnxFiles(graph: Graph, inlineLimit = INLINE_LIMIT): OnnxFiles
   for (const { data } of graph.initializers.values()) total += data.byteLength;
   if (total < inlineLimit) return { model: toOnnx(graph), external: null };
   const pieces: { offset: number; bytes: Uint8Array }[] = [];
-  let length = 0;
+  let end = 0;
   const model = encode(graph, (data) => {
     if (data.byteLength < EXTERNAL_ALIGNMENT) return null;
-    const offset = Math.ceil(length / EXTERNAL_ALIGNMENT) * EXTERNAL_ALIGNMENT;
+    const offset = Math.ceil(end / EXTERNAL_ALIGNMENT) * EXTERNAL_ALIGNMENT;
     pieces.push({ offset, bytes: bytes(data) });
-    length = offset + data.byteLength;
+    end = offset + data.byteLength;
     return [
       { key: 'location', value: EXTERNAL_DATA_FILE },
       { key: 'offset', value: String(offset) },
       { key: 'length', value: String(data.byteLength) },
     ];
   });
-  return { model, external: { pieces, length } };
+  return { model, external: pieces };
 }
 
 /** `external` decides where an initializer's bytes go: its external-data entries, or null to keep them inline. */

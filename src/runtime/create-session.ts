@@ -25,7 +25,7 @@ export async function createSession(graph: Graph, options: ort.InferenceSession.
     writeFileSync(file, model);
     const fd = openSync(join(dir, EXTERNAL_DATA_FILE), 'w');
     try {
-      for (const { offset, bytes } of external.pieces) writeSync(fd, bytes, 0, bytes.length, offset);
+      for (const { offset, bytes } of external) writeSync(fd, bytes, 0, bytes.length, offset);
     } finally {
       closeSync(fd);
     }

@@ -1,6 +1,7 @@
 /** A model past protobuf's limit loads from a model file and its data file, and computes what the inline one does. */
 import { readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import t from 'tap';
 import { Graph } from '../../src/graph/graph.js';
@@ -34,4 +35,17 @@ t.test('forced external data: the same outputs as inline, and no temporary files
   t.same(Array.from(b.z.data as Float32Array), Array.from(a.z.data as Float32Array));
   t.equal((b.y.data as Float32Array).length, 2048);
   await Promise.all([inline.release(), external.release()]);
+});
+
+t.test('only a model past the inline limit goes through files: with TMPDIR missing, it fails and an inline one loads', async (t) => {
+  const saved = process.env.TMPDIR;
+  process.env.TMPDIR = join(tmpdir(), 'sparse-slm-no-such-dir', 'below');
+  t.teardown(() => {
+    if (saved === undefined) delete process.env.TMPDIR;
+    else process.env.TMPDIR = saved;
+  });
+  await t.rejects(createSession(graph(), { intraOpNumThreads: 1 }, 0), /ENOENT/);
+  const inline = await createSession(graph(), { intraOpNumThreads: 1 });
+  t.ok(inline.inputNames.includes('x'));
+  await inline.release();
 });
