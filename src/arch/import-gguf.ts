@@ -16,14 +16,14 @@
  */
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseConfig } from '../model/config.js';
+import { parseConfig } from './config.js';
 import { checkSupported, GgufFields, GgufFile, GgufType, type GgufTensorInfo } from '../model/gguf.js';
 import { tokenizerFromGguf, type ImportedTokenizer } from '../model/gguf-tokenizer.js';
 import { SINGLE_FILE } from '../model/checkpoint.js';
 import { writeSafetensorsFrom, type TensorSource } from '../model/safetensors.js';
 import { ModelTokenizer } from '../model/tokenizer.js';
-import type { LlamaConfig } from '../model/types.js';
-import { EMBED_NAME, layerTensorName, LM_HEAD_NAME, llamaTensorSpecs, NORM_NAME, type LayerKey } from './checkpoints.js';
+import type { ModelConfig } from '../model/types.js';
+import { EMBED_NAME, layerTensorName, LM_HEAD_NAME, tensorSpecs, NORM_NAME, type LayerKey } from './checkpoints.js';
 
 export interface ImportOptions {
   /** Write into `out` even when it exists and is not empty (the model files are replaced). */
@@ -32,7 +32,7 @@ export interface ImportOptions {
 
 export interface ImportSummary {
   dir: string;
-  config: LlamaConfig;
+  config: ModelConfig;
   /** How many tensors of each ggml type the file held. */
   tensorTypes: Record<string, number>;
   tokenizer: Pick<ImportedTokenizer, 'model' | 'tokens' | 'merges' | 'duplicates'>;
@@ -113,7 +113,7 @@ function describeModel(
 ): {
   configJson: Record<string, unknown>;
   generationJson: Record<string, unknown>;
-  config: LlamaConfig;
+  config: ModelConfig;
   tokenizer: ImportedTokenizer;
 } {
   const k = (name: string) => `llama.${name}`;
@@ -216,7 +216,7 @@ function float(f: GgufFields, gguf: GgufFile, key: string): number {
 }
 
 /** Every GGUF tensor mapped, supported and shaped as the config says; the writer's lazy sources in HF order. */
-function planTensors(gguf: GgufFile, config: LlamaConfig): { sources: TensorSource[] } {
+function planTensors(gguf: GgufFile, config: ModelConfig): { sources: TensorSource[] } {
   const byHfName = new Map<string, { info: GgufTensorInfo; mapped: Mapped }>();
   for (const info of gguf.tensors.values()) {
     const mapped = mapTensor(gguf.path, info.name, config);
@@ -224,7 +224,7 @@ function planTensors(gguf: GgufFile, config: LlamaConfig): { sources: TensorSour
     byHfName.set(mapped.hfName, { info, mapped });
   }
   const sources: TensorSource[] = [];
-  for (const spec of llamaTensorSpecs(config)) {
+  for (const spec of tensorSpecs(config)) {
     const entry = byHfName.get(spec.name);
     if (entry === undefined) throw new Error(`${gguf.path}: no tensor for ${spec.name} (expected ${ggufNameOf(spec.name)}, shape [${spec.shape.join(', ')}])`);
     const { info, mapped } = entry;
@@ -245,7 +245,7 @@ function planTensors(gguf: GgufFile, config: LlamaConfig): { sources: TensorSour
   return { sources };
 }
 
-function mapTensor(path: string, name: string, config: LlamaConfig): Mapped {
+function mapTensor(path: string, name: string, config: ModelConfig): Mapped {
   const global = GLOBAL_TENSORS[name];
   if (global !== undefined) return { hfName: global, permuteHeads: null };
   const m = /^blk\.(\d+)\.(.+)$/.exec(name);

@@ -6,17 +6,18 @@ import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { SafetensorsCheckpoint } from '../model/checkpoint.js';
-import { mergeGenerationConfig, parseConfig, readGenerationConfig } from '../model/config.js';
+import { mergeGenerationConfig, readGenerationConfig } from '../model/config.js';
+import { parseConfig } from './config.js';
 import { readJsonFile } from '../model/json.js';
 import { ModelTokenizer } from '../model/tokenizer.js';
-import type { GenerationDefaults, LlamaConfig, LlamaWeights } from '../model/types.js';
-import { loadLlamaWeights } from './checkpoints.js';
+import type { GenerationDefaults, ModelConfig, ModelWeights } from '../model/types.js';
+import { loadWeights } from './checkpoints.js';
 
 export interface LoadedModel {
   /** Absolute path of the model directory. */
   dir: string;
-  config: LlamaConfig;
-  weights: LlamaWeights;
+  config: ModelConfig;
+  weights: ModelWeights;
   tokenizer: ModelTokenizer;
   generationDefaults: GenerationDefaults;
   /** sha256 (hex) over config.json and the safetensors files: the model's identity for caches. */
@@ -43,7 +44,7 @@ export async function loadModelDir(dir: string): Promise<LoadedModel> {
     if (id !== undefined && id < config.vocabSize) config = { ...config, eosTokenIds: [id] };
   }
 
-  const weights = loadLlamaWeights(root, config);
+  const weights = loadWeights(root, config);
   const weightsHash = await hashFiles([configFile, ...safetensorsFiles(root)]);
   return { dir: root, config, weights, tokenizer, generationDefaults: generation?.defaults ?? {}, weightsHash };
 }

@@ -5,7 +5,7 @@
  * architecture with another MLP (Phi's fc1/fc2 with biases, GPT-2's c_fc/c_proj) brings its
  * own table and nothing else changes.
  */
-import type { HostTensor, LayerWeights, LlamaConfig } from '../model/types.js';
+import type { HostTensor, LayerWeights, ModelConfig } from '../model/types.js';
 
 export interface NeuronSlice {
   tensor: keyof LayerWeights;
@@ -22,18 +22,25 @@ const SWIGLU_NEURON: readonly NeuronSlice[] = [
   { tensor: 'down', axis: 1 },
 ];
 
-/** The slices one MLP neuron owns in a model of `config` (every architecture loaded today is LLaMA-family). */
-export function neuronSlices(_config: LlamaConfig): readonly NeuronSlice[] {
-  return SWIGLU_NEURON;
+/** A GELU MLP's neuron i (Phi's fc1/fc2, GPT-2's c_fc/c_proj): row i of up and its bias, column i of down. */
+const GELU_NEURON: readonly NeuronSlice[] = [
+  { tensor: 'up', axis: 0 },
+  { tensor: 'upBias', axis: 0, bias: true },
+  { tensor: 'down', axis: 1 },
+];
+
+/** The slices one MLP neuron owns in a model of `config`. */
+export function neuronSlices(config: ModelConfig): readonly NeuronSlice[] {
+  return config.mlp === 'swiglu' ? SWIGLU_NEURON : GELU_NEURON;
 }
 
 /** Values one neuron owns: 4 bytes each in float32. */
-export function neuronValues(config: LlamaConfig): number {
+export function neuronValues(config: ModelConfig): number {
   return neuronSlices(config).reduce((n, s) => n + (s.bias ? 1 : config.hiddenSize), 0);
 }
 
 /** FLOPs one neuron costs per token (a multiply-add counts 2, a bias add 1). */
-export function neuronFlops(config: LlamaConfig): number {
+export function neuronFlops(config: ModelConfig): number {
   return neuronSlices(config).reduce((n, s) => n + (s.bias ? 1 : 2 * config.hiddenSize), 0);
 }
 

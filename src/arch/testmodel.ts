@@ -5,12 +5,12 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseConfig } from '../model/config.js';
+import { parseConfig } from './config.js';
 import { Prng } from '../random.js';
 import { writeSafetensorsFrom, type SafetensorsDtype, type TensorSource } from '../model/safetensors.js';
 import { BOS_ID, buildByteLevelTokenizer, EOS_ID } from '../model/testtokenizer.js';
-import type { Architecture, LlamaConfig } from '../model/types.js';
-import { llamaTensorSpecs } from './checkpoints.js';
+import type { Architecture, ModelConfig } from '../model/types.js';
+import { tensorSpecs } from './checkpoints.js';
 
 export interface TestModelShape {
   architecture: Architecture;
@@ -27,7 +27,9 @@ export interface TestModelShape {
   /** q/k/v biases; defaults to true for Qwen2 (which always has them), false otherwise. */
   attentionBias: boolean;
   ropeTheta: number;
-  rmsEps: number;
+  normEps: number;
+  /** Phi: the share of each head RoPE rotates. */
+  partialRotary: number;
 }
 
 export interface TestModelOptions extends Partial<TestModelShape> {
@@ -38,7 +40,7 @@ export interface TestModelOptions extends Partial<TestModelShape> {
 export interface TestModel {
   dir: string;
   shape: TestModelShape;
-  config: LlamaConfig;
+  config: ModelConfig;
 }
 
 /** Small enough for exhaustive tests (about 180K parameters), with GQA and a separate head. */
@@ -55,7 +57,8 @@ export const TINY_SHAPE: Readonly<TestModelShape> = {
   tie: false,
   attentionBias: false,
   ropeTheta: 10000,
-  rmsEps: 1e-5,
+  normEps: 1e-5,
+  partialRotary: 1,
 };
 
 /** HuggingFaceTB/SmolLM2-135M's shapes (the weights here are random). */
@@ -72,12 +75,36 @@ export const SMOLLM2_135M_SHAPE: Readonly<TestModelShape> = {
   tie: true,
   attentionBias: false,
   ropeTheta: 100000,
-  rmsEps: 1e-5,
+  normEps: 1e-5,
+  partialRotary: 1,
+};
+
+/** microsoft/phi-2's layout (parallel block, LayerNorm, GELU, biases, partial RoPE) scaled down. */
+export const PHI2_TINY_SHAPE: Readonly<TestModelShape> = {
+  ...TINY_SHAPE,
+  architecture: 'PhiForCausalLM',
+  intermediate: 256,
+  kvHeads: 4,
+  attentionBias: true,
+  partialRotary: 0.5,
+};
+
+/** openai-community/gpt2's layout (learned positions, Conv1D, fused c_attn, GELU, tied head) scaled down. */
+export const GPT2_TINY_SHAPE: Readonly<TestModelShape> = {
+  ...TINY_SHAPE,
+  architecture: 'GPT2LMHeadModel',
+  intermediate: 256,
+  kvHeads: 4,
+  tie: true,
+  attentionBias: true,
+  partialRotary: 0,
 };
 
 export const PRESETS: Readonly<Record<string, Readonly<TestModelShape>>> = {
   tiny: TINY_SHAPE,
   'smollm2-135m': SMOLLM2_135M_SHAPE,
+  'phi2-tiny': PHI2_TINY_SHAPE,
+  'gpt2-tiny': GPT2_TINY_SHAPE,
 };
 
 const MODEL_TYPES: Readonly<Record<Architecture, string>> = {
@@ -85,6 +112,8 @@ const MODEL_TYPES: Readonly<Record<Architecture, string>> = {
   MistralForCausalLM: 'mistral',
   Qwen2ForCausalLM: 'qwen2',
   Phi3ForCausalLM: 'phi3',
+  PhiForCausalLM: 'phi',
+  GPT2LMHeadModel: 'gpt2',
 };
 
 /** Norm weights are 1 plus this much noise, so a forward that ignores them is caught. */
@@ -92,14 +121,18 @@ const NORM_NOISE = 0.1;
 /** Bias scale: small next to the projections (about unit size) but far above float error. */
 const BIAS_STD = 0.1;
 
-/** Fills in `options` over the tiny preset; unset `attentionBias` follows the architecture. */
+/** Each architecture's own tiny preset, under which options fill in. */
+const TINY_OF: Partial<Record<Architecture, Readonly<TestModelShape>>> = { PhiForCausalLM: PHI2_TINY_SHAPE, GPT2LMHeadModel: GPT2_TINY_SHAPE };
+
+/** Fills in `options` over the architecture's tiny preset; unset `attentionBias` follows the architecture. */
 export function resolveShape(options: Partial<TestModelShape> = {}): TestModelShape {
   const defined = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as Partial<TestModelShape>;
   const architecture = defined.architecture ?? TINY_SHAPE.architecture;
+  const base = TINY_OF[architecture] ?? TINY_SHAPE;
   return {
-    ...TINY_SHAPE,
+    ...base,
     ...defined,
-    attentionBias: defined.attentionBias ?? architecture === 'Qwen2ForCausalLM',
+    attentionBias: defined.attentionBias ?? (architecture === 'Qwen2ForCausalLM' || base.attentionBias),
   };
 }
 
@@ -110,6 +143,55 @@ export function hfConfigJson(shape: TestModelShape, dtype: SafetensorsDtype = 'F
   }
   if ((shape.architecture === 'MistralForCausalLM' || shape.architecture === 'Phi3ForCausalLM') && shape.attentionBias) {
     throw new Error(`test model: ${shape.architecture} has no q/k/v biases; attentionBias cannot be true`);
+  }
+  const torchDtype = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' }[dtype];
+  if (shape.architecture === 'PhiForCausalLM' || shape.architecture === 'GPT2LMHeadModel') {
+    if (shape.heads * shape.headDim !== shape.hidden) throw new Error(`test model: ${shape.architecture}'s head size is hidden / heads; headDim must be ${shape.hidden / shape.heads}`);
+    if (!shape.attentionBias) throw new Error(`test model: ${shape.architecture} always has biases; attentionBias cannot be false`);
+  }
+  if (shape.architecture === 'PhiForCausalLM') {
+    return {
+      architectures: [shape.architecture],
+      model_type: 'phi',
+      hidden_size: shape.hidden,
+      intermediate_size: shape.intermediate,
+      num_hidden_layers: shape.layers,
+      num_attention_heads: shape.heads,
+      num_key_value_heads: shape.kvHeads,
+      vocab_size: shape.vocab,
+      max_position_embeddings: shape.maxPositions,
+      layer_norm_eps: shape.normEps,
+      rope_theta: shape.ropeTheta,
+      rope_scaling: null,
+      partial_rotary_factor: shape.partialRotary,
+      qk_layernorm: false,
+      hidden_act: 'gelu_new',
+      tie_word_embeddings: shape.tie,
+      bos_token_id: BOS_ID,
+      eos_token_id: EOS_ID,
+      torch_dtype: torchDtype,
+    };
+  }
+  if (shape.architecture === 'GPT2LMHeadModel') {
+    if (shape.kvHeads !== shape.heads) throw new Error('test model: GPT-2 has no grouped-query attention; kvHeads must equal heads');
+    return {
+      architectures: [shape.architecture],
+      model_type: 'gpt2',
+      n_embd: shape.hidden,
+      n_inner: shape.intermediate,
+      n_layer: shape.layers,
+      n_head: shape.heads,
+      vocab_size: shape.vocab,
+      n_positions: shape.maxPositions,
+      n_ctx: shape.maxPositions,
+      layer_norm_epsilon: shape.normEps,
+      activation_function: 'gelu_new',
+      scale_attn_weights: true,
+      tie_word_embeddings: shape.tie,
+      bos_token_id: BOS_ID,
+      eos_token_id: EOS_ID,
+      torch_dtype: torchDtype,
+    };
   }
   const json: Record<string, unknown> = {
     architectures: [shape.architecture],
@@ -122,16 +204,17 @@ export function hfConfigJson(shape: TestModelShape, dtype: SafetensorsDtype = 'F
     head_dim: shape.headDim,
     vocab_size: shape.vocab,
     max_position_embeddings: shape.maxPositions,
-    rms_norm_eps: shape.rmsEps,
+    rms_norm_eps: shape.normEps,
     rope_theta: shape.ropeTheta,
     rope_scaling: null,
     tie_word_embeddings: shape.tie,
     hidden_act: 'silu',
     bos_token_id: BOS_ID,
     eos_token_id: EOS_ID,
-    torch_dtype: { F32: 'float32', F16: 'float16', BF16: 'bfloat16' }[dtype],
+    torch_dtype: torchDtype,
   };
   if (shape.architecture === 'LlamaForCausalLM') Object.assign(json, { attention_bias: shape.attentionBias, mlp_bias: false });
+  if (shape.partialRotary !== 1) json.partial_rotary_factor = shape.partialRotary;
   if (shape.architecture === 'MistralForCausalLM' || shape.architecture === 'Phi3ForCausalLM') json.sliding_window = null;
   if (shape.architecture === 'Qwen2ForCausalLM') Object.assign(json, { use_sliding_window: false, sliding_window: null });
   return json;
@@ -143,13 +226,17 @@ export function hfConfigJson(shape: TestModelShape, dtype: SafetensorsDtype = 'F
  * would leave them. The embedding uses 1/sqrt(hidden) too: with a tied head its rows are the
  * output projection.
  */
-export function initialValues(name: string, shape: number[], seed: number): Float32Array {
+export function initialValues(name: string, shape: number[], seed: number, conv1d = false): Float32Array {
   const rng = Prng.forLabel(seed, name);
   const n = shape.reduce((a, b) => a * b, 1);
-  if (name.endsWith('layernorm.weight') || name === 'model.norm.weight') return rng.normals(n, NORM_NOISE, 1);
+  if (NORM_WEIGHT.test(name)) return rng.normals(n, NORM_NOISE, 1);
   if (name.endsWith('.bias')) return rng.normals(n, BIAS_STD);
-  return rng.normals(n, 1 / Math.sqrt(shape[1]));
+  // GPT-2's Conv1D weights are stored [in, out].
+  return rng.normals(n, 1 / Math.sqrt(conv1d && !name.endsWith('wte.weight') && !name.endsWith('wpe.weight') ? shape[0] : shape[1]));
 }
+
+/** Norm weights by each family's names: LLaMA's and Phi's `*layernorm.weight`, `model.norm.weight`, GPT-2's `ln_*.weight`. */
+const NORM_WEIGHT = /(layernorm\.weight|^model\.norm\.weight|(^|\.)ln_(\d+|f)\.weight)$/;
 
 export async function writeTestModel(dir: string, options: TestModelOptions = {}): Promise<TestModel> {
   const { seed = 0, dtype = 'F32', ...shapeOptions } = options;
@@ -167,10 +254,10 @@ export async function writeTestModel(dir: string, options: TestModelOptions = {}
   writeJson('tokenizer_config.json', tokenizer.tokenizerConfig);
   writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(tokenizer.tokenizerJson));
 
-  const sources: TensorSource[] = llamaTensorSpecs(config).map(({ name, shape: s }) => ({
+  const sources: TensorSource[] = tensorSpecs(config).map(({ name, shape: s }) => ({
     name,
     shape: s,
-    data: () => initialValues(name, s, seed),
+    data: () => initialValues(name, s, seed, config.architecture === 'GPT2LMHeadModel'),
   }));
   writeSafetensorsFrom(join(dir, 'model.safetensors'), sources, dtype);
   return { dir, shape, config };

@@ -17,7 +17,9 @@
  * - `gate`: |SiLU(gate_i(x))| * ||up_i|| * ||down_i||: the activation's size times how much
  *   a unit of it can move the output. Needs no training. With `rerank` (what serves), the top
  *   `token_candidates` get their up projections computed and the `token_blocks` of them with
- *   the largest exact outputs |SiLU(g_i) u_i| * ||down_i|| are kept.
+ *   the largest exact outputs |SiLU(g_i) u_i| * ||down_i|| are kept. In a GELU MLP (Phi, GPT-2)
+ *   the dense input projection gives each neuron's exact activation a_i = gelu(up_i(x) + b_i),
+ *   and the score is its exact output |a_i| * ||down_i||: nothing is left to rerank.
  * - `predictor`: sigmoid((x A) B + bias), a low-rank predictor trained on the oracle's
  *   Corrected GxO sets (src/sparsity/predictor.ts).
  * A block's score is the sum of its neurons' scores; TopK keeps `token_blocks` blocks (a graph
@@ -30,7 +32,7 @@
  */
 import type { Graph } from '../graph/graph.js';
 import type { Value } from '../graph/types.js';
-import type { LayerWeights, LlamaConfig } from '../model/types.js';
+import type { HostTensor, LayerWeights, ModelConfig } from '../model/types.js';
 
 /** The graph input holding how many blocks each layer keeps per token. */
 export const TOKEN_BLOCKS = 'token_blocks';
@@ -79,27 +81,35 @@ function rowNorms(data: Float32Array, rows: number, cols: number): Float32Array 
   return out;
 }
 
-/** Gate-first's per-neuron weight: ||up_i|| * ||down column i||; `down` as neuronMajorDown gives it. */
-export function gateFirstWeights(w: Pick<LayerWeights, 'up' | 'down'>, down = neuronMajorDown(w)): Float32Array {
+/**
+ * Gate-first's per-neuron weight: ||up_i|| * ||down column i|| (in a GELU MLP, where the score
+ * is the exact activation, ||down column i|| alone); `down` as neuronMajorDown gives it.
+ */
+export function gateFirstWeights(w: Pick<LayerWeights, 'gate' | 'up' | 'down'>, down = neuronMajorDown(w)): Float32Array {
   const [intermediate, hidden] = w.up.shape;
-  const up = rowNorms(w.up.data, intermediate, hidden);
   const downNorms = rowNorms(down, intermediate, hidden);
+  if (!w.gate) return downNorms;
+  const up = rowNorms(w.up.data, intermediate, hidden);
   return up.map((u, i) => u * downNorms[i]);
 }
 
+/** gelu_new: 0.5 z (1 + tanh(sqrt(2/pi) (z + 0.044715 z^3))), what FastGelu computes. */
+const geluTanh = (z: number) => 0.5 * z * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (z + 0.044715 * z ** 3)));
+
 /**
  * Gate-first scores of every neuron for one MLP input x ([hidden]), computed in JavaScript as the
- * graph's `gate` selector computes them: |SiLU(gate_i . x)| times `weights` (gateFirstWeights).
- * The predictor's training compares against it as a baseline.
+ * graph's `gate` selector computes them: |SiLU(gate_i . x)| (in a GELU MLP |gelu(up_i . x + b_i)|)
+ * times `weights` (gateFirstWeights). The predictor's training compares against it as a baseline.
  */
-export function gateFirstScores(layer: Pick<LayerWeights, 'gate'>, weights: Float32Array, x: ArrayLike<number>): Float32Array {
-  const [F, H] = layer.gate.shape;
-  const w = layer.gate.data;
+export function gateFirstScores(layer: Pick<LayerWeights, 'gate' | 'up' | 'upBias'>, weights: Float32Array, x: ArrayLike<number>): Float32Array {
+  const scored = layer.gate ?? layer.up;
+  const [F, H] = scored.shape;
+  const w = scored.data;
   const out = new Float32Array(F);
   for (let i = 0; i < F; i++) {
-    let z = 0;
+    let z = layer.gate ? 0 : (layer.upBias?.data[i] ?? 0);
     for (let j = 0; j < H; j++) z += w[i * H + j] * x[j];
-    out[i] = Math.abs(z / (1 + Math.exp(-z))) * weights[i];
+    out[i] = Math.abs(layer.gate ? z / (1 + Math.exp(-z)) : geluTanh(z)) * weights[i];
   }
   return out;
 }
@@ -113,12 +123,12 @@ export function neuronMajorDown(w: Pick<LayerWeights, 'down'>): Float32Array {
 }
 
 /** gate and up rows interleaved per neuron: [intermediate, 2 * hidden]. */
-function interleavedGateUp(w: LayerWeights): Float32Array {
-  const [intermediate, hidden] = w.gate.shape;
+function interleavedGateUp(gate: HostTensor, up: HostTensor): Float32Array {
+  const [intermediate, hidden] = gate.shape;
   const out = new Float32Array(2 * hidden * intermediate);
   for (let i = 0; i < intermediate; i++) {
-    out.set(w.gate.data.subarray(i * hidden, (i + 1) * hidden), 2 * i * hidden);
-    out.set(w.up.data.subarray(i * hidden, (i + 1) * hidden), (2 * i + 1) * hidden);
+    out.set(gate.data.subarray(i * hidden, (i + 1) * hidden), 2 * i * hidden);
+    out.set(up.data.subarray(i * hidden, (i + 1) * hidden), (2 * i + 1) * hidden);
   }
   return out;
 }
@@ -134,22 +144,25 @@ function keptActivations(g: Graph, data: Value, idx: Value, B: number): Value {
 }
 
 /**
- * SwiGLU with per-token selection. `x` is [batch, seq, hidden]; returns the MLP output in the
- * same shape. `inputs` are the graph's `token_blocks` (and `token_candidates`). Every position
+ * The MLP with per-token selection (SwiGLU, or GELU with its biases). `x` is [batch, seq,
+ * hidden]; returns the MLP output in the same shape. `inputs` are the graph's `token_blocks` (and `token_candidates`). Every position
  * keeps its own leading axes through the gathers and batched products, so no op reshapes
  * positions together. It costs kernels: a decode step at SmolLM2-135M's shape ran 609 with
  * gate-first by single neurons, 309 dense (docs/per-token.md).
  */
 export function tokenMlp(
   g: Graph,
-  config: LlamaConfig,
+  config: ModelConfig,
   x: Value,
   w: LayerWeights,
   layer: number,
   selection: TokenSelection,
   inputs: TokenInputs,
-  /** x times the dense gate projection, [batch, seq, intermediate] (gate-first selects on it). */
-  gateProjection: (x: Value) => Value,
+  /**
+   * The activation gate-first ranks, from the dense input projection ([batch, seq,
+   * intermediate]): SiLU(gate x), or in a GELU MLP gelu(up x + b), each neuron's exact activation.
+   */
+  selectorActivation: (x: Value) => Value,
 ): Value {
   const { hiddenSize: d, intermediateSize: F } = config;
   const B = selection.block;
@@ -162,10 +175,9 @@ export function tokenMlp(
   const [batch, seq] = x.shape;
 
   let scores: Value; // [batch, seq, F], higher = keep
-  let gateAct: Value | null = null; // gate-first: SiLU(gate) of every neuron
+  let gateAct: Value | null = null; // gate-first: SiLU(gate) of every neuron, or its GELU activation
   if (selection.selector === 'gate') {
-    const gate = gateProjection(x);
-    gateAct = g.mul(gate, g.sigmoid(gate));
+    gateAct = selectorActivation(x);
     [scores] = g.kernel('Abs', [g.mul(gateAct, f32(gateFirstWeights(w, down), [F], `${p}.selector.weight`))], [{ dtype: 'float32', shape: [batch, seq, F] }]);
   } else {
     const { rank, layers } = selection;
@@ -188,8 +200,10 @@ export function tokenMlp(
       { axis: -1, largest: 1, sorted: 0 },
     )[1];
   const atIndices = (data: Value, indices: Value) => g.kernel('GatherElements', [data, indices], [{ dtype: data.dtype, shape: indices.shape }], { axis: 2 })[0];
+  const addDownBias = (y: Value) => (w.downBias ? g.add(y, f32(w.downBias.data, [d], `${p}.down_proj.bias`)) : y);
   // Reranked gate-first: candidates by gate-first score, the kept ones by their exact outputs.
   if (gateAct && inputs.candidates) {
+    if (!w.gate) throw new Error('gate-first reranking is for gated MLPs: in a GELU MLP the scores are already the exact outputs');
     if (B !== 1) throw new Error('gate-first reranking selects single neurons');
     const candidates = topK(scores, inputs.candidates); // [batch, seq, candidates]
     const u = g.reshape(g.matmul(g.gather(f32(w.up.data, [F, d], `${p}.up_proj.packed`), candidates), column), [0, 0, -1]);
@@ -200,7 +214,7 @@ export function tokenMlp(
     const idx = atIndices(candidates, kept);
     if (selection.outputSelected) g.output(idx, selectedName(layer));
     const y = g.matmul(g.unsqueeze(atIndices(a, kept), [2]), g.gather(f32(down, [F, d], `${p}.down_proj.packed`), idx));
-    return g.reshape(y, [0, 0, d]);
+    return addDownBias(g.reshape(y, [0, 0, d]));
   }
   const blockScores = B === 1 ? scores : g.reduceSum(g.reshape(scores, [0, 0, nb, B]), [-1], false); // [batch, seq, nb]
   const idx = topK(blockScores, inputs.blocks);
@@ -213,15 +227,24 @@ export function tokenMlp(
 
   let h: Value; // [batch, seq, 1, kept neurons]: the kept neurons' activations, as a row
   if (gateAct) {
-    const u = g.matmul(gathered(w.up.data, 1, `${p}.up_proj.packed`), column); // [batch, seq, kB, 1]
     const kept = B === 1 ? atIndices(gateAct, idx) : g.reshape(keptActivations(g, g.reshape(gateAct, [0, 0, nb, B]), idx, B), [0, 0, -1]); // [batch, seq, kB]
-    h = g.mul(g.reshape(u, [0, 0, 1, -1]), g.unsqueeze(kept, [2]));
-  } else {
-    const both = g.reshape(g.matmul(gathered(interleavedGateUp(w), 2, `${p}.gate_up_proj.packed`), column), [0, 0, -1, 2]); // [batch, seq, kB, 2]: gate, up
+    if (w.gate) {
+      const u = g.matmul(gathered(w.up.data, 1, `${p}.up_proj.packed`), column); // [batch, seq, kB, 1]
+      h = g.mul(g.reshape(u, [0, 0, 1, -1]), g.unsqueeze(kept, [2]));
+    } else {
+      h = g.unsqueeze(kept, [2]); // GELU: the selector's activations are the neurons' own
+    }
+  } else if (w.gate) {
+    const both = g.reshape(g.matmul(gathered(interleavedGateUp(w.gate, w.up), 2, `${p}.gate_up_proj.packed`), column), [0, 0, -1, 2]); // [batch, seq, kB, 2]: gate, up
     const gate = g.slice(both, [0], [1], [3]);
     const up = g.slice(both, [1], [2], [3]);
     h = g.reshape(g.mul(g.mul(gate, g.sigmoid(gate)), up), [0, 0, 1, -1]);
+  } else {
+    // GELU: the kept up rows and their biases; FastGelu is gelu_new.
+    let u = g.reshape(g.matmul(gathered(w.up.data, 1, `${p}.up_proj.packed`), column), [0, 0, 1, -1]);
+    if (w.upBias) u = g.add(u, g.reshape(g.gather(f32(w.upBias.data, [nb, B], `${p}.up_proj.bias_packed`), idx), [0, 0, 1, -1]));
+    [h] = g.kernel('com.microsoft.FastGelu', [u], [{ dtype: 'float32', shape: u.shape }]);
   }
   const y = g.matmul(h, gathered(down, 1, `${p}.down_proj.packed`)); // [batch, seq, 1, d]
-  return g.reshape(y, [0, 0, d]);
+  return addDownBias(g.reshape(y, [0, 0, d]));
 }

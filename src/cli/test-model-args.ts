@@ -5,10 +5,10 @@
 import { parseArgs } from 'node:util';
 import type { SafetensorsDtype } from '../model/safetensors.js';
 import { PRESETS, type TestModelOptions, type TestModelShape } from '../arch/testmodel.js';
-import { ARCHITECTURES } from '../model/config.js';
+import { ARCHITECTURES } from '../arch/config.js';
 
 const INT_FIELDS = ['hidden', 'intermediate', 'layers', 'heads', 'kvHeads', 'headDim', 'vocab', 'maxPositions'] as const;
-const NUMBER_FIELDS = ['ropeTheta', 'rmsEps'] as const;
+const NUMBER_FIELDS = ['ropeTheta', 'normEps', 'partialRotary'] as const;
 const BOOL_FIELDS = ['tie', 'attentionBias'] as const;
 const DTYPES: readonly SafetensorsDtype[] = ['F32', 'F16', 'BF16'];
 

@@ -43,7 +43,7 @@ export interface UnitSettings {
   tokenVariants: TokenVariant[];
   /**
    * Blockwise-quantised weights (QUANT_SPECS) in every session that is evaluated: the masked
-   * model and the per-token sessions, built as the server builds them (`LlamaSession.create`'s
+   * model and the per-token sessions, built as the server builds them (`DecoderSession.create`'s
    * `quant`); absent: float32. Attribution stays float32: the static and per-prompt sets are the
    * float32 model's, as the served tiers' masks are; the oracle attributes each step on the
    * float32 weights over the evaluated model's dense cache, against its next token.

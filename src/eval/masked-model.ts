@@ -7,10 +7,10 @@
  */
 import * as ort from 'onnxruntime-node';
 import type { QuantSpec } from '../model/quant.js';
-import type { LlamaConfig, LlamaWeights } from '../model/types.js';
+import type { ModelConfig, ModelWeights } from '../model/types.js';
 import { argmax, logSoftmax } from '../runtime/sampling.js';
 import type { KvCache } from '../runtime/kv-cache.js';
-import { LlamaSession, mlpMaskName, type OrtOptions } from '../runtime/session.js';
+import { DecoderSession, mlpMaskName, type OrtOptions } from '../runtime/session.js';
 
 /** Per layer, the MLP neurons kept (indices); null keeps them all. */
 export type NeuronSet = number[][] | null;
@@ -29,8 +29,8 @@ export interface GreedyOptions {
 
 export class MaskedModel {
   private constructor(
-    readonly config: LlamaConfig,
-    private readonly session: LlamaSession,
+    readonly config: ModelConfig,
+    private readonly session: DecoderSession,
   ) {}
 
   /**
@@ -39,8 +39,8 @@ export class MaskedModel {
    * static tier prunes first and quantises after, and down's blocks run along neurons, so its
    * blocks (and scales) hold only kept neurons: its numbers can differ slightly from these.
    */
-  static async create(config: LlamaConfig, weights: LlamaWeights, options: OrtOptions = {}, quant?: QuantSpec): Promise<MaskedModel> {
-    return new MaskedModel(config, await LlamaSession.create(config, weights, options, { mlpMask: true, quant }));
+  static async create(config: ModelConfig, weights: ModelWeights, options: OrtOptions = {}, quant?: QuantSpec): Promise<MaskedModel> {
+    return new MaskedModel(config, await DecoderSession.create(config, weights, options, { mlpMask: true, quant }));
   }
 
   /** Mask inputs for `positions` tokens, each with its own neuron set. */

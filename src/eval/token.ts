@@ -17,7 +17,7 @@ import type { LoadedModel } from '../arch/load.js';
 import type { QuantSpec } from '../model/quant.js';
 import type { KvCache } from '../runtime/kv-cache.js';
 import { argmax, logSoftmax } from '../runtime/sampling.js';
-import { LlamaSession, type OrtOptions } from '../runtime/session.js';
+import { DecoderSession, type OrtOptions } from '../runtime/session.js';
 import { predictorFile } from '../sparsity/predictor.js';
 import { availableSelectors, keptBlocks, SELECTORS, tokenFeeds, tokenSelection, type Selector } from '../sparsity/selectors.js';
 
@@ -71,13 +71,13 @@ export class TokenModel {
     readonly variant: TokenVariant,
     private readonly selection: TokenSelection,
     private readonly intermediate: number,
-    private readonly session: LlamaSession,
+    private readonly session: DecoderSession,
   ) {}
 
   /** With `quant`, as served: constant weights quantised, the rows the selection gathers float32. */
   static async create(model: LoadedModel, variant: TokenVariant, options: OrtOptions = {}, quant?: QuantSpec): Promise<TokenModel> {
     const selection = tokenSelection(model, variant.selector, variant.block, true);
-    const session = await LlamaSession.create(model.config, model.weights, options, { tokenSelection: selection, quant });
+    const session = await DecoderSession.create(model.config, model.weights, options, { tokenSelection: selection, quant });
     return new TokenModel(variant, selection, model.config.intermediateSize, session);
   }
 

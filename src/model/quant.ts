@@ -11,7 +11,7 @@
  * serves blocks of 64 (QUANT_SPECS).
  */
 
-import type { HostTensor, LlamaWeights } from './types.js';
+import type { HostTensor, ModelWeights } from './types.js';
 
 export type QuantBits = 4 | 8;
 
@@ -105,10 +105,10 @@ export function dequantize(q: QuantizedMatrix): Float32Array {
 
 /**
  * The weights a graph served with `spec` computes with: every linear weight, and the embedding
- * when the block divides the hidden size (LlamaGraphOptions.quant), as their codes stand for
+ * when the block divides the hidden size (DecoderGraphOptions.quant), as their codes stand for
  * them; norms and biases as they are.
  */
-export function dequantizedWeights(weights: LlamaWeights, spec: QuantSpec): LlamaWeights {
+export function dequantizedWeights(weights: ModelWeights, spec: QuantSpec): ModelWeights {
   const rounded = (t: HostTensor): HostTensor => ({ shape: t.shape, data: dequantize(quantize(t.data, t.shape[0], t.shape[1], spec)) });
   const embedQuantized = weights.embed.shape[1] % spec.block === 0;
   const embed = embedQuantized ? rounded(weights.embed) : weights.embed;

@@ -4,10 +4,13 @@ export interface HostTensor {
   data: Float32Array;
 }
 
-export type Architecture = 'LlamaForCausalLM' | 'MistralForCausalLM' | 'Qwen2ForCausalLM' | 'Phi3ForCausalLM';
+export type Architecture = 'LlamaForCausalLM' | 'MistralForCausalLM' | 'Qwen2ForCausalLM' | 'Phi3ForCausalLM' | 'PhiForCausalLM' | 'GPT2LMHeadModel';
 
-/** The fields of a Hugging Face config.json that the LLaMA family's forward needs. */
-export interface LlamaConfig {
+/**
+ * The fields of a Hugging Face config.json that a decoder's forward needs, in one vocabulary
+ * for every architecture (each family's reader: src/arch/config.ts).
+ */
+export interface ModelConfig {
   architecture: Architecture;
   hiddenSize: number;
   intermediateSize: number;
@@ -15,7 +18,19 @@ export interface LlamaConfig {
   numHeads: number;
   numKvHeads: number;
   headDim: number;
-  rmsNormEps: number;
+  /** RMSNorm (the LLaMA family) or LayerNorm with a bias (Phi, GPT-2). */
+  norm: 'rms' | 'layer';
+  normEps: number;
+  /** SwiGLU: down(silu(gate x) * up x); or GELU (tanh approximation, `gelu_new`): down(gelu(up x + b) + b). */
+  mlp: 'swiglu' | 'gelu';
+  /** Attention and MLP read the same normalised input and both add to the residual stream (Phi). */
+  parallelBlock: boolean;
+  /**
+   * RoPE rotates the first `rotaryDim` dimensions of each head (all of them but in Phi, whose
+   * `partial_rotary_factor` rotates part); 0: learned absolute positions are added to the
+   * embeddings instead (GPT-2).
+   */
+  rotaryDim: number;
   ropeTheta: number;
   tieWordEmbeddings: boolean;
   /** q/k/v projections carry a bias (always for Qwen2, `attention_bias` for LLaMA). */
@@ -28,9 +43,14 @@ export interface LlamaConfig {
   eosTokenIds: number[];
 }
 
-/** Weights of one decoder layer, each as stored by Hugging Face: linear weights are [out, in]. */
+/**
+ * Weights of one decoder layer, in one vocabulary for every architecture (each family's names:
+ * src/arch/checkpoints.ts). Linear weights are [out, in], as torch.nn.Linear stores them; a
+ * bias is present where the architecture has it.
+ */
 export interface LayerWeights {
   inputNorm: HostTensor; // [hidden]
+  inputNormBias?: HostTensor;
   q: HostTensor; // [heads*headDim, hidden]
   k: HostTensor; // [kvHeads*headDim, hidden]
   v: HostTensor; // [kvHeads*headDim, hidden]
@@ -38,18 +58,30 @@ export interface LayerWeights {
   qBias?: HostTensor;
   kBias?: HostTensor;
   vBias?: HostTensor;
-  postNorm: HostTensor; // [hidden]
-  gate: HostTensor; // [intermediate, hidden]
+  oBias?: HostTensor;
+  /** The MLP's own norm; absent in a parallel block, where the MLP reads the input norm's output. */
+  postNorm?: HostTensor; // [hidden]
+  postNormBias?: HostTensor;
+  /** SwiGLU only. */
+  gate?: HostTensor; // [intermediate, hidden]
+  /** The MLP's input projection (SwiGLU's up, Phi's fc1, GPT-2's c_fc). */
   up: HostTensor; // [intermediate, hidden]
+  upBias?: HostTensor; // [intermediate]
+  /** The MLP's output projection (down, fc2, c_proj). */
   down: HostTensor; // [hidden, intermediate]
+  downBias?: HostTensor; // [hidden]
 }
 
-export interface LlamaWeights {
+export interface ModelWeights {
   embed: HostTensor; // [vocab, hidden]
+  /** Learned absolute positions, [maxPositions, hidden] (GPT-2). */
+  positions?: HostTensor;
   layers: LayerWeights[];
   norm: HostTensor; // [hidden]
+  normBias?: HostTensor;
   /** [vocab, hidden]; the same object as `embed` when embeddings are tied. */
   lmHead: HostTensor;
+  lmHeadBias?: HostTensor; // [vocab]
 }
 
 /** Defaults for sampling read from generation_config.json, when present. */

@@ -11,7 +11,7 @@
  * positions into new buffers.
  */
 import * as ort from 'onnxruntime-node';
-import type { LlamaConfig } from '../model/types.js';
+import type { ModelConfig } from '../model/types.js';
 
 /**
  * The capacity buffers grow to when `need` positions do not fit. A step costs a little per
@@ -26,7 +26,7 @@ export function grownCapacity(need: number, maxPositions: number): number {
   return Math.min(need + Math.ceil(Math.sqrt(6 * need)), maxPositions);
 }
 
-export type CacheShape = Pick<LlamaConfig, 'numLayers' | 'numKvHeads' | 'headDim' | 'maxPositions'>;
+export type CacheShape = Pick<ModelConfig, 'numLayers' | 'numKvHeads' | 'headDim' | 'maxPositions'>;
 
 /** What the snapshots of one sequence share. */
 class KvBuffers {

@@ -3,7 +3,7 @@ import * as ort from 'onnxruntime-node';
 import { selectedName, type TokenSelection } from '../arch/token-mlp.js';
 import {
   attendsWithGqa,
-  LlamaBuilder,
+  DecoderBuilder,
   pastKeyName,
   pastValueName,
   presentKeyName,
@@ -12,11 +12,11 @@ import {
   ropeTables,
   rotateHalf,
   type RopeTables,
-} from '../arch/llama.js';
+} from '../arch/decoder.js';
 import { Graph } from '../graph/graph.js';
 import type { Value } from '../graph/types.js';
 import type { QuantSpec } from '../model/quant.js';
-import type { LlamaConfig, LlamaWeights } from '../model/types.js';
+import type { ModelConfig, ModelWeights } from '../model/types.js';
 import { createSession } from './create-session.js';
 import type { KvArena } from './kv-arena.js';
 import { KvCache } from './kv-cache.js';
@@ -86,18 +86,18 @@ export interface ServingGraphOptions {
   mlpMask?: boolean;
   /** Each position selects its own MLP neurons inside the graph (per-token activation). */
   tokenSelection?: TokenSelection;
-  /** Blockwise-quantised constant weights (LlamaGraphOptions.quant). */
+  /** Blockwise-quantised constant weights (DecoderGraphOptions.quant). */
   quant?: QuantSpec;
 }
 
 /** The serving graph: KV cache in and out, logits of the last `logits_to_keep` positions. */
-export function buildLlamaGraph(config: LlamaConfig, weights: LlamaWeights, options: ServingGraphOptions = {}): Graph {
+export function buildServingGraph(config: ModelConfig, weights: ModelWeights, options: ServingGraphOptions = {}): Graph {
   const graph = new Graph('llama');
   const onMlpActivation = options.mlpMask
     ? (layer: number, a: Value) => graph.mul(a, graph.input(mlpMaskName(layer), 'float32', ['batch', 'seq', config.intermediateSize]))
     : undefined;
   graph.output(
-    new LlamaBuilder(graph, config, {
+    new DecoderBuilder(graph, config, {
       cache: true,
       fused: true,
       mlpInputs: options.mlpInputs,
@@ -110,23 +110,23 @@ export function buildLlamaGraph(config: LlamaConfig, weights: LlamaWeights, opti
   return graph;
 }
 
-export class LlamaSession {
-  /**
-   * With GroupQueryAttention (the graph returns q/k/v projections instead of the cache), the
-   * RoPE tables for the keys this session caches; null with the op-table attention.
-   */
+export class DecoderSession {
+  /** GroupQueryAttention: the graph returns q/k/v projections, and this session caches the keys and values. */
+  private readonly gqa: boolean;
+  /** With GroupQueryAttention and RoPE, the tables for the keys this session caches. */
   private readonly gqaRope: RopeTables | null;
 
   private constructor(
-    readonly config: LlamaConfig,
+    readonly config: ModelConfig,
     private readonly session: ort.InferenceSession,
   ) {
-    this.gqaRope = attendsWithGqa(config) ? ropeTables(config) : null;
+    this.gqa = attendsWithGqa(config);
+    this.gqaRope = this.gqa && config.rotaryDim > 0 ? ropeTables(config) : null;
   }
 
-  static async create(config: LlamaConfig, weights: LlamaWeights, options: OrtOptions = {}, graph: ServingGraphOptions = {}): Promise<LlamaSession> {
-    const session = await createSession(buildLlamaGraph(config, weights, graph), sessionOptions(options));
-    return new LlamaSession(config, session);
+  static async create(config: ModelConfig, weights: ModelWeights, options: OrtOptions = {}, graph: ServingGraphOptions = {}): Promise<DecoderSession> {
+    const session = await createSession(buildServingGraph(config, weights, graph), sessionOptions(options));
+    return new DecoderSession(config, session);
   }
 
   emptyCache(): KvCache {
@@ -155,14 +155,14 @@ export class LlamaSession {
       logits_to_keep: new ort.Tensor('int64', BigInt64Array.of(BigInt(Math.min(logitsToKeep, n))), [1]),
       ...inputs,
     };
-    const past = this.gqaRope ? next : cache.contiguous();
+    const past = this.gqa ? next : cache.contiguous();
     for (let l = 0; l < this.config.numLayers; l++) {
       feeds[pastKeyName(l)] = past.keys[l];
       feeds[pastValueName(l)] = past.values[l];
     }
     const out = await this.session.run(feeds);
     const layers = Array.from({ length: this.config.numLayers }, (_, l) => l);
-    if (this.gqaRope) {
+    if (this.gqa) {
       const positions = Array.from({ length: n }, (_, i) => cache.length + i);
       this.appendProjections(out, positions, (layer, i, keys, values) => next.writePosition(layer, positions[i], keys, values));
     } else {
@@ -183,7 +183,7 @@ export class LlamaSession {
    * its own length; the op-table attention would attend to the other rows' padding.
    */
   async step(tokens: number[], positions: number[], arena: KvArena, inputs: Record<string, ort.Tensor> = {}): Promise<Float32Array> {
-    if (!this.gqaRope) throw new Error('batched decode needs GroupQueryAttention (a head size that is a multiple of 8)');
+    if (!this.gqa) throw new Error('batched decode needs GroupQueryAttention (a head size that is a multiple of 8)');
     const rows = tokens.length;
     arena.reserve(rows, Math.max(...positions) + 1);
     const past = arena.past(rows);
@@ -213,8 +213,8 @@ export class LlamaSession {
     positions: number[],
     write: (layer: number, i: number, keys: Float32Array, values: Float32Array) => void,
   ): void {
-    const rope = this.gqaRope!;
-    const { numHeads, numKvHeads, headDim, numLayers } = this.config;
+    const rope = this.gqaRope;
+    const { numHeads, numKvHeads, headDim, numLayers, rotaryDim } = this.config;
     const qWidth = numHeads * headDim;
     const kvWidth = numKvHeads * headDim;
     const width = qWidth + 2 * kvWidth;
@@ -224,7 +224,7 @@ export class LlamaSession {
       for (const [i, position] of positions.entries()) {
         const row = i * width;
         key.set(y.subarray(row + qWidth, row + qWidth + kvWidth));
-        for (let h = 0; h < numKvHeads; h++) rotateHalf(key, h * headDim, position, rope, headDim);
+        if (rope) for (let h = 0; h < numKvHeads; h++) rotateHalf(key, h * headDim, position, rope, rotaryDim);
         write(layer, i, key, y.subarray(row + qWidth + kvWidth, row + width));
       }
     }

@@ -12,7 +12,7 @@
 import type * as ort from 'onnxruntime-node';
 import { KvArena } from '../runtime/kv-arena.js';
 import type { KvCache } from '../runtime/kv-cache.js';
-import type { LlamaSession } from '../runtime/session.js';
+import type { DecoderSession } from '../runtime/session.js';
 
 /** Sequences per step at most, by default (MAX_BATCH_SIZE). */
 export const DEFAULT_MAX_BATCH_SIZE = 8;
@@ -130,7 +130,7 @@ export class DecodeBatch {
   private scheduled = false;
 
   constructor(
-    private readonly session: LlamaSession,
+    private readonly session: DecoderSession,
     private readonly inputs: Record<string, ort.Tensor>,
     private readonly queue: RunQueue,
     /** Rows at most; later members wait for a row. */

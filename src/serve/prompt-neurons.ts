@@ -5,10 +5,10 @@
  * graph takes as inputs.
  */
 import * as ort from 'onnxruntime-node';
-import { mlpInputTensors } from '../arch/llama.js';
+import { mlpInputTensors } from '../arch/decoder.js';
 import type { ActivationStore } from '../cache/types.js';
 import type { LoadedModel } from '../arch/load.js';
-import type { LlamaWeights } from '../model/types.js';
+import type { ModelWeights } from '../model/types.js';
 import type { Lease, SessionPool } from '../runtime/pool.js';
 import type { OrtOptions } from '../runtime/session.js';
 import { Attributor, promptTargets } from '../sparsity/attribution.js';
@@ -70,7 +70,7 @@ export class PromptNeurons {
 }
 
 /** The MLP weights of `keep`'s neurons (per layer) as a per-prompt graph's inputs (`mlpInputs`). */
-export function promptSetFeeds(weights: LlamaWeights, keep: number[][]): Record<string, ort.Tensor> {
+export function promptSetFeeds(weights: ModelWeights, keep: number[][]): Record<string, ort.Tensor> {
   const inputs = Object.entries(mlpInputTensors(weights, keep));
   return Object.fromEntries(inputs.map(([name, t]) => [name, new ort.Tensor('float32', t.data, t.shape)]));
 }

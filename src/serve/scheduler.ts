@@ -4,9 +4,9 @@
  * session and inputs (a tier), each step for every sequence of the batch.
  */
 import type * as ort from 'onnxruntime-node';
-import type { LlamaConfig } from '../model/types.js';
+import type { ModelConfig } from '../model/types.js';
 import { KvCache } from '../runtime/kv-cache.js';
-import type { ForwardResult, LlamaSession } from '../runtime/session.js';
+import type { ForwardResult, DecoderSession } from '../runtime/session.js';
 import type { DecodeStats } from '../runtime/types.js';
 import { type BatchStats, DecodeBatch, RunQueue } from './decode-batch.js';
 import type { LatencyModel, RunningBatch } from './latency.js';
@@ -21,7 +21,7 @@ export interface SchedulerOptions {
 export class Scheduler {
   private readonly queue = new RunQueue();
   /** The running decode batches by key, with the profile their steps' timings go to. */
-  private readonly batches = new Map<string, { session: LlamaSession; batch: DecodeBatch; profile: string }>();
+  private readonly batches = new Map<string, { session: DecoderSession; batch: DecodeBatch; profile: string }>();
   private readonly stats: DecodeStats = { steps: 0, sequenceSteps: 0, maxRows: 0 };
   /**
    * The last prefill, so that `n` choices of one prompt (and a repeated prompt) share it. A
@@ -31,7 +31,7 @@ export class Scheduler {
   private lastPrefill: { key: string; result: Promise<ForwardResult> } | null = null;
 
   constructor(
-    private readonly config: LlamaConfig,
+    private readonly config: ModelConfig,
     readonly options: SchedulerOptions,
     private readonly latency: LatencyModel,
   ) {}
@@ -51,7 +51,7 @@ export class Scheduler {
    * the same key (`shared` is told whether it was).
    */
   prefill(
-    session: LlamaSession,
+    session: DecoderSession,
     promptIds: number[],
     logitsToKeep: number,
     inputs: Record<string, ort.Tensor>,
@@ -78,7 +78,7 @@ export class Scheduler {
    * a long prompt lets the running sequences step in between. Returns the logits of the last
    * `logitsToKeep` positions.
    */
-  private async chunkedPrefill(session: LlamaSession, promptIds: number[], logitsToKeep: number, inputs: Record<string, ort.Tensor>): Promise<ForwardResult> {
+  private async chunkedPrefill(session: DecoderSession, promptIds: number[], logitsToKeep: number, inputs: Record<string, ort.Tensor>): Promise<ForwardResult> {
     const n = promptIds.length;
     const chunk = this.options.prefillChunk;
     let cache = KvCache.empty(this.config, n + 1);
@@ -108,7 +108,7 @@ export class Scheduler {
    * per-prompt neuron set has its own). A session rebuilt after eviction starts a new batch; the
    * old one ends with its last member.
    */
-  batch(key: string, profile: string, session: LlamaSession, inputs: Record<string, ort.Tensor>): DecodeBatch {
+  batch(key: string, profile: string, session: DecoderSession, inputs: Record<string, ort.Tensor>): DecodeBatch {
     const existing = this.batches.get(key);
     if (existing && existing.session === session) return existing.batch;
     const onEmpty = () => {

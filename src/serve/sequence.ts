@@ -5,11 +5,11 @@
  * and the `sparsity` report. Closing it leaves its batch and releases its sessions.
  */
 import type * as ort from 'onnxruntime-node';
-import type { LlamaConfig } from '../model/types.js';
+import type { ModelConfig } from '../model/types.js';
 import type { Runner } from '../runtime/generate.js';
 import type { KvCache } from '../runtime/kv-cache.js';
 import type { Lease } from '../runtime/pool.js';
-import type { LlamaSession } from '../runtime/session.js';
+import type { DecoderSession } from '../runtime/session.js';
 import type { GenerationResult, SparsityReport } from '../runtime/types.js';
 import { generationFlops, type KeptUnits } from '../sparsity/flops.js';
 import type { Tier } from '../sparsity/tiers.js';
@@ -37,9 +37,9 @@ export interface Setup {
   selected: Pick<SparsityReport, 'selector' | 'block'>;
   /** Neurons per layer its decode steps (and a sparse prefill) run. */
   decodeUnits: KeptUnits[];
-  decodeSession: Lease<LlamaSession>;
+  decodeSession: Lease<DecoderSession>;
   /** Dense unless the plan's prefill is sparse (then the decode session). */
-  prefillSession: Lease<LlamaSession> | null;
+  prefillSession: Lease<DecoderSession> | null;
   /** Inputs of the decode graph (a per-prompt set's weights, a per-token tier's size). */
   inputs: Record<string, ort.Tensor>;
   /**
@@ -63,7 +63,7 @@ export class Sequence implements Runner {
   private closed = false;
 
   constructor(
-    private readonly config: LlamaConfig,
+    private readonly config: ModelConfig,
     private readonly setup: Setup,
     private readonly scheduler: Scheduler,
   ) {}

@@ -16,9 +16,9 @@ import type * as ort from 'onnxruntime-node';
 import { neuronValues } from '../arch/neurons.js';
 import type { TokenSelection } from '../arch/token-mlp.js';
 import type { LoadedModel } from '../arch/load.js';
-import type { LlamaConfig, LlamaWeights } from '../model/types.js';
+import type { ModelConfig, ModelWeights } from '../model/types.js';
 import type { SessionPool, Lease } from '../runtime/pool.js';
-import { LlamaSession, type OrtOptions } from '../runtime/session.js';
+import { DecoderSession, type OrtOptions } from '../runtime/session.js';
 import type { ExecutionOptions, TierInfo, TokenActivationInfo } from '../runtime/types.js';
 import { blockBytes, QUANT_SPECS, type QuantName, type QuantSpec } from '../model/quant.js';
 import { weightBytesPerToken } from '../sparsity/flops.js';
@@ -37,7 +37,7 @@ export const profileKey = (tier: Tier, activation: Activation) => (activation ==
 const WARMUP_PROMPT = 16;
 const WARMUP_DECODE = 8;
 
-function floatBytes(weights: LlamaWeights): number {
+function floatBytes(weights: ModelWeights): number {
   let n = weights.embed.data.length + weights.norm.data.length;
   if (weights.lmHead !== weights.embed) n += weights.lmHead.data.length;
   for (const l of weights.layers) for (const t of Object.values(l)) n += t.data.length;
@@ -45,12 +45,12 @@ function floatBytes(weights: LlamaWeights): number {
 }
 
 /** Float32 bytes of `neurons` MLP neurons per layer (what each owns: src/arch/neurons.ts). */
-function mlpBytes(config: LlamaConfig, neurons: number): number {
+function mlpBytes(config: ModelConfig, neurons: number): number {
   return 4 * neuronValues(config) * neurons * config.numLayers;
 }
 
 /** Float32 bytes of the MLP neurons a tier drops. */
-function droppedBytes(config: LlamaConfig, tier: Tier): number {
+function droppedBytes(config: ModelConfig, tier: Tier): number {
   return mlpBytes(config, config.intermediateSize - tier.neuronsPerLayer);
 }
 
@@ -155,7 +155,7 @@ export class TierSessions {
   }
 
   /** The tier's weights: calibrated neurons for static, the first N as a shape template for prompt sets. */
-  private weights(tier: Tier, kind: 'static' | 'prompt'): LlamaWeights {
+  private weights(tier: Tier, kind: 'static' | 'prompt'): ModelWeights {
     if (tier.keep === null) return this.model.weights;
     const { config, weights } = this.model;
     if (kind === 'static') return pruneMlp(config, weights, tier.keep);
@@ -168,7 +168,7 @@ export class TierSessions {
   }
 
   /** A static tier's session, or a per-prompt one of its size. */
-  async session(tier: Tier, kind: 'static' | 'prompt'): Promise<Lease<LlamaSession>> {
+  async session(tier: Tier, kind: 'static' | 'prompt'): Promise<Lease<DecoderSession>> {
     // Sizes come from counts: pruned weights are copied only when a session is built.
     const { config } = this.model;
     // A per-prompt set's MLP weights are float32 inputs; everything else is a constant.
@@ -177,7 +177,7 @@ export class TierSessions {
         ? this.servedBytes(this.denseBytes - mlpBytes(config, config.intermediateSize)) + mlpBytes(config, tier.neuronsPerLayer)
         : this.servedBytes(this.denseBytes - droppedBytes(config, tier));
     const lease = await this.pool.acquire(this.key(tier, kind), bytes, () =>
-      LlamaSession.create(this.model.config, this.weights(tier, kind), this.ortOptions, { mlpInputs: kind === 'prompt', quant: this.quantSpec }),
+      DecoderSession.create(this.model.config, this.weights(tier, kind), this.ortOptions, { mlpInputs: kind === 'prompt', quant: this.quantSpec }),
     );
     if (kind === 'static' && !this.latency.has(tier.name)) await this.measure(tier, lease.value);
     return lease;
@@ -187,19 +187,20 @@ export class TierSessions {
    * A per-token tier's session: the one session of every per-token tier, which holds the weights
    * once in the packed neuron-major layout, plus the dense gate or the predictor.
    */
-  async tokenSession(tier: Tier): Promise<Lease<LlamaSession>> {
-    // Up and down stay float32 (their rows are gathered per token); the rest is a constant.
+  async tokenSession(tier: Tier): Promise<Lease<DecoderSession>> {
+    // The rows gathered per token stay float32 (SwiGLU's up and down, a GELU MLP's down: the
+    // other projection is the selector's, dense); the rest is a constant.
     const { config } = this.model;
-    const upDown = (2 / 3) * mlpBytes(config, config.intermediateSize);
-    const lease = await this.pool.acquire(this.tokenKey(), upDown + this.servedBytes(this.denseBytes - upDown), () =>
-      LlamaSession.create(this.model.config, this.model.weights, this.ortOptions, { tokenSelection: this.selection, quant: this.quantSpec }),
+    const gathered = (config.mlp === 'swiglu' ? 2 / 3 : 1 / 2) * mlpBytes(config, config.intermediateSize);
+    const lease = await this.pool.acquire(this.tokenKey(), gathered + this.servedBytes(this.denseBytes - gathered), () =>
+      DecoderSession.create(this.model.config, this.model.weights, this.ortOptions, { tokenSelection: this.selection, quant: this.quantSpec }),
     );
     if (!this.latency.has(profileKey(tier, 'token'))) await this.measure(tier, lease.value, 'token', this.tokenInputs(tier));
     return lease;
   }
 
   /** The session a decode at `tier` with `activation` runs on. */
-  decodeSession(tier: Tier, activation: Activation): Promise<Lease<LlamaSession>> {
+  decodeSession(tier: Tier, activation: Activation): Promise<Lease<DecoderSession>> {
     if (tier.sparsity > 0 && activation === 'token') return this.tokenSession(tier);
     return this.session(tier, tier.sparsity > 0 && activation === 'prompt' ? 'prompt' : 'static');
   }
@@ -219,7 +220,7 @@ export class TierSessions {
   }
 
   /** The start-up latency profile of a tier: a short prompt, then a few decode steps. */
-  private async measure(tier: Tier, session: LlamaSession, activation: Activation = 'static', inputs: Record<string, ort.Tensor> = {}): Promise<void> {
+  private async measure(tier: Tier, session: DecoderSession, activation: Activation = 'static', inputs: Record<string, ort.Tensor> = {}): Promise<void> {
     const { maxPositions, vocabSize } = this.model.config;
     const prompt = Array.from({ length: Math.min(WARMUP_PROMPT, maxPositions - WARMUP_DECODE - 1) }, (_, i) => (i * 7) % vocabSize);
     await session.forward(prompt.slice(0, 2), session.emptyCache(), 1, inputs); // first run allocates

@@ -15,11 +15,11 @@
  * `heads.{l}.g` (dL/dgate), both [batch, seq, heads]. With `mlpInputs`, also `mlp.{l}.x` (the
  * MLP's input, the normalised hidden state, [batch, seq, hidden]: what a per-token predictor reads).
  */
-import { LlamaBuilder } from '../arch/llama.js';
+import { DecoderBuilder } from '../arch/decoder.js';
 import { grad } from '../graph/autodiff.js';
 import { Graph } from '../graph/graph.js';
 import type { Value } from '../graph/types.js';
-import type { LlamaConfig, LlamaWeights } from '../model/types.js';
+import type { ModelConfig, ModelWeights } from '../model/types.js';
 
 export const mlpScaleName = (l: number) => `mlp_scale.${l}`;
 export const headGateName = (l: number) => `head_gate.${l}`;
@@ -55,7 +55,7 @@ export interface AttributionGraphOptions {
   mlpInputs?: boolean;
 }
 
-export function buildAttributionGraph(config: LlamaConfig, weights: LlamaWeights, options: AttributionGraphOptions = {}): AttributionGraph {
+export function buildAttributionGraph(config: ModelConfig, weights: ModelWeights, options: AttributionGraphOptions = {}): AttributionGraph {
   const dtype = options.dtype ?? 'float32';
   const g = new Graph('attribution');
   const activations: Value[] = [];
@@ -63,7 +63,7 @@ export function buildAttributionGraph(config: LlamaConfig, weights: LlamaWeights
   const mlpScales: Value[] = [];
   const headGates: Value[] = [];
   const mlpInputs: Value[] = [];
-  const builder = new LlamaBuilder(g, config, {
+  const builder = new DecoderBuilder(g, config, {
     dtype,
     cache: options.cache,
     logitsToKeep: false,

@@ -1,8 +1,8 @@
 /** Running the attribution graph: activations and loss gradients of every MLP neuron and head. */
 import * as ort from 'onnxruntime-node';
 import { createSession } from '../runtime/create-session.js';
-import type { LlamaConfig, LlamaWeights } from '../model/types.js';
-import { pastKeyName, pastValueName } from '../arch/llama.js';
+import type { ModelConfig, ModelWeights } from '../model/types.js';
+import { pastKeyName, pastValueName } from '../arch/decoder.js';
 import type { KvCache } from '../runtime/kv-cache.js';
 import { sessionOptions, type OrtOptions } from '../runtime/session.js';
 import { buildAttributionGraph, headGateName, mlpScaleName } from './attribution-graph.js';
@@ -71,7 +71,7 @@ export interface RunOptions {
 
 export class Attributor {
   private constructor(
-    readonly config: LlamaConfig,
+    readonly config: ModelConfig,
     private readonly session: ort.InferenceSession,
     /** Whether the graph takes a KV cache: then `step` runs, and `run` does not. */
     readonly cached: boolean,
@@ -80,8 +80,8 @@ export class Attributor {
   ) {}
 
   static async create(
-    config: LlamaConfig,
-    weights: LlamaWeights,
+    config: ModelConfig,
+    weights: ModelWeights,
     options: OrtOptions = {},
     graph: { cache?: boolean; mlpInputs?: boolean } = {},
   ): Promise<Attributor> {

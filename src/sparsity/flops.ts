@@ -5,7 +5,7 @@
  * O(hidden) per layer, three orders below the matrix products at SmolLM2-135M's shape.
  */
 import { neuronFlops } from '../arch/neurons.js';
-import type { LlamaConfig, LlamaWeights } from '../model/types.js';
+import type { ModelConfig, ModelWeights } from '../model/types.js';
 
 /** Units kept per layer; undefined means all of them. */
 export interface KeptUnits {
@@ -32,9 +32,9 @@ export interface TokenFlops {
  * columns, and its scores and weighted sum. K/V projections are shared by the heads of a group
  * and are not saved by removing one head.
  */
-export const headFlops = (c: LlamaConfig, context: number) => 2 * 2 * c.headDim * c.hiddenSize + 2 * 2 * c.headDim * context;
+export const headFlops = (c: ModelConfig, context: number) => 2 * 2 * c.headDim * c.hiddenSize + 2 * 2 * c.headDim * context;
 
-export function tokenFlops(c: LlamaConfig, context: number, kept: KeptUnits[] = []): TokenFlops {
+export function tokenFlops(c: ModelConfig, context: number, kept: KeptUnits[] = []): TokenFlops {
   const kvDim = c.numKvHeads * c.headDim;
   let attentionProjections = 0;
   let attentionContext = 0;
@@ -54,7 +54,7 @@ export function tokenFlops(c: LlamaConfig, context: number, kept: KeptUnits[] = 
  * The share of the prunable FLOPs (MLP neurons and query heads, each weighted by what it
  * costs) that a mask removes.
  */
-export function flopWeightedSparsity(c: LlamaConfig, context: number, kept: KeptUnits[]): number {
+export function flopWeightedSparsity(c: ModelConfig, context: number, kept: KeptUnits[]): number {
   let dense = 0;
   let executed = 0;
   for (let l = 0; l < c.numLayers; l++) {
@@ -78,7 +78,7 @@ export interface GenerationShape {
  * FLOPs of a generation as the graphs run it: the prompt in one pass (each position attends to
  * the ones before it, logits only where asked), then one pass per decoded token.
  */
-export function generationFlops(c: LlamaConfig, g: GenerationShape, prefillKept: KeptUnits[], decodeKept: KeptUnits[]): number {
+export function generationFlops(c: ModelConfig, g: GenerationShape, prefillKept: KeptUnits[], decodeKept: KeptUnits[]): number {
   let total = 0;
   for (let p = 0; p < (g.prefillRan === false ? 0 : g.promptTokens); p++) {
     const f = tokenFlops(c, p + 1, prefillKept);
@@ -92,7 +92,7 @@ export function generationFlops(c: LlamaConfig, g: GenerationShape, prefillKept:
  * Weight bytes one decoded token reads (float32): every matrix it multiplies, one embedding
  * row. Decode on a CPU is memory-bound, so dense bytes / a tier's bytes bounds its speedup.
  */
-export function weightBytesPerToken(w: LlamaWeights): number {
+export function weightBytesPerToken(w: ModelWeights): number {
   let n = w.lmHead.data.length + w.norm.data.length + w.embed.shape[1];
   for (const l of w.layers) for (const t of Object.values(l)) n += t.data.length;
   return 4 * n;

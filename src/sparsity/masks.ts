@@ -8,7 +8,7 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, FieldReader, readJsonFile } from '../model/json.js';
-import type { LlamaConfig } from '../model/types.js';
+import type { ModelConfig } from '../model/types.js';
 import { flopWeightedSparsity } from './flops.js';
 import { isMetric, METRICS, type Metric } from './metrics.js';
 import { tierName } from './tiers.js';
@@ -69,7 +69,7 @@ export interface MaskFile {
   tiers: TierMask[];
 }
 
-export function tierMask(config: LlamaConfig, scores: LayerUnitScores[], sparsity: number, pruneHeads: boolean): TierMask {
+export function tierMask(config: ModelConfig, scores: LayerUnitScores[], sparsity: number, pruneHeads: boolean): TierMask {
   const layers = scores.map((s) => ({
     mlp: keepTop(s.mlp, sparsity),
     heads: pruneHeads ? keepTop(s.heads, sparsity) : [...Array(s.heads.length).keys()],
@@ -86,7 +86,7 @@ export function writeMaskFile(modelDir: string, masks: MaskFile): string {
 }
 
 /** The shapes a mask file must fit. */
-export type MaskShape = Pick<LlamaConfig, 'numLayers' | 'intermediateSize' | 'numHeads'>;
+export type MaskShape = Pick<ModelConfig, 'numLayers' | 'intermediateSize' | 'numHeads'>;
 
 /**
  * The model's tier masks, or null when it has none. Refuses, naming the file and the field, a

@@ -16,10 +16,10 @@
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { LlamaConfig, LlamaWeights } from '../model/types.js';
+import type { ModelConfig, ModelWeights } from '../model/types.js';
 import { Prng } from '../random.js';
 import { argmax } from '../runtime/sampling.js';
-import { LlamaSession, type OrtOptions } from '../runtime/session.js';
+import { DecoderSession, type OrtOptions } from '../runtime/session.js';
 import { Attributor } from './attribution.js';
 import { keptCount, rankUnits } from './masks.js';
 import { unitScores } from './metrics.js';
@@ -127,7 +127,7 @@ interface Chunk {
   counts: Record<PredictorLabels, Uint8Array[]>;
 }
 
-function emptyChunk(config: LlamaConfig, positions: number): Chunk {
+function emptyChunk(config: ModelConfig, positions: number): Chunk {
   const L = config.numLayers;
   return {
     positions,
@@ -145,7 +145,7 @@ function writeChunk(file: string, c: Chunk): void {
   renameSync(`${file}.tmp`, file);
 }
 
-function readChunk(file: string, config: LlamaConfig, positions: number): Chunk {
+function readChunk(file: string, config: ModelConfig, positions: number): Chunk {
   const c = emptyChunk(config, positions);
   const buf = readFileSync(file);
   const arrays = [...c.x, ...c.counts.cor_gxo, ...c.counts.magnitude];
@@ -161,8 +161,8 @@ function readChunk(file: string, config: LlamaConfig, positions: number): Chunk 
 
 /** Labels every passage (resuming from cached chunks) and returns the training and validation sets. */
 export async function labelPassages(
-  config: LlamaConfig,
-  weights: LlamaWeights,
+  config: ModelConfig,
+  weights: ModelWeights,
   passages: readonly Passage[],
   o: LabelOptions,
 ): Promise<{ train: LabelledData; validation: LabelledData }> {
@@ -173,7 +173,7 @@ export async function labelPassages(
   const total = passages.reduce((s, p) => s + labelledPositions(p), 0);
   const chunks: Chunk[] = [];
   let done = 0;
-  let session: LlamaSession | null = null;
+  let session: DecoderSession | null = null;
   let stepper: Attributor | null = null;
   try {
     for (let c = 0; c * per < passages.length; c++) {
@@ -183,7 +183,7 @@ export async function labelPassages(
       if (existsSync(file)) {
         chunks.push(readChunk(file, config, positions));
       } else {
-        session ??= await LlamaSession.create(config, weights, o.ort);
+        session ??= await DecoderSession.create(config, weights, o.ort);
         stepper ??= await Attributor.create(config, weights, o.ort, { cache: true, mlpInputs: true });
         const chunk = emptyChunk(config, positions);
         let row = 0;
@@ -218,7 +218,7 @@ export async function labelPassages(
   return { train: pick(false), validation: pick(true) };
 }
 
-function gather(config: LlamaConfig, sparsities: number[], rows: { chunk: Chunk; row: number; n: number }[]): LabelledData {
+function gather(config: ModelConfig, sparsities: number[], rows: { chunk: Chunk; row: number; n: number }[]): LabelledData {
   const H = config.hiddenSize;
   const F = config.intermediateSize;
   const positions = rows.reduce((s, r) => s + r.n, 0);
@@ -236,8 +236,8 @@ function gather(config: LlamaConfig, sparsities: number[], rows: { chunk: Chunk;
 
 /** One passage, one dense step and one attribution step per labelled position; returns the next row. */
 async function labelPassage(
-  config: LlamaConfig,
-  session: LlamaSession,
+  config: ModelConfig,
+  session: DecoderSession,
   stepper: Attributor,
   p: Passage,
   sparsities: number[],

@@ -13,7 +13,7 @@ import { existsSync, mkdirSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, FieldReader, isRecord } from '../model/json.js';
 import { SafetensorsFile, writeSafetensors } from '../model/safetensors.js';
-import type { HostTensor, LlamaConfig } from '../model/types.js';
+import type { HostTensor, ModelConfig } from '../model/types.js';
 import { checkFinite } from '../model/weights.js';
 
 export const PREDICTOR_LABELS = ['cor_gxo', 'magnitude'] as const;
@@ -130,7 +130,7 @@ export function readPredictor(
   dir: string,
   weightsHash: string,
   labels: PredictorLabels,
-  config?: Pick<LlamaConfig, 'hiddenSize' | 'intermediateSize' | 'numLayers'>,
+  config?: Pick<ModelConfig, 'hiddenSize' | 'intermediateSize' | 'numLayers'>,
 ): Predictor | null {
   const file = predictorFile(dir, labels);
   if (!existsSync(file)) return null;

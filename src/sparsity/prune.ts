@@ -5,10 +5,10 @@
  * multiplies smaller matrices.
  */
 import { keepNeurons, neuronSlices } from '../arch/neurons.js';
-import type { LlamaConfig, LlamaWeights } from '../model/types.js';
+import type { ModelConfig, ModelWeights } from '../model/types.js';
 
 /** Weights whose MLPs hold only the kept neurons of each layer (attention untouched). */
-export function pruneMlp(config: LlamaConfig, weights: LlamaWeights, keep: readonly (readonly number[])[]): LlamaWeights {
+export function pruneMlp(config: ModelConfig, weights: ModelWeights, keep: readonly (readonly number[])[]): ModelWeights {
   if (keep.length !== weights.layers.length) throw new Error(`a mask for ${keep.length} layers given to a model of ${weights.layers.length}`);
   const slices = neuronSlices(config);
   return { ...weights, layers: weights.layers.map((w, l) => keepNeurons(w, keep[l], slices)) };

@@ -13,7 +13,7 @@ import * as ort from 'onnxruntime-node';
 import { neuronValues } from '../arch/neurons.js';
 import { TOKEN_BLOCKS, TOKEN_CANDIDATES, type TokenSelection } from '../arch/token-mlp.js';
 import type { LoadedModel } from '../arch/load.js';
-import type { LlamaConfig } from '../model/types.js';
+import type { ModelConfig } from '../model/types.js';
 import type { KeptUnits } from './flops.js';
 import { keptCount } from './masks.js';
 import { readPredictor, type Predictor, type PredictorLabels } from './predictor.js';
@@ -60,7 +60,8 @@ export function servedSelector(model: LoadedModel): Selector {
  */
 export function tokenSelection(model: LoadedModel, selector: Selector, block = 1, outputSelected = false): TokenSelection {
   if (selector === 'gate') return { selector: 'gate', block, outputSelected };
-  if (selector === 'gate-rerank') return { selector: 'gate', block: 1, rerank: true, outputSelected };
+  // A GELU MLP's gate-first scores are the exact outputs already: there is nothing to rerank.
+  if (selector === 'gate-rerank') return { selector: 'gate', block: 1, rerank: model.config.mlp === 'swiglu', outputSelected };
   const predictor = predictorOf(model, selector);
   if (!predictor) throw new Error(`${model.dir} has no ${selector} (run npm run train-predictor -- --model ${model.dir})`);
   return { selector: 'predictor', block, rank: predictor.rank, layers: predictor.layers, outputSelected };
@@ -89,7 +90,7 @@ export function tokenFeeds(intermediate: number, selection: TokenSelection, bloc
  * selector's own products (a predictor's two low-rank factors, or gate-first's dense gate rows
  * of the neurons it then drops).
  */
-export function tokenKeptUnits(config: LlamaConfig, selection: TokenSelection, blocks: number): KeptUnits[] {
+export function tokenKeptUnits(config: ModelConfig, selection: TokenSelection, blocks: number): KeptUnits[] {
   const kept = blocks * selection.block;
   const d = config.hiddenSize;
   const F = config.intermediateSize;
@@ -99,7 +100,7 @@ export function tokenKeptUnits(config: LlamaConfig, selection: TokenSelection, b
 }
 
 /** Float32 weight bytes a token no longer reads under per-token selection (dropped neurons less the selector's own bytes). */
-export function tokenSavedBytes(config: LlamaConfig, selection: TokenSelection, blocks: number): number {
+export function tokenSavedBytes(config: ModelConfig, selection: TokenSelection, blocks: number): number {
   const dropped = config.intermediateSize - blocks * selection.block;
   const d = config.hiddenSize;
   const extraUp = upRows(config.intermediateSize, selection, blocks) - blocks * selection.block;

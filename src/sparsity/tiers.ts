@@ -2,7 +2,7 @@
  * Sparsity tiers a model serves: dense, plus one per calibrated mask. A request names a tier
  * or a sparsity; the nearest tier at or below the sparsity runs (never sparser than asked).
  */
-import type { LlamaConfig } from '../model/types.js';
+import type { ModelConfig } from '../model/types.js';
 import { ParameterError } from '../runtime/types.js';
 import type { MaskFile } from './masks.js';
 
@@ -20,7 +20,7 @@ export const MAX_SPARSITY = 0.95;
 
 export const tierName = (sparsity: number) => (sparsity === 0 ? 'dense' : `s${Math.round(sparsity * 100)}`);
 
-export function tiersOf(config: LlamaConfig, masks: MaskFile | null): Tier[] {
+export function tiersOf(config: ModelConfig, masks: MaskFile | null): Tier[] {
   const dense: Tier = { name: 'dense', sparsity: 0, keep: null, neuronsPerLayer: config.intermediateSize };
   const sparse = (masks?.tiers ?? [])
     .filter((t) => t.sparsity > 0)

@@ -2,10 +2,10 @@
  * Training graphs from the same forward definition as serving: weights become inputs, the
  * loss is the mean next-token cross-entropy, and autodiff appends every weight's gradient.
  */
-import { LlamaBuilder, type Parameter } from '../arch/llama.js';
+import { DecoderBuilder, type Parameter } from '../arch/decoder.js';
 import { grad } from '../graph/autodiff.js';
 import { Graph } from '../graph/graph.js';
-import type { LlamaConfig, LlamaWeights } from '../model/types.js';
+import type { ModelConfig, ModelWeights } from '../model/types.js';
 import { crossEntropy } from '../sparsity/attribution-graph.js';
 
 export const gradName = (param: string) => `grad.${param}`;
@@ -21,9 +21,9 @@ export interface TrainingGraph {
  * seq], 1 where a target counts) and every parameter. Outputs: `loss` and, unless
  * `withGradients` is false, `grad.<name>` for every parameter.
  */
-export function buildTrainingGraph(config: LlamaConfig, weights: LlamaWeights, withGradients = true, dtype: 'float32' | 'float64' = 'float32'): TrainingGraph {
+export function buildTrainingGraph(config: ModelConfig, weights: ModelWeights, withGradients = true, dtype: 'float32' | 'float64' = 'float32'): TrainingGraph {
   const g = new Graph(withGradients ? 'train' : 'eval');
-  const builder = new LlamaBuilder(g, config, { trainable: true, dtype });
+  const builder = new DecoderBuilder(g, config, { trainable: true, dtype });
   const logits = builder.build(weights);
   const targets = g.input('target_ids', 'int64', ['batch', 'seq']);
   const targetWeights = g.input('target_weights', dtype, ['batch', 'seq']);

@@ -5,12 +5,12 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseConfig } from '../model/config.js';
+import { parseConfig } from '../arch/config.js';
 import { writeSafetensors } from '../model/safetensors.js';
 import { initialValues } from '../arch/testmodel.js';
 import { ModelTokenizer } from '../model/tokenizer.js';
-import type { LlamaConfig } from '../model/types.js';
-import { assembleLlamaWeights, llamaTensorSpecs } from '../arch/checkpoints.js';
+import type { ModelConfig } from '../model/types.js';
+import { assembleWeights, tensorSpecs } from '../arch/checkpoints.js';
 import { BigramModel, bitsPerByte } from './baseline.js';
 import { trainBpe, writeBpeTokenizer } from './bpe.js';
 import { loadCorpus, splitCorpus, splitSizes, type CorpusDocument } from './corpus.js';
@@ -39,7 +39,7 @@ export interface RunOptions {
 }
 
 export interface RunResult {
-  config: LlamaConfig;
+  config: ModelConfig;
   parameters: number;
   history: HistoryPoint[];
   validation: { tokens: number; bytes: number; loss: number; bitsPerByte: number; perplexity: number };
@@ -110,8 +110,8 @@ export async function trainDefaultModel(o: RunOptions): Promise<RunResult> {
   const calibration = encode(split.calibration);
   log(`tokens: train ${train.length}, validation ${validation.length}, calibration ${calibration.length}`);
 
-  const specs = new Map(llamaTensorSpecs(config).map((s) => [s.name, s.shape]));
-  const init = assembleLlamaWeights(config, (n) => ({ shape: specs.get(n)!, data: initialValues(n, specs.get(n)!, o.settings.seed) }));
+  const specs = new Map(tensorSpecs(config).map((s) => [s.name, s.shape]));
+  const init = assembleWeights(config, (n) => ({ shape: specs.get(n)!, data: initialValues(n, specs.get(n)!, o.settings.seed) }));
   const trainer = await Trainer.create(config, init, o.settings, o.threads);
   const checkpoint = join(o.work, 'checkpoint');
   if (trainer.loadCheckpoint(checkpoint)) log(`resumed at step ${trainer.step}`);

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { toOnnx } from '../graph/onnx.js';
 import { readSafetensors, writeSafetensors } from '../model/safetensors.js';
-import type { HostTensor, LlamaConfig, LlamaWeights } from '../model/types.js';
+import type { HostTensor, ModelConfig, ModelWeights } from '../model/types.js';
 import { adamwUpdate, globalNorm, learningRate, newAdamState, type AdamState, type AdamWSettings } from './adamw.js';
 import type { Batch } from './data.js';
 import { buildTrainingGraph, gradName } from './graph.js';
@@ -53,14 +53,14 @@ export class Trainer {
   history: HistoryPoint[] = [];
 
   private constructor(
-    readonly config: LlamaConfig,
+    readonly config: ModelConfig,
     readonly settings: TrainSettings,
     private readonly params: Map<string, Param>,
     private readonly train: ort.InferenceSession,
     private readonly evaluate: ort.InferenceSession,
   ) {}
 
-  static async create(config: LlamaConfig, init: LlamaWeights, settings: TrainSettings, threads = 0): Promise<Trainer> {
+  static async create(config: ModelConfig, init: ModelWeights, settings: TrainSettings, threads = 0): Promise<Trainer> {
     const training = buildTrainingGraph(config, init);
     const evaluation = buildTrainingGraph(config, init, false);
     const options: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all', intraOpNumThreads: threads, interOpNumThreads: 1 };

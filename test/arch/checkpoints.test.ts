@@ -4,13 +4,13 @@ import t from 'tap';
 import { readSafetensors, writeSafetensors, type SafetensorsDtype } from '../../src/model/safetensors.js';
 import { writeTestModel } from '../../src/arch/testmodel.js';
 import type { HostTensor } from '../../src/model/types.js';
-import { llamaTensorSpecs, loadLlamaWeights } from '../../src/arch/checkpoints.js';
+import { tensorSpecs, loadWeights } from '../../src/arch/checkpoints.js';
 import { throwsWith } from '../helpers/errors.js';
 
 t.test('a tiny untied checkpoint loads into the HF layout', async (t) => {
   const dir = t.testdir();
   const { config } = await writeTestModel(dir, { seed: 3 });
-  const w = loadLlamaWeights(dir, config);
+  const w = loadWeights(dir, config);
   const onDisk = readSafetensors(join(dir, 'model.safetensors'));
 
   t.equal(w.layers.length, config.numLayers);
@@ -27,17 +27,17 @@ t.test('a tiny untied checkpoint loads into the HF layout', async (t) => {
   t.same(l1.k.shape, [kvDim, config.hiddenSize]);
   t.same(l1.v.shape, [kvDim, config.hiddenSize]);
   t.same(l1.o.shape, [config.hiddenSize, qDim]);
-  t.same(l1.gate.shape, [config.intermediateSize, config.hiddenSize]);
+  t.same(l1.gate!.shape, [config.intermediateSize, config.hiddenSize]);
   t.same(l1.down.shape, [config.hiddenSize, config.intermediateSize]);
   // Each field holds the tensor of its own name (a swapped gate/up would not show in shapes).
   const names: [HostTensor, string][] = [
     [l1.inputNorm, 'input_layernorm.weight'],
-    [l1.postNorm, 'post_attention_layernorm.weight'],
+    [l1.postNorm!, 'post_attention_layernorm.weight'],
     [l1.q, 'self_attn.q_proj.weight'],
     [l1.k, 'self_attn.k_proj.weight'],
     [l1.v, 'self_attn.v_proj.weight'],
     [l1.o, 'self_attn.o_proj.weight'],
-    [l1.gate, 'mlp.gate_proj.weight'],
+    [l1.gate!, 'mlp.gate_proj.weight'],
     [l1.up, 'mlp.up_proj.weight'],
     [l1.down, 'mlp.down_proj.weight'],
   ];
@@ -49,7 +49,7 @@ t.test('tied embeddings share one tensor; biases load when the config has them',
   const dir = t.testdir();
   const { config } = await writeTestModel(dir, { architecture: 'Qwen2ForCausalLM', tie: true, layers: 1 });
   t.notOk('lm_head.weight' in readSafetensors(join(dir, 'model.safetensors')), 'a tied checkpoint has no lm_head.weight');
-  const w = loadLlamaWeights(dir, config);
+  const w = loadWeights(dir, config);
   t.equal(w.lmHead, w.embed, 'the head is the embedding itself');
   const kvDim = config.numKvHeads * config.headDim;
   t.same(w.layers[0].qBias?.shape, [config.numHeads * config.headDim]);
@@ -60,10 +60,10 @@ t.test('tied embeddings share one tensor; biases load when the config has them',
 t.test('the tensor list follows the config', async (t) => {
   const dir = t.testdir();
   const { config } = await writeTestModel(dir, { layers: 2, tie: false });
-  const names = llamaTensorSpecs(config).map((s) => s.name);
+  const names = tensorSpecs(config).map((s) => s.name);
   t.equal(names.length, 1 + 2 * 9 + 2, 'embed, 9 per layer, final norm, head');
   t.ok(names.includes('model.layers.1.mlp.down_proj.weight'));
-  t.equal(llamaTensorSpecs({ ...config, attentionBias: true, tieWordEmbeddings: true }).length, 1 + 2 * 12 + 1);
+  t.equal(tensorSpecs({ ...config, attentionBias: true, tieWordEmbeddings: true }).length, 1 + 2 * 12 + 1);
 });
 
 /** Rewrites the test model's checkpoint with `edit` applied to its tensors. */
@@ -83,7 +83,7 @@ t.test('a wrong shape fails naming the tensor, the file and both shapes', async 
     ts[name] = { shape: [config.hiddenSize, config.hiddenSize], data: new Float32Array(config.hiddenSize * config.hiddenSize) };
   });
   const kvDim = config.numKvHeads * config.headDim;
-  throwsWith(t, () => loadLlamaWeights(dir, config), [path, `"${name}"`, `has shape [64, 64]`, `expected [${kvDim}, 64]`]);
+  throwsWith(t, () => loadWeights(dir, config), [path, `"${name}"`, `has shape [64, 64]`, `expected [${kvDim}, 64]`]);
 
   // Same element count, other layout: a transposed matrix must fail too.
   const down = 'model.layers.0.mlp.down_proj.weight';
@@ -91,7 +91,7 @@ t.test('a wrong shape fails naming the tensor, the file and both shapes', async 
     ts[name] = { shape: [kvDim, config.hiddenSize], data: new Float32Array(kvDim * config.hiddenSize) };
     ts[down] = { shape: [config.intermediateSize, config.hiddenSize], data: ts[down].data };
   });
-  throwsWith(t, () => loadLlamaWeights(dir, config), [`"${down}"`, '[160, 64]', 'expected [64, 160]']);
+  throwsWith(t, () => loadWeights(dir, config), [`"${down}"`, '[160, 64]', 'expected [64, 160]']);
 });
 
 t.test('a missing tensor fails naming the tensor, the file and the expected shape', async (t) => {
@@ -100,22 +100,22 @@ t.test('a missing tensor fails naming the tensor, the file and the expected shap
   const path = rewrite(dir, (ts) => {
     delete ts['model.norm.weight'];
   });
-  throwsWith(t, () => loadLlamaWeights(dir, config), [path, '"model.norm.weight"', 'missing', `[${config.hiddenSize}]`]);
+  throwsWith(t, () => loadWeights(dir, config), [path, '"model.norm.weight"', 'missing', `[${config.hiddenSize}]`]);
 
   rewrite(dir, (ts) => {
     ts['model.norm.weight'] = { shape: [config.hiddenSize], data: new Float32Array(config.hiddenSize) };
     delete ts['lm_head.weight'];
   });
-  throwsWith(t, () => loadLlamaWeights(dir, config), ['"lm_head.weight"', 'missing'], 'untied head');
-  t.ok(loadLlamaWeights(dir, { ...config, tieWordEmbeddings: true }), 'the same file loads as a tied model');
+  throwsWith(t, () => loadWeights(dir, config), ['"lm_head.weight"', 'missing'], 'untied head');
+  t.ok(loadWeights(dir, { ...config, tieWordEmbeddings: true }), 'the same file loads as a tied model');
 
-  throwsWith(t, () => loadLlamaWeights(dir, { ...config, attentionBias: true }), ['"model.layers.0.self_attn.q_proj.bias"', 'missing'], 'bias');
+  throwsWith(t, () => loadWeights(dir, { ...config, attentionBias: true }), ['"model.layers.0.self_attn.q_proj.bias"', 'missing'], 'bias');
 });
 
 t.test('a sharded checkpoint loads the same weights as one file', async (t) => {
   const single = t.testdir();
   const { config } = await writeTestModel(single, { seed: 5 });
-  const whole = loadLlamaWeights(single, config);
+  const whole = loadWeights(single, config);
 
   const sharded = join(single, 'sharded');
   const tensors = readSafetensors(join(single, 'model.safetensors'));
@@ -130,14 +130,14 @@ t.test('a sharded checkpoint loads the same weights as one file', async (t) => {
     for (const n of group) weightMap[n] = file;
   });
   writeFileSync(join(sharded, 'model.safetensors.index.json'), JSON.stringify({ metadata: {}, weight_map: weightMap }));
-  t.same(loadLlamaWeights(sharded, config), whole);
+  t.same(loadWeights(sharded, config), whole);
 });
 
 t.test('a NaN or an infinity in any dtype is refused, naming the file, the tensor and the first bad index', async (t) => {
   for (const dtype of ['F32', 'F16', 'BF16'] as const) {
     const dir = t.testdir();
     const { config } = await writeTestModel(dir, { dtype });
-    t.ok(loadLlamaWeights(dir, config), `${dtype}: the written model loads`);
+    t.ok(loadWeights(dir, config), `${dtype}: the written model loads`);
     const up = 'model.layers.1.mlp.up_proj.weight';
     // Row 3, column 5 of up [160, 64]: flat index 3 * 64 + 5 = 197.
     const path = rewrite(
@@ -150,7 +150,7 @@ t.test('a NaN or an infinity in any dtype is refused, naming the file, the tenso
     );
     throwsWith(
       t,
-      () => loadLlamaWeights(dir, config),
+      () => loadWeights(dir, config),
       [path, `"${up}"`, 'NaN at index 197', '[3, 5] of shape [160, 64]', 'and 1 more non-finite value'],
       `${dtype} NaN`,
     );
@@ -162,7 +162,7 @@ t.test('a NaN or an infinity in any dtype is refused, naming the file, the tenso
       },
       dtype,
     );
-    throwsWith(t, () => loadLlamaWeights(dir, config), [path, '"model.norm.weight"', '-Infinity at index 7', '[7] of shape [64]'], `${dtype} -Infinity`);
+    throwsWith(t, () => loadWeights(dir, config), [path, '"model.norm.weight"', '-Infinity at index 7', '[7] of shape [64]'], `${dtype} -Infinity`);
   }
 });
 
@@ -181,7 +181,7 @@ t.test('the values of a sharded checkpoint are checked in the shard that holds t
   });
   writeFileSync(join(dir, 'model.safetensors.index.json'), JSON.stringify({ weight_map: weightMap }));
   const holder = shard(names.indexOf('model.embed_tokens.weight') < 3 ? 0 : 1);
-  throwsWith(t, () => loadLlamaWeights(dir, config), [join(dir, holder), '"model.embed_tokens.weight"', 'NaN at index 42']);
+  throwsWith(t, () => loadWeights(dir, config), [join(dir, holder), '"model.embed_tokens.weight"', 'NaN at index 42']);
 });
 
 t.test('a Phi-3 checkpoint stacks q/k/v and gate/up by rows; the loader splits them into the fields', async (t) => {
@@ -199,17 +199,17 @@ t.test('a Phi-3 checkpoint stacks q/k/v and gate/up by rows; the loader splits t
   t.same(qkv.shape, [qDim + 2 * kvDim, d]);
   t.same(gateUp.shape, [2 * config.intermediateSize, d]);
 
-  const w = loadLlamaWeights(dir, config).layers[1];
+  const w = loadWeights(dir, config).layers[1];
   const rows = (t: HostTensor, from: number, to: number) => t.data.subarray(from * d, to * d);
   t.same(w.q.data, rows(qkv, 0, qDim), 'q: the first rows');
   t.same(w.k.data, rows(qkv, qDim, qDim + kvDim), 'k: the next');
   t.same(w.v.data, rows(qkv, qDim + kvDim, qDim + 2 * kvDim), 'v: the last');
-  t.same(w.gate.data, rows(gateUp, 0, config.intermediateSize), 'gate: the first half, as HF chunks it');
+  t.same(w.gate!.data, rows(gateUp, 0, config.intermediateSize), 'gate: the first half, as HF chunks it');
   t.same(w.up.data, rows(gateUp, config.intermediateSize, 2 * config.intermediateSize), 'up: the second half');
-  t.same(w.gate.shape, [config.intermediateSize, d]);
+  t.same(w.gate!.shape, [config.intermediateSize, d]);
   t.same(w.o.data, layer('self_attn.o_proj.weight').data);
   t.same(
-    llamaTensorSpecs(config)
+    tensorSpecs(config)
       .filter((s) => s.name.startsWith('model.layers.0.'))
       .map((s) => s.name.slice('model.layers.0.'.length)),
     [

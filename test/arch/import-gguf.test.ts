@@ -7,14 +7,14 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { readConfig } from '../../src/model/config.js';
+import { readConfig } from '../../src/arch/config.js';
 import { dequantize, GgmlType, type SupportedGgmlType } from '../../src/model/gguf.js';
 import { importGguf } from '../../src/arch/import-gguf.js';
 import { loadModelDir } from '../../src/arch/load.js';
 import { readSafetensors } from '../../src/model/safetensors.js';
 import { writeTestModel } from '../../src/arch/testmodel.js';
 import { ModelTokenizer } from '../../src/model/tokenizer.js';
-import { LlamaSession } from '../../src/runtime/session.js';
+import { DecoderSession } from '../../src/runtime/session.js';
 import { loadServedModel } from '../../src/serve/engine.js';
 import { throwsWith } from '../helpers/errors.js';
 import { encodeTensor, ggufFromHfDir, kv, type FromHfOptions } from '../helpers/gguf-writer.js';
@@ -107,7 +107,7 @@ const VARIANTS: { type: SupportedGgmlType; tolerance: number | null }[] = [
 t.test('F16, BF16, Q8_0 and Q4_0 files import to their dequantised weights, with logits close to the original', async (t) => {
   const reference = readStoriesReference();
   const original = await loadModelDir(STORIES_DIR);
-  const base = await LlamaSession.create(original.config, original.weights, { intraOpThreads: 1 });
+  const base = await DecoderSession.create(original.config, original.weights, { intraOpThreads: 1 });
   const sequences = reference.prompts.map((p) => [...p.prompt_ids, ...p.completion_ids]);
   const baseLogits = await Promise.all(sequences.map(async (ids) => (await base.forward(ids, base.emptyCache(), ids.length)).logits));
   const sourceWeights = readSafetensors(join(STORIES_DIR, 'model.safetensors'));
@@ -126,7 +126,7 @@ t.test('F16, BF16, Q8_0 and Q4_0 files import to their dequantised weights, with
     t.equal(exact, Object.keys(sourceWeights).length, `${type}: every tensor is exactly the dequantised stored value`);
 
     const model = await loadModelDir(dir);
-    const session = await LlamaSession.create(model.config, model.weights, { intraOpThreads: 1 });
+    const session = await DecoderSession.create(model.config, model.weights, { intraOpThreads: 1 });
     let worst = 0;
     let agree = 0;
     let positions = 0;

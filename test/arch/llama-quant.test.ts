@@ -1,5 +1,5 @@
 /**
- * Quantised serving graphs (LlamaGraphOptions.quant) against the independent TypeScript
+ * Quantised serving graphs (DecoderGraphOptions.quant) against the independent TypeScript
  * reference run on the weights their codes stand for (`dequantizedWeights`), on stories260K (a
  * trained model: tied head, a down projection whose 172 inputs pad the last block of 32) and on
  * a generated model with a separate head.
@@ -16,13 +16,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { LlamaBuilder } from '../../src/arch/llama.js';
+import { DecoderBuilder } from '../../src/arch/decoder.js';
 import { Graph } from '../../src/graph/graph.js';
 import { loadModelDir } from '../../src/arch/load.js';
 import { dequantizedWeights, QUANT_SPECS } from '../../src/model/quant.js';
 import { writeTestModel } from '../../src/arch/testmodel.js';
-import { LlamaSession } from '../../src/runtime/session.js';
-import { referenceLogits } from '../helpers/reference-llama.js';
+import { DecoderSession } from '../../src/runtime/session.js';
+import { referenceLogits } from '../helpers/reference.js';
 import { STORIES_DIR } from '../helpers/stories.js';
 
 /** Relative rms error allowed at each accuracy level (see above). */
@@ -61,7 +61,7 @@ for (const [name, dir] of await modelDirs()) {
       t.test(`${name}, ${quant}, accuracy level ${accuracyLevel}: prefill and decode match the reference on the dequantised weights`, async (t) => {
         const { config, weights } = await loadModelDir(dir);
         const expected = referenceLogits(config, dequantizedWeights(weights, spec), [...prompt, ...next]);
-        const session = await LlamaSession.create(config, weights, { intraOpThreads: 1 }, { quant: spec });
+        const session = await DecoderSession.create(config, weights, { intraOpThreads: 1 }, { quant: spec });
         t.teardown(() => session.release());
         const V = config.vocabSize;
         const prefill = await session.forward(prompt, session.emptyCache(), prompt.length);
@@ -87,7 +87,7 @@ for (const [name, dir] of await modelDirs()) {
 t.test('the quantised graph reads every weight through the quantised kernels', async (t) => {
   const { config, weights } = await loadModelDir(STORIES_DIR);
   const g = new Graph('llama');
-  g.output(new LlamaBuilder(g, config, { cache: true, fused: true, quant: QUANT_SPECS.int4 }).build(weights), 'logits');
+  g.output(new DecoderBuilder(g, config, { cache: true, fused: true, quant: QUANT_SPECS.int4 }).build(weights), 'logits');
   const count = (op: string) => g.nodes.filter((n) => n.op === op).length;
   t.equal(count('com.microsoft.MatMulNBits'), 4 * config.numLayers + 1, 'q/k/v, o, gate/up and down of every layer, and the head');
   t.equal(count('com.microsoft.GatherBlockQuantized'), 1, 'the embedding');

@@ -1,5 +1,5 @@
 /**
- * The ONNX forward against the independent TypeScript reference (test/helpers/reference-llama.ts)
+ * The ONNX forward against the independent TypeScript reference (test/helpers/reference.ts)
  * on generated models of each architecture, with and without the KV cache.
  *
  * Tolerance: 1e-4 of the logits' scale (max |logit| of the reference). ORT computes in float32
@@ -13,11 +13,11 @@ import { join } from 'node:path';
 import t from 'tap';
 import { loadModelDir } from '../../src/arch/load.js';
 import { writeTestModel, type TestModelOptions } from '../../src/arch/testmodel.js';
-import { LlamaBuilder, mlpInputTensors, sideBySide, transposed } from '../../src/arch/llama.js';
+import { DecoderBuilder, mlpInputTensors, sideBySide, transposed } from '../../src/arch/decoder.js';
 import { keepNeurons, neuronSlices } from '../../src/arch/neurons.js';
 import { Graph } from '../../src/graph/graph.js';
-import { LlamaSession } from '../../src/runtime/session.js';
-import { referenceLogits } from '../helpers/reference-llama.js';
+import { DecoderSession } from '../../src/runtime/session.js';
+import { referenceLogits } from '../helpers/reference.js';
 
 const root = mkdtempSync(join(tmpdir(), 'llama-graph-'));
 t.teardown(() => rmSync(root, { recursive: true, force: true }));
@@ -30,8 +30,13 @@ const variants: [string, TestModelOptions][] = [
   ['Mistral, head_dim not hidden/heads', { ...base, architecture: 'MistralForCausalLM', headDim: 16, seed: 4 }],
   ['LLaMA from BF16 weights', { ...base, dtype: 'BF16', seed: 5 }],
   ['Phi-3 (q/k/v and gate/up stacked in the checkpoint)', { ...base, architecture: 'Phi3ForCausalLM', seed: 9 }],
+  ['Phi-2 (parallel block, LayerNorm, GELU, biases; RoPE on half of each head inside GroupQueryAttention)', { ...base, architecture: 'PhiForCausalLM', hidden: 64, heads: 2, kvHeads: 2, headDim: 32, seed: 10 }],
+  ['Phi-2, head size 8, GQA (RotaryEmbedding on a quarter of each head)', { ...base, architecture: 'PhiForCausalLM', partialRotary: 0.25, seed: 11 }],
+  ['GPT-2 (learned positions, Conv1D weights, c_attn, GELU, tied head)', { ...base, architecture: 'GPT2LMHeadModel', kvHeads: 6, tie: true, seed: 13 }],
   // ORT's GroupQueryAttention needs head sizes that are multiples of 8: these take the op-table attention.
   ['LLaMA, head size 4 (op-table attention)', { ...base, headDim: 4, seed: 7 }],
+  ['Phi-2, head size 4 (op-table attention, RoPE on half of each head)', { ...base, architecture: 'PhiForCausalLM', hidden: 24, headDim: 4, seed: 12 }],
+  ['GPT-2, head size 4 (op-table attention), untied head', { ...base, architecture: 'GPT2LMHeadModel', hidden: 24, kvHeads: 6, headDim: 4, tie: false, seed: 14 }],
 ];
 const tokens = [1, 72, 101, 108, 108, 111, 32, 119, 111, 114, 108, 100, 33, 5];
 
@@ -48,7 +53,7 @@ for (const [name, options] of variants) {
     const scale = maxAbs(expected);
     const tol = 1e-4 * scale;
     const V = config.vocabSize;
-    const session = await LlamaSession.create(config, weights, { intraOpThreads: 1 });
+    const session = await DecoderSession.create(config, weights, { intraOpThreads: 1 });
     const rowError = (got: Float32Array, p: number) => Math.max(...Array.from(got, (v, i) => Math.abs(v - expected[p][i])));
 
     // Whole sequence in one prefill, logits at every position.
@@ -99,7 +104,7 @@ t.test('the fused serving graph multiplies the same weights as the op-table grap
   const { config, weights } = await loadModelDir(dir);
   const count = (fused: boolean) => {
     const g = new Graph();
-    g.output(new LlamaBuilder(g, config, { cache: true, fused }).build(weights), 'logits');
+    g.output(new DecoderBuilder(g, config, { cache: true, fused }).build(weights), 'logits');
     const matmuls = g.nodes.filter((n) => n.op === 'MatMul');
     const weightFlops = matmuls.reduce((sum, n) => {
       const data = g.constantData(n.inputs[1]);
@@ -136,7 +141,7 @@ t.test("a per-prompt set's graph inputs are its kept neurons in the graph's [in,
     const gateUp = inputs[`model.layers.${l}.mlp.gate_up_proj.weight`];
     const down = inputs[`model.layers.${l}.mlp.down_proj.weight`];
     t.same(gateUp.shape, [config.hiddenSize, 2 * kept.length]);
-    t.same(gateUp.data, sideBySide([pruned.gate, pruned.up]), `layer ${l}: gate and up side by side, as the fused MLP product takes them`);
+    t.same(gateUp.data, sideBySide([pruned.gate!, pruned.up]), `layer ${l}: gate and up side by side, as the fused MLP product takes them`);
     t.same(down.shape, [kept.length, config.hiddenSize]);
     t.same(down.data, transposed(pruned.down), `layer ${l}: down transposed`);
   }

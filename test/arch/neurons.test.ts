@@ -1,7 +1,7 @@
 /** What one MLP neuron owns: pruning keeps exactly those slices, and its size and FLOPs follow from them. */
 import t from 'tap';
 import { keepNeurons, neuronFlops, neuronSlices, neuronValues, type NeuronSlice } from '../../src/arch/neurons.js';
-import type { HostTensor, LayerWeights, LlamaConfig } from '../../src/model/types.js';
+import type { HostTensor, LayerWeights, ModelConfig } from '../../src/model/types.js';
 
 /** t[r][c] = 100 r + c, so every value says where it came from. */
 const tensor = (rows: number, cols: number): HostTensor => ({
@@ -21,7 +21,7 @@ const layer: LayerWeights = {
   up: tensor(intermediate, hidden),
   down: tensor(hidden, intermediate),
 };
-const config = { hiddenSize: 576, intermediateSize: 1536 } as LlamaConfig;
+const config = { hiddenSize: 576, intermediateSize: 1536 } as ModelConfig;
 
 t.test('a LLaMA neuron owns its gate and up rows and its down column: 3 x hidden values, 6 x hidden FLOPs', async (t) => {
   t.same(neuronSlices(config), [
@@ -35,12 +35,12 @@ t.test('a LLaMA neuron owns its gate and up rows and its down column: 3 x hidden
 
 t.test('keeping neurons takes their slices in the order given and shares everything else', async (t) => {
   const kept = keepNeurons(layer, [4, 1], neuronSlices(config));
-  t.same(Array.from(kept.gate.data), [400, 401, 402, 100, 101, 102], 'rows 4 and 1 of gate');
+  t.same(Array.from(kept.gate!.data), [400, 401, 402, 100, 101, 102], 'rows 4 and 1 of gate');
   t.same(Array.from(kept.up.data), [400, 401, 402, 100, 101, 102], 'rows 4 and 1 of up');
   t.same(kept.down.shape, [hidden, 2]);
   t.same(Array.from(kept.down.data), [4, 1, 104, 101, 204, 201], 'columns 4 and 1 of down');
   t.equal(kept.q, layer.q, 'attention is the same object');
-  t.equal(layer.gate.shape[0], intermediate, 'the layer given is left as it was');
+  t.equal(layer.gate!.shape[0], intermediate, 'the layer given is left as it was');
 });
 
 t.test('a per-neuron bias is one value and one add, and is kept entry by entry', async (t) => {

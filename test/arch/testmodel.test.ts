@@ -4,15 +4,15 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { parseMakeTestModelArgs, UsageError } from '../../src/cli/test-model-args.js';
-import { parseConfig, readConfig } from '../../src/model/config.js';
+import { parseConfig, readConfig } from '../../src/arch/config.js';
 import { loadModelDir } from '../../src/arch/load.js';
 import { readSafetensors } from '../../src/model/safetensors.js';
 import { hfConfigJson, resolveShape, SMOLLM2_135M_SHAPE, TINY_SHAPE, writeTestModel } from '../../src/arch/testmodel.js';
 import { buildByteLevelTokenizer } from '../../src/model/testtokenizer.js';
 import { ModelTokenizer } from '../../src/model/tokenizer.js';
-import { loadLlamaWeights } from '../../src/arch/checkpoints.js';
+import { loadWeights } from '../../src/arch/checkpoints.js';
 import { rejectsWith, throwsWith } from '../helpers/errors.js';
-import { referenceLogits } from '../helpers/reference-llama.js';
+import { referenceLogits } from '../helpers/reference.js';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -75,7 +75,7 @@ t.test("the SmolLM2-135M preset has SmolLM2-135M's shape", async (t) => {
     tieWordEmbeddings: true,
     maxPositions: 8192,
     ropeTheta: 100000,
-    rmsNormEps: 1e-5,
+    normEps: 1e-5,
     attentionBias: false,
   });
   const { tokenizerJson, tokenizerConfig } = buildByteLevelTokenizer(49152, 8192);
@@ -85,7 +85,7 @@ t.test("the SmolLM2-135M preset has SmolLM2-135M's shape", async (t) => {
 t.test('initial weights are scaled so activations and logits keep a useful size', async (t) => {
   const dir = t.testdir();
   const { config } = await writeTestModel(dir, { seed: 11, architecture: 'Qwen2ForCausalLM' });
-  const w = loadLlamaWeights(dir, config);
+  const w = loadWeights(dir, config);
   const layer = w.layers[0];
   for (const [name, tensor] of [
     ['q', layer.q],
@@ -140,7 +140,7 @@ t.test('Mistral and Qwen2 test models load; biases follow the architecture', asy
 t.test('16-bit checkpoints hold the F32 weights rounded', async (t) => {
   const root = t.testdir();
   const f32 = await writeTestModel(join(root, 'f32'), { seed: 4 });
-  const w32 = loadLlamaWeights(f32.dir, f32.config);
+  const w32 = loadWeights(f32.dir, f32.config);
   // Half an ulp relative: 2^-11 for F16's 10 mantissa bits, 2^-8 for BF16's 7 (none of these
   // values is small enough to be subnormal in F16, where the relative bound would not hold).
   for (const [dtype, tol] of [
@@ -149,9 +149,9 @@ t.test('16-bit checkpoints hold the F32 weights rounded', async (t) => {
   ] as const) {
     const m = await writeTestModel(join(root, dtype), { seed: 4, dtype });
     t.equal(JSON.parse(readFileSync(join(m.dir, 'config.json'), 'utf8')).torch_dtype, dtype === 'F16' ? 'float16' : 'bfloat16');
-    const w = loadLlamaWeights(m.dir, m.config);
-    const a = w32.layers[1].gate.data;
-    const b = w.layers[1].gate.data;
+    const w = loadWeights(m.dir, m.config);
+    const a = w32.layers[1].gate!.data;
+    const b = w.layers[1].gate!.data;
     let worst = 0;
     for (let i = 0; i < a.length; i++) if (Math.abs(a[i]) > 1e-4) worst = Math.max(worst, Math.abs(b[i] - a[i]) / Math.abs(a[i]));
     t.ok(worst <= tol, `${dtype}: worst relative error ${worst.toExponential(2)} <= ${tol.toExponential(2)}`);

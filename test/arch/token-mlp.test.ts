@@ -8,7 +8,7 @@ import t from 'tap';
 import { defaultBlock, gateFirstWeights, neuronMajorDown, type PredictorWeights, type TokenSelection } from '../../src/arch/token-mlp.js';
 import { loadModelDir } from '../../src/arch/load.js';
 import { createRng } from '../../src/random.js';
-import { LlamaSession, mlpMaskName } from '../../src/runtime/session.js';
+import { DecoderSession, mlpMaskName } from '../../src/runtime/session.js';
 import { tokenFeeds } from '../../src/sparsity/selectors.js';
 import * as ort from 'onnxruntime-node';
 import { join } from 'node:path';
@@ -17,7 +17,7 @@ import { PROJECT_ROOT } from '../../src/project.js';
 const { config, weights } = await loadModelDir(join(PROJECT_ROOT, 'models', 'stories260K'));
 const F = config.intermediateSize;
 const B = defaultBlock(F);
-const masked = await LlamaSession.create(config, weights, { intraOpThreads: 1 }, { mlpMask: true });
+const masked = await DecoderSession.create(config, weights, { intraOpThreads: 1 }, { mlpMask: true });
 t.teardown(() => masked.release());
 
 /** Masks from the selecting graph's reported blocks: [layers][positions * F]. */
@@ -55,7 +55,7 @@ for (const selection of selections) {
   t.test(
     `${selection.selector}${'rerank' in selection && selection.rerank ? ' (reranked)' : ''}, blocks of ${selection.block}: equal to the dense graph masked with the same sets`,
     async (t) => {
-      const session = await LlamaSession.create(config, weights, { intraOpThreads: 1 }, { tokenSelection: selection });
+      const session = await DecoderSession.create(config, weights, { intraOpThreads: 1 }, { tokenSelection: selection });
       t.teardown(() => session.release());
       const nb = F / selection.block;
       const keptBlocks = Math.round(0.3 * nb);

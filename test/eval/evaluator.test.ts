@@ -18,7 +18,7 @@ import { runEvaluation, type EvalInputs } from '../../src/eval/run.js';
 import { loadModelDir } from '../../src/arch/load.js';
 import { loadServedModel } from '../../src/serve/engine.js';
 import { argmax, logSoftmax } from '../../src/runtime/sampling.js';
-import { LlamaSession, mlpMaskName } from '../../src/runtime/session.js';
+import { DecoderSession, mlpMaskName } from '../../src/runtime/session.js';
 import type { GenerationResult, SamplingParams } from '../../src/runtime/types.js';
 import { Attributor, promptTargets } from '../../src/sparsity/attribution.js';
 import { readMaskFile } from '../../src/sparsity/masks.js';
@@ -52,7 +52,7 @@ async function servedIds(execution: { sparsity?: number; activation?: 'static' |
 }
 
 t.test('with every neuron kept, the masked graph generates what the dense session does', async (t) => {
-  const dense = await LlamaSession.create(config, weights, ortOptions);
+  const dense = await DecoderSession.create(config, weights, ortOptions);
   let step = await dense.forward(prompt, dense.emptyCache());
   const expected: number[] = [];
   for (let i = 0; i < MAX; i++) {
@@ -118,7 +118,7 @@ t.test('perplexity in one pass equals decoding each position with its own mask',
   );
   const onePass = await masked.nll(tokens, start, (p) => sets[p]);
 
-  const session = await LlamaSession.create(config, weights, ortOptions, { mlpMask: true });
+  const session = await DecoderSession.create(config, weights, ortOptions, { mlpMask: true });
   const maskFeeds = (p: number) => {
     const feeds: Record<string, ort.Tensor> = {};
     for (let l = 0; l < config.numLayers; l++) {
@@ -221,7 +221,7 @@ t.test('token mode: the served per-token graph keeping every block is the dense 
   for (const run of unit.tokenRuns.filter((r) => r.sparsity === 0))
     t.same(run.tokens, unit.dense, `${run.variant} keeping every block generates the dense output`);
   // The served engine's greedy decoding through the same graph, step by step, for one variant at 50%.
-  const session = await LlamaSession.create(config, weights, ortOptions, { tokenSelection: tokenSelection(model, 'gate', 4) });
+  const session = await DecoderSession.create(config, weights, ortOptions, { tokenSelection: tokenSelection(model, 'gate', 4) });
   const feeds = { token_blocks: new ort.Tensor('int64', BigInt64Array.of(BigInt(keptBlocks(100, 4, 0.5))), [1]) };
   const prompt = tokenizer.encode('the cat sat on the mat and');
   let step = await masked.denseStep(prompt, masked.emptyCache());

@@ -1,7 +1,8 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { mergeGenerationConfig, parseConfig, parseGenerationConfig, readConfig, readGenerationConfig } from '../../src/model/config.js';
+import { mergeGenerationConfig, parseGenerationConfig, readGenerationConfig } from '../../src/model/config.js';
+import { parseConfig, readConfig } from '../../src/arch/config.js';
 import { throwsWith } from '../helpers/errors.js';
 
 const FILE = '/models/x/config.json';
@@ -102,7 +103,7 @@ t.test("a LLaMA config parses into the forward's numbers", async (t) => {
     numHeads: 8,
     numKvHeads: 4,
     headDim: 8,
-    rmsNormEps: 1e-5,
+    normEps: 1e-5,
     ropeTheta: 10000,
     tieWordEmbeddings: true,
     attentionBias: false,

@@ -81,8 +81,8 @@ t.test('dequantizedWeights rounds every linear weight, keeps norms, and keeps a 
   t.not(d.embed.data, weights.embed.data);
   t.equal(d.layers[0].inputNorm, weights.layers[0].inputNorm, 'norms as they are');
   for (const name of ['q', 'k', 'v', 'o', 'gate', 'up', 'down'] as const) {
-    const before = weights.layers[1][name];
-    const after = d.layers[1][name];
+    const before = weights.layers[1][name]!;
+    const after = d.layers[1][name]!;
     t.same(after.shape, before.shape, `${name}: shape`);
     t.same(after.data, dequantize(quantize(before.data, before.shape[0], before.shape[1], QUANT_SPECS.int4)), `${name}: rounded`);
   }

@@ -7,7 +7,7 @@ import { loadModelDir } from '../../src/arch/load.js';
 import { writeTestModel } from '../../src/arch/testmodel.js';
 import { Engine, loadServedModel } from '../../src/serve/engine.js';
 import { logSoftmax } from '../../src/runtime/sampling.js';
-import { LlamaSession } from '../../src/runtime/session.js';
+import { DecoderSession } from '../../src/runtime/session.js';
 import type { GenerationDelta, GenerationResult, SamplingParams, ServedModel } from '../../src/runtime/types.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'engine-'));
@@ -65,7 +65,7 @@ t.test('echo with logprobs scores the prompt as a full forward does', async (t) 
   );
   t.equal(echo.tokens[0].logprob, null, 'the first token has no context');
   const { config, weights } = await loadModelDir(dir);
-  const session = await LlamaSession.create(config, weights, { intraOpThreads: 1 });
+  const session = await DecoderSession.create(config, weights, { intraOpThreads: 1 });
   const { logits } = await session.forward(prompt, session.emptyCache(), prompt.length);
   const V = config.vocabSize;
   for (let i = 1; i < prompt.length; i++) {

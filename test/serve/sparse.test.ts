@@ -3,7 +3,7 @@ import t from 'tap';
 import { loadModelDir } from '../../src/arch/load.js';
 import { argmax } from '../../src/runtime/sampling.js';
 import { loadServedModel } from '../../src/serve/engine.js';
-import { LlamaSession } from '../../src/runtime/session.js';
+import { DecoderSession } from '../../src/runtime/session.js';
 import { ParameterError, type ExecutionOptions, type SamplingParams } from '../../src/runtime/types.js';
 import { generationFlops } from '../../src/sparsity/flops.js';
 import { readMaskFile } from '../../src/sparsity/masks.js';
@@ -43,8 +43,8 @@ t.test('static sparsity: dense prefill, then the pruned graph decodes', async (t
   // The same by hand: a dense prefill, then greedy steps through a session of pruned weights.
   const { config, weights } = await loadModelDir(dir);
   const keep = readMaskFile(dir, model.model.weightsHash, config)!.tiers[1].layers.map((l) => l.mlp);
-  const dense = await LlamaSession.create(config, weights, { intraOpThreads: 1 });
-  const sparse = await LlamaSession.create(config, pruneMlp(config, weights, keep), { intraOpThreads: 1 });
+  const dense = await DecoderSession.create(config, weights, { intraOpThreads: 1 });
+  const sparse = await DecoderSession.create(config, pruneMlp(config, weights, keep), { intraOpThreads: 1 });
   let step = await dense.forward(prompt, dense.emptyCache());
   const expected: number[] = [];
   for (let i = 0; i < GREEDY.maxTokens; i++) {

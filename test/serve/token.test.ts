@@ -3,7 +3,7 @@ import t from 'tap';
 import { loadModelDir } from '../../src/arch/load.js';
 import { loadServedModel } from '../../src/serve/engine.js';
 import { argmax } from '../../src/runtime/sampling.js';
-import { LlamaSession } from '../../src/runtime/session.js';
+import { DecoderSession } from '../../src/runtime/session.js';
 import type { ExecutionOptions, SamplingParams } from '../../src/runtime/types.js';
 import { generationFlops } from '../../src/sparsity/flops.js';
 import { keptBlocks, tokenFeeds, tokenKeptUnits, tokenSelection } from '../../src/sparsity/selectors.js';
@@ -41,9 +41,9 @@ t.test('activation "token": a dense prefill, then each step selects its own neur
   t.match(result.sparsity, { tier: 's80', sparsity: 0.8, activationSource: 'token', selector: 'gate-rerank', block: 1, sparsePrefill: false });
   // The same by hand: the dense session's prefill, then the per-token session keeping 20 neurons.
   const loaded = await loadModelDir(dir);
-  const dense = await LlamaSession.create(loaded.config, loaded.weights, { intraOpThreads: 1 });
+  const dense = await DecoderSession.create(loaded.config, loaded.weights, { intraOpThreads: 1 });
   const selection = tokenSelection(loaded, 'gate-rerank');
-  const token = await LlamaSession.create(loaded.config, loaded.weights, { intraOpThreads: 1 }, { tokenSelection: selection });
+  const token = await DecoderSession.create(loaded.config, loaded.weights, { intraOpThreads: 1 }, { tokenSelection: selection });
   const blocks = tokenFeeds(100, selection, keptBlocks(100, 1, 0.8));
   let step = await dense.forward(prompt, dense.emptyCache());
   const expected: number[] = [];

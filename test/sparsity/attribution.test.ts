@@ -10,7 +10,7 @@ import { grad } from '../../src/graph/autodiff.js';
 import { loadModelDir } from '../../src/arch/load.js';
 import { writeTestModel } from '../../src/arch/testmodel.js';
 import { logSoftmax } from '../../src/runtime/sampling.js';
-import { LlamaSession } from '../../src/runtime/session.js';
+import { DecoderSession } from '../../src/runtime/session.js';
 import { buildAttributionGraph, headGateName, mlpScaleName } from '../../src/sparsity/attribution-graph.js';
 import { Attributor, continuationTargets, promptTargets, selfTargets } from '../../src/sparsity/attribution.js';
 import { METRICS, scoreEveryMetric, scoreSequence } from '../../src/sparsity/metrics.js';
@@ -104,7 +104,7 @@ for (const architecture of ['LlamaForCausalLM', 'Phi3ForCausalLM'] as const)
 t.test("the attribution loss is the cross-entropy of the serving graph's logits", async (t) => {
   const { config, weights } = await loadModelDir(dir);
   const attributor = await Attributor.create(config, weights, { intraOpThreads: 1 });
-  const served = await LlamaSession.create(config, weights, { intraOpThreads: 1 });
+  const served = await DecoderSession.create(config, weights, { intraOpThreads: 1 });
   const { logits } = await served.forward(tokens, served.emptyCache(), tokens.length);
   const V = config.vocabSize;
   const nll = (p: number) => -logSoftmax(logits.subarray(p * V, (p + 1) * V))[tokens[p + 1]];
@@ -130,7 +130,7 @@ t.test('a cached decode step attributes exactly what the whole sequence does at 
   const { config, weights } = await loadModelDir(dir);
   const whole = await Attributor.create(config, weights, { intraOpThreads: 1 });
   const stepper = await Attributor.create(config, weights, { intraOpThreads: 1 }, { cache: true });
-  const served = await LlamaSession.create(config, weights, { intraOpThreads: 1 });
+  const served = await DecoderSession.create(config, weights, { intraOpThreads: 1 });
   const last = tokens.length - 1;
   const { cache } = await served.forward(tokens.slice(0, last), served.emptyCache());
   const target = 42;

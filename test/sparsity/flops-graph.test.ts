@@ -7,11 +7,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { LlamaBuilder } from '../../src/arch/llama.js';
+import { DecoderBuilder } from '../../src/arch/decoder.js';
 import { Graph } from '../../src/graph/graph.js';
 import { loadModelDir } from '../../src/arch/load.js';
 import { writeTestModel } from '../../src/arch/testmodel.js';
-import type { LlamaConfig, LlamaWeights } from '../../src/model/types.js';
+import type { ModelConfig, ModelWeights } from '../../src/model/types.js';
 import { tokenFlops } from '../../src/sparsity/flops.js';
 import { pruneMlp } from '../../src/sparsity/prune.js';
 
@@ -19,9 +19,9 @@ const dir = mkdtempSync(join(tmpdir(), 'flops-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 
 /** FLOPs of one decoded token at `context`, read off the graph's MatMul nodes. */
-function graphFlops(config: LlamaConfig, weights: LlamaWeights, context: number): number {
+function graphFlops(config: ModelConfig, weights: ModelWeights, context: number): number {
   const g = new Graph();
-  g.output(new LlamaBuilder(g, config, { cache: true }).build(weights), 'logits');
+  g.output(new DecoderBuilder(g, config, { cache: true }).build(weights), 'logits');
   let total = 0;
   let attention = 0;
   for (const node of g.nodes.filter((n) => n.op === 'MatMul')) {

@@ -4,14 +4,14 @@ import { join } from 'node:path';
 import t from 'tap';
 import { loadModelDir } from '../../src/arch/load.js';
 import { writeTestModel } from '../../src/arch/testmodel.js';
-import type { LlamaConfig } from '../../src/model/types.js';
+import type { ModelConfig } from '../../src/model/types.js';
 import { loadServedModel } from '../../src/serve/engine.js';
 import { neuronFlops } from '../../src/arch/neurons.js';
 import { flopWeightedSparsity, headFlops, tokenFlops } from '../../src/sparsity/flops.js';
 import { keepTop, MASKS_FILE, readMaskFile, tierMask, writeMaskFile, type MaskFile } from '../../src/sparsity/masks.js';
 import { rejectsWith, throwsWith } from '../helpers/errors.js';
 
-const config: LlamaConfig = {
+const config: ModelConfig = {
   architecture: 'LlamaForCausalLM',
   hiddenSize: 8,
   intermediateSize: 10,
@@ -19,7 +19,11 @@ const config: LlamaConfig = {
   numHeads: 4,
   numKvHeads: 2,
   headDim: 2,
-  rmsNormEps: 1e-5,
+  norm: 'rms',
+  normEps: 1e-5,
+  mlp: 'swiglu',
+  parallelBlock: false,
+  rotaryDim: 2,
   ropeTheta: 10000,
   tieWordEmbeddings: false,
   attentionBias: false,

@@ -11,7 +11,7 @@ import { unitScores } from '../../src/sparsity/metrics.js';
 import { defaultRank } from '../../src/sparsity/predictor.js';
 import { keepCounts, labelPassages, selectPassages, setAt } from '../../src/sparsity/predictor-data.js';
 import { buildPredictorLossGraph, measureRecall, predictorScoreFn, trainPredictor } from '../../src/sparsity/predictor-train.js';
-import { LlamaSession } from '../../src/runtime/session.js';
+import { DecoderSession } from '../../src/runtime/session.js';
 import { argmax } from '../../src/runtime/sampling.js';
 import { f64, session, uniform } from '../helpers/ort.js';
 
@@ -119,7 +119,7 @@ t.test('labels and training on stories260K', async (t) => {
   // Position 3 of the first validation passage, recomputed as eval's oracle does it (with the
   // cache from one prefill instead of single steps: float noise may swap neurons at the cut).
   const p = passages.find((q) => q.validation)!;
-  const dense = await LlamaSession.create(config, weights, { intraOpThreads: 1 });
+  const dense = await DecoderSession.create(config, weights, { intraOpThreads: 1 });
   const stepper = await Attributor.create(config, weights, { intraOpThreads: 1 }, { cache: true, mlpInputs: true });
   let cache = (await dense.forward(p.tokens.slice(0, 3), dense.emptyCache(), 1)).cache;
   const next = await dense.forward([p.tokens[3]], cache, 1);

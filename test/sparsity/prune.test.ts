@@ -5,8 +5,8 @@ import { join } from 'node:path';
 import t from 'tap';
 import { loadModelDir } from '../../src/arch/load.js';
 import { writeTestModel } from '../../src/arch/testmodel.js';
-import type { LlamaWeights } from '../../src/model/types.js';
-import { LlamaSession } from '../../src/runtime/session.js';
+import type { ModelWeights } from '../../src/model/types.js';
+import { DecoderSession } from '../../src/runtime/session.js';
 import { keepTop } from '../../src/sparsity/masks.js';
 import { pruneMlp } from '../../src/sparsity/prune.js';
 import { uniform } from '../helpers/ort.js';
@@ -17,8 +17,8 @@ await writeTestModel(dir, { hidden: 32, intermediate: 80, layers: 3, heads: 4, k
 const { config, weights } = await loadModelDir(dir);
 const tokens = [1, 50, 60, 70, 80, 90, 100];
 
-async function logits(w: LlamaWeights): Promise<Float32Array> {
-  const s = await LlamaSession.create(config, w, { intraOpThreads: 1 });
+async function logits(w: ModelWeights): Promise<Float32Array> {
+  const s = await DecoderSession.create(config, w, { intraOpThreads: 1 });
   let r = await s.forward(tokens.slice(0, 4), s.emptyCache(), 4);
   const out = [r.logits];
   for (const id of tokens.slice(4)) {
@@ -30,14 +30,14 @@ async function logits(w: LlamaWeights): Promise<Float32Array> {
 }
 
 /** Dense weights with the gate rows of dropped neurons set to 0: silu(0) * up = 0 exactly. */
-function zeroed(keep: number[][]): LlamaWeights {
+function zeroed(keep: number[][]): ModelWeights {
   return {
     ...weights,
     layers: weights.layers.map((w, l) => {
-      const gate = Float32Array.from(w.gate.data);
+      const gate = Float32Array.from(w.gate!.data);
       const kept = new Set(keep[l]);
       for (let r = 0; r < config.intermediateSize; r++) if (!kept.has(r)) gate.fill(0, r * config.hiddenSize, (r + 1) * config.hiddenSize);
-      return { ...w, gate: { shape: w.gate.shape, data: gate } };
+      return { ...w, gate: { shape: w.gate!.shape, data: gate } };
     }),
   };
 }
@@ -45,9 +45,9 @@ function zeroed(keep: number[][]): LlamaWeights {
 t.test('pruning shrinks the MLP matrices to the kept neurons', async (t) => {
   const keep = [[0, 5, 9], [1, 2, 3], [79, 0, 40].sort((a, b) => a - b)];
   const p = pruneMlp(config, weights, keep);
-  t.same(p.layers[0].gate.shape, [3, 32]);
+  t.same(p.layers[0].gate!.shape, [3, 32]);
   t.same(p.layers[0].down.shape, [32, 3]);
-  t.same(Array.from(p.layers[2].gate.data.subarray(32, 64)), Array.from(weights.layers[2].gate.data.subarray(40 * 32, 41 * 32)), 'row 40 becomes row 1');
+  t.same(Array.from(p.layers[2].gate!.data.subarray(32, 64)), Array.from(weights.layers[2].gate!.data.subarray(40 * 32, 41 * 32)), 'row 40 becomes row 1');
   t.equal(p.layers[1].down.data[1 * 3 + 2], weights.layers[1].down.data[1 * 80 + 3], 'column 3 becomes column 2');
   t.equal(p.layers[0].q, weights.layers[0].q, 'attention untouched');
   t.throws(() => pruneMlp(config, weights, keep.slice(1)), /2 layers given to a model of 3/);

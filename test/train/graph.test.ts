@@ -1,16 +1,16 @@
 /** Weight gradients of the training graph against central finite differences (float64). */
 import t from 'tap';
-import { parseConfig } from '../../src/model/config.js';
+import { parseConfig } from '../../src/arch/config.js';
 import { hfConfigJson, initialValues, resolveShape } from '../../src/arch/testmodel.js';
-import { assembleLlamaWeights, llamaTensorSpecs } from '../../src/arch/checkpoints.js';
+import { assembleWeights, tensorSpecs } from '../../src/arch/checkpoints.js';
 import { buildTrainingGraph, gradName } from '../../src/train/graph.js';
 import { f64, i64, session } from '../helpers/ort.js';
 
 function tinyModel(tie: boolean) {
   const shape = resolveShape({ hidden: 8, intermediate: 12, layers: 2, heads: 2, kvHeads: 1, headDim: 4, vocab: 260, maxPositions: 16, tie });
   const config = parseConfig(hfConfigJson(shape), 'config.json');
-  const specs = new Map(llamaTensorSpecs(config).map((s) => [s.name, s.shape]));
-  return { config, weights: assembleLlamaWeights(config, (n) => ({ shape: specs.get(n)!, data: initialValues(n, specs.get(n)!, 7) })) };
+  const specs = new Map(tensorSpecs(config).map((s) => [s.name, s.shape]));
+  return { config, weights: assembleWeights(config, (n) => ({ shape: specs.get(n)!, data: initialValues(n, specs.get(n)!, 7) })) };
 }
 
 for (const tie of [true, false]) {

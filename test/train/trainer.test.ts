@@ -2,17 +2,17 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { parseConfig } from '../../src/model/config.js';
+import { parseConfig } from '../../src/arch/config.js';
 import { hfConfigJson, initialValues, resolveShape } from '../../src/arch/testmodel.js';
-import { assembleLlamaWeights, llamaTensorSpecs } from '../../src/arch/checkpoints.js';
+import { assembleWeights, tensorSpecs } from '../../src/arch/checkpoints.js';
 import { ADAMW_DEFAULTS, adamwUpdate, learningRate, newAdamState } from '../../src/train/adamw.js';
 import { evaluationBatches, randomBatch, tokenStream } from '../../src/train/data.js';
 import { Trainer, type TrainSettings } from '../../src/train/trainer.js';
 
 const shape = resolveShape({ hidden: 32, intermediate: 64, layers: 2, heads: 4, kvHeads: 2, headDim: 8, vocab: 260, maxPositions: 64, tie: true });
 const config = parseConfig(hfConfigJson(shape), 'config.json');
-const specs = new Map(llamaTensorSpecs(config).map((s) => [s.name, s.shape]));
-const init = () => assembleLlamaWeights(config, (n) => ({ shape: specs.get(n)!, data: initialValues(n, specs.get(n)!, 3) }));
+const specs = new Map(tensorSpecs(config).map((s) => [s.name, s.shape]));
+const init = () => assembleWeights(config, (n) => ({ shape: specs.get(n)!, data: initialValues(n, specs.get(n)!, 3) }));
 const settings: TrainSettings = { steps: 60, batch: 4, seq: 16, peakLr: 1e-2, warmup: 5, clip: 1, seed: 1, adamw: ADAMW_DEFAULTS };
 // A tiny corpus the model can memorise: loss must fall far below its initial ~ln(260).
 const stream = tokenStream(['abcabcabd '.repeat(6), 'the cat sat on the mat '.repeat(3)], (s) => [1, ...Array.from(Buffer.from(s), (b) => 3 + b)], 2);

@@ -1,17 +1,21 @@
 /**
- * An independent LLaMA-family forward in plain TypeScript, for checking the ONNX graphs.
- * Written from the math with no shared code beyond the weight types: one token at a time with
- * a KV cache (as llama2.c's run.c does), every sum in float64. Slow, and meant to be read.
+ * An independent decoder forward in plain TypeScript, for checking the ONNX graphs: the LLaMA
+ * family, Phi and GPT-2. Written from the math with no shared code beyond the weight types: one
+ * token at a time with a KV cache (as llama2.c's run.c does), every sum in float64. Slow, and
+ * meant to be read.
  *
- *   x = embed[token]
- *   per layer:  h = rmsnorm(x) * w_in
+ *   x = embed[token] (+ positions[pos], GPT-2)
+ *   per layer:  h = norm(x)                       RMSNorm, or LayerNorm with a bias (Phi, GPT-2)
  *               q, k, v = Wq h + bq, Wk h + bk, Wv h + bv;  q, k rotated by RoPE at `pos`
- *               x += Wo concat_heads( softmax(q_h . k_{<=pos} / sqrt(d)) v_{<=pos} )   (GQA)
- *               h = rmsnorm(x) * w_post
- *               x += Wdown( silu(Wgate h) * (Wup h) )
- *   logits = Whead (rmsnorm(x) * w_final)
+ *                                                  (the first rotaryDim dims of each head; none in GPT-2)
+ *               att = Wo concat_heads( softmax(q_h . k_{<=pos} / sqrt(d)) v_{<=pos} ) + bo   (GQA)
+ *    LLaMA, GPT-2:  x += att;  x += mlp(norm2(x))
+ *    Phi:           x += att + mlp(h)
+ *               mlp(h) = Wdown( silu(Wgate h) * (Wup h) )      SwiGLU
+ *                      = Wdown gelu_tanh(Wup h + bup) + bdown  GELU
+ *   logits = Whead norm_final(x) + bhead
  */
-import type { HostTensor, LlamaConfig, LlamaWeights } from '../../src/model/types.js';
+import type { HostTensor, ModelConfig, ModelWeights } from '../../src/model/types.js';
 
 /** out = W x for W stored [rows, cols] row-major (PyTorch's Linear layout: [out, in]). */
 function matvec(w: HostTensor, x: Float64Array, bias?: HostTensor): Float64Array {
@@ -35,16 +39,25 @@ function rmsnorm(x: Float64Array, weight: HostTensor, eps: number): Float64Array
   return x.map((v, i) => v * scale * weight.data[i]);
 }
 
+/** (x - mean) / sqrt(variance + eps) * weight + bias */
+function layernorm(x: Float64Array, weight: HostTensor, bias: HostTensor, eps: number): Float64Array {
+  const mean = x.reduce((a, v) => a + v, 0) / x.length;
+  const variance = x.reduce((a, v) => a + (v - mean) ** 2, 0) / x.length;
+  const scale = 1 / Math.sqrt(variance + eps);
+  return x.map((v, i) => (v - mean) * scale * weight.data[i] + bias.data[i]);
+}
+
 /**
- * Rotary embedding, Hugging Face's "rotate half" pairing: in each head, dimension i is
- * rotated together with i + d/2 by the angle pos * theta^(-2i/d).
+ * Rotary embedding, Hugging Face's "rotate half" pairing on the first `dim` dimensions of each
+ * head (the rest pass unchanged): dimension i is rotated together with i + dim/2 by the angle
+ * pos * theta^(-2i/dim).
  */
-function rope(vec: Float64Array, numHeads: number, headDim: number, pos: number, theta: number): void {
-  const half = headDim / 2;
+function rope(vec: Float64Array, numHeads: number, headDim: number, dim: number, pos: number, theta: number): void {
+  const half = dim / 2;
   for (let h = 0; h < numHeads; h++) {
     const base = h * headDim;
     for (let i = 0; i < half; i++) {
-      const angle = pos * theta ** ((-2 * i) / headDim);
+      const angle = pos * theta ** ((-2 * i) / dim);
       const cos = Math.cos(angle);
       const sin = Math.sin(angle);
       const a = vec[base + i];
@@ -59,6 +72,11 @@ function silu(x: number): number {
   return x / (1 + Math.exp(-x));
 }
 
+/** GELU, tanh approximation (transformers' gelu_new). */
+function geluTanh(x: number): number {
+  return 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3)));
+}
+
 /** Feeds tokens one by one; keeps each layer's keys and values of all earlier positions. */
 export class ReferenceLlama {
   private readonly keys: Float64Array[][];
@@ -66,8 +84,8 @@ export class ReferenceLlama {
   private pos = 0;
 
   constructor(
-    private readonly config: LlamaConfig,
-    private readonly weights: LlamaWeights,
+    private readonly config: ModelConfig,
+    private readonly weights: ModelWeights,
   ) {
     this.keys = weights.layers.map(() => []);
     this.values = weights.layers.map(() => []);
@@ -83,18 +101,23 @@ export class ReferenceLlama {
 
     const x = new Float64Array(c.hiddenSize);
     for (let i = 0; i < c.hiddenSize; i++) x[i] = w.embed.data[token * c.hiddenSize + i];
+    if (w.positions) for (let i = 0; i < c.hiddenSize; i++) x[i] += w.positions.data[pos * c.hiddenSize + i];
+    const norm = (v: Float64Array, weight: HostTensor, bias: HostTensor | undefined) =>
+      c.norm === 'rms' ? rmsnorm(v, weight, c.normEps) : layernorm(v, weight, bias!, c.normEps);
 
     const groupSize = c.numHeads / c.numKvHeads;
     for (let l = 0; l < c.numLayers; l++) {
       const layer = w.layers[l];
 
       // Attention block.
-      const h = rmsnorm(x, layer.inputNorm, c.rmsNormEps);
+      const h = norm(x, layer.inputNorm, layer.inputNormBias);
       const q = matvec(layer.q, h, layer.qBias);
       const k = matvec(layer.k, h, layer.kBias);
       const v = matvec(layer.v, h, layer.vBias);
-      rope(q, c.numHeads, d, pos, c.ropeTheta);
-      rope(k, c.numKvHeads, d, pos, c.ropeTheta);
+      if (c.rotaryDim > 0) {
+        rope(q, c.numHeads, d, c.rotaryDim, pos, c.ropeTheta);
+        rope(k, c.numKvHeads, d, c.rotaryDim, pos, c.ropeTheta);
+      }
       this.keys[l].push(k);
       this.values[l].push(v);
 
@@ -122,24 +145,32 @@ export class ReferenceLlama {
           for (let i = 0; i < d; i++) attnOut[qOff + i] += p * this.values[l][t][kvOff + i];
         }
       }
-      const o = matvec(layer.o, attnOut);
-      for (let i = 0; i < c.hiddenSize; i++) x[i] += o[i];
+      const o = matvec(layer.o, attnOut, layer.oBias);
 
-      // MLP block (SwiGLU).
-      const h2 = rmsnorm(x, layer.postNorm, c.rmsNormEps);
-      const gate = matvec(layer.gate, h2);
-      const up = matvec(layer.up, h2);
-      const act = gate.map((g, i) => silu(g) * up[i]);
-      const down = matvec(layer.down, act);
-      for (let i = 0; i < c.hiddenSize; i++) x[i] += down[i];
+      // MLP block: on the same normalised input in a parallel block (Phi), after the attention's add otherwise.
+      let mlpIn = h;
+      if (!c.parallelBlock) {
+        for (let i = 0; i < c.hiddenSize; i++) x[i] += o[i];
+        mlpIn = norm(x, layer.postNorm!, layer.postNormBias);
+      }
+      let act: Float64Array;
+      if (c.mlp === 'swiglu') {
+        const gate = matvec(layer.gate!, mlpIn);
+        const up = matvec(layer.up, mlpIn);
+        act = gate.map((g, i) => silu(g) * up[i]);
+      } else {
+        act = matvec(layer.up, mlpIn, layer.upBias).map(geluTanh);
+      }
+      const down = matvec(layer.down, act, layer.downBias);
+      for (let i = 0; i < c.hiddenSize; i++) x[i] += down[i] + (c.parallelBlock ? o[i] : 0);
     }
 
-    return matvec(w.lmHead, rmsnorm(x, w.norm, c.rmsNormEps));
+    return matvec(w.lmHead, norm(x, w.norm, w.normBias), w.lmHeadBias);
   }
 }
 
 /** Logits at every position of `tokenIds` (entry t predicts token t + 1). */
-export function referenceLogits(config: LlamaConfig, weights: LlamaWeights, tokenIds: number[]): Float32Array[] {
+export function referenceLogits(config: ModelConfig, weights: ModelWeights, tokenIds: number[]): Float32Array[] {
   const model = new ReferenceLlama(config, weights);
   return tokenIds.map((t) => Float32Array.from(model.step(t)));
 }
@@ -152,7 +183,7 @@ export function argmax(values: ArrayLike<number>): number {
 }
 
 /** `n` greedy tokens after `promptIds` (argmax of the float64 logits; never stops early). */
-export function referenceGreedy(config: LlamaConfig, weights: LlamaWeights, promptIds: number[], n: number): number[] {
+export function referenceGreedy(config: ModelConfig, weights: ModelWeights, promptIds: number[], n: number): number[] {
   if (promptIds.length === 0) throw new Error('referenceGreedy needs at least one prompt token');
   const model = new ReferenceLlama(config, weights);
   let logits: Float64Array = new Float64Array(0);

@@ -1,6 +1,10 @@
 /**
- * The LLaMA-family decoder (LLaMA, Mistral, Qwen2, SmolLM, TinyLlama) on the graph builder,
- * forward only. One definition yields every graph the product runs:
+ * The decoder on the graph builder, forward only, for every architecture served: the LLaMA
+ * family (LLaMA, Mistral, Qwen2, SmolLM, TinyLlama, Phi-3), Phi (Phi-1.5, Phi-2) and GPT-2. What
+ * differs between them is a handful of choices read from the config (`ModelConfig`): RMSNorm or
+ * LayerNorm, SwiGLU or GELU, a sequential or parallel block, RoPE on whole heads, part of them
+ * or learned positions; each is made in one primitive below. One definition yields every graph
+ * the product runs:
  * - serving: KV cache in as `past_key_values.*` and out as `present.*` (past and new
  *   positions), or with GroupQueryAttention only each layer's q/k/v projections out (`qkv.*`,
  *   see `gqaAttention`); `logits_to_keep` says how many of the last positions get logits (1 when
@@ -11,7 +15,7 @@
 import type { Graph } from '../graph/graph.js';
 import type { DType, Value } from '../graph/types.js';
 import { blockBytes, quantize, type QuantSpec } from '../model/quant.js';
-import type { HostTensor, LayerWeights, LlamaConfig, LlamaWeights } from '../model/types.js';
+import type { HostTensor, LayerWeights, ModelConfig, ModelWeights } from '../model/types.js';
 import { TOKEN_BLOCKS, TOKEN_CANDIDATES, tokenMlp, type TokenInputs, type TokenSelection } from './token-mlp.js';
 
 const INT64_MAX_SAFE = Number.MAX_SAFE_INTEGER;
@@ -25,7 +29,7 @@ export const presentValueName = (layer: number) => `present.${layer}.value`;
 /** Layer l's packed q/k/v projections ([batch, seq, q + k + v], before RoPE), out of a GroupQueryAttention graph. */
 export const projectionsName = (layer: number) => `qkv.${layer}`;
 
-export interface LlamaGraphOptions {
+export interface DecoderGraphOptions {
   /** float32 to serve; float64 for finite-difference checks of gradients. */
   dtype?: 'float32' | 'float64';
   /** Take and return a KV cache (serving). Without it the graph sees the whole sequence. */
@@ -82,7 +86,10 @@ export interface LlamaGraphOptions {
   quant?: QuantSpec;
 }
 
-const MLP_WEIGHT = /\.mlp\.(gate|up|down|gate_up)_proj\.weight$/;
+/** What one MLP neuron owns, by graph name: fed per request with `mlpInputs` (the down bias is every neuron's). */
+const MLP_INPUT = /\.mlp\.((gate|up|down|gate_up)_proj\.weight|up_proj\.bias)$/;
+/** gelu_new's constant: sqrt(2 / pi). */
+const GELU_TANH_SCALE = Math.sqrt(2 / Math.PI);
 
 /** A weight the graph takes as an input, with its initial value in the graph's layout. */
 export interface Parameter {
@@ -132,42 +139,45 @@ function concatRows(ts: HostTensor[]): Float32Array {
   return out;
 }
 
-/** Module name of layer l's MLP: its weights are `${mlpModule(l)}.{gate_up,down}_proj.weight` in a serving graph. */
+/**
+ * Module name of layer l's MLP in a graph: its weights are `${mlpModule(l)}.{gate_up,up,down}_proj.*`
+ * whatever the checkpoint calls them.
+ */
 const mlpModule = (layer: number) => `model.layers.${layer}.mlp`;
 
 /**
  * The inputs of a graph built with `mlpInputs` for the neurons in `keep` (per layer, any
- * order: the given order is the graph's): the kept gate and up columns side by side, as the
- * fused product takes them ([hidden, 2 * kept]), and the kept down rows ([kept, hidden]),
- * gathered in one pass without a pruned copy in between (a per-prompt request does this for
- * every layer).
+ * order: the given order is the graph's): SwiGLU's kept gate and up columns side by side, as the
+ * fused product takes them ([hidden, 2 * kept]), or a GELU MLP's kept up columns and biases; and
+ * the kept down rows ([kept, hidden]), gathered in one pass without a pruned copy in between (a
+ * per-prompt request does this for every layer).
  */
-export function mlpInputTensors(weights: LlamaWeights, keep: readonly (readonly number[])[]): Record<string, HostTensor> {
+export function mlpInputTensors(weights: ModelWeights, keep: readonly (readonly number[])[]): Record<string, HostTensor> {
   const inputs: Record<string, HostTensor> = {};
   for (const [l, w] of weights.layers.entries()) {
     const kept = keep[l];
     const k = kept.length;
-    const [intermediate, hidden] = w.gate.shape;
+    const [intermediate, hidden] = w.up.shape;
     // gate/up are [intermediate, hidden]: neuron kept[j]'s row becomes column j (gate) and k + j (up).
-    const gateUp = new Float32Array(hidden * 2 * k);
+    const ins = w.gate ? [w.gate, w.up] : [w.up];
+    const width = ins.length * k;
+    const inProj = new Float32Array(hidden * width);
     kept.forEach((n, j) => {
-      for (let h = 0; h < hidden; h++) {
-        gateUp[h * 2 * k + j] = w.gate.data[n * hidden + h];
-        gateUp[h * 2 * k + k + j] = w.up.data[n * hidden + h];
-      }
+      for (let h = 0; h < hidden; h++) ins.forEach((t, i) => (inProj[h * width + i * k + j] = t.data[n * hidden + h]));
     });
     // down is [hidden, intermediate]: neuron kept[j]'s column becomes row j.
     const down = new Float32Array(k * hidden);
     kept.forEach((n, j) => {
       for (let h = 0; h < hidden; h++) down[j * hidden + h] = w.down.data[h * intermediate + n];
     });
-    inputs[`${mlpModule(l)}.gate_up_proj.weight`] = { shape: [hidden, 2 * k], data: gateUp };
+    inputs[`${mlpModule(l)}.${w.gate ? 'gate_up' : 'up'}_proj.weight`] = { shape: [hidden, width], data: inProj };
+    if (w.upBias) inputs[`${mlpModule(l)}.up_proj.bias`] = { shape: [k], data: Float32Array.from(kept, (n) => w.upBias!.data[n]) };
     inputs[`${mlpModule(l)}.down_proj.weight`] = { shape: [k, hidden], data: down };
   }
   return inputs;
 }
 
-/** cos and sin of every position for the rotate-half RoPE convention: [maxPositions, headDim] each. */
+/** cos and sin of every position for the rotate-half RoPE convention: [maxPositions, rotaryDim] each. */
 export interface RopeTables {
   readonly cos: Float64Array;
   readonly sin: Float64Array;
@@ -177,9 +187,9 @@ export interface RopeTables {
  * One set per model config, shared by every graph built for it and by its sessions, which
  * cache keys with them (8 MB at 8k positions); nothing writes to them.
  */
-const ropeTablesOf = new WeakMap<LlamaConfig, RopeTables>();
+const ropeTablesOf = new WeakMap<ModelConfig, RopeTables>();
 
-export function ropeTables(config: LlamaConfig): RopeTables {
+export function ropeTables(config: ModelConfig): RopeTables {
   let tables = ropeTablesOf.get(config);
   if (!tables) {
     tables = computeRopeTables(config);
@@ -188,29 +198,30 @@ export function ropeTables(config: LlamaConfig): RopeTables {
   return tables;
 }
 
-function computeRopeTables(config: LlamaConfig): RopeTables {
-  const { headDim, maxPositions, ropeTheta } = config;
-  const half = headDim / 2;
-  const cos = new Float64Array(maxPositions * headDim);
-  const sin = new Float64Array(maxPositions * headDim);
+/** Each head's first `rotaryDim` dimensions rotate (all of them but in Phi); the frequencies are over that width. */
+function computeRopeTables(config: ModelConfig): RopeTables {
+  const { rotaryDim: dim, maxPositions, ropeTheta } = config;
+  const half = dim / 2;
+  const cos = new Float64Array(maxPositions * dim);
+  const sin = new Float64Array(maxPositions * dim);
   for (let p = 0; p < maxPositions; p++) {
     for (let i = 0; i < half; i++) {
-      const angle = p * ropeTheta ** ((-2 * i) / headDim);
+      const angle = p * ropeTheta ** ((-2 * i) / dim);
       // Dimension i and i + half form one rotating pair.
-      cos[p * headDim + i] = cos[p * headDim + i + half] = Math.cos(angle);
-      sin[p * headDim + i] = sin[p * headDim + i + half] = Math.sin(angle);
+      cos[p * dim + i] = cos[p * dim + i + half] = Math.cos(angle);
+      sin[p * dim + i] = sin[p * dim + i + half] = Math.sin(angle);
     }
   }
   return { cos, sin };
 }
 
 /**
- * RoPE in place on one head's vector (`headDim` values of `x` from `offset`) at `position`,
- * from `ropeTables`: what the graph's RoPE does, for keys the caller caches itself.
+ * RoPE in place on one head's vector (its first `rotaryDim` values of `x` from `offset` rotate)
+ * at `position`, from `ropeTables`: what the graph's RoPE does, for keys the caller caches itself.
  */
-export function rotateHalf(x: Float32Array, offset: number, position: number, tables: RopeTables, headDim: number): void {
-  const half = headDim / 2;
-  const row = position * headDim;
+export function rotateHalf(x: Float32Array, offset: number, position: number, tables: RopeTables, rotaryDim: number): void {
+  const half = rotaryDim / 2;
+  const row = position * rotaryDim;
   for (let i = 0; i < half; i++) {
     const a = x[offset + i];
     const b = x[offset + i + half];
@@ -221,10 +232,10 @@ export function rotateHalf(x: Float32Array, offset: number, position: number, ta
 
 /** What every layer's attention shares: RoPE at the input positions, the mask, the cache inputs. */
 interface AttentionContext {
-  /** cos and sin at the input positions ([batch, 1, seq, headDim]); null when fused. */
+  /** cos and sin at the input positions ([batch, 1, seq, rotaryDim]); null when fused or without RoPE. */
   cos: Value | null;
   sin: Value | null;
-  /** Fused instead of cos/sin: RotaryEmbedding's inputs (positions, half-width cos/sin tables). */
+  /** Fused instead of cos/sin: RotaryEmbedding's inputs (positions, half-width cos/sin tables); null without RoPE. */
   rotary: { positions: Value; cos: Value; sin: Value } | null;
   /** Fused with a cache: attention is GroupQueryAttention (see `gqaAttention`). */
   gqa: GqaContext | null;
@@ -250,11 +261,15 @@ interface GqaContext {
  * any capacity; otherwise the op-table attention concatenates the cache, which must then be
  * fed exactly.
  */
-export const attendsWithGqa = (config: LlamaConfig) => config.headDim % 8 === 0;
-/** GroupQueryAttention applies RoPE itself (on packed q/k/v) when the head size is a multiple of 16. */
-const gqaRotates = (config: LlamaConfig) => config.headDim % 16 === 0;
+export const attendsWithGqa = (config: ModelConfig) => config.headDim % 8 === 0;
+/**
+ * GroupQueryAttention applies RoPE itself (on packed q/k/v) when the head size is a multiple of
+ * 16, and so is the part of each head that rotates (its CPU kernel wants cos_cache's width, half
+ * of it, a multiple of 8: Phi-2's 32 of 80 qualifies).
+ */
+const gqaRotates = (config: ModelConfig) => config.headDim % 16 === 0 && config.rotaryDim % 16 === 0;
 
-export class LlamaBuilder {
+export class DecoderBuilder {
   readonly dtype: 'float32' | 'float64';
   /** ONNX Runtime's fused kernels (`fused`, float32 only). */
   readonly fused: boolean;
@@ -265,8 +280,8 @@ export class LlamaBuilder {
 
   constructor(
     readonly g: Graph,
-    readonly config: LlamaConfig,
-    readonly options: LlamaGraphOptions = {},
+    readonly config: ModelConfig,
+    readonly options: DecoderGraphOptions = {},
   ) {
     this.dtype = options.dtype ?? 'float32';
     this.fused = options.fused === true && this.dtype === 'float32' && !options.trainable;
@@ -283,7 +298,7 @@ export class LlamaBuilder {
    * input when training.
    */
   weight(data: Float32Array, shape: number[], name: string, transposed = false): Value {
-    if (!this.options.trainable && !(this.options.mlpInputs && MLP_WEIGHT.test(name))) return this.constant(data, shape, name);
+    if (!this.options.trainable && !(this.options.mlpInputs && MLP_INPUT.test(name))) return this.constant(data, shape, name);
     const value = this.g.input(name, this.dtype, shape);
     this.parameters.set(name, { value, init: data, transposed });
     return value;
@@ -304,7 +319,7 @@ export class LlamaBuilder {
 
   /** Whether the weight `name` is served quantised: with `quant`, when it is a constant. */
   private quantizes(name: string): boolean {
-    return this.fused && this.options.quant !== undefined && !(this.options.mlpInputs && MLP_WEIGHT.test(name));
+    return this.fused && this.options.quant !== undefined && !(this.options.mlpInputs && MLP_INPUT.test(name));
   }
 
   /**
@@ -358,26 +373,39 @@ export class LlamaBuilder {
     };
   }
 
-  rmsNorm(x: Value, weight: HostTensor, name: string): Value {
+  /**
+   * RMSNorm, x / sqrt(mean(x^2) + eps) * w (the LLaMA family), or LayerNorm,
+   * (x - mean(x)) / sqrt(var(x) + eps) * w + b (Phi, GPT-2).
+   */
+  norm(x: Value, weight: HostTensor, bias: HostTensor | undefined, name: string): Value {
     const { g } = this;
-    const meanSquare = g.reduceMean(g.mul(x, x), [-1]);
-    const normed = g.div(x, g.sqrt(g.add(meanSquare, this.scalar(this.config.rmsNormEps))));
-    return g.mul(normed, this.weight(weight.data, weight.shape, `${name}.weight`));
+    const eps = this.scalar(this.config.normEps);
+    const scale = this.weight(weight.data, weight.shape, `${name}.weight`);
+    if (this.config.norm === 'rms') return g.mul(g.div(x, g.sqrt(g.add(g.reduceMean(g.mul(x, x), [-1]), eps))), scale);
+    const centred = g.sub(x, g.reduceMean(x, [-1]));
+    const normed = g.div(centred, g.sqrt(g.add(g.reduceMean(g.mul(centred, centred), [-1]), eps)));
+    return g.add(g.mul(normed, scale), this.weight(bias!.data, bias!.shape, `${name}.bias`));
   }
 
   /**
-   * `residual + x` (x alone, without a residual) and its RMSNorm: returns the normalised value
-   * and the sum, which carries on as the residual stream. Fused, both are one kernel.
+   * `residual + x` (x alone, without a residual) and its norm: returns the normalised value and
+   * the sum, which carries on as the residual stream. Fused, both are one kernel.
    */
-  addNorm(x: Value, residual: Value | null, weight: HostTensor, name: string): { normed: Value; sum: Value } {
+  addNorm(x: Value, residual: Value | null, weight: HostTensor, bias: HostTensor | undefined, name: string): { normed: Value; sum: Value } {
     if (!this.fused) {
       const sum = residual ? this.g.add(residual, x) : x;
-      return { normed: this.rmsNorm(sum, weight, name), sum };
+      return { normed: this.norm(sum, weight, bias, name), sum };
     }
     const { g } = this;
     const type = { dtype: x.dtype, shape: x.shape };
     const scale = this.weight(weight.data, weight.shape, `${name}.weight`);
-    const epsilon = this.config.rmsNormEps;
+    const epsilon = this.config.normEps;
+    if (this.config.norm === 'layer') {
+      const beta = this.weight(bias!.data, bias!.shape, `${name}.bias`);
+      if (!residual) return { normed: g.kernel('LayerNormalization', [x, scale, beta], [type], { axis: -1, epsilon })[0], sum: x };
+      const [normed, , , sum] = g.kernel('com.microsoft.SkipLayerNormalization', [residual, x, scale, beta], [type, null, null, type], { epsilon });
+      return { normed, sum };
+    }
     if (!residual) {
       const [normed] = g.kernel('SimplifiedLayerNormalization', [x, scale], [type], { axis: -1, epsilon, stash_type: 1 });
       return { normed, sum: x };
@@ -386,14 +414,19 @@ export class LlamaBuilder {
     return { normed, sum };
   }
 
-  /** x * cos + rotate_half(x) * sin, where rotate_half(x) = [-x2, x1]. */
+  /**
+   * RoPE on the first `rotaryDim` dimensions of each head ([..., headDim]), the rest passing
+   * through: x * cos + rotate_half(x) * sin, where rotate_half(x) = [-x2, x1].
+   */
   rope(x: Value, cos: Value, sin: Value): Value {
     const { g } = this;
-    const half = this.config.headDim / 2;
-    const x1 = g.slice(x, [0], [half], [-1]);
-    const x2 = g.slice(x, [half], [this.config.headDim], [-1]);
-    const rotated = g.concat([g.neg(x2), x1], -1);
-    return g.add(g.mul(x, cos), g.mul(rotated, sin));
+    const { headDim, rotaryDim } = this.config;
+    const rot = rotaryDim === headDim ? x : g.slice(x, [0], [rotaryDim], [-1]);
+    const half = rotaryDim / 2;
+    const x1 = g.slice(rot, [0], [half], [-1]);
+    const x2 = g.slice(rot, [half], [rotaryDim], [-1]);
+    const rotated = g.add(g.mul(rot, cos), g.mul(g.concat([g.neg(x2), x1], -1), sin));
+    return rotaryDim === headDim ? rotated : g.concat([rotated, g.slice(x, [rotaryDim], [headDim], [-1])], -1);
   }
 
   /** [batch, seq, heads*headDim] -> [batch, heads, seq, headDim] */
@@ -433,21 +466,25 @@ export class LlamaBuilder {
   }
 
   /** Fused: the gate and up projections as one MatMul, split after it. */
-  gateUp(x: Value, w: LayerWeights, p: string): Value[] {
-    const [width, inDim] = w.gate.shape;
+  gateUp(x: Value, gate: HostTensor, up: HostTensor, p: string): Value[] {
+    const [width, inDim] = gate.shape;
     const name = `${p}.gate_up_proj.weight`;
     const y = this.quantizes(name)
-      ? this.matMulNBits(x, [w.gate, w.up], name)
-      : this.g.matmul(x, this.weight(sideBySide([w.gate, w.up]), [inDim, 2 * width], name));
+      ? this.matMulNBits(x, [gate, up], name)
+      : this.g.matmul(x, this.weight(sideBySide([gate, up]), [inDim, 2 * width], name));
     const type = { dtype: y.dtype, shape: [...y.shape.slice(0, -1), width] };
     return this.g.kernel('Split', [y, this.g.const([width, width])], [type, type], { axis: -1 });
   }
 
-  /** Fused: RoPE on [batch, seq, heads*headDim] by ONNX Runtime's RotaryEmbedding kernel (rotate-half pairing). */
-  rotary(x: Value, rotary: NonNullable<AttentionContext['rotary']>): Value {
-    return this.g.kernel('com.microsoft.RotaryEmbedding', [x, rotary.positions, rotary.cos, rotary.sin], [{ dtype: x.dtype, shape: x.shape }], {
-      interleaved: 0,
-    })[0];
+  /**
+   * Fused: RoPE on [batch, seq, heads*headDim] by ONNX Runtime's RotaryEmbedding kernel
+   * (rotate-half pairing); on part of each head it needs the head count.
+   */
+  rotary(x: Value, rotary: NonNullable<AttentionContext['rotary']>, heads: number): Value {
+    const { headDim, rotaryDim } = this.config;
+    const attributes: Record<string, number> = { interleaved: 0 };
+    if (rotaryDim !== headDim) Object.assign(attributes, { rotary_embedding_dim: rotaryDim, num_heads: heads });
+    return this.g.kernel('com.microsoft.RotaryEmbedding', [x, rotary.positions, rotary.cos, rotary.sin], [{ dtype: x.dtype, shape: x.shape }], attributes)[0];
   }
 
   /**
@@ -457,7 +494,7 @@ export class LlamaBuilder {
    *
    * The graph returns the packed product (`qkv.{l}`), not the kernel's present cache: the
    * session applies RoPE to the new keys and appends them and the values to its own buffers
-   * (`LlamaSession.appendProjections`). ONNX Runtime's Node binding copies every output it
+   * (`DecoderSession.appendProjections`). ONNX Runtime's Node binding copies every output it
    * returns into a new ArrayBuffer, even one the caller preallocated, so returning the cache
    * would cost a copy of its whole capacity, and the garbage collections those buffers bring,
    * on every step.
@@ -468,16 +505,17 @@ export class LlamaBuilder {
     const { g } = this;
     const { numHeads, numKvHeads, headDim } = this.config;
     const { gqa, rotary, past } = ctx;
-    if (!gqa || !rotary || !past) throw new Error('GroupQueryAttention needs the fused graph with a cache');
+    if (!gqa || !past) throw new Error('GroupQueryAttention needs the fused graph with a cache');
     const p = `model.layers.${layer}.self_attn`;
     const packed = this.packedQkv(x, w, p);
     g.output(packed.y, projectionsName(layer));
     let qkv: (Value | null)[];
-    if (gqa.rotates) {
+    if (gqa.rotates && rotary) {
       qkv = [packed.y, null, null, past[layer].key, past[layer].value, gqa.seqlensK, gqa.total, rotary.cos, rotary.sin];
     } else {
       const [q, k, v] = this.qkv(x, w, p, packed);
-      qkv = [this.rotary(q, rotary), this.rotary(k, rotary), v, past[layer].key, past[layer].value, gqa.seqlensK, gqa.total];
+      const rotate = (t: Value, heads: number) => (rotary ? this.rotary(t, rotary, heads) : t);
+      qkv = [rotate(q, numHeads), rotate(k, numKvHeads), v, past[layer].key, past[layer].value, gqa.seqlensK, gqa.total];
     }
     const cacheType = { dtype: x.dtype, shape: [past[layer].key.shape[0], numKvHeads, 'capacity', headDim] };
     const [out] = g.kernel(
@@ -486,7 +524,7 @@ export class LlamaBuilder {
       [{ dtype: x.dtype, shape: [...x.shape.slice(0, -1), numHeads * headDim] }, cacheType, cacheType],
       { num_heads: numHeads, kv_num_heads: numKvHeads, ...(gqa.rotates ? { do_rotary: 1, rotary_interleaved: 0 } : {}) },
     );
-    return this.linear(out, w.o, `${p}.o_proj`);
+    return this.linear(out, w.o, `${p}.o_proj`, w.oBias);
   }
 
   attention(x: Value, w: LayerWeights, layer: number, ctx: AttentionContext): Value {
@@ -500,18 +538,19 @@ export class LlamaBuilder {
     let keys: Value;
     let values: Value;
     if (ctx.gqa) return this.gqaAttention(x, w, layer, ctx);
-    if (ctx.rotary) {
+    if (this.fused) {
       // One MatMul for q, k and v; rotated before the heads are split; queries reach the
       // grouped layout in one Transpose.
       const [qFlat, kFlat, vFlat] = this.qkv(x, w, p);
-      const q = this.rotary(qFlat, ctx.rotary);
-      qGrouped = g.transpose(g.reshape(q, [0, 0, numKvHeads, group, headDim]), [0, 2, 3, 1, 4]);
-      keys = this.splitHeads(this.rotary(kFlat, ctx.rotary), numKvHeads);
+      const rotate = (t: Value, heads: number) => (ctx.rotary ? this.rotary(t, ctx.rotary, heads) : t);
+      qGrouped = g.transpose(g.reshape(rotate(qFlat, numHeads), [0, 0, numKvHeads, group, headDim]), [0, 2, 3, 1, 4]);
+      keys = this.splitHeads(rotate(kFlat, numKvHeads), numKvHeads);
       values = this.splitHeads(vFlat, numKvHeads);
     } else {
-      const q = this.rope(this.splitHeads(this.linear(x, w.q, `${p}.q_proj`, w.qBias), numHeads), ctx.cos!, ctx.sin!);
+      const rope = (t: Value) => (ctx.cos && ctx.sin ? this.rope(t, ctx.cos, ctx.sin) : t);
+      const q = rope(this.splitHeads(this.linear(x, w.q, `${p}.q_proj`, w.qBias), numHeads));
       qGrouped = g.reshape(q, [0, numKvHeads, group, -1, headDim]);
-      keys = this.rope(this.splitHeads(this.linear(x, w.k, `${p}.k_proj`, w.kBias), numKvHeads), ctx.cos!, ctx.sin!);
+      keys = rope(this.splitHeads(this.linear(x, w.k, `${p}.k_proj`, w.kBias), numKvHeads));
       values = this.splitHeads(this.linear(x, w.v, `${p}.v_proj`, w.vBias), numKvHeads);
     }
     if (ctx.past) {
@@ -527,18 +566,18 @@ export class LlamaBuilder {
     const context = g.matmul(g.softmax(scores, -1), g.unsqueeze(values, [2]));
     if (this.fused && !this.options.onHeadOutput) {
       // [batch, kvHeads, group, seq, headDim] -> [batch, seq, heads * headDim] in one Transpose.
-      return this.linear(g.reshape(g.transpose(context, [0, 3, 1, 2, 4]), [0, 0, numHeads * headDim]), w.o, `${p}.o_proj`);
+      return this.linear(g.reshape(g.transpose(context, [0, 3, 1, 2, 4]), [0, 0, numHeads * headDim]), w.o, `${p}.o_proj`, w.oBias);
     }
     let heads = g.transpose(g.reshape(context, [0, numHeads, -1, headDim]), [0, 2, 1, 3]); // [batch, seq, heads, headDim]
     if (this.options.onHeadOutput) heads = this.options.onHeadOutput(layer, heads);
-    return this.linear(g.reshape(heads, [0, 0, numHeads * headDim]), w.o, `${p}.o_proj`);
+    return this.linear(g.reshape(heads, [0, 0, numHeads * headDim]), w.o, `${p}.o_proj`, w.oBias);
   }
 
   /**
-   * SwiGLU: down(silu(gate(x)) * up(x)). Fused, gate and up are one MatMul on their weights
-   * side by side ([in, 2 * intermediate], `{p}.gate_up_proj.weight`) and a Split: one weight
-   * product per layer fewer, each of which costs about 12 us on top of its bytes at two threads
-   * (docs/bench.md).
+   * SwiGLU, down(silu(gate(x)) * up(x)), or GELU, down(gelu(up(x))) with biases. Fused, gate and
+   * up are one MatMul on their weights side by side ([in, 2 * intermediate],
+   * `{p}.gate_up_proj.weight`) and a Split: one weight product per layer fewer, each of which
+   * costs about 12 us on top of its bytes at two threads (docs/bench.md).
    */
   mlp(x: Value, w: LayerWeights, layer: number): Value {
     const { g } = this;
@@ -548,14 +587,54 @@ export class LlamaBuilder {
     if (selection) {
       this.tokenInputs ??= {
         blocks: g.input(TOKEN_BLOCKS, 'int64', [1]),
-        candidates: selection.selector === 'gate' && selection.rerank ? g.input(TOKEN_CANDIDATES, 'int64', [1]) : null,
+        candidates: selection.selector === 'gate' && selection.rerank && w.gate ? g.input(TOKEN_CANDIDATES, 'int64', [1]) : null,
       };
-      return tokenMlp(g, this.config, x, w, layer, selection, this.tokenInputs, (v) => this.linear(v, w.gate, `${p}.gate_proj`));
+      const selectorActivation = (v: Value) => {
+        if (!w.gate) return this.geluUp(v, w, p);
+        const gate = this.linear(v, w.gate, `${p}.gate_proj`);
+        return g.mul(gate, g.sigmoid(gate));
+      };
+      return tokenMlp(g, this.config, x, w, layer, selection, this.tokenInputs, selectorActivation);
     }
-    const [gate, up] = this.fused ? this.gateUp(x, w, p) : [this.linear(x, w.gate, `${p}.gate_proj`), this.linear(x, w.up, `${p}.up_proj`)];
-    let a = g.mul(g.mul(gate, g.sigmoid(gate)), up);
+    let a: Value;
+    if (w.gate) {
+      const [gate, up] = this.fused ? this.gateUp(x, w.gate, w.up, p) : [this.linear(x, w.gate, `${p}.gate_proj`), this.linear(x, w.up, `${p}.up_proj`)];
+      a = g.mul(g.mul(gate, g.sigmoid(gate)), up);
+    } else {
+      a = this.geluUp(x, w, p);
+    }
     if (this.options.onMlpActivation) a = this.options.onMlpActivation(layer, a);
-    return this.linear(a, w.down, `${p}.down_proj`);
+    return this.linear(a, w.down, `${p}.down_proj`, w.downBias);
+  }
+
+  /**
+   * gelu_new(up(x) + b) = 0.5 y (1 + tanh(sqrt(2/pi) (y + 0.044715 y^3))) for y = up(x) + b.
+   * Fused, ONNX Runtime's FastGelu computes the same formula and adds the bias.
+   */
+  private geluUp(x: Value, w: LayerWeights, p: string): Value {
+    const { g } = this;
+    if (!this.fused) {
+      const y = this.linear(x, w.up, `${p}.up_proj`, w.upBias);
+      const inner = g.mul(this.scalar(GELU_TANH_SCALE), g.add(y, g.mul(this.scalar(0.044715), g.mul(y, g.mul(y, y)))));
+      return g.mul(g.mul(this.scalar(0.5), y), g.add(this.scalar(1), g.tanh(inner)));
+    }
+    const y = this.linear(x, w.up, `${p}.up_proj`);
+    const bias = w.upBias ? [this.weight(w.upBias.data, w.upBias.shape, `${p}.up_proj.bias`)] : [];
+    return g.kernel('com.microsoft.FastGelu', [y, ...bias], [{ dtype: y.dtype, shape: y.shape }])[0];
+  }
+
+  /**
+   * One decoder layer on its normalised input `normed` and the residual stream `sum` it was
+   * normalised from; returns what the layer adds to the stream and the stream before that add
+   * (the caller fuses the add with the next norm).
+   *   sequential (LLaMA, GPT-2):  x = x + attn(norm1(x));  x = x + mlp(norm2(x))
+   *   parallel (Phi):             x = x + attn(norm(x)) + mlp(norm(x))
+   */
+  block(normed: Value, sum: Value, w: LayerWeights, layer: number, ctx: AttentionContext): { out: Value; residual: Value } {
+    if (this.config.parallelBlock) return { out: this.g.add(this.attention(normed, w, layer, ctx), this.mlp(normed, w, layer)), residual: sum };
+    if (!w.postNorm) throw new Error(`layer ${layer} has no MLP norm, which a sequential block needs`);
+    const mid = this.addNorm(this.attention(normed, w, layer, ctx), sum, w.postNorm, w.postNormBias, `model.layers.${layer}.post_attention_layernorm`);
+    return { out: this.mlp(mid.normed, w, layer), residual: mid.sum };
   }
 
   /**
@@ -570,7 +649,7 @@ export class LlamaBuilder {
   }
 
   /** Records the whole decoder; returns the logits ([batch, positions, vocab]) before any output. */
-  build(weights: LlamaWeights): Value {
+  build(weights: ModelWeights): Value {
     const { g, config } = this;
     const inputIds = g.input('input_ids', 'int64', ['batch', 'seq']);
     const positionIds = g.input('position_ids', 'int64', ['batch', 'seq']);
@@ -583,31 +662,33 @@ export class LlamaBuilder {
         }))
       : null;
 
-    const tables = ropeTables(config);
-    const ropeShape = [config.maxPositions, config.headDim];
-    const atPositions = (t: Value) => g.unsqueeze(g.gather(t, positionIds), [1]); // [batch, 1, seq, headDim]
-    // RotaryEmbedding's tables hold each rotating pair once: [maxPositions, headDim / 2].
-    const halfDim = config.headDim / 2;
-    const halfTable = (t: Float64Array, name: string) =>
-      this.constant(
-        Float32Array.from({ length: config.maxPositions * halfDim }, (_, i) => t[Math.floor(i / halfDim) * config.headDim + (i % halfDim)]),
-        [config.maxPositions, halfDim],
-        name,
-      );
-    const ctx: AttentionContext = {
-      cos: this.fused ? null : atPositions(this.constant(tables.cos, ropeShape, 'rope.cos')),
-      sin: this.fused ? null : atPositions(this.constant(tables.sin, ropeShape, 'rope.sin')),
-      rotary: this.fused ? { positions: positionIds, cos: halfTable(tables.cos, 'rope.cos_half'), sin: halfTable(tables.sin, 'rope.sin_half') } : null,
-      gqa: null,
-      mask: null,
-      past,
-    };
+    const ctx: AttentionContext = { cos: null, sin: null, rotary: null, gqa: null, mask: null, past };
+    if (config.rotaryDim > 0) {
+      const { rotaryDim: dim, maxPositions } = config;
+      const tables = ropeTables(config);
+      if (this.fused) {
+        // RotaryEmbedding's tables hold each rotating pair once: [maxPositions, rotaryDim / 2].
+        const half = dim / 2;
+        const halfTable = (t: Float64Array, name: string) =>
+          this.constant(
+            Float32Array.from({ length: maxPositions * half }, (_, i) => t[Math.floor(i / half) * dim + (i % half)]),
+            [maxPositions, half],
+            name,
+          );
+        ctx.rotary = { positions: positionIds, cos: halfTable(tables.cos, 'rope.cos_half'), sin: halfTable(tables.sin, 'rope.sin_half') };
+      } else {
+        const atPositions = (t: Value) => g.unsqueeze(g.gather(t, positionIds), [1]); // [batch, 1, seq, rotaryDim]
+        ctx.cos = atPositions(this.constant(tables.cos, [maxPositions, dim], 'rope.cos'));
+        ctx.sin = atPositions(this.constant(tables.sin, [maxPositions, dim], 'rope.sin'));
+      }
+    }
     if (this.fused && past && attendsWithGqa(config)) {
       // One sequence per batch row, each at its own length (a batch of decode steps): seqlens_k
       // is [batch], the index of each row's last key, which is its last position; the kernel's
       // total length is the longest row's.
       const last = g.gather(positionIds, g.const(-1), 1);
-      ctx.gqa = { seqlensK: g.cast(last, 'int32'), total: g.cast(g.add(g.reduceMax(last, [0]), g.const(1)), 'int32'), rotates: gqaRotates(config) };
+      const total = g.cast(g.add(g.reduceMax(last, [0]), g.const(1)), 'int32');
+      ctx.gqa = { seqlensK: g.cast(last, 'int32'), total, rotates: ctx.rotary !== null && gqaRotates(config) };
     } else {
       // Keys attended = what the cache holds (all of it, here) + the new tokens.
       const seq = g.gather(g.shape(inputIds), g.const(1));
@@ -617,21 +698,22 @@ export class LlamaBuilder {
     const quantEmbed = this.quantizedEmbedding(weights.embed);
     const embed = quantEmbed ? null : this.weight(weights.embed.data, weights.embed.shape, 'model.embed_tokens.weight');
     let h = quantEmbed ? quantEmbed.lookup(inputIds) : g.gather(embed!, inputIds);
+    if (weights.positions) h = g.add(h, g.gather(this.weight(weights.positions.data, weights.positions.shape, 'model.embed_positions.weight'), positionIds));
     // Each residual add and the norm after it (the next layer's, or the final one) are one step.
-    let { normed, sum } = this.addNorm(h, null, weights.layers[0].inputNorm, 'model.layers.0.input_layernorm');
+    const first = weights.layers[0];
+    let { normed, sum } = this.addNorm(h, null, first.inputNorm, first.inputNormBias, 'model.layers.0.input_layernorm');
     weights.layers.forEach((w, i) => {
-      ({ normed, sum } = this.addNorm(this.attention(normed, w, i, ctx), sum, w.postNorm, `model.layers.${i}.post_attention_layernorm`));
+      const { out, residual } = this.block(normed, sum, w, i, ctx);
       const next = weights.layers[i + 1];
-      const mlp = this.mlp(normed, w, i);
       ({ normed, sum } = next
-        ? this.addNorm(mlp, sum, next.inputNorm, `model.layers.${i + 1}.input_layernorm`)
-        : this.addNorm(mlp, sum, weights.norm, 'model.norm'));
+        ? this.addNorm(out, residual, next.inputNorm, next.inputNormBias, `model.layers.${i + 1}.input_layernorm`)
+        : this.addNorm(out, residual, weights.norm, weights.normBias, 'model.norm'));
     });
     h = normed;
     if (logitsToKeep) h = g.slice(h, g.neg(logitsToKeep), g.const([INT64_MAX_SAFE]), [1]);
     // A tied head trains as the embedding itself; served, it is a transposed constant copy.
     if (this.options.trainable && config.tieWordEmbeddings) return g.matmul(h, g.transpose(embed!, [1, 0]));
     if (quantEmbed && weights.lmHead === weights.embed) return this.matMulNBits(h, [weights.lmHead], 'lm_head.weight', quantEmbed.codes);
-    return this.linear(h, weights.lmHead, 'lm_head');
+    return this.linear(h, weights.lmHead, 'lm_head', weights.lmHeadBias);
   }
 }

@@ -6,8 +6,8 @@
 import t from 'tap';
 import { loadModelDir } from '../../src/arch/load.js';
 import { writeTestModel } from '../../src/arch/testmodel.js';
-import type { HostTensor, LlamaWeights } from '../../src/model/types.js';
-import { argmax, referenceGreedy, referenceLogits } from './reference-llama.js';
+import type { HostTensor, ModelWeights } from '../../src/model/types.js';
+import { argmax, referenceGreedy, referenceLogits } from './reference.js';
 import { readStoriesReference, STORIES_DIR } from './stories.js';
 
 t.test('stories260K: top-5 logits at the last prompt position match reference.json', async (t) => {
@@ -64,7 +64,7 @@ t.test('GQA: query head h reads KV head floor(h / group), as HF repeat_kv does',
   await writeTestModel(dir, { architecture: 'Qwen2ForCausalLM', heads: 6, kvHeads: 2, headDim: 8 });
   const { config, weights } = await loadModelDir(dir);
   const group = config.numHeads / config.numKvHeads;
-  const mha: LlamaWeights = {
+  const mha: ModelWeights = {
     ...weights,
     layers: weights.layers.map((l) => ({
       ...l,
@@ -89,7 +89,7 @@ t.test('biases and norm weights change the output (the reference does not ignore
   const tokens = [1, 100, 200];
   const base = referenceLogits(config, weights, tokens)[2];
   const ones = (n: number): HostTensor => ({ shape: [n], data: new Float32Array(n).fill(1) });
-  const variants: [string, LlamaWeights][] = [
+  const variants: [string, ModelWeights][] = [
     ['no k bias', { ...weights, layers: weights.layers.map((l) => ({ ...l, kBias: undefined })) }],
     ['unit post-attention norm', { ...weights, layers: weights.layers.map((l) => ({ ...l, postNorm: ones(config.hiddenSize) })) }],
     ['unit final norm', { ...weights, norm: ones(config.hiddenSize) }],
