@@ -203,7 +203,6 @@ export function tokenMlp(
   const addDownBias = (y: Value) => (w.downBias ? g.add(y, f32(w.downBias.data, [d], `${p}.down_proj.bias`)) : y);
   // Reranked gate-first: candidates by gate-first score, the kept ones by their exact outputs.
   if (gateAct && inputs.candidates) {
-    if (!w.gate) throw new Error('gate-first reranking is for gated MLPs: in a GELU MLP the scores are already the exact outputs');
     if (B !== 1) throw new Error('gate-first reranking selects single neurons');
     const candidates = topK(scores, inputs.candidates); // [batch, seq, candidates]
     const u = g.reshape(g.matmul(g.gather(f32(w.up.data, [F, d], `${p}.up_proj.packed`), candidates), column), [0, 0, -1]);
