@@ -31,10 +31,11 @@ t.test('selfTargets and continuationTargets choose the positions that predict th
   t.same(promptTargets([5]), { ids: [5], weights: [1] }, 'a one-token prompt is its own target');
 });
 
-for (const architecture of ['LlamaForCausalLM', 'Phi3ForCausalLM'] as const)
+for (const architecture of ['LlamaForCausalLM', 'Phi3ForCausalLM', 'PhiForCausalLM', 'GPT2LMHeadModel'] as const)
   t.test(`whole-model gradients match central finite differences (float64), ${architecture}`, async (t) => {
     const modelDir = join(dir, 'by-architecture', architecture);
-    await writeTestModel(modelDir, { ...SHAPE, architecture });
+    // GPT-2 has no grouped-query attention.
+    await writeTestModel(modelDir, { ...SHAPE, architecture, ...(architecture === 'GPT2LMHeadModel' ? { kvHeads: SHAPE.heads } : {}) });
     const { config, weights } = await loadModelDir(modelDir);
     const built = buildAttributionGraph(config, weights, { dtype: 'float64' });
     const { graph } = built;
