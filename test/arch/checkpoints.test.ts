@@ -222,3 +222,82 @@ t.test('a Phi-3 checkpoint stacks q/k/v and gate/up by rows; the loader splits t
     ],
   );
 });
+
+t.test("a Phi-2 checkpoint: transformers' names, a bias on every projection, the norm and the head", async (t) => {
+  const dir = t.testdir();
+  const { config } = await writeTestModel(dir, { architecture: 'PhiForCausalLM', seed: 4 });
+  const specs = tensorSpecs(config);
+  t.same(
+    specs.filter((s) => s.name.startsWith('model.layers.0.')).map((s) => s.name.slice('model.layers.0.'.length)),
+    [
+      'input_layernorm.weight',
+      'input_layernorm.bias',
+      'self_attn.q_proj.weight',
+      'self_attn.k_proj.weight',
+      'self_attn.v_proj.weight',
+      'self_attn.dense.weight',
+      'self_attn.q_proj.bias',
+      'self_attn.k_proj.bias',
+      'self_attn.v_proj.bias',
+      'self_attn.dense.bias',
+      'mlp.fc1.weight',
+      'mlp.fc1.bias',
+      'mlp.fc2.weight',
+      'mlp.fc2.bias',
+    ],
+  );
+  t.same(
+    specs.filter((s) => !s.name.startsWith('model.layers.')).map((s) => s.name),
+    ['model.embed_tokens.weight', 'model.final_layernorm.weight', 'model.final_layernorm.bias', 'lm_head.weight', 'lm_head.bias'],
+  );
+  const onDisk = readSafetensors(join(dir, 'model.safetensors'));
+  const w = loadWeights(dir, config);
+  const l = w.layers[1];
+  t.same(l.up.data, onDisk['model.layers.1.mlp.fc1.weight'].data, 'fc1 is the MLP input projection');
+  t.same(l.upBias!.data, onDisk['model.layers.1.mlp.fc1.bias'].data);
+  t.same(l.down.data, onDisk['model.layers.1.mlp.fc2.weight'].data, 'fc2 its output projection');
+  t.same(l.o.data, onDisk['model.layers.1.self_attn.dense.weight'].data);
+  t.equal(l.postNorm, undefined, 'no MLP norm: the block is parallel');
+  t.equal(l.gate, undefined);
+  t.same(w.lmHeadBias!.data, onDisk['lm_head.bias'].data);
+  t.same(w.normBias!.data, onDisk['model.final_layernorm.bias'].data);
+});
+
+t.test("a GPT-2 checkpoint: Conv1D weights ([in, out]) transposed at load, c_attn split into q, k, v by columns, either root", async (t) => {
+  const dir = t.testdir();
+  const { config } = await writeTestModel(dir, { architecture: 'GPT2LMHeadModel', seed: 5 });
+  const d = config.hiddenSize;
+  const onDisk = readSafetensors(join(dir, 'model.safetensors'));
+  t.same(onDisk['transformer.h.0.attn.c_attn.weight'].shape, [d, 3 * d], 'stored [in, 3 * hidden]');
+  t.same(onDisk['transformer.h.0.mlp.c_fc.weight'].shape, [d, config.intermediateSize], 'stored [in, out]');
+  t.notOk('lm_head.weight' in onDisk, 'tied: no head of its own');
+  const w = loadWeights(dir, config);
+  const cAttn = onDisk['transformer.h.1.attn.c_attn.weight'];
+  const cAttnBias = onDisk['transformer.h.1.attn.c_attn.bias'];
+  const l = w.layers[1];
+  // q row r, column c is c_attn[c][r] (q: columns 0..d, k: d..2d, v: 2d..3d).
+  for (const [name, field, offset] of [
+    ['q', l.q, 0],
+    ['k', l.k, d],
+    ['v', l.v, 2 * d],
+  ] as const) {
+    t.same(field.shape, [d, d]);
+    const expected = Float32Array.from({ length: d * d }, (_, i) => cAttn.data[(i % d) * 3 * d + offset + Math.floor(i / d)]);
+    t.same(field.data, expected, `${name}: columns ${offset}..${offset + d} of c_attn, transposed`);
+  }
+  t.same(l.kBias!.data, cAttnBias.data.subarray(d, 2 * d), 'the k bias: the middle third of c_attn.bias');
+  const cFc = onDisk['transformer.h.1.mlp.c_fc.weight'];
+  t.equal(l.up.data[3 * d + 5], cFc.data[5 * config.intermediateSize + 3], 'up row 3, column 5 = c_fc[5][3]');
+  t.same(w.positions!.data, onDisk['transformer.wpe.weight'].data, 'learned positions');
+  t.equal(w.lmHead, w.embed, 'the head is the token embedding');
+
+  // The original checkpoints (openai-community/gpt2) have no `transformer.` root.
+  const bare = t.testdir();
+  writeSafetensors(
+    join(bare, 'model.safetensors'),
+    Object.fromEntries(Object.entries(onDisk).map(([name, tensor]) => [name.replace(/^transformer\./, ''), tensor])),
+  );
+  const fromBare = loadWeights(bare, config);
+  t.same(fromBare.layers[1].q.data, l.q.data, 'the same weights without the root');
+  t.same(fromBare.positions!.data, w.positions!.data);
+});
