@@ -17,6 +17,8 @@ import { DecoderBuilder, mlpInputTensors, sideBySide, transposed } from '../../s
 import { keepNeurons, neuronSlices } from '../../src/arch/neurons.js';
 import { Graph } from '../../src/graph/graph.js';
 import { DecoderSession } from '../../src/runtime/session.js';
+import { pruneMlp } from '../../src/sparsity/prune.js';
+import * as ort from 'onnxruntime-node';
 import { referenceLogits } from '../helpers/reference.js';
 
 const root = mkdtempSync(join(tmpdir(), 'llama-graph-'));
@@ -145,4 +147,35 @@ t.test("a per-prompt set's graph inputs are its kept neurons in the graph's [in,
     t.same(down.shape, [kept.length, config.hiddenSize]);
     t.same(down.data, transposed(pruned.down), `layer ${l}: down transposed`);
   }
+});
+
+t.test('a per-prompt set fed to a GELU MLP (up columns, their biases, down rows) computes what the pruned model does', async (t) => {
+  const dir = join(root, 'prompt-inputs-gelu');
+  await writeTestModel(dir, { ...base, architecture: 'PhiForCausalLM', seed: 15 });
+  const { config, weights } = await loadModelDir(dir);
+  const keep = [
+    [70, 3, 41, 0, 12, 90],
+    [5, 95, 6, 7, 8, 9],
+  ];
+  const inputs = mlpInputTensors(weights, keep);
+  t.same(Object.keys(inputs).sort(), [
+    'model.layers.0.mlp.down_proj.weight',
+    'model.layers.0.mlp.up_proj.bias',
+    'model.layers.0.mlp.up_proj.weight',
+    'model.layers.1.mlp.down_proj.weight',
+    'model.layers.1.mlp.up_proj.bias',
+    'model.layers.1.mlp.up_proj.weight',
+  ]);
+  const pruned = pruneMlp(config, weights, keep);
+  const fed = await DecoderSession.create(config, pruned, { intraOpThreads: 1 }, { mlpInputs: true });
+  const built = await DecoderSession.create(config, pruned, { intraOpThreads: 1 });
+  t.teardown(async () => {
+    await fed.release();
+    await built.release();
+  });
+  const feeds = Object.fromEntries(Object.entries(inputs).map(([name, x]) => [name, new ort.Tensor('float32', x.data, x.shape)]));
+  const a = await fed.forward(tokens, fed.emptyCache(), tokens.length, feeds);
+  const b = await built.forward(tokens, built.emptyCache(), tokens.length);
+  const diff = Math.max(...Array.from(a.logits, (v, i) => Math.abs(v - b.logits[i])));
+  t.ok(diff < 1e-5, `the same logits as the graph built from the pruned weights (max difference ${diff.toExponential(2)})`);
 });

@@ -1,6 +1,6 @@
 /** What one MLP neuron owns: pruning keeps exactly those slices, and its size and FLOPs follow from them. */
 import t from 'tap';
-import { keepNeurons, neuronFlops, neuronSlices, neuronValues, type NeuronSlice } from '../../src/arch/neurons.js';
+import { keepNeurons, neuronFlops, neuronSlices, neuronValues } from '../../src/arch/neurons.js';
 import type { HostTensor, LayerWeights, ModelConfig } from '../../src/model/types.js';
 
 /** t[r][c] = 100 r + c, so every value says where it came from. */
@@ -21,7 +21,7 @@ const layer: LayerWeights = {
   up: tensor(intermediate, hidden),
   down: tensor(hidden, intermediate),
 };
-const config = { hiddenSize: 576, intermediateSize: 1536 } as ModelConfig;
+const config = { hiddenSize: 576, intermediateSize: 1536, mlp: 'swiglu' } as ModelConfig;
 
 t.test('a LLaMA neuron owns its gate and up rows and its down column: 3 x hidden values, 6 x hidden FLOPs', async (t) => {
   t.same(neuronSlices(config), [
@@ -43,10 +43,21 @@ t.test('keeping neurons takes their slices in the order given and shares everyth
   t.equal(layer.gate!.shape[0], intermediate, 'the layer given is left as it was');
 });
 
-t.test('a per-neuron bias is one value and one add, and is kept entry by entry', async (t) => {
-  // LLaMA's MLP has no bias: q's bias stands in for one such as Phi's fc1 bias.
-  const withBias: NeuronSlice[] = [...neuronSlices(config), { tensor: 'qBias', axis: 0, bias: true }];
-  const biased = { ...layer, qBias: { shape: [intermediate], data: Float32Array.of(10, 11, 12, 13, 14) } };
-  t.same(Array.from(keepNeurons(biased, [3, 0], withBias).qBias!.data), [13, 10]);
-  t.throws(() => keepNeurons(layer, [0], withBias), /an MLP neuron owns qBias, which this layer lacks/);
+t.test("a GELU MLP's neuron (Phi's fc1/fc2, GPT-2's c_fc/c_proj) owns its up row, its bias entry and its down column", async (t) => {
+  const gelu = { ...config, mlp: 'gelu' } as ModelConfig;
+  t.same(neuronSlices(gelu), [
+    { tensor: 'up', axis: 0 },
+    { tensor: 'upBias', axis: 0, bias: true },
+    { tensor: 'down', axis: 1 },
+  ]);
+  t.equal(neuronValues(gelu), 2 * 576 + 1, 'two vectors and one bias value');
+  t.equal(neuronFlops(gelu), 4 * 576 + 1, 'two products and one bias add');
+  const { gate: _, ...rest } = layer;
+  const fc: LayerWeights = { ...rest, upBias: { shape: [intermediate], data: Float32Array.of(10, 11, 12, 13, 14) }, downBias: { shape: [hidden], data: Float32Array.of(7, 8, 9) } };
+  const kept = keepNeurons(fc, [3, 0], neuronSlices(gelu));
+  t.same(Array.from(kept.upBias!.data), [13, 10], 'bias entries 3 and 0');
+  t.same(Array.from(kept.up.data), [300, 301, 302, 0, 1, 2]);
+  t.same(Array.from(kept.down.data), [3, 0, 103, 100, 203, 200]);
+  t.equal(kept.downBias, fc.downBias, "down's bias is every neuron's: kept whole");
+  t.throws(() => keepNeurons(rest as LayerWeights, [0], neuronSlices(gelu)), /an MLP neuron owns upBias, which this layer lacks/);
 });
