@@ -1,145 +1,17 @@
 /**
- * Hugging Face checkpoints, one name table per family: every tensor's name and shape for a
- * config, and how they become the forward's weights (`ModelWeights`, one vocabulary for every
- * architecture). The only place that names them.
+ * Hugging Face checkpoints: every tensor's name and shape for a config, from its family's name
+ * table (`Layout`, src/arch/family.ts), and how they become the forward's weights
+ * (`ModelWeights`, one vocabulary for every architecture): stacked tensors split, Conv1D weights
+ * transposed.
  */
-import type { Architecture, HostTensor, LayerWeights, ModelConfig, ModelWeights } from '../model/types.js';
+import type { HostTensor, LayerWeights, ModelConfig, ModelWeights } from '../model/types.js';
+import { familyOf } from './families.js';
+import type { LayerKey, Layout } from './family.js';
 import { SafetensorsCheckpoint } from '../model/checkpoint.js';
 import { readCheckpoint, type TensorSpec } from '../model/weights.js';
 
-export type LayerKey = keyof LayerWeights;
-
-/** How one family names its tensors. */
-interface Layout {
-  embed: string;
-  /** Learned positions (GPT-2). */
-  positions?: string;
-  norm: string;
-  normBias?: string;
-  lmHead: string;
-  lmHeadBias?: string;
-  /** Layer i's name prefix. */
-  layer: (i: number) => string;
-  /** The name (after the prefix) of each layer field the family has; q/k/v biases only where the config has them. */
-  fields: Partial<Record<LayerKey, string>>;
-  /** Fields stored in one tensor, one after the other (rows of a weight, entries of a bias). */
-  stacked?: readonly { name: string; parts: readonly LayerKey[] }[];
-  /** Linear weights stored [in, out] (GPT-2's Conv1D), transposed at load to the [out, in] of every other family. */
-  conv1d?: boolean;
-}
-
-const LLAMA_FIELDS: Layout['fields'] = {
-  inputNorm: 'input_layernorm.weight',
-  q: 'self_attn.q_proj.weight',
-  k: 'self_attn.k_proj.weight',
-  v: 'self_attn.v_proj.weight',
-  o: 'self_attn.o_proj.weight',
-  qBias: 'self_attn.q_proj.bias',
-  kBias: 'self_attn.k_proj.bias',
-  vBias: 'self_attn.v_proj.bias',
-  postNorm: 'post_attention_layernorm.weight',
-  gate: 'mlp.gate_proj.weight',
-  up: 'mlp.up_proj.weight',
-  down: 'mlp.down_proj.weight',
-};
-
-export const EMBED_NAME = 'model.embed_tokens.weight';
-export const NORM_NAME = 'model.norm.weight';
-export const LM_HEAD_NAME = 'lm_head.weight';
-
-const LLAMA: Layout = { embed: EMBED_NAME, norm: NORM_NAME, lmHead: LM_HEAD_NAME, layer: (i) => `model.layers.${i}.`, fields: LLAMA_FIELDS };
-
-/** Phi-1.5 / Phi-2: LLaMA's prefixes, a bias on everything, `dense` for o, fc1/fc2, no MLP norm. */
-const PHI: Layout = {
-  embed: EMBED_NAME,
-  norm: 'model.final_layernorm.weight',
-  normBias: 'model.final_layernorm.bias',
-  lmHead: LM_HEAD_NAME,
-  lmHeadBias: 'lm_head.bias',
-  layer: (i) => `model.layers.${i}.`,
-  fields: {
-    inputNorm: 'input_layernorm.weight',
-    inputNormBias: 'input_layernorm.bias',
-    q: 'self_attn.q_proj.weight',
-    k: 'self_attn.k_proj.weight',
-    v: 'self_attn.v_proj.weight',
-    o: 'self_attn.dense.weight',
-    qBias: 'self_attn.q_proj.bias',
-    kBias: 'self_attn.k_proj.bias',
-    vBias: 'self_attn.v_proj.bias',
-    oBias: 'self_attn.dense.bias',
-    up: 'mlp.fc1.weight',
-    upBias: 'mlp.fc1.bias',
-    down: 'mlp.fc2.weight',
-    downBias: 'mlp.fc2.bias',
-  },
-};
-
-/**
- * GPT-2 under `root`: `transformer.` as GPT2LMHeadModel.save_pretrained writes it, nothing in
- * the original checkpoints (openai-community/gpt2). Its q/k/v are one Conv1D, `c_attn`.
- */
-const gpt2 = (root: string): Layout => ({
-  embed: `${root}wte.weight`,
-  positions: `${root}wpe.weight`,
-  norm: `${root}ln_f.weight`,
-  normBias: `${root}ln_f.bias`,
-  lmHead: LM_HEAD_NAME,
-  layer: (i) => `${root}h.${i}.`,
-  fields: {
-    inputNorm: 'ln_1.weight',
-    inputNormBias: 'ln_1.bias',
-    q: 'attn.c_attn.weight',
-    k: 'attn.c_attn.weight',
-    v: 'attn.c_attn.weight',
-    qBias: 'attn.c_attn.bias',
-    kBias: 'attn.c_attn.bias',
-    vBias: 'attn.c_attn.bias',
-    o: 'attn.c_proj.weight',
-    oBias: 'attn.c_proj.bias',
-    postNorm: 'ln_2.weight',
-    postNormBias: 'ln_2.bias',
-    up: 'mlp.c_fc.weight',
-    upBias: 'mlp.c_fc.bias',
-    down: 'mlp.c_proj.weight',
-    downBias: 'mlp.c_proj.bias',
-  },
-  stacked: [
-    { name: 'attn.c_attn.weight', parts: ['q', 'k', 'v'] },
-    { name: 'attn.c_attn.bias', parts: ['qBias', 'kBias', 'vBias'] },
-  ],
-  conv1d: true,
-});
-
-const GPT2_ROOTS = ['transformer.', ''];
-
-const LAYOUTS: Readonly<Record<Architecture, Layout>> = {
-  LlamaForCausalLM: LLAMA,
-  MistralForCausalLM: LLAMA,
-  Qwen2ForCausalLM: LLAMA,
-  // Phi-3 stacks q/k/v and gate/up (HF's Phi3MLP chunks gate_up_proj gate first).
-  Phi3ForCausalLM: {
-    ...LLAMA,
-    stacked: [
-      { name: 'self_attn.qkv_proj.weight', parts: ['q', 'k', 'v'] },
-      { name: 'mlp.gate_up_proj.weight', parts: ['gate', 'up'] },
-    ],
-  },
-  PhiForCausalLM: PHI,
-  GPT2LMHeadModel: gpt2(GPT2_ROOTS[0]),
-};
-
-/** The family's layout; for GPT-2, the root under which `names` (a checkpoint's, when given) hold the embedding. */
-function layoutOf(config: ModelConfig, names?: readonly string[]): Layout {
-  if (config.architecture !== 'GPT2LMHeadModel' || !names) return LAYOUTS[config.architecture];
-  const root = GPT2_ROOTS.find((r) => names.includes(`${r}wte.weight`)) ?? GPT2_ROOTS[0];
-  return gpt2(root);
-}
-
-/** A LLaMA-family layer tensor's name (the GGUF importer's). */
-export function layerTensorName(layer: number, key: LayerKey): string {
-  return `${LLAMA.layer(layer)}${LLAMA_FIELDS[key]}`;
-}
+/** The family's layout; `names` (a checkpoint's, when given) picks between the variants it writes (GPT-2's root). */
+const layoutOf = (config: ModelConfig, names?: readonly string[]): Layout => familyOf(config.architecture).layout(config.architecture, names);
 
 /** The shape of each layer field for `config`, as the forward holds it ([out, in] for linear weights). */
 function layerShapes(c: ModelConfig, layout: Layout): Partial<Record<LayerKey, number[]>> {

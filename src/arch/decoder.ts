@@ -158,12 +158,12 @@ export function mlpInputTensors(weights: ModelWeights, keep: readonly (readonly 
     const kept = keep[l];
     const k = kept.length;
     const [intermediate, hidden] = w.up.shape;
-    // gate/up are [intermediate, hidden]: neuron kept[j]'s row becomes column j (gate) and k + j (up).
+    // gate/up are [intermediate, hidden]: neuron kept[j]'s row becomes column j (gate; up in a GELU MLP) and k + j (SwiGLU's up).
     const ins = w.gate ? [w.gate, w.up] : [w.up];
     const width = ins.length * k;
     const inProj = new Float32Array(hidden * width);
     kept.forEach((n, j) => {
-      for (let h = 0; h < hidden; h++) ins.forEach((t, i) => (inProj[h * width + i * k + j] = t.data[n * hidden + h]));
+      for (let h = 0; h < hidden; h++) for (const [i, t] of ins.entries()) inProj[h * width + i * k + j] = t.data[n * hidden + h];
     });
     // down is [hidden, intermediate]: neuron kept[j]'s column becomes row j.
     const down = new Float32Array(k * hidden);
@@ -469,9 +469,7 @@ export class DecoderBuilder {
   gateUp(x: Value, gate: HostTensor, up: HostTensor, p: string): Value[] {
     const [width, inDim] = gate.shape;
     const name = `${p}.gate_up_proj.weight`;
-    const y = this.quantizes(name)
-      ? this.matMulNBits(x, [gate, up], name)
-      : this.g.matmul(x, this.weight(sideBySide([gate, up]), [inDim, 2 * width], name));
+    const y = this.quantizes(name) ? this.matMulNBits(x, [gate, up], name) : this.g.matmul(x, this.weight(sideBySide([gate, up]), [inDim, 2 * width], name));
     const type = { dtype: y.dtype, shape: [...y.shape.slice(0, -1), width] };
     return this.g.kernel('Split', [y, this.g.const([width, width])], [type, type], { axis: -1 });
   }

@@ -23,7 +23,9 @@ import { SINGLE_FILE } from '../model/checkpoint.js';
 import { writeSafetensorsFrom, type TensorSource } from '../model/safetensors.js';
 import { ModelTokenizer } from '../model/tokenizer.js';
 import type { ModelConfig } from '../model/types.js';
-import { EMBED_NAME, layerTensorName, LM_HEAD_NAME, tensorSpecs, NORM_NAME, type LayerKey } from './checkpoints.js';
+import { tensorSpecs } from './checkpoints.js';
+import type { LayerKey } from './family.js';
+import { EMBED_NAME, layerTensorName, LM_HEAD_NAME, NORM_NAME } from './llama.js';
 
 export interface ImportOptions {
   /** Write into `out` even when it exists and is not empty (the model files are replaced). */

@@ -6,6 +6,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseConfig } from './config.js';
+import { familyOf } from './families.js';
 import { Prng } from '../random.js';
 import { writeSafetensorsFrom, type SafetensorsDtype, type TensorSource } from '../model/safetensors.js';
 import { BOS_ID, buildByteLevelTokenizer, EOS_ID } from '../model/testtokenizer.js';
@@ -107,15 +108,6 @@ export const PRESETS: Readonly<Record<string, Readonly<TestModelShape>>> = {
   'gpt2-tiny': GPT2_TINY_SHAPE,
 };
 
-const MODEL_TYPES: Readonly<Record<Architecture, string>> = {
-  LlamaForCausalLM: 'llama',
-  MistralForCausalLM: 'mistral',
-  Qwen2ForCausalLM: 'qwen2',
-  Phi3ForCausalLM: 'phi3',
-  PhiForCausalLM: 'phi',
-  GPT2LMHeadModel: 'gpt2',
-};
-
 /** Norm weights are 1 plus this much noise, so a forward that ignores them is caught. */
 const NORM_NOISE = 0.1;
 /** Bias scale: small next to the projections (about unit size) but far above float error. */
@@ -136,88 +128,14 @@ export function resolveShape(options: Partial<TestModelShape> = {}): TestModelSh
   };
 }
 
-/** The config.json a Hugging Face checkpoint of this shape would carry. */
+/** The config.json a Hugging Face checkpoint of this shape would carry (its family writes the architecture's fields). */
 export function hfConfigJson(shape: TestModelShape, dtype: SafetensorsDtype = 'F32'): Record<string, unknown> {
-  if (shape.architecture === 'Qwen2ForCausalLM' && !shape.attentionBias) {
-    throw new Error('test model: Qwen2 always has q/k/v biases; attentionBias cannot be false');
-  }
-  if ((shape.architecture === 'MistralForCausalLM' || shape.architecture === 'Phi3ForCausalLM') && shape.attentionBias) {
-    throw new Error(`test model: ${shape.architecture} has no q/k/v biases; attentionBias cannot be true`);
-  }
-  const torchDtype = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' }[dtype];
-  if (shape.architecture === 'PhiForCausalLM' || shape.architecture === 'GPT2LMHeadModel') {
-    if (shape.heads * shape.headDim !== shape.hidden) throw new Error(`test model: ${shape.architecture}'s head size is hidden / heads; headDim must be ${shape.hidden / shape.heads}`);
-    if (!shape.attentionBias) throw new Error(`test model: ${shape.architecture} always has biases; attentionBias cannot be false`);
-  }
-  if (shape.architecture === 'PhiForCausalLM') {
-    return {
-      architectures: [shape.architecture],
-      model_type: 'phi',
-      hidden_size: shape.hidden,
-      intermediate_size: shape.intermediate,
-      num_hidden_layers: shape.layers,
-      num_attention_heads: shape.heads,
-      num_key_value_heads: shape.kvHeads,
-      vocab_size: shape.vocab,
-      max_position_embeddings: shape.maxPositions,
-      layer_norm_eps: shape.normEps,
-      rope_theta: shape.ropeTheta,
-      rope_scaling: null,
-      partial_rotary_factor: shape.partialRotary,
-      qk_layernorm: false,
-      hidden_act: 'gelu_new',
-      tie_word_embeddings: shape.tie,
-      bos_token_id: BOS_ID,
-      eos_token_id: EOS_ID,
-      torch_dtype: torchDtype,
-    };
-  }
-  if (shape.architecture === 'GPT2LMHeadModel') {
-    if (shape.kvHeads !== shape.heads) throw new Error('test model: GPT-2 has no grouped-query attention; kvHeads must equal heads');
-    return {
-      architectures: [shape.architecture],
-      model_type: 'gpt2',
-      n_embd: shape.hidden,
-      n_inner: shape.intermediate,
-      n_layer: shape.layers,
-      n_head: shape.heads,
-      vocab_size: shape.vocab,
-      n_positions: shape.maxPositions,
-      n_ctx: shape.maxPositions,
-      layer_norm_epsilon: shape.normEps,
-      activation_function: 'gelu_new',
-      scale_attn_weights: true,
-      tie_word_embeddings: shape.tie,
-      bos_token_id: BOS_ID,
-      eos_token_id: EOS_ID,
-      torch_dtype: torchDtype,
-    };
-  }
-  const json: Record<string, unknown> = {
-    architectures: [shape.architecture],
-    model_type: MODEL_TYPES[shape.architecture],
-    hidden_size: shape.hidden,
-    intermediate_size: shape.intermediate,
-    num_hidden_layers: shape.layers,
-    num_attention_heads: shape.heads,
-    num_key_value_heads: shape.kvHeads,
-    head_dim: shape.headDim,
-    vocab_size: shape.vocab,
-    max_position_embeddings: shape.maxPositions,
-    rms_norm_eps: shape.normEps,
-    rope_theta: shape.ropeTheta,
-    rope_scaling: null,
-    tie_word_embeddings: shape.tie,
-    hidden_act: 'silu',
+  return {
+    ...familyOf(shape.architecture).configJson(shape),
     bos_token_id: BOS_ID,
     eos_token_id: EOS_ID,
-    torch_dtype: torchDtype,
+    torch_dtype: { F32: 'float32', F16: 'float16', BF16: 'bfloat16' }[dtype],
   };
-  if (shape.architecture === 'LlamaForCausalLM') Object.assign(json, { attention_bias: shape.attentionBias, mlp_bias: false });
-  if (shape.partialRotary !== 1) json.partial_rotary_factor = shape.partialRotary;
-  if (shape.architecture === 'MistralForCausalLM' || shape.architecture === 'Phi3ForCausalLM') json.sliding_window = null;
-  if (shape.architecture === 'Qwen2ForCausalLM') Object.assign(json, { use_sliding_window: false, sliding_window: null });
-  return json;
 }
 
 /**

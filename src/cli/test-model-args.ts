@@ -5,7 +5,7 @@
 import { parseArgs } from 'node:util';
 import type { SafetensorsDtype } from '../model/safetensors.js';
 import { PRESETS, type TestModelOptions, type TestModelShape } from '../arch/testmodel.js';
-import { ARCHITECTURES } from '../arch/config.js';
+import { ARCHITECTURES } from '../arch/families.js';
 
 const INT_FIELDS = ['hidden', 'intermediate', 'layers', 'heads', 'kvHeads', 'headDim', 'vocab', 'maxPositions'] as const;
 const NUMBER_FIELDS = ['ropeTheta', 'normEps', 'partialRotary'] as const;

@@ -263,7 +263,7 @@ t.test("a Phi-2 checkpoint: transformers' names, a bias on every projection, the
   t.same(w.normBias!.data, onDisk['model.final_layernorm.bias'].data);
 });
 
-t.test("a GPT-2 checkpoint: Conv1D weights ([in, out]) transposed at load, c_attn split into q, k, v by columns, either root", async (t) => {
+t.test('a GPT-2 checkpoint: Conv1D weights ([in, out]) transposed at load, c_attn split into q, k, v by columns, either root', async (t) => {
   const dir = t.testdir();
   const { config } = await writeTestModel(dir, { architecture: 'GPT2LMHeadModel', seed: 5 });
   const d = config.hiddenSize;

@@ -283,7 +283,7 @@ t.test('Phi-2: LayerNorm, GELU, a parallel block, RoPE on 32 of 80 dimensions, b
   throwsWith(t, () => parseConfig({ ...phi2(), layer_norm_eps: undefined }, FILE), [FILE, '"layer_norm_eps"']);
 });
 
-t.test("GPT-2: its own field names, learned positions, a 4x MLP unless n_inner, a tied head", async (t) => {
+t.test('GPT-2: its own field names, learned positions, a 4x MLP unless n_inner, a tied head', async (t) => {
   t.match(parseConfig(gpt2(), FILE), {
     architecture: 'GPT2LMHeadModel',
     hiddenSize: 768,

@@ -2,7 +2,7 @@
  * Quantised serving graphs (DecoderGraphOptions.quant) against the independent TypeScript
  * reference run on the weights their codes stand for (`dequantizedWeights`), on stories260K (a
  * trained model: tied head, a down projection whose 172 inputs pad the last block of 32) and on
- * a generated model with a separate head.
+ * generated models: a separate head, Phi-2's layout and GPT-2's.
  *
  * - With MatMulNBits' accuracy level 0 the kernels compute in float32 on the dequantised codes,
  *   so the graphs must match the reference as a float32 graph does (bound 1e-5 relative rms;
@@ -45,9 +45,16 @@ function relativeRms(got: ArrayLike<number>, expected: ArrayLike<number>): numbe
 async function modelDirs(): Promise<[string, string][]> {
   const generated = join(root, 'separate-head');
   await writeTestModel(generated, { seed: 11 });
+  // LayerNorm, GELU and biases on every projection and on the head; GPT-2's learned positions stay float32.
+  const phi = join(root, 'phi');
+  await writeTestModel(phi, { architecture: 'PhiForCausalLM', seed: 12 });
+  const gpt2 = join(root, 'gpt2');
+  await writeTestModel(gpt2, { architecture: 'GPT2LMHeadModel', seed: 13 });
   return [
     ['stories260K', STORIES_DIR],
     ['a generated model with a separate head', generated],
+    ["Phi-2's layout", phi],
+    ["GPT-2's layout (tied head)", gpt2],
   ];
 }
 

@@ -32,13 +32,19 @@ const variants: [string, TestModelOptions][] = [
   ['Mistral, head_dim not hidden/heads', { ...base, architecture: 'MistralForCausalLM', headDim: 16, seed: 4 }],
   ['LLaMA from BF16 weights', { ...base, dtype: 'BF16', seed: 5 }],
   ['Phi-3 (q/k/v and gate/up stacked in the checkpoint)', { ...base, architecture: 'Phi3ForCausalLM', seed: 9 }],
-  ['Phi-2 (parallel block, LayerNorm, GELU, biases; RoPE on half of each head inside GroupQueryAttention)', { ...base, architecture: 'PhiForCausalLM', hidden: 64, heads: 2, kvHeads: 2, headDim: 32, seed: 10 }],
+  [
+    'Phi-2 (parallel block, LayerNorm, GELU, biases; RoPE on half of each head inside GroupQueryAttention)',
+    { ...base, architecture: 'PhiForCausalLM', hidden: 64, heads: 2, kvHeads: 2, headDim: 32, seed: 10 },
+  ],
   ['Phi-2, head size 8, GQA (RotaryEmbedding on a quarter of each head)', { ...base, architecture: 'PhiForCausalLM', partialRotary: 0.25, seed: 11 }],
   ['GPT-2 (learned positions, Conv1D weights, c_attn, GELU, tied head)', { ...base, architecture: 'GPT2LMHeadModel', kvHeads: 6, tie: true, seed: 13 }],
   // ORT's GroupQueryAttention needs head sizes that are multiples of 8: these take the op-table attention.
   ['LLaMA, head size 4 (op-table attention)', { ...base, headDim: 4, seed: 7 }],
   ['Phi-2, head size 4 (op-table attention, RoPE on half of each head)', { ...base, architecture: 'PhiForCausalLM', hidden: 24, headDim: 4, seed: 12 }],
-  ['GPT-2, head size 4 (op-table attention), untied head', { ...base, architecture: 'GPT2LMHeadModel', hidden: 24, kvHeads: 6, headDim: 4, tie: false, seed: 14 }],
+  [
+    'GPT-2, head size 4 (op-table attention), untied head',
+    { ...base, architecture: 'GPT2LMHeadModel', hidden: 24, kvHeads: 6, headDim: 4, tie: false, seed: 14 },
+  ],
 ];
 const tokens = [1, 72, 101, 108, 108, 111, 32, 119, 111, 114, 108, 100, 33, 5];
 

@@ -53,7 +53,11 @@ t.test("a GELU MLP's neuron (Phi's fc1/fc2, GPT-2's c_fc/c_proj) owns its up row
   t.equal(neuronValues(gelu), 2 * 576 + 1, 'two vectors and one bias value');
   t.equal(neuronFlops(gelu), 4 * 576 + 1, 'two products and one bias add');
   const { gate: _, ...rest } = layer;
-  const fc: LayerWeights = { ...rest, upBias: { shape: [intermediate], data: Float32Array.of(10, 11, 12, 13, 14) }, downBias: { shape: [hidden], data: Float32Array.of(7, 8, 9) } };
+  const fc: LayerWeights = {
+    ...rest,
+    upBias: { shape: [intermediate], data: Float32Array.of(10, 11, 12, 13, 14) },
+    downBias: { shape: [hidden], data: Float32Array.of(7, 8, 9) },
+  };
   const kept = keepNeurons(fc, [3, 0], neuronSlices(gelu));
   t.same(Array.from(kept.upBias!.data), [13, 10], 'bias entries 3 and 0');
   t.same(Array.from(kept.up.data), [300, 301, 302, 0, 1, 2]);
