@@ -1,10 +1,12 @@
 /**
- * The decoder on the graph builder, forward only, for every architecture served: the LLaMA
- * family (LLaMA, Mistral, Qwen2, SmolLM, TinyLlama, Phi-3), Phi (Phi-1.5, Phi-2) and GPT-2. What
- * differs between them is a handful of choices read from the config (`ModelConfig`): RMSNorm or
- * LayerNorm, SwiGLU or GELU, a sequential or parallel block, RoPE on whole heads, part of them
- * or learned positions; each is made in one primitive below. One definition yields every graph
- * the product runs:
+ * The shared decoder base on the graph builder, forward only, for every architecture served: the
+ * LLaMA family (LLaMA, Mistral, Qwen2, SmolLM, TinyLlama, Phi-3), Phi (Phi-1.5, Phi-2) and GPT-2.
+ * The base owns what every decoder has (embeddings and positions, the KV cache inputs and
+ * outputs, the attention kernel, `logits_to_keep`, the head) and the primitives a layer is
+ * written with: `addNorm` (RMSNorm or LayerNorm), `attention` (RoPE on whole heads, part of them,
+ * or none), `mlp` (SwiGLU or GELU), each choosing its fused kernels and its variant from the
+ * config. Each family writes its layer once on them (`Family.layer`: llama.ts, phi.ts, gpt2.ts),
+ * and `build` runs the one layer loop. One definition yields every graph the product runs:
  * - serving: KV cache in as `past_key_values.*` and out as `present.*` (past and new
  *   positions), or with GroupQueryAttention only each layer's q/k/v projections out (`qkv.*`,
  *   see `gqaAttention`); `logits_to_keep` says how many of the last positions get logits (1 when
@@ -16,6 +18,7 @@ import type { Graph } from '../graph/graph.js';
 import type { DType, Value } from '../graph/types.js';
 import { blockBytes, quantize, type QuantSpec } from '../model/quant.js';
 import type { HostTensor, LayerWeights, ModelConfig, ModelWeights } from '../model/types.js';
+import { familyOf } from './families.js';
 import { TOKEN_BLOCKS, TOKEN_CANDIDATES, tokenMlp, type TokenInputs, type TokenSelection } from './token-mlp.js';
 
 const INT64_MAX_SAFE = Number.MAX_SAFE_INTEGER;
@@ -230,6 +233,22 @@ export function rotateHalf(x: Float32Array, offset: number, position: number, ta
   }
 }
 
+/**
+ * The residual stream `sum` and its normalisation `normed`: what a layer takes (the stream after
+ * the previous layer, normalised by this layer's input norm) and what `addNorm` returns.
+ */
+export interface Residual {
+  normed: Value;
+  sum: Value;
+}
+
+/**
+ * One decoder layer, written by each family (src/arch/family.ts): from the stream `x` (with its
+ * input norm applied), `out`, what the layer adds to the stream, and `residual`, the stream it
+ * adds to. The caller makes that last add, fused with the norm after it.
+ */
+export type DecoderLayer = (b: DecoderBuilder, x: Residual, w: LayerWeights, layer: number) => { out: Value; residual: Value };
+
 /** What every layer's attention shares: RoPE at the input positions, the mask, the cache inputs. */
 interface AttentionContext {
   /** cos and sin at the input positions ([batch, 1, seq, rotaryDim]); null when fused or without RoPE. */
@@ -277,6 +296,8 @@ export class DecoderBuilder {
   readonly parameters = new Map<string, Parameter>();
   /** With `tokenSelection`, its inputs (how many blocks, and candidates, each layer keeps per token). */
   private tokenInputs: TokenInputs | null = null;
+  /** What every layer's attention shares, once `build` has recorded it. */
+  private ctx: AttentionContext | null = null;
 
   constructor(
     readonly g: Graph,
@@ -391,7 +412,7 @@ export class DecoderBuilder {
    * `residual + x` (x alone, without a residual) and its norm: returns the normalised value and
    * the sum, which carries on as the residual stream. Fused, both are one kernel.
    */
-  addNorm(x: Value, residual: Value | null, weight: HostTensor, bias: HostTensor | undefined, name: string): { normed: Value; sum: Value } {
+  addNorm(x: Value, residual: Value | null, weight: HostTensor, bias: HostTensor | undefined, name: string): Residual {
     if (!this.fused) {
       const sum = residual ? this.g.add(residual, x) : x;
       return { normed: this.norm(sum, weight, bias, name), sum };
@@ -499,10 +520,10 @@ export class DecoderBuilder {
    * The kernel's own present, left unread, costs a copy of the filled positions in native
    * memory.
    */
-  gqaAttention(x: Value, w: LayerWeights, layer: number, ctx: AttentionContext): Value {
+  gqaAttention(x: Value, w: LayerWeights, layer: number): Value {
     const { g } = this;
     const { numHeads, numKvHeads, headDim } = this.config;
-    const { gqa, rotary, past } = ctx;
+    const { gqa, rotary, past } = this.attentionContext();
     if (!gqa || !past) throw new Error('GroupQueryAttention needs the fused graph with a cache');
     const p = `model.layers.${layer}.self_attn`;
     const packed = this.packedQkv(x, w, p);
@@ -525,8 +546,9 @@ export class DecoderBuilder {
     return this.linear(out, w.o, `${p}.o_proj`, w.oBias);
   }
 
-  attention(x: Value, w: LayerWeights, layer: number, ctx: AttentionContext): Value {
+  attention(x: Value, w: LayerWeights, layer: number): Value {
     const { g } = this;
+    const ctx = this.attentionContext();
     const { numHeads, numKvHeads, headDim } = this.config;
     const p = `model.layers.${layer}.self_attn`;
     // Grouped-query attention without copying K/V: query heads are grouped under their KV head
@@ -535,7 +557,7 @@ export class DecoderBuilder {
     let qGrouped: Value;
     let keys: Value;
     let values: Value;
-    if (ctx.gqa) return this.gqaAttention(x, w, layer, ctx);
+    if (ctx.gqa) return this.gqaAttention(x, w, layer);
     if (this.fused) {
       // One MatMul for q, k and v; rotated before the heads are split; queries reach the
       // grouped layout in one Transpose.
@@ -621,18 +643,9 @@ export class DecoderBuilder {
     return g.kernel('com.microsoft.FastGelu', [y, ...bias], [{ dtype: y.dtype, shape: y.shape }])[0];
   }
 
-  /**
-   * One decoder layer on its normalised input `normed` and the residual stream `sum` it was
-   * normalised from; returns what the layer adds to the stream and the stream before that add
-   * (the caller fuses the add with the next norm).
-   *   sequential (LLaMA, GPT-2):  x = x + attn(norm1(x));  x = x + mlp(norm2(x))
-   *   parallel (Phi):             x = x + attn(norm(x)) + mlp(norm(x))
-   */
-  block(normed: Value, sum: Value, w: LayerWeights, layer: number, ctx: AttentionContext): { out: Value; residual: Value } {
-    if (this.config.parallelBlock) return { out: this.g.add(this.attention(normed, w, layer, ctx), this.mlp(normed, w, layer)), residual: sum };
-    if (!w.postNorm) throw new Error(`layer ${layer} has no MLP norm, which a sequential block needs`);
-    const mid = this.addNorm(this.attention(normed, w, layer, ctx), sum, w.postNorm, w.postNormBias, `model.layers.${layer}.post_attention_layernorm`);
-    return { out: this.mlp(mid.normed, w, layer), residual: mid.sum };
+  private attentionContext(): AttentionContext {
+    if (!this.ctx) throw new Error('attention is recorded inside build()');
+    return this.ctx;
   }
 
   /**
@@ -661,6 +674,7 @@ export class DecoderBuilder {
       : null;
 
     const ctx: AttentionContext = { cos: null, sin: null, rotary: null, gqa: null, mask: null, past };
+    this.ctx = ctx;
     if (config.rotaryDim > 0) {
       const { rotaryDim: dim, maxPositions } = config;
       const tables = ropeTables(config);
@@ -699,14 +713,16 @@ export class DecoderBuilder {
     if (weights.positions) h = g.add(h, g.gather(this.weight(weights.positions.data, weights.positions.shape, 'model.embed_positions.weight'), positionIds));
     // Each residual add and the norm after it (the next layer's, or the final one) are one step.
     const first = weights.layers[0];
-    let { normed, sum } = this.addNorm(h, null, first.inputNorm, first.inputNormBias, 'model.layers.0.input_layernorm');
+    let x = this.addNorm(h, null, first.inputNorm, first.inputNormBias, 'model.layers.0.input_layernorm');
+    const { layer } = familyOf(config.architecture);
     weights.layers.forEach((w, i) => {
-      const { out, residual } = this.block(normed, sum, w, i, ctx);
+      const { out, residual } = layer(this, x, w, i);
       const next = weights.layers[i + 1];
-      ({ normed, sum } = next
+      x = next
         ? this.addNorm(out, residual, next.inputNorm, next.inputNormBias, `model.layers.${i + 1}.input_layernorm`)
-        : this.addNorm(out, residual, weights.norm, weights.normBias, 'model.norm'));
+        : this.addNorm(out, residual, weights.norm, weights.normBias, 'model.norm');
     });
+    const { normed } = x;
     h = normed;
     if (logitsToKeep) h = g.slice(h, g.neg(logitsToKeep), g.const([INT64_MAX_SAFE]), [1]);
     // A tied head trains as the embedding itself; served, it is a transposed constant copy.

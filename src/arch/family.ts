@@ -1,13 +1,16 @@
 /**
  * What an architecture brings, one file each (llama.ts: LLaMA, Mistral, Qwen2, Phi-3; phi.ts:
- * Phi-1.5/2; gpt2.ts: GPT-2): how its config.json reads into the forward's vocabulary
- * (`ModelConfig`), how its checkpoints name their tensors, and the config.json a random checkpoint
- * of a given shape carries. Everything else (the decoder, pruning, FLOP counting, attribution,
- * serving) reads `ModelConfig` and `ModelWeights` only; families.ts lists the families.
+ * Phi-1.5/2; gpt2.ts: GPT-2): its layer, written on the decoder's primitives (src/arch/decoder.ts:
+ * norms, attention, the MLP); how its config.json reads into the forward's vocabulary
+ * (`ModelConfig`, which picks each primitive's variant: RMSNorm or LayerNorm, SwiGLU or GELU,
+ * RoPE's width); how its checkpoints name their tensors; and the config.json a random checkpoint
+ * of a given shape carries. Everything else (pruning, FLOP counting, attribution, serving) reads
+ * `ModelConfig` and `ModelWeights` only; families.ts lists the families.
  */
 import { readTokenId, readTokenIds } from '../model/config.js';
 import { FieldReader } from '../model/json.js';
 import type { Architecture, LayerWeights, ModelConfig } from '../model/types.js';
+import type { DecoderLayer } from './decoder.js';
 import type { TestModelShape } from './testmodel.js';
 
 export type LayerKey = keyof LayerWeights;
@@ -32,6 +35,8 @@ export interface Layout {
 }
 
 export interface Family {
+  /** One layer, as the model's forward writes it (nanoGPT's Block.forward), on the decoder's primitives. */
+  layer: DecoderLayer;
   /** config.json's fields as the forward reads them; refuses, by field, what the forward does not implement. */
   readConfig(f: FieldReader, architecture: Architecture): ModelConfig;
   /** The tensor names; `names` (a checkpoint's, when given) picks between variants the family has written. */

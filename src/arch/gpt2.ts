@@ -6,6 +6,7 @@
 import type { FieldReader } from '../model/json.js';
 import type { Architecture, ModelConfig } from '../model/types.js';
 import { DEFAULT_ROPE_THETA, type Family, type Layout, readAttentionShape, readGeluTanh, readVocabulary, requireDerivedHeadSize } from './family.js';
+import { LLAMA } from './llama.js';
 import type { TestModelShape } from './testmodel.js';
 
 /**
@@ -47,6 +48,9 @@ const layoutUnder = (root: string): Layout => ({
 const ROOTS = ['transformer.', ''];
 
 export const GPT2: Family = {
+  /** LLaMA's block: x = x + attn(ln_1(x));  x = x + mlp(ln_2(x)) */
+  layer: LLAMA.layer,
+
   readConfig(f: FieldReader, architecture: Architecture): ModelConfig {
     const hiddenSize = f.positiveInt('n_embd');
     if (f.optional('scale_attn_weights', () => f.boolean('scale_attn_weights')) === false) {
@@ -63,7 +67,6 @@ export const GPT2: Family = {
       norm: 'layer',
       normEps: f.optional('layer_norm_epsilon', () => f.positiveNumber('layer_norm_epsilon')) ?? 1e-5,
       mlp: readGeluTanh(f, 'activation_function'),
-      parallelBlock: false,
       rotaryDim: 0,
       ropeTheta: DEFAULT_ROPE_THETA,
       attentionBias: true,

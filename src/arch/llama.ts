@@ -50,6 +50,12 @@ const MODEL_TYPES: Partial<Record<Architecture, string>> = {
 };
 
 export const LLAMA: Family = {
+  /** x = x + attn(norm1(x));  x = x + mlp(norm2(x)) */
+  layer(b, x, w, i) {
+    const h = b.addNorm(b.attention(x.normed, w, i), x.sum, w.postNorm!, w.postNormBias, `model.layers.${i}.post_attention_layernorm`);
+    return { out: b.mlp(h.normed, w, i), residual: h.sum };
+  },
+
   readConfig(f: FieldReader, architecture: Architecture): ModelConfig {
     const attention = readAttentionShape(f, f.positiveInt('hidden_size'), 'num_attention_heads', 'num_key_value_heads');
     if (f.has('hidden_act') && f.string('hidden_act') !== 'silu') {
@@ -70,7 +76,6 @@ export const LLAMA: Family = {
       norm: 'rms',
       normEps: f.positiveNumber('rms_norm_eps'),
       mlp: 'swiglu',
-      parallelBlock: false,
       rotaryDim: attention.headDim,
       ropeTheta: readRopeTheta(f),
       attentionBias: readAttentionBias(f, architecture),

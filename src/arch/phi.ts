@@ -38,6 +38,9 @@ const LAYOUT: Layout = {
 };
 
 export const PHI: Family = {
+  /** x = x + attn(norm(x)) + mlp(norm(x)) */
+  layer: (b, x, w, i) => ({ out: b.g.add(b.attention(x.normed, w, i), b.mlp(x.normed, w, i)), residual: x.sum }),
+
   readConfig(f: FieldReader, architecture: Architecture): ModelConfig {
     const attention = readAttentionShape(f, f.positiveInt('hidden_size'), 'num_attention_heads', 'num_key_value_heads');
     const factor =
@@ -58,7 +61,6 @@ export const PHI: Family = {
       norm: 'layer',
       normEps: f.positiveNumber('layer_norm_eps'),
       mlp: readGeluTanh(f, 'hidden_act'),
-      parallelBlock: true,
       rotaryDim,
       ropeTheta: readRopeTheta(f),
       attentionBias: true,

@@ -23,8 +23,6 @@ export interface ModelConfig {
   normEps: number;
   /** SwiGLU: down(silu(gate x) * up x); or GELU (tanh approximation, `gelu_new`): down(gelu(up x + b) + b). */
   mlp: 'swiglu' | 'gelu';
-  /** Attention and MLP read the same normalised input and both add to the residual stream (Phi). */
-  parallelBlock: boolean;
   /**
    * RoPE rotates the first `rotaryDim` dimensions of each head (all of them but in Phi, whose
    * `partial_rotary_factor` rotates part); 0: learned absolute positions are added to the

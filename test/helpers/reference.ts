@@ -102,6 +102,8 @@ export class ReferenceLlama {
     const x = new Float64Array(c.hiddenSize);
     for (let i = 0; i < c.hiddenSize; i++) x[i] = w.embed.data[token * c.hiddenSize + i];
     if (w.positions) for (let i = 0; i < c.hiddenSize; i++) x[i] += w.positions.data[pos * c.hiddenSize + i];
+    // Phi's block is parallel: attention and MLP both read the input norm's output.
+    const parallel = c.architecture === 'PhiForCausalLM';
     const norm = (v: Float64Array, weight: HostTensor, bias: HostTensor | undefined) =>
       c.norm === 'rms' ? rmsnorm(v, weight, c.normEps) : layernorm(v, weight, bias!, c.normEps);
 
@@ -149,7 +151,7 @@ export class ReferenceLlama {
 
       // MLP block: on the same normalised input in a parallel block (Phi), after the attention's add otherwise.
       let mlpIn = h;
-      if (!c.parallelBlock) {
+      if (!parallel) {
         for (let i = 0; i < c.hiddenSize; i++) x[i] += o[i];
         mlpIn = norm(x, layer.postNorm!, layer.postNormBias);
       }
@@ -162,7 +164,7 @@ export class ReferenceLlama {
         act = matvec(layer.up, mlpIn, layer.upBias).map(geluTanh);
       }
       const down = matvec(layer.down, act, layer.downBias);
-      for (let i = 0; i < c.hiddenSize; i++) x[i] += down[i] + (c.parallelBlock ? o[i] : 0);
+      for (let i = 0; i < c.hiddenSize; i++) x[i] += down[i] + (parallel ? o[i] : 0);
     }
 
     return matvec(w.lmHead, norm(x, w.norm, w.normBias), w.lmHeadBias);

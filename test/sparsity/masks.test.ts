@@ -22,7 +22,6 @@ const config: ModelConfig = {
   norm: 'rms',
   normEps: 1e-5,
   mlp: 'swiglu',
-  parallelBlock: false,
   rotaryDim: 2,
   ropeTheta: 10000,
   tieWordEmbeddings: false,
