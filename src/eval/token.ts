@@ -38,7 +38,9 @@ export const variantName = (v: TokenVariant): string => `token:${v.selector}/${v
 export function tokenVariants(model: LoadedModel, selectors?: readonly Selector[]): TokenVariant[] {
   const available = availableSelectors(model);
   for (const s of selectors ?? []) {
-    if (!available.includes(s)) throw new Error(`${model.dir} has no ${s} (run npm run train-predictor -- --model ${model.dir})`);
+    if (available.includes(s)) continue;
+    if (s === 'gate-rerank') throw new Error(`${model.dir} has no gate-rerank: its GELU MLP has no gate (gate ranks it by exact outputs)`);
+    throw new Error(`${model.dir} has no ${s} (run npm run train-predictor -- --model ${model.dir})`);
   }
   const B = defaultBlock(model.config.intermediateSize);
   const out: TokenVariant[] = [];

@@ -2,7 +2,8 @@
  * Per-token selectors a model can serve, and what the serving graph needs of each:
  * - `gate`: gate-first, from the weights alone, so every model has it;
  * - `gate-rerank`: gate-first keeps RERANK times the neurons, computes their up projections,
- *   and keeps those with the largest exact outputs |SiLU(g) u| ||down||;
+ *   and keeps those with the largest exact outputs |SiLU(g) u| ||down|| (SwiGLU only: a GELU
+ *   MLP's gate-first scores are its exact outputs already);
  * - `predictor-cor_gxo` / `predictor-magnitude`: the learned low-rank predictor trained on
  *   the oracle's Corrected GxO sets (or on activation magnitudes, for comparison), when
  *   `npm run train-predictor` has written one for these weights.
@@ -35,9 +36,12 @@ export function predictorOf(model: LoadedModel, selector: Selector): Predictor |
   return labels ? readPredictor(model.dir, model.weightsHash, labels, model.config) : null;
 }
 
-/** The selectors this model can serve: gate-first always, predictors where trained. */
+/** Whether the model's MLP has a gate, whose gate-first candidates reranking re-scores (SwiGLU's). */
+const reranks = (model: LoadedModel) => model.config.mlp === 'swiglu';
+
+/** The selectors this model can serve: gate-first always (reranked with a gated MLP), predictors where trained. */
 export function availableSelectors(model: LoadedModel): Selector[] {
-  return SELECTORS.filter((s) => predictorLabels(s) === null || predictorOf(model, s) !== null);
+  return SELECTORS.filter((s) => (s === 'gate-rerank' ? reranks(model) : predictorLabels(s) === null || predictorOf(model, s) !== null));
 }
 
 /**
@@ -47,10 +51,11 @@ export function availableSelectors(model: LoadedModel): Selector[] {
  * on both shipped models).
  */
 export function servedSelector(model: LoadedModel): Selector {
+  const gateFirst = reranks(model) ? 'gate-rerank' : 'gate';
   const predictor = predictorOf(model, 'predictor-cor_gxo');
-  if (!predictor) return 'gate-rerank';
+  if (!predictor) return gateFirst;
   const mean = (r: Record<string, number>) => Object.values(r).reduce((a, b) => a + b, 0) / Object.values(r).length;
-  return mean(predictor.meta.recall) > mean(predictor.meta.gateFirstRecall) ? 'predictor-cor_gxo' : 'gate-rerank';
+  return mean(predictor.meta.recall) > mean(predictor.meta.gateFirstRecall) ? 'predictor-cor_gxo' : gateFirst;
 }
 
 /**
@@ -60,8 +65,10 @@ export function servedSelector(model: LoadedModel): Selector {
  */
 export function tokenSelection(model: LoadedModel, selector: Selector, block = 1, outputSelected = false): TokenSelection {
   if (selector === 'gate') return { selector: 'gate', block, outputSelected };
-  // A GELU MLP's gate-first scores are the exact outputs already: there is nothing to rerank.
-  if (selector === 'gate-rerank') return { selector: 'gate', block: 1, rerank: model.config.mlp === 'swiglu', outputSelected };
+  if (selector === 'gate-rerank') {
+    if (!reranks(model)) throw new Error(`${model.dir}: gate-rerank needs a gated (SwiGLU) MLP; this model's GELU MLP is ranked exactly by gate`);
+    return { selector: 'gate', block: 1, rerank: true, outputSelected };
+  }
   const predictor = predictorOf(model, selector);
   if (!predictor) throw new Error(`${model.dir} has no ${selector} (run npm run train-predictor -- --model ${model.dir})`);
   return { selector: 'predictor', block, rank: predictor.rank, layers: predictor.layers, outputSelected };
