@@ -63,15 +63,17 @@ export interface DecoderGraphOptions {
    * Serving only, float32 (no gradient flows through them): ONNX Runtime's fused kernels where
    * the op table spells an op out in many nodes, so a decode step runs fewer kernels (a step's
    * fixed cost is per kernel, and does not shrink with pruning). Each residual add and the
-   * RMSNorm after it are one SkipSimplifiedLayerNormalization; q/k/v are one MatMul, and so are
-   * gate/up; with a cache, attention is GroupQueryAttention (`attendsWithGqa`), else RoPE is
-   * RotaryEmbedding and the query and attention-output layouts take one Transpose each. The
-   * weight products are the same as without it.
+   * norm after it are one SkipSimplifiedLayerNormalization (RMSNorm) or SkipLayerNormalization;
+   * q/k/v are one MatMul, and so are gate/up; GELU is FastGelu; with a cache, attention is
+   * GroupQueryAttention (`attendsWithGqa`), else RoPE is RotaryEmbedding and the query and
+   * attention-output layouts take one Transpose each. The weight products are the same as
+   * without it.
    */
   fused?: boolean;
   /**
-   * MLP gate/up/down weights as graph inputs (per-prompt neuron sets: the request gathers its
-   * neurons' rows once and feeds them to every step). Shapes come from the weights given.
+   * MLP gate/up/down weights (and a GELU MLP's up bias) as graph inputs (per-prompt neuron sets:
+   * the request gathers its neurons' rows once and feeds them to every step). Shapes come from
+   * the weights given.
    */
   mlpInputs?: boolean;
   /**
