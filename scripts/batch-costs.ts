@@ -22,7 +22,7 @@ import { Command } from 'commander';
 import { parsePositiveInt, parsePositiveNumber, runCli } from '../src/cli/options.js';
 import { loadModelDir, type LoadedModel } from '../src/arch/load.js';
 import { KvArena } from '../src/runtime/kv-arena.js';
-import { LlamaSession, type OrtOptions } from '../src/runtime/session.js';
+import { DecoderSession, type OrtOptions } from '../src/runtime/session.js';
 import { Attributor, promptTargets } from '../src/sparsity/attribution.js';
 import { keepTop, readMaskFile } from '../src/sparsity/masks.js';
 import { meanOverPositions, scoreSequence } from '../src/sparsity/metrics.js';
@@ -93,7 +93,7 @@ async function unionShares(model: LoadedModel, sparsities: number[], prompts: nu
 /** A session and its inputs, timed at some batch sizes. */
 interface Timed {
   label: string;
-  session: LlamaSession;
+  session: DecoderSession;
   inputs: Record<string, ort.Tensor>;
   sizes: number[];
   /** Per batch size, one median step time per round. */
@@ -141,10 +141,10 @@ async function run(options: Options): Promise<void> {
 
   log('building sessions ...');
   const timed: Timed[] = [];
-  const add = async (label: string, session: Promise<LlamaSession>, inputs: Record<string, ort.Tensor>, sizes: number[]) =>
+  const add = async (label: string, session: Promise<DecoderSession>, inputs: Record<string, ort.Tensor>, sizes: number[]) =>
     timed.push({ label, session: await session, inputs, sizes, ms: new Map(sizes.map((n) => [n, []])) });
-  await add('dense', LlamaSession.create(c, model.weights, ortOptions), {}, BATCH_SIZES);
-  for (const tier of sparse) await add(`static ${tier.name}`, LlamaSession.create(c, pruneMlp(c, model.weights, tier.keep!), ortOptions), {}, BATCH_SIZES);
+  await add('dense', DecoderSession.create(c, model.weights, ortOptions), {}, BATCH_SIZES);
+  for (const tier of sparse) await add(`static ${tier.name}`, DecoderSession.create(c, pruneMlp(c, model.weights, tier.keep!), ortOptions), {}, BATCH_SIZES);
   // Per-prompt graphs take their MLP weights as inputs: one graph per set size. A set of a tier's
   // size runs alone; a union of k sets (its mean size over layers and groups) runs k rows.
   const promptSizes = new Map<string, number>();
@@ -156,10 +156,10 @@ async function run(options: Options): Promise<void> {
   for (const [label, kept] of promptSizes) {
     const keep = model.weights.layers.map(() => [...Array(kept).keys()]);
     const k = Number(/union of (\d+)/.exec(label)?.[1] ?? 1);
-    await add(label, LlamaSession.create(c, pruneMlp(c, model.weights, keep), ortOptions, { mlpInputs: true }), promptSetFeeds(model.weights, keep), [k]);
+    await add(label, DecoderSession.create(c, pruneMlp(c, model.weights, keep), ortOptions, { mlpInputs: true }), promptSetFeeds(model.weights, keep), [k]);
   }
   const selection = tokenSelection(model, 'gate-rerank');
-  const tokenSession = LlamaSession.create(c, model.weights, ortOptions, { tokenSelection: selection });
+  const tokenSession = DecoderSession.create(c, model.weights, ortOptions, { tokenSelection: selection });
   for (const tier of sparse) {
     await add(
       `token ${tier.name}`,

@@ -27,7 +27,7 @@ import { loadModelDir } from '../src/arch/load.js';
 import { SMOLLM2_135M_SHAPE, writeTestModel } from '../src/arch/testmodel.js';
 import { createRng } from '../src/random.js';
 import { argmax } from '../src/runtime/sampling.js';
-import { LlamaSession, SPINNING, type ForwardResult, type Spinning } from '../src/runtime/session.js';
+import { DecoderSession, SPINNING, type ForwardResult, type Spinning } from '../src/runtime/session.js';
 import { Attributor, selfTargets } from '../src/sparsity/attribution.js';
 import { tokenFlops, weightBytesPerToken } from '../src/sparsity/flops.js';
 import { DEFAULT_TIERS, keepTop, readMaskFile } from '../src/sparsity/masks.js';
@@ -120,7 +120,7 @@ async function bench(values: Options): Promise<void> {
   const prompt = Array.from({ length: promptTokens }, (_, i) => 3 + ((i * 7919) % Math.min(c.vocabSize - 3, 30000)));
 
   // Dense: prefill, decode, attribution.
-  const dense = await LlamaSession.create(c, model.weights, ortOptions);
+  const dense = await DecoderSession.create(c, model.weights, ortOptions);
   const prefillMs = await medianMs(() => dense.forward(prompt, dense.emptyCache()));
   /**
    * Per-token decode times (ms) of each session, its sequences stepped in lockstep: a dense
@@ -129,10 +129,10 @@ async function bench(values: Options): Promise<void> {
    * a few milliseconds apart, so this shared machine's drift in speed (which moves its decode
    * time by 20-50% over seconds) falls on both sides of the ratio alike.
    */
-  type Stepped = LlamaSession | { session: LlamaSession; inputs: Record<string, ort.Tensor> };
+  type Stepped = DecoderSession | { session: DecoderSession; inputs: Record<string, ort.Tensor> };
   async function decodeLockstep(stepped: Stepped[], runs = decodeRuns): Promise<number[][]> {
-    const sessions = stepped.map((s) => (s instanceof LlamaSession ? s : s.session));
-    const inputs = stepped.map((s) => (s instanceof LlamaSession ? {} : s.inputs));
+    const sessions = stepped.map((s) => (s instanceof DecoderSession ? s : s.session));
+    const inputs = stepped.map((s) => (s instanceof DecoderSession ? {} : s.inputs));
     const times = sessions.map((): number[] => []);
     for (let r = 0; r <= runs; r++) {
       const states: ForwardResult[] = [];
@@ -168,7 +168,7 @@ async function bench(values: Options): Promise<void> {
   const sections = new Set(values.sections);
   for (const tier of sections.has('tiers') ? tiers : []) {
     const pruned = pruneMlp(c, model.weights, tier.keep);
-    const session = await LlamaSession.create(c, pruned, ortOptions);
+    const session = await DecoderSession.create(c, pruned, ortOptions);
     const [denseTierSteps, tierSteps] = await decodeLockstep([dense, session]);
     await session.release();
     denseSteps.push(...denseTierSteps);
@@ -215,7 +215,7 @@ async function bench(values: Options): Promise<void> {
   ];
   const tokenRows: Record<string, string>[] = [];
   for (const { label, selection } of sections.has('token') ? selections : []) {
-    const session = await LlamaSession.create(c, model.weights, ortOptions, { tokenSelection: selection });
+    const session = await DecoderSession.create(c, model.weights, ortOptions, { tokenSelection: selection });
     for (const tier of tiers) {
       const { block } = selection;
       const blocks = keptBlocks(c.intermediateSize, block, tier.sparsity);
@@ -255,7 +255,7 @@ async function bench(values: Options): Promise<void> {
     { what: 'int8 per-token s80', key: 'int8:token:s80', target: 1 },
   ];
   const targetRows: Record<string, string>[] = [];
-  async function versusQ8(what: string, target: number, session: LlamaSession, inputs: Record<string, ort.Tensor>): Promise<void> {
+  async function versusQ8(what: string, target: number, session: DecoderSession, inputs: Record<string, ort.Tensor>): Promise<void> {
     const ours: number[] = [];
     const theirs: number[] = [];
     for (let r = 0; r < TARGET_ROUNDS; r++) {
@@ -277,17 +277,17 @@ async function bench(values: Options): Promise<void> {
   }
   for (const name of sections.has('quant') ? values.quant : []) {
     const quant = QUANT_SPECS[name];
-    const cases: { mode: string; session: () => Promise<LlamaSession>; inputs: (s: number) => Record<string, ort.Tensor>; sparsities: number[] }[] = [
-      { mode: 'dense', session: () => LlamaSession.create(c, model.weights, ortOptions, { quant }), inputs: () => ({}), sparsities: [0] },
+    const cases: { mode: string; session: () => Promise<DecoderSession>; inputs: (s: number) => Record<string, ort.Tensor>; sparsities: number[] }[] = [
+      { mode: 'dense', session: () => DecoderSession.create(c, model.weights, ortOptions, { quant }), inputs: () => ({}), sparsities: [0] },
       ...tiers.map((tier) => ({
         mode: 'static',
-        session: () => LlamaSession.create(c, pruneMlp(c, model.weights, tier.keep), ortOptions, { quant }),
+        session: () => DecoderSession.create(c, pruneMlp(c, model.weights, tier.keep), ortOptions, { quant }),
         inputs: () => ({}),
         sparsities: [tier.sparsity],
       })),
       {
         mode: 'token',
-        session: () => LlamaSession.create(c, model.weights, ortOptions, { tokenSelection: served, quant }),
+        session: () => DecoderSession.create(c, model.weights, ortOptions, { tokenSelection: served, quant }),
         inputs: (s: number) => tokenFeeds(c.intermediateSize, served, keptBlocks(c.intermediateSize, served.block, s)),
         sparsities: tiers.map((t) => t.sparsity),
       },

@@ -16,14 +16,14 @@
  */
 import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
-import { LlamaBuilder } from '../src/arch/llama.js';
+import { DecoderBuilder } from '../src/arch/decoder.js';
 import { readPassages } from '../src/eval/run.js';
 import { Graph } from '../src/graph/graph.js';
 import { toOnnx } from '../src/graph/onnx.js';
 import { loadModelDir, type LoadedModel } from '../src/arch/load.js';
 import { createRng } from '../src/random.js';
 import { logSoftmax } from '../src/runtime/sampling.js';
-import { LlamaSession, sessionOptions, type OrtOptions } from '../src/runtime/session.js';
+import { DecoderSession, sessionOptions, type OrtOptions } from '../src/runtime/session.js';
 import { readCalibrationFile } from '../src/sparsity/calibration.js';
 import { readMaskFile } from '../src/sparsity/masks.js';
 import { pruneMlp } from '../src/sparsity/prune.js';
@@ -112,7 +112,7 @@ function balancedAssign(profiles: Float32Array[], centroids: Float32Array[], cap
 async function mlpActivity(model: LoadedModel, sequences: number[][], options: OrtOptions = {}): Promise<Float32Array[]> {
   const { config, weights } = model;
   const g = new Graph('activity');
-  const builder = new LlamaBuilder(g, config, {
+  const builder = new DecoderBuilder(g, config, {
     onMlpActivation(layer, a) {
       const [abs] = g.kernel('Abs', [a], [{ dtype: a.dtype, shape: a.shape }]);
       g.output(abs, `activity.${layer}`);
@@ -161,11 +161,11 @@ const activity = await mlpActivity(
   options,
 );
 const passages = readPassages('data/eval/heldout-text.jsonl', null).texts.map((t) => model.tokenizer.encode(t).slice(0, 128));
-const dense = await LlamaSession.create(config, model.weights, options);
+const dense = await DecoderSession.create(config, model.weights, options);
 const context = 32;
 
 /** Held-out perplexity after a dense context, every scored position through `session`. */
-async function perplexity(session: LlamaSession, inputs: Record<string, ort.Tensor>): Promise<number> {
+async function perplexity(session: DecoderSession, inputs: Record<string, ort.Tensor>): Promise<number> {
   let nats = 0;
   let n = 0;
   for (const tokens of passages) {
@@ -186,7 +186,7 @@ const densePpl = await perplexity(dense, {});
 const rows: Record<string, string>[] = [];
 async function row(label: string, weights: typeof model.weights, block: number) {
   const selection = { selector: 'gate' as const, block };
-  const session = await LlamaSession.create(config, weights, options, { tokenSelection: selection });
+  const session = await DecoderSession.create(config, weights, options, { tokenSelection: selection });
   const cells: Record<string, string> = { selection: label };
   for (const s of sparsities) {
     const ppl = await perplexity(session, tokenFeeds(F, selection, keptBlocks(F, block, s)));

@@ -26,7 +26,7 @@ import { tokenMlp, type PredictorWeights } from '../src/arch/token-mlp.js';
 import { Graph } from '../src/graph/graph.js';
 import { toOnnx } from '../src/graph/onnx.js';
 import type { AttrValue, Value } from '../src/graph/types.js';
-import type { LayerWeights, LlamaConfig } from '../src/model/types.js';
+import type { LayerWeights, ModelConfig } from '../src/model/types.js';
 import { createRng } from '../src/random.js';
 import { sessionOptions } from '../src/runtime/session.js';
 
@@ -212,7 +212,7 @@ function product({ d, F }: Shape, layers: Mlp[], B: number, seed: number): { bui
   const u = (n: number, scale: number) => Float32Array.from({ length: n }, () => (rand() * 2 - 1) * scale);
   const rank = 64;
   const predictors: PredictorWeights[] = layers.map(() => ({ a: u(d * rank, 0.04), b: u(rank * F, 0.1), bias: u(F, 0.1) }));
-  const config = { hiddenSize: d, intermediateSize: F } as LlamaConfig;
+  const config = { hiddenSize: d, intermediateSize: F } as ModelConfig;
   let blocksIn: Value | undefined;
   const blocks = (g: Graph) => (blocksIn ??= g.input('token_blocks', 'int64', [1]));
   const build: Build = (g, x, l) => {
