@@ -60,7 +60,8 @@ function layerTensors(config: ModelConfig, layout: Layout, layer: number): Layer
   const shapes = layerShapes(config, layout);
   const out: LayerTensor[] = [];
   for (const [key, shape] of Object.entries(shapes) as [LayerKey, number[]][]) {
-    const name = `${layout.layer(layer)}${layout.fields[key]}`;
+    // A shared field is stored once, under its layer, and every layer reads that tensor.
+    const name = `${layout.layer(layout.shared?.keys.includes(key) ? layout.shared.layer : layer)}${layout.fields[key]}`;
     const group = layout.stacked?.find((g) => g.parts.includes(key));
     if (!group) {
       out.push({ name, shape: stored(layout, shape), parts: [{ key, rows: shape[0] }] });
@@ -77,7 +78,13 @@ export function tensorSpecs(config: ModelConfig, layout = layoutOf(config)): Ten
   const { hiddenSize: hidden, vocabSize: vocab } = config;
   const specs: TensorSpec[] = [{ name: layout.embed, shape: [vocab, hidden] }];
   if (layout.positions) specs.push({ name: layout.positions, shape: [config.maxPositions, hidden] });
-  for (let i = 0; i < config.numLayers; i++) for (const { name, shape } of layerTensors(config, layout, i)) specs.push({ name, shape });
+  const listed = new Set<string>();
+  for (let i = 0; i < config.numLayers; i++) {
+    for (const { name, shape } of layerTensors(config, layout, i)) {
+      if (!listed.has(name)) specs.push({ name, shape });
+      listed.add(name);
+    }
+  }
   specs.push({ name: layout.norm, shape: [hidden] });
   if (layout.normBias) specs.push({ name: layout.normBias, shape: [hidden] });
   if (!config.tieWordEmbeddings) specs.push({ name: layout.lmHead, shape: [vocab, hidden] });
@@ -96,10 +103,13 @@ function transpose(t: HostTensor): HostTensor {
 /** Builds ModelWeights from a source of tensors by Hugging Face name (a checkpoint, a trainer). */
 export function assembleWeights(config: ModelConfig, read: (name: string) => HostTensor, layout = layoutOf(config)): ModelWeights {
   const layers: LayerWeights[] = [];
+  // Tensors every layer shares are read once: one object in each layer's fields.
+  const shared = new Map<string, HostTensor>();
   for (let i = 0; i < config.numLayers; i++) {
     const fields: Partial<LayerWeights> = {};
     for (const { name, parts } of layerTensors(config, layout, i)) {
-      const raw = read(name);
+      const raw = shared.get(name) ?? read(name);
+      if (parts.every((p) => layout.shared?.keys.includes(p.key))) shared.set(name, raw);
       const t = layout.conv1d && raw.shape.length === 2 ? transpose(raw) : raw;
       if (parts.length === 1) {
         fields[parts[0].key] = t;

@@ -10,6 +10,7 @@ const FAMILIES: Readonly<Record<Architecture, Family>> = {
   MistralForCausalLM: LLAMA,
   Qwen2ForCausalLM: LLAMA,
   Phi3ForCausalLM: LLAMA,
+  MobiLlamaForCausalLM: LLAMA,
   PhiForCausalLM: PHI,
   GPT2LMHeadModel: GPT2,
 };

@@ -32,6 +32,8 @@ export interface Layout {
   stacked?: readonly { name: string; parts: readonly LayerKey[] }[];
   /** Linear weights stored [in, out] (GPT-2's Conv1D), transposed at load to the [out, in] of every other family. */
   conv1d?: boolean;
+  /** Fields one layer's tensors hold for every layer (MobiLlama's one MLP): stored once, under `layer`. */
+  shared?: { layer: number; keys: readonly LayerKey[] };
 }
 
 export interface Family {

@@ -1,6 +1,6 @@
 /**
- * The LLaMA family (LLaMA, Mistral, Qwen2, Phi-3; SmolLM, TinyLlama): RMSNorm, a SwiGLU MLP, RoPE
- * on whole heads, a sequential block (x += attn(norm(x)); x += mlp(norm(x))).
+ * The LLaMA family (LLaMA, Mistral, Qwen2, Phi-3, MobiLlama; SmolLM, TinyLlama): RMSNorm, a SwiGLU
+ * MLP, RoPE on whole heads, a sequential block (x += attn(norm(x)); x += mlp(norm(x))).
  */
 import type { FieldReader } from '../model/json.js';
 import type { Architecture, ModelConfig } from '../model/types.js';
@@ -37,6 +37,20 @@ const PHI3_LAYOUT: Layout = {
   ],
 };
 
+const MLP_KEYS: readonly LayerKey[] = ['gate', 'up', 'down'];
+
+/**
+ * MobiLlama (mbzuai-oryx/MobiLlama, the paper's third model family) is LLaMA with one MLP shared
+ * by every layer: a checkpoint saved with safetensors keeps the shared tensors once, under the
+ * first layer that names them (`names`, a checkpoint's), layer 0 without.
+ */
+function mobiLlamaLayout(names?: readonly string[]): Layout {
+  const holds = (i: number) => names?.includes(`${LAYOUT.layer(i)}${FIELDS.gate}`);
+  let layer = 0;
+  while (names && !holds(layer) && names.some((n) => n.startsWith(LAYOUT.layer(layer + 1)))) layer++;
+  return { ...LAYOUT, shared: { layer: holds(layer) ? layer : 0, keys: MLP_KEYS } };
+}
+
 /** A layer tensor's name (the GGUF importer's, whose files hold LLaMA-family models). */
 export function layerTensorName(layer: number, key: LayerKey): string {
   return `${LAYOUT.layer(layer)}${FIELDS[key]}`;
@@ -47,6 +61,7 @@ const MODEL_TYPES: Partial<Record<Architecture, string>> = {
   MistralForCausalLM: 'mistral',
   Qwen2ForCausalLM: 'qwen2',
   Phi3ForCausalLM: 'phi3',
+  MobiLlamaForCausalLM: 'llama',
 };
 
 export const LLAMA: Family = {
@@ -57,7 +72,9 @@ export const LLAMA: Family = {
   },
 
   readConfig(f: FieldReader, architecture: Architecture): ModelConfig {
-    const attention = readAttentionShape(f, f.positiveInt('hidden_size'), 'num_attention_heads', 'num_key_value_heads');
+    // MobiLlama's attention is multi-head whatever num_key_value_heads says (its modelling code builds it so).
+    const kvField = architecture === 'MobiLlamaForCausalLM' ? null : 'num_key_value_heads';
+    const attention = readAttentionShape(f, f.positiveInt('hidden_size'), 'num_attention_heads', kvField);
     if (f.has('hidden_act') && f.string('hidden_act') !== 'silu') {
       throw f.error('hidden_act', '"silu" (the LLaMA family\'s MLP is SwiGLU)', f.raw('hidden_act'));
     }
@@ -84,15 +101,22 @@ export const LLAMA: Family = {
     };
   },
 
-  layout: (architecture) => (architecture === 'Phi3ForCausalLM' ? PHI3_LAYOUT : LAYOUT),
+  layout(architecture, names) {
+    if (architecture === 'Phi3ForCausalLM') return PHI3_LAYOUT;
+    if (architecture === 'MobiLlamaForCausalLM') return mobiLlamaLayout(names);
+    return LAYOUT;
+  },
 
   configJson(shape: TestModelShape): Record<string, unknown> {
     const { architecture } = shape;
     if (architecture === 'Qwen2ForCausalLM' && !shape.attentionBias) {
       throw new Error('test model: Qwen2 always has q/k/v biases; attentionBias cannot be false');
     }
-    if ((architecture === 'MistralForCausalLM' || architecture === 'Phi3ForCausalLM') && shape.attentionBias) {
+    if ((architecture === 'MistralForCausalLM' || architecture === 'Phi3ForCausalLM' || architecture === 'MobiLlamaForCausalLM') && shape.attentionBias) {
       throw new Error(`test model: ${architecture} has no q/k/v biases; attentionBias cannot be true`);
+    }
+    if (architecture === 'MobiLlamaForCausalLM' && shape.kvHeads !== shape.heads) {
+      throw new Error("test model: MobiLlama's attention is multi-head; kvHeads must equal heads");
     }
     const json: Record<string, unknown> = {
       architectures: [architecture],
@@ -127,7 +151,7 @@ function readAttentionBias(f: FieldReader, architecture: Architecture): boolean 
     case 'LlamaForCausalLM':
       return f.optional('attention_bias', () => f.boolean('attention_bias')) ?? false;
     default:
-      // HF's Mistral and Phi-3 attention are built without biases whatever the config says.
+      // HF's Mistral and Phi-3 attention, and MobiLlama's, are built without biases whatever the config says.
       return false;
   }
 }
@@ -141,7 +165,7 @@ function readAttentionBias(f: FieldReader, architecture: Architecture): boolean 
  */
 function readMaxPositions(f: FieldReader, architecture: Architecture): number {
   const maxPositions = f.positiveInt('max_position_embeddings');
-  if (architecture === 'LlamaForCausalLM') return maxPositions;
+  if (architecture === 'LlamaForCausalLM' || architecture === 'MobiLlamaForCausalLM') return maxPositions;
   if (architecture === 'Qwen2ForCausalLM' && f.optional('use_sliding_window', () => f.boolean('use_sliding_window')) !== true) {
     return maxPositions;
   }

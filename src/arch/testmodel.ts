@@ -114,7 +114,12 @@ const NORM_NOISE = 0.1;
 const BIAS_STD = 0.1;
 
 /** Each architecture's own tiny preset, under which options fill in. */
-const TINY_OF: Partial<Record<Architecture, Readonly<TestModelShape>>> = { PhiForCausalLM: PHI2_TINY_SHAPE, GPT2LMHeadModel: GPT2_TINY_SHAPE };
+const TINY_OF: Partial<Record<Architecture, Readonly<TestModelShape>>> = {
+  PhiForCausalLM: PHI2_TINY_SHAPE,
+  GPT2LMHeadModel: GPT2_TINY_SHAPE,
+  // MobiLlama's attention is multi-head.
+  MobiLlamaForCausalLM: { ...TINY_SHAPE, architecture: 'MobiLlamaForCausalLM', kvHeads: TINY_SHAPE.heads },
+};
 
 /** Fills in `options` over the architecture's tiny preset; unset `attentionBias` follows the architecture. */
 export function resolveShape(options: Partial<TestModelShape> = {}): TestModelShape {

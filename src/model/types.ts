@@ -4,7 +4,14 @@ export interface HostTensor {
   data: Float32Array;
 }
 
-export type Architecture = 'LlamaForCausalLM' | 'MistralForCausalLM' | 'Qwen2ForCausalLM' | 'Phi3ForCausalLM' | 'PhiForCausalLM' | 'GPT2LMHeadModel';
+export type Architecture =
+  | 'LlamaForCausalLM'
+  | 'MistralForCausalLM'
+  | 'Qwen2ForCausalLM'
+  | 'Phi3ForCausalLM'
+  | 'MobiLlamaForCausalLM'
+  | 'PhiForCausalLM'
+  | 'GPT2LMHeadModel';
 
 /**
  * The fields of a Hugging Face config.json that a decoder's forward needs, in one vocabulary

@@ -4,6 +4,7 @@
  * with per-token selection.
  * - Phi-3 (Phi3ForCausalLM): the LLaMA forward on weights its checkpoint stacks (qkv_proj,
  *   gate_up_proj, split at load: test/arch/checkpoints.test.ts).
+ * - MobiLlama (MobiLlamaForCausalLM): LLaMA with one MLP shared by every layer.
  * - Phi-2 (PhiForCausalLM): parallel block, LayerNorm, GELU MLP with biases, partial RoPE.
  * - GPT-2 (GPT2LMHeadModel): learned positions, Conv1D weights, a fused c_attn, GELU, tied head.
  * (Their logits against the reference forward: test/arch/llama.test.ts; their attribution
@@ -18,7 +19,7 @@ import { readMaskFile } from '../../src/sparsity/masks.js';
 import { calibratedModelDir } from '../helpers/calibrated-model.js';
 import { GREEDY, generateAll } from '../helpers/served-model.js';
 
-const architectures: Architecture[] = ['Phi3ForCausalLM', 'PhiForCausalLM', 'GPT2LMHeadModel'];
+const architectures: Architecture[] = ['Phi3ForCausalLM', 'MobiLlamaForCausalLM', 'PhiForCausalLM', 'GPT2LMHeadModel'];
 const prompt = [1, 70, 71, 72, 100, 33, 72, 80];
 const runs: [string, ExecutionOptions, string][] = [
   ['dense', {}, 'dense'],
@@ -31,8 +32,10 @@ const runs: [string, ExecutionOptions, string][] = [
 
 for (const architecture of architectures) {
   t.test(architecture, async (t) => {
-    // GPT-2 has no grouped-query attention.
-    const dir = await calibratedModelDir([0.5, 0.8], architecture === 'GPT2LMHeadModel' ? { architecture, kvHeads: 4 } : { architecture });
+    // GPT-2's and MobiLlama's attention is multi-head.
+    const multiHead = architecture === 'GPT2LMHeadModel' || architecture === 'MobiLlamaForCausalLM';
+    const dir = await calibratedModelDir([0.5, 0.8], multiHead ? { architecture, kvHeads: 4 } : { architecture });
+    const geluMlp = architecture === 'PhiForCausalLM' || architecture === 'GPT2LMHeadModel';
     const model = await loadServedModel(dir, { intraOpThreads: 1 });
     t.teardown(() => model.close());
 
@@ -56,7 +59,7 @@ for (const architecture of architectures) {
         if (name === 'dense') t.equal(ratio, 1);
         else t.ok(ratio < 1, `executed ${ratio.toFixed(3)} of the dense FLOPs`);
         // A GELU MLP's gate-first scores are its exact outputs: nothing to rerank.
-        if (source === 'token') t.equal(result.sparsity?.selector, architecture === 'Phi3ForCausalLM' ? 'gate-rerank' : 'gate');
+        if (source === 'token') t.equal(result.sparsity?.selector, geluMlp ? 'gate' : 'gate-rerank');
       });
     }
   });

@@ -301,3 +301,28 @@ t.test('a GPT-2 checkpoint: Conv1D weights ([in, out]) transposed at load, c_att
   t.same(fromBare.layers[1].q.data, l.q.data, 'the same weights without the root');
   t.same(fromBare.positions!.data, w.positions!.data);
 });
+
+t.test("a MobiLlama checkpoint holds its one MLP once; every layer reads it, from whichever layer's name holds it", async (t) => {
+  const dir = t.testdir();
+  const { config } = await writeTestModel(dir, { architecture: 'MobiLlamaForCausalLM', layers: 3, seed: 6 });
+  const onDisk = readSafetensors(join(dir, 'model.safetensors'));
+  const mlpNames = Object.keys(onDisk).filter((n) => n.includes('.mlp.'));
+  t.same(mlpNames.sort(), ['model.layers.0.mlp.down_proj.weight', 'model.layers.0.mlp.gate_proj.weight', 'model.layers.0.mlp.up_proj.weight']);
+  t.ok('model.layers.2.self_attn.q_proj.weight' in onDisk, 'attention is per layer');
+  const w = loadWeights(dir, config);
+  for (const l of [1, 2]) {
+    t.equal(w.layers[l].gate, w.layers[0].gate, `layer ${l} shares layer 0's gate (one tensor in memory)`);
+    t.equal(w.layers[l].down, w.layers[0].down);
+  }
+  t.not(w.layers[1].q, w.layers[0].q);
+
+  // Saved under another layer's name (save_pretrained keeps one name of a shared tensor).
+  const moved = t.testdir();
+  writeSafetensors(
+    join(moved, 'model.safetensors'),
+    Object.fromEntries(Object.entries(onDisk).map(([name, x]) => [name.replace('model.layers.0.mlp.', 'model.layers.1.mlp.'), x])),
+  );
+  const fromMoved = loadWeights(moved, config);
+  t.same(fromMoved.layers[2].up.data, w.layers[0].up.data, 'the same MLP, found under layer 1');
+  t.equal(fromMoved.layers[0].up, fromMoved.layers[2].up);
+});

@@ -304,6 +304,33 @@ t.test('GPT-2: its own field names, learned positions, a 4x MLP unless n_inner, 
   throwsWith(t, () => parseConfig({ ...gpt2(), activation_function: 'relu' }, FILE), [FILE, '"activation_function"', '"relu"']);
 });
 
+t.test("MobiLlama: LLaMA's fields; its attention is multi-head whatever num_key_value_heads says", async (t) => {
+  // mbzuai-oryx/MobiLlama's 0.5B config (its modelling code builds k/v with num_attention_heads).
+  const c = parseConfig(
+    {
+      ...llama(),
+      architectures: ['MobiLlamaForCausalLM'],
+      hidden_size: 2048,
+      intermediate_size: 5632,
+      num_hidden_layers: 22,
+      num_attention_heads: 32,
+      num_key_value_heads: 4,
+      head_dim: undefined,
+    },
+    FILE,
+  );
+  t.match(c, {
+    architecture: 'MobiLlamaForCausalLM',
+    numHeads: 32,
+    numKvHeads: 32,
+    headDim: 64,
+    norm: 'rms',
+    mlp: 'swiglu',
+    rotaryDim: 64,
+    attentionBias: false,
+  });
+});
+
 t.test("readConfig reads config.json and merges generation_config.json's eos ids", async (t) => {
   const dir = t.testdir({
     'config.json': JSON.stringify({ ...llama(), eos_token_id: 2 }),

@@ -32,6 +32,7 @@ const variants: [string, TestModelOptions][] = [
   ['Mistral, head_dim not hidden/heads', { ...base, architecture: 'MistralForCausalLM', headDim: 16, seed: 4 }],
   ['LLaMA from BF16 weights', { ...base, dtype: 'BF16', seed: 5 }],
   ['Phi-3 (q/k/v and gate/up stacked in the checkpoint)', { ...base, architecture: 'Phi3ForCausalLM', seed: 9 }],
+  ['MobiLlama (one MLP shared by every layer, multi-head attention)', { ...base, architecture: 'MobiLlamaForCausalLM', kvHeads: 6, layers: 3, seed: 16 }],
   [
     'Phi-2 (parallel block, LayerNorm, GELU, biases; RoPE on half of each head inside GroupQueryAttention)',
     { ...base, architecture: 'PhiForCausalLM', hidden: 64, heads: 2, kvHeads: 2, headDim: 32, seed: 10 },

@@ -31,11 +31,12 @@ t.test('selfTargets and continuationTargets choose the positions that predict th
   t.same(promptTargets([5]), { ids: [5], weights: [1] }, 'a one-token prompt is its own target');
 });
 
-for (const architecture of ['LlamaForCausalLM', 'Phi3ForCausalLM', 'PhiForCausalLM', 'GPT2LMHeadModel'] as const)
+for (const architecture of ['LlamaForCausalLM', 'Phi3ForCausalLM', 'MobiLlamaForCausalLM', 'PhiForCausalLM', 'GPT2LMHeadModel'] as const)
   t.test(`whole-model gradients match central finite differences (float64), ${architecture}`, async (t) => {
     const modelDir = join(dir, 'by-architecture', architecture);
-    // GPT-2 has no grouped-query attention.
-    await writeTestModel(modelDir, { ...SHAPE, architecture, ...(architecture === 'GPT2LMHeadModel' ? { kvHeads: SHAPE.heads } : {}) });
+    // GPT-2's and MobiLlama's attention is multi-head.
+    const multiHead = architecture === 'GPT2LMHeadModel' || architecture === 'MobiLlamaForCausalLM';
+    await writeTestModel(modelDir, { ...SHAPE, architecture, ...(multiHead ? { kvHeads: SHAPE.heads } : {}) });
     const { config, weights } = await loadModelDir(modelDir);
     const built = buildAttributionGraph(config, weights, { dtype: 'float64' });
     const { graph } = built;
