@@ -3,19 +3,29 @@ import t from 'tap';
 import { parseConfig } from '../../src/arch/config.js';
 import { hfConfigJson, initialValues, resolveShape } from '../../src/arch/testmodel.js';
 import { assembleWeights, tensorSpecs } from '../../src/arch/checkpoints.js';
+import type { Architecture } from '../../src/model/types.js';
 import { buildTrainingGraph, gradName } from '../../src/train/graph.js';
 import { f64, i64, session } from '../helpers/ort.js';
 
-function tinyModel(tie: boolean) {
-  const shape = resolveShape({ hidden: 8, intermediate: 12, layers: 2, heads: 2, kvHeads: 1, headDim: 4, vocab: 260, maxPositions: 16, tie });
+function tinyModel(architecture: Architecture, tie: boolean) {
+  // GPT-2's attention is multi-head.
+  const kvHeads = architecture === 'GPT2LMHeadModel' ? 2 : 1;
+  const shape = resolveShape({ architecture, hidden: 8, intermediate: 12, layers: 2, heads: 2, kvHeads, headDim: 4, vocab: 260, maxPositions: 16, tie });
   const config = parseConfig(hfConfigJson(shape), 'config.json');
   const specs = new Map(tensorSpecs(config).map((s) => [s.name, s.shape]));
   return { config, weights: assembleWeights(config, (n) => ({ shape: specs.get(n)!, data: initialValues(n, specs.get(n)!, 7) })) };
 }
 
-for (const tie of [true, false]) {
-  t.test(`every weight's gradient matches finite differences (${tie ? 'tied' : 'separate'} head)`, async (t) => {
-    const { config, weights } = tinyModel(tie);
+const variants: [Architecture, boolean][] = [
+  ['LlamaForCausalLM', true],
+  ['LlamaForCausalLM', false],
+  // LayerNorm and GELU with their biases, the parallel block, half-rotated heads; learned positions and a tied head.
+  ['PhiForCausalLM', false],
+  ['GPT2LMHeadModel', true],
+];
+for (const [architecture, tie] of variants) {
+  t.test(`every weight's gradient matches finite differences (${architecture}, ${tie ? 'tied' : 'separate'} head)`, async (t) => {
+    const { config, weights } = tinyModel(architecture, tie);
     const { graph, parameters } = buildTrainingGraph(config, weights, true, 'float64');
     const s = await session(graph);
     const B = 2;
