@@ -38,17 +38,17 @@ const PHI3_LAYOUT: Layout = {
 };
 
 const MLP_KEYS: readonly LayerKey[] = ['gate', 'up', 'down'];
+/** A layer's gate name; its number says which layer holds a shared MLP. */
+const SHARED_GATE = /^model\.layers\.(\d+)\.mlp\.gate_proj\.weight$/;
 
 /**
  * MobiLlama (mbzuai-oryx/MobiLlama, the paper's third model family) is LLaMA with one MLP shared
  * by every layer: a checkpoint saved with safetensors keeps the shared tensors once, under the
  * first layer that names them (`names`, a checkpoint's), layer 0 without.
  */
-function mobiLlamaLayout(names?: readonly string[]): Layout {
-  const holds = (i: number) => names?.includes(`${LAYOUT.layer(i)}${FIELDS.gate}`);
-  let layer = 0;
-  while (names && !holds(layer) && names.some((n) => n.startsWith(LAYOUT.layer(layer + 1)))) layer++;
-  return { ...LAYOUT, shared: { layer: holds(layer) ? layer : 0, keys: MLP_KEYS } };
+function mobiLlamaLayout(names: readonly string[] = []): Layout {
+  const holders = names.map((n) => SHARED_GATE.exec(n)?.[1]).filter((i) => i !== undefined);
+  return { ...LAYOUT, shared: { layer: holders.length > 0 ? Math.min(...holders.map(Number)) : 0, keys: MLP_KEYS } };
 }
 
 /** A layer tensor's name (the GGUF importer's, whose files hold LLaMA-family models). */
