@@ -1,6 +1,6 @@
 /**
  * The shared decoder base on the graph builder, forward only, for every architecture served: the
- * LLaMA family (LLaMA, Mistral, Qwen2, SmolLM, TinyLlama, Phi-3), Phi (Phi-1.5, Phi-2) and GPT-2.
+ * LLaMA family (LLaMA, Mistral, Qwen2, SmolLM, TinyLlama, Phi-3, MobiLlama), Phi (Phi-1.5, Phi-2) and GPT-2.
  * The base owns what every decoder has (embeddings and positions, the KV cache inputs and
  * outputs, the attention kernel, `logits_to_keep`, the head) and the primitives a layer is
  * written with: `addNorm` (RMSNorm or LayerNorm), `attention` (RoPE on whole heads, part of them,

@@ -1,5 +1,5 @@
 /**
- * Writes a random-initialised LLaMA-family checkpoint in Hugging Face layout.
+ * Writes a random-initialised checkpoint of any supported architecture in Hugging Face layout.
  *
  *   npm run make-test-model -- --out models/test-tiny --preset tiny --seed 1
  *   npm run make-test-model -- --out /tmp/smol --preset smollm2-135m --dtype BF16 --layers 4

@@ -1,4 +1,4 @@
-/** One ONNX Runtime session of a LLaMA-family graph, with its KV cache threaded through calls. */
+/** One ONNX Runtime session of a decoder graph (any architecture), with its KV cache threaded through calls. */
 import * as ort from 'onnxruntime-node';
 import { selectedName, type TokenSelection } from '../arch/token-mlp.js';
 import {
