@@ -5,6 +5,7 @@
  * transposed.
  */
 import type { HostTensor, LayerWeights, ModelConfig, ModelWeights } from '../model/types.js';
+import { transposed } from './decoder.js';
 import { familyOf } from './families.js';
 import type { LayerKey, Layout } from './family.js';
 import { SafetensorsCheckpoint } from '../model/checkpoint.js';
@@ -53,7 +54,7 @@ interface LayerTensor {
   parts: { key: LayerKey; rows: number }[];
 }
 
-/** [rows, cols] as stored -> the forward's; Conv1D weights are [in, out] on disk. */
+/** A shape as the forward holds it -> as stored: Conv1D weights are [in, out] on disk. */
 const stored = (layout: Layout, shape: number[]) => (layout.conv1d && shape.length === 2 ? [shape[1], shape[0]] : shape);
 
 function layerTensors(config: ModelConfig, layout: Layout, layer: number): LayerTensor[] {
@@ -92,14 +93,6 @@ export function tensorSpecs(config: ModelConfig, layout = layoutOf(config)): Ten
   return specs;
 }
 
-/** [rows, cols] row-major -> [cols, rows]. */
-function transpose(t: HostTensor): HostTensor {
-  const [rows, cols] = t.shape;
-  const data = new Float32Array(rows * cols);
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) data[c * rows + r] = t.data[r * cols + c];
-  return { shape: [cols, rows], data };
-}
-
 /** Builds ModelWeights from a source of tensors by Hugging Face name (a checkpoint, a trainer). */
 export function assembleWeights(config: ModelConfig, read: (name: string) => HostTensor, layout = layoutOf(config)): ModelWeights {
   const layers: LayerWeights[] = [];
@@ -110,7 +103,7 @@ export function assembleWeights(config: ModelConfig, read: (name: string) => Hos
     for (const { name, parts } of layerTensors(config, layout, i)) {
       const raw = shared.get(name) ?? read(name);
       if (parts.every((p) => layout.shared?.keys.includes(p.key))) shared.set(name, raw);
-      const t = layout.conv1d && raw.shape.length === 2 ? transpose(raw) : raw;
+      const t = layout.conv1d && raw.shape.length === 2 ? { shape: [raw.shape[1], raw.shape[0]], data: transposed(raw) } : raw;
       if (parts.length === 1) {
         fields[parts[0].key] = t;
         continue;
