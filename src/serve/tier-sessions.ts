@@ -38,8 +38,9 @@ const WARMUP_PROMPT = 16;
 const WARMUP_DECODE = 8;
 
 function floatBytes(weights: ModelWeights): number {
-  let n = weights.embed.data.length + weights.norm.data.length;
-  if (weights.lmHead !== weights.embed) n += weights.lmHead.data.length;
+  const { embed, positions, norm, normBias, lmHead, lmHeadBias } = weights;
+  let n = 0;
+  for (const t of [embed, positions, norm, normBias, lmHead === embed ? undefined : lmHead, lmHeadBias]) n += t?.data.length ?? 0;
   for (const l of weights.layers) for (const t of Object.values(l)) n += t.data.length;
   return 4 * n;
 }
@@ -188,10 +189,11 @@ export class TierSessions {
    * once in the packed neuron-major layout, plus the dense gate or the predictor.
    */
   async tokenSession(tier: Tier): Promise<Lease<DecoderSession>> {
-    // The rows gathered per token stay float32 (SwiGLU's up and down, a GELU MLP's down: the
-    // other projection is the selector's, dense); the rest is a constant.
+    // What each neuron owns is gathered per token and stays float32, but for the row of the
+    // projection the selector multiplies densely (gate, or a GELU MLP's up), a constant like the rest.
     const { config } = this.model;
-    const gathered = (config.mlp === 'swiglu' ? 2 / 3 : 1 / 2) * mlpBytes(config, config.intermediateSize);
+    const F = config.intermediateSize;
+    const gathered = mlpBytes(config, F) - 4 * config.hiddenSize * F * config.numLayers;
     const lease = await this.pool.acquire(this.tokenKey(), gathered + this.servedBytes(this.denseBytes - gathered), () =>
       DecoderSession.create(this.model.config, this.model.weights, this.ortOptions, { tokenSelection: this.selection, quant: this.quantSpec }),
     );

@@ -93,7 +93,9 @@ export function generationFlops(c: ModelConfig, g: GenerationShape, prefillKept:
  * row. Decode on a CPU is memory-bound, so dense bytes / a tier's bytes bounds its speedup.
  */
 export function weightBytesPerToken(w: ModelWeights): number {
-  let n = w.lmHead.data.length + w.norm.data.length + w.embed.shape[1];
+  // One row of the embedding (and of learned positions), the final norm and the head, with their biases.
+  let n = w.embed.shape[1] + (w.positions?.shape[1] ?? 0) + w.norm.data.length + (w.normBias?.data.length ?? 0);
+  n += w.lmHead.data.length + (w.lmHeadBias?.data.length ?? 0);
   for (const l of w.layers) for (const t of Object.values(l)) n += t.data.length;
   return 4 * n;
 }
